@@ -1,0 +1,50 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CODEX_VERSION := 0.169.0
+NODE_DIR := var/node
+CODEX_BIN := $(NODE_DIR)/node_modules/.bin/codex
+
+.PHONY: install run demo test test-unit test-integration lint check bench clean codex-cli system-deps
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages the end-to-end tests need (Chromium for the admin browser tests).
+system-deps:
+	@bash scripts/system-deps.sh
+
+# The real Codex CLI, pinned, installed into a project-local folder.
+codex-cli: $(CODEX_BIN)
+$(CODEX_BIN):
+	mkdir -p $(NODE_DIR)
+	npm install --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error @openai/codex@$(CODEX_VERSION)
+
+run: install
+	$(VENV)/bin/pooler up --demo
+
+test: install codex-cli system-deps
+	bash scripts/run-tests.sh
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+check: lint
+
+bench: install
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

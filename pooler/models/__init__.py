@@ -1,0 +1,31 @@
+"""The data model. Import models from here; `Base.metadata` holds every table."""
+
+from pooler.models.accounts import AccountSecret, QuotaWindow, UpstreamAccount
+from pooler.models.base import Base, utcnow
+from pooler.models.keys import PoolKey
+from pooler.models.logs import AuditEvent, RequestAttempt, RequestLog
+from pooler.models.operators import Operator, OperatorPool
+from pooler.models.pools import Pool, PoolAssignment, PoolSettings
+from pooler.models.sessions import StickySession
+from pooler.models.system import DataVersion, JobRun, Setting
+
+__all__ = [
+    "AccountSecret",
+    "AuditEvent",
+    "Base",
+    "DataVersion",
+    "JobRun",
+    "Operator",
+    "OperatorPool",
+    "Pool",
+    "PoolAssignment",
+    "PoolKey",
+    "PoolSettings",
+    "QuotaWindow",
+    "RequestAttempt",
+    "RequestLog",
+    "Setting",
+    "StickySession",
+    "UpstreamAccount",
+    "utcnow",
+]

@@ -1,0 +1,35 @@
+"""Pool API keys: only a public prefix and a keyed hash are stored."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from pooler.models.base import Base, int_pk, str200, utc_now
+from pooler.models.pools import Pool
+from pooler.states import KeyStatus
+
+
+class PoolKey(Base):
+    __tablename__ = "pool_keys"
+
+    id: Mapped[int_pk]
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str200]
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    """Public part of the key (`cpk_ab12cd34`), safe to log and show."""
+    key_hash: Mapped[str] = mapped_column(String(64))
+    """HMAC-SHA256(pepper, raw key), hex."""
+    status: Mapped[str] = mapped_column(String(16), default=KeyStatus.ACTIVE)
+    expires_at: Mapped[dt.datetime | None]
+    allowed_models: Mapped[list[str] | None] = mapped_column(default=None)
+    requests_per_minute: Mapped[int | None]
+    tokens_per_day: Mapped[int | None]
+    created_at: Mapped[utc_now]
+    rotated_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
+
+    pool: Mapped[Pool] = relationship()

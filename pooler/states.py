@@ -1,0 +1,68 @@
+"""Every lifecycle vocabulary of the product, in one place (DB values, code, UI and docs use these names)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class PoolStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ARCHIVED = "archived"
+
+
+class AccountState(StrEnum):
+    """Lifecycle of an upstream account. `quota_exhausted` is derived from quota evidence by the scheduler."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    REFRESH_DUE = "refresh_due"
+    REFRESHING = "refreshing"
+    REFRESH_FAILED = "refresh_failed"
+    REAUTH_REQUIRED = "reauth_required"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    DELETED = "deleted"
+
+
+class AssignmentStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class KeyStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    REVOKED = "revoked"
+
+
+class SecretKind(StrEnum):
+    ACCESS_TOKEN = "access_token"
+    REFRESH_TOKEN = "refresh_token"
+    ID_TOKEN = "id_token"
+
+
+class Strategy(StrEnum):
+    LEAST_USED = "least-used"
+    ROUND_ROBIN = "round-robin"
+    PRIMARY_FIRST = "primary-first"
+    RANDOM = "random"
+
+
+class OperatorRole(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    VIEWER = "viewer"
+
+
+class ActorType(StrEnum):
+    OPERATOR = "operator"
+    CLI = "cli"
+    SCHEDULER = "scheduler"
+    GATEWAY = "gateway"
+    SYSTEM = "system"
+
+
+class QuotaSource(StrEnum):
+    HEADERS = "headers"
+    USAGE_API = "usage_api"
+    LIMIT_ERROR = "limit_error"
