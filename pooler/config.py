@@ -56,7 +56,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     data_dir = Path(env.get("POOLER_DATA_DIR", DEFAULT_DATA_DIR))
     database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'pooler.db'}"
     if not (database_url.startswith("sqlite") or database_url.startswith("postgresql")):
-        problems.append(f"DATABASE_URL must be a sqlite:/// or postgresql:// URL, got scheme {database_url.split(':')[0]!r}")
+        problems.append(
+            f"DATABASE_URL must be a sqlite:/// or postgresql:// URL, got scheme {database_url.split(':')[0]!r}"
+        )
     if database_url.startswith("postgresql://") or database_url.startswith("postgres://"):
         # psycopg 3 is the only PostgreSQL driver we ship.
         database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]

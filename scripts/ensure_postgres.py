@@ -26,9 +26,7 @@ def main() -> int:
         return 0
     versions = sorted(os.path.basename(p) for p in glob.glob("/etc/postgresql/*"))
     if versions:
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=False
-        )
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=False)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if reachable():

@@ -31,7 +31,7 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest) -> str:
     """Parametrises a test over both backends (both migrated from empty once per session)."""
     return str(request.getfixturevalue(f"{request.param}_url"))

@@ -31,7 +31,9 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pooler", description="Codex Pooler: pool ChatGPT/Codex accounts behind Envoy")
+    parser = argparse.ArgumentParser(
+        prog="pooler", description="Codex Pooler: pool ChatGPT/Codex accounts behind Envoy"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

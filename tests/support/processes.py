@@ -22,7 +22,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = "") -> object:
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = ""
+) -> object:
     """Polls `predicate` until it returns something truthy; raises TimeoutError at the deadline."""
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
 from sqlalchemy.dialects import postgresql
 
 import pooler.models.base
@@ -23,9 +22,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "audit_events",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column(
             "created_at",
             pooler.models.base.UTCDateTime(timezone=True),
@@ -63,9 +60,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "job_runs",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("job_id", sa.String(length=64), nullable=False),
         sa.Column("slot", pooler.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("started_at", pooler.models.base.UTCDateTime(timezone=True), nullable=False),
@@ -83,9 +78,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "operators",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("username", sa.String(length=64), nullable=False),
         sa.Column("display_name", sa.String(length=200), nullable=True),
         sa.Column("password_hash", sa.String(length=255), nullable=False),
@@ -108,9 +101,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "pools",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("label", sa.String(length=200), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -148,9 +139,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "upstream_accounts",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("label", sa.String(length=200), nullable=False),
         sa.Column("chatgpt_account_id", sa.String(length=200), nullable=False),
         sa.Column("chatgpt_user_id", sa.String(length=200), nullable=True),
@@ -197,9 +186,7 @@ def upgrade() -> None:
 
     op.create_table(
         "account_secrets",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("key_id", sa.String(length=32), nullable=False),
@@ -240,9 +227,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "pool_assignments",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("pool_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("priority", sa.Integer(), nullable=False),
@@ -271,9 +256,7 @@ def upgrade() -> None:
 
     op.create_table(
         "pool_keys",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("pool_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("label", sa.String(length=200), nullable=False),
         sa.Column("prefix", sa.String(length=16), nullable=False),
@@ -296,9 +279,7 @@ def upgrade() -> None:
         sa.Column("rotated_at", pooler.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", pooler.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_used_at", pooler.models.base.UTCDateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["pool_id"], ["pools.id"], name=op.f("fk_pool_keys_pool_id_pools"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["pool_id"], ["pools.id"], name=op.f("fk_pool_keys_pool_id_pools"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pool_keys")),
         sa.UniqueConstraint("prefix", name=op.f("uq_pool_keys_prefix")),
     )
@@ -332,9 +313,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "quota_windows",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("limit_family", sa.String(length=64), nullable=False),
         sa.Column("window_minutes", sa.Integer(), nullable=False),
@@ -361,9 +340,7 @@ def upgrade() -> None:
 
     op.create_table(
         "request_logs",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("created_at", pooler.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("request_id", sa.String(length=64), nullable=True),
         sa.Column("pool_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
@@ -428,9 +405,7 @@ def upgrade() -> None:
 
     op.create_table(
         "request_attempts",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("request_log_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("attempt_number", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
@@ -451,9 +426,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_request_attempts")),
     )
     with op.batch_alter_table("request_attempts", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_request_attempts_request_log_id"), ["request_log_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_request_attempts_request_log_id"), ["request_log_id"], unique=False)
 
     op.bulk_insert(
         sa.table("data_versions", sa.column("name", sa.String), sa.column("version", sa.Integer)),

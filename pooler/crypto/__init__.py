@@ -1,0 +1,1 @@
+"""Secrets at rest (AES-256-GCM secret box), the keyring it reads, and keyed hashes (HMAC-SHA256)."""

@@ -1,0 +1,26 @@
+"""The routing change counter: bumped with every routing-relevant write so gateways reload their snapshot."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from pooler.models import DataVersion, utcnow
+
+ROUTING = "routing"
+NOTIFY_CHANNEL = "pooler_routing"
+
+
+def bump_routing_version(session: Session) -> None:
+    """Call inside the writing transaction; PostgreSQL listeners are notified when it commits."""
+    session.execute(
+        update(DataVersion)
+        .where(DataVersion.name == ROUTING)
+        .values(version=DataVersion.version + 1, updated_at=utcnow())
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+def routing_version(session: Session) -> int:
+    return int(session.scalar(select(DataVersion.version).where(DataVersion.name == ROUTING)) or 0)
