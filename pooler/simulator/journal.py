@@ -1,0 +1,76 @@
+"""An in-memory request journal for test assertions, served only by the control API.
+
+Entries hold method, path, status, selected headers, the account the bearer named and a fingerprint of the
+bearer. The raw Authorization value is kept too, because tests must assert that the upstream saw an account
+token and never a Pool key; it lives only in memory and is never written to the process output.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+SELECTED_HEADERS = (
+    "chatgpt-account-id",
+    "openai-beta",
+    "originator",
+    "user-agent",
+    "version",
+    "session-id",
+    "session_id",
+    "thread-id",
+    "conversation_id",
+    "x-client-request-id",
+    "x-codex-window-id",
+    "x-codex-turn-metadata",
+    "x-codex-turn-state",
+    "x-codex-beta-features",
+    "x-openai-subagent",
+    "upgrade",
+    "content-encoding",
+    "content-type",
+    "accept",
+    "if-none-match",
+)
+MAX_ENTRIES = 20_000
+
+
+@dataclass
+class Entry:
+    seq: int
+    time: float
+    method: str
+    path: str
+    route: str
+    transport: str = "http"
+    status: int | None = None
+    account: str | None = None
+    bearer_fingerprint: str | None = None
+    authorization: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    model: str | None = None
+    usage: dict[str, Any] | None = None
+    fault: str | None = None
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Journal:
+    def __init__(self) -> None:
+        self._entries: deque[Entry] = deque(maxlen=MAX_ENTRIES)
+        self._seq = itertools.count(1)
+
+    def record(self, **fields: Any) -> Entry:
+        entry = Entry(seq=next(self._seq), **fields)
+        self._entries.append(entry)
+        return entry
+
+    def entries(self, since: int = 0) -> list[dict[str, Any]]:
+        return [e.as_dict() for e in self._entries if e.seq > since]
+
+    def clear(self) -> None:
+        self._entries.clear()
