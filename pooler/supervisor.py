@@ -1,0 +1,252 @@
+"""A small process supervisor for `pooler up`: start children, prefix their output, restart crashes, stop all.
+
+Each child runs in its own session (process group), so a terminal's Ctrl-C reaches only the supervisor, which
+then stops the children in order (SIGTERM to each group, SIGKILL after a deadline); nothing is left behind. On
+Linux the children also get PR_SET_PDEATHSIG, so even a SIGKILLed supervisor does not orphan them.
+
+The core never imports process packages: children are argv lists (`python -m extproc`), and readiness is either
+a probe (a callable, e.g. "the port answers") or a substring of the child's output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+Probe = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    probe: Probe | None = None
+    """Polled until it returns True; the child is then ready."""
+    ready_line: str | None = None
+    """A substring of the child's output that means ready (used when there is no probe)."""
+    restart: bool = True
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial: float = 0.5
+    maximum: float = 30.0
+    stable_after: float = 30.0
+    """A child that stayed up this long has its backoff reset: a crash after a day is not a crash loop."""
+
+    def delay(self, consecutive_crashes: int) -> float:
+        return float(min(self.maximum, self.initial * 2 ** max(0, consecutive_crashes - 1)))
+
+
+def _set_pdeathsig() -> None:
+    # Runs in the child between fork and exec: ask the kernel to SIGTERM us when the supervisor dies.
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Child:
+    def __init__(self, spec: ChildSpec, emit: Callable[[str, str], None]) -> None:
+        self.spec = spec
+        self._emit = emit
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.starts = 0
+        self.crashes = 0
+        self.restart_at: float | None = None
+        self.ready = False
+        self.announced = False
+        """Whether the supervisor has reported this start as ready (recoveries are reported once)."""
+        self._reader: threading.Thread | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, base_env: Mapping[str, str]) -> None:
+        self.ready = False
+        self.announced = False
+        self.restart_at = None
+        env = {**base_env, **self.spec.env}
+        self.proc = subprocess.Popen(
+            list(self.spec.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
+        )
+        self.started_at = time.monotonic()
+        self.starts += 1
+        self._reader = threading.Thread(target=self._pump, args=(self.proc,), name=f"out-{self.name}", daemon=True)
+        self._reader.start()
+
+    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            self._emit(self.name, line)
+            if self.spec.ready_line and self.spec.probe is None and self.spec.ready_line in line:
+                self.ready = True
+        proc.stdout.close()
+
+    def poll_ready(self) -> bool:
+        if self.ready or not self.running():
+            return self.ready
+        if self.spec.probe is not None:
+            try:
+                self.ready = bool(self.spec.probe())
+            except Exception:  # a probe may fail in any way until the child is up
+                self.ready = False
+        elif self.spec.ready_line is None:
+            self.ready = True
+        return self.ready
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+    def join_output(self, timeout: float = 2.0) -> None:
+        if self._reader is not None:
+            self._reader.join(timeout)
+
+
+class Supervisor:
+    """Runs a fixed set of children until `stop_event` is set; see `run`."""
+
+    def __init__(
+        self,
+        specs: Sequence[ChildSpec],
+        out: IO[str] | None = None,
+        backoff: Backoff | None = None,
+        base_env: Mapping[str, str] | None = None,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self._out = out or sys.stdout
+        self._lock = threading.Lock()
+        self.children = [Child(spec, self.emit) for spec in specs]
+        self.backoff = backoff or Backoff()
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.stop_timeout = stop_timeout
+        self.stop_event = threading.Event()
+
+    def emit(self, name: str, line: str) -> None:
+        with self._lock:
+            self._out.write(f"[{name}] {line}\n")
+            self._out.flush()
+
+    def say(self, line: str) -> None:
+        self.emit("pooler", line)
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def start_all(self) -> None:
+        for child in self.children:
+            child.start(self.base_env)
+            self.say(f"started {child.name} (pid {child.pid})")
+
+    def all_ready(self) -> bool:
+        return all(c.poll_ready() for c in self.children)
+
+    def tick(self, now: float | None = None) -> None:
+        """One supervision step: notice exits, schedule and perform restarts, report recoveries."""
+        now = time.monotonic() if now is None else now
+        for child in self.children:
+            if child.proc is None:
+                continue
+            code = child.proc.poll()
+            if code is None:
+                if child.starts > 1 and not child.announced and child.poll_ready():
+                    child.announced = True
+                    self.say(f"{child.name} is ready again after restart")
+                continue
+            if child.restart_at is None:
+                child.join_output(0.5)
+                if not child.spec.restart:
+                    self.say(f"{child.name} exited with code {code}; not restarting it")
+                    child.proc = None
+                    continue
+                uptime = now - child.started_at
+                child.crashes = 1 if uptime >= self.backoff.stable_after else child.crashes + 1
+                delay = self.backoff.delay(child.crashes)
+                child.restart_at = now + delay
+                child.ready = False
+                self.say(f"{child.name} exited with code {code} after {uptime:.1f}s; restarting in {delay:.1f}s")
+            elif now >= child.restart_at:
+                child.start(self.base_env)
+                self.say(f"restarted {child.name} (pid {child.pid}, start #{child.starts})")
+
+    def wait_ready(self, timeout: float, interval: float = 0.1) -> bool:
+        """Supervises while waiting until every child is ready; False on timeout or stop."""
+        deadline = time.monotonic() + timeout
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            self.tick()
+            if self.all_ready():
+                return True
+            self.stop_event.wait(interval)
+        return False
+
+    def run(self, interval: float = 0.1) -> None:
+        """Supervises until `stop_event` is set, then stops everything."""
+        try:
+            while not self.stop_event.is_set():
+                self.tick()
+                self.stop_event.wait(interval)
+        finally:
+            self.stop_all()
+
+    def stop_all(self) -> None:
+        """SIGTERM every child's process group, wait up to `stop_timeout`, then SIGKILL what is left."""
+        running = [c for c in self.children if c.running()]
+        for child in reversed(running):  # Envoy first is not needed; reverse start order is the usual courtesy
+            child.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        for child in running:
+            assert child.proc is not None
+            try:
+                child.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(f"{child.name} did not stop within {self.stop_timeout:.0f}s; killing it")
+                child.signal_group(signal.SIGKILL)
+                child.proc.wait(5)
+        for child in self.children:
+            # Grandchildren (gunicorn workers) may outlive a cleanly stopped parent: sweep each group.
+            if child.proc is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.proc.pid, signal.SIGKILL)
+            child.join_output()
+        if running:
+            self.say("all processes stopped")
+
+
+def install_signal_handlers(stop_event: threading.Event) -> None:
+    """SIGINT and SIGTERM set `stop_event` (the supervisor then stops its children and returns)."""
+
+    def handler(signum: int, _frame: object) -> None:
+        stop_event.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)

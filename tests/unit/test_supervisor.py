@@ -1,0 +1,73 @@
+"""The `pooler up` supervisor with tiny Python children: prefixed output, restart after a crash, clean stop."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import threading
+
+from pooler.supervisor import Backoff, ChildSpec, Supervisor
+from tests.support.processes import wait_until
+
+SLEEPER = "import sys, time; print('hello from', sys.argv[1], flush=True); time.sleep(600)"
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ignoring TERM', flush=True); "
+    "time.sleep(600)"
+)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it is gone for our purposes once reaped or marked Z.
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_prefixes_restarts_and_stops() -> None:
+    out = io.StringIO()
+    specs = [
+        ChildSpec("a", [sys.executable, "-c", SLEEPER, "a"], ready_line="hello from a"),
+        ChildSpec("b", [sys.executable, "-c", SLEEPER, "b"]),
+    ]
+    sup = Supervisor(specs, out=out, backoff=Backoff(initial=0.05, maximum=0.2))
+    runner = threading.Thread(target=sup.run)
+    sup.start_all()
+    try:
+        assert sup.wait_ready(15)
+        runner.start()
+        assert "[a] hello from a" in out.getvalue()
+        first = sup.child("a").pid
+        assert first is not None
+        os.killpg(first, signal.SIGKILL)
+        wait_until(lambda: sup.child("a").pid != first and sup.child("a").ready, what="a restarted")
+        assert "a exited with code -9" in out.getvalue()
+        wait_until(lambda: "a is ready again" in out.getvalue(), what="recovery reported")
+    finally:
+        pids = [c.pid for c in sup.children if c.pid]
+        sup.stop_event.set()
+        runner.join(20) if runner.is_alive() else sup.stop_all()
+    assert not any(alive(pid) for pid in pids)
+    assert "all processes stopped" in out.getvalue()
+
+
+def test_sigkill_after_deadline() -> None:
+    out = io.StringIO()
+    sup = Supervisor([ChildSpec("s", [sys.executable, "-c", STUBBORN], ready_line="ignoring")], out=out)
+    sup.stop_timeout = 0.5
+    sup.start_all()
+    assert sup.wait_ready(15)
+    pid = sup.child("s").pid
+    assert pid is not None
+    sup.stop_all()
+    assert not alive(pid)
+    assert "did not stop" in out.getvalue()
+
+
+def test_backoff_grows_and_caps() -> None:
+    b = Backoff(initial=0.5, maximum=4)
+    assert [b.delay(n) for n in (1, 2, 3, 4, 5)] == [0.5, 1, 2, 4, 4]
