@@ -1,0 +1,62 @@
+"""Whether one account may serve one request, and why not: the reference rules, checked in this order.
+
+pool active -> model allowed -> assignment active -> account state routable -> token present -> token not
+expired -> not refresh-flagged -> not demoted -> not rate-limited -> live windows under caps -> concurrency
+under cap -> not already tried. The first failing check names the reason. `PoolIndex` precomputes the same
+rules per snapshot for the hot path; tests hold both to agreement.
+"""
+
+from __future__ import annotations
+
+from pooler.selection import reasons
+from pooler.selection.reasons import explain
+from pooler.selection.types import AccountCandidate, PoolPolicy, SelectionRequest, effective_stale_after
+from pooler.selection.windows import quota_block
+from pooler.states import AssignmentStatus, PoolStatus
+
+__all__ = ["explain", "ineligibility", "model_allowed", "static_reason"]
+
+
+def model_allowed(policy: PoolPolicy, model: str | None) -> bool:
+    return policy.allowed_models is None or model is None or model in policy.allowed_models
+
+
+def static_reason(candidate: AccountCandidate) -> str | None:
+    """Reasons that hold for the whole life of a snapshot whatever the clock says: the account is out of
+    service (operator or lifecycle), not merely busy or spent."""
+    if candidate.assignment_status != AssignmentStatus.ACTIVE:
+        return reasons.ASSIGNMENT_PAUSED
+    if candidate.state not in reasons.ROUTABLE_STATES:
+        return reasons.account_state_reason(candidate.state)
+    if not candidate.has_token:
+        return reasons.NO_TOKEN
+    return None
+
+
+def ineligibility(candidate: AccountCandidate, policy: PoolPolicy, request: SelectionRequest) -> str | None:
+    """The reason code why `candidate` may not serve `request`, or None if it may."""
+    now = request.now
+    if policy.pool_status != PoolStatus.ACTIVE:
+        return reasons.POOL_PAUSED
+    if not model_allowed(policy, request.model):
+        return reasons.MODEL_NOT_ALLOWED
+    found = static_reason(candidate)
+    if found is not None:
+        return found
+    if candidate.access_token_expires_at is not None and candidate.access_token_expires_at <= now:
+        return reasons.TOKEN_EXPIRED
+    if candidate.refresh_requested:
+        return reasons.REFRESH_REQUESTED
+    if candidate.demoted_until is not None and candidate.demoted_until > now:
+        return reasons.DEMOTED
+    if candidate.limited_until is not None and candidate.limited_until > now:
+        return reasons.RATE_LIMITED
+    quota, _ = quota_block(candidate.windows, policy, now, effective_stale_after(policy, request))
+    if quota is not None:
+        return quota
+    cap = policy.max_concurrency_per_account
+    if cap is not None and request.in_flight.get(candidate.account_id, 0) >= cap:
+        return reasons.CONCURRENCY_CAP
+    if candidate.account_id in request.exclude:
+        return reasons.ALREADY_TRIED
+    return None

@@ -1,0 +1,76 @@
+"""`select_account`: eligibility -> stickiness -> strategy, once per upstream attempt.
+
+Failure answers, when nothing passes:
+- `pool_paused` (pool not active) / `model_not_allowed` (model off the pool's allow-list);
+- `usage_limit_reached` with the earliest reset, when every *serving* account (assignment active, routable
+  state, has a token) is spent: rate-limited after a 429, or a live window exhausted or at the pool's cap;
+  out-of-service accounts (paused, reauth required, ...) do not stand in the way, since clients can only wait
+  for a reset;
+- `no_eligible_account` otherwise: some serving account is out for a passing reason (demotion, expired or
+  rejected token, concurrency cap, already tried for this request), or the pool has no serving account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pooler.selection import reasons
+from pooler.selection.index import PoolIndex, PoolView
+from pooler.selection.strategies import StrategyState, picker_for
+from pooler.selection.types import AccountCandidate, PoolPolicy, Selection, SelectionRequest
+
+_POOL_PAUSED = Selection(None, reasons.POOL_PAUSED)
+_MODEL_NOT_ALLOWED = Selection(None, reasons.MODEL_NOT_ALLOWED)
+_NO_ELIGIBLE = Selection(None, reasons.NO_ELIGIBLE_ACCOUNT)
+
+
+def build_index(policy: PoolPolicy, candidates: Sequence[AccountCandidate] | PoolIndex) -> PoolIndex:
+    """Reuse an index built for this policy; otherwise (a plain sequence, or another policy) build one."""
+    if isinstance(candidates, PoolIndex):
+        if candidates.policy is policy or candidates.policy == policy:
+            return candidates
+        return PoolIndex(policy, candidates.candidates)
+    return PoolIndex(policy, candidates)
+
+
+def select_account(
+    policy: PoolPolicy,
+    candidates: Sequence[AccountCandidate] | PoolIndex,
+    request: SelectionRequest,
+    state: StrategyState,
+) -> Selection:
+    """Choose the account for one upstream attempt. Pass a `PoolIndex` on the hot path (a plain sequence is
+    indexed on every call)."""
+    index = build_index(policy, candidates)
+    if not index.active:
+        return _POOL_PAUSED
+    allowed = index.allowed_models
+    if allowed is not None and request.model is not None and request.model not in allowed:
+        return _MODEL_NOT_ALLOWED
+    stale_after = request.stale_after_seconds
+    if stale_after is None:
+        stale_after = policy.stale_after_seconds
+    view = index.view(request.now, stale_after)
+    exclude = request.exclude
+    in_flight = request.in_flight
+    cap = index.concurrency_cap
+
+    sticky = request.sticky_account_id
+    if (
+        sticky is not None
+        and sticky in view.members
+        and sticky not in exclude
+        and (cap is None or in_flight.get(sticky, 0) < cap)
+    ):
+        return Selection(sticky, None, None, True, False)
+
+    chosen = picker_for(index.strategy)(view, exclude, in_flight, cap, state)
+    if chosen is not None:
+        return Selection(chosen, None, None, False, sticky is not None)
+    return _failure(view)
+
+
+def _failure(view: PoolView) -> Selection:
+    if not view.order and view.quota_blocked and not view.transient_blocked:
+        return Selection(None, reasons.USAGE_LIMIT_REACHED, view.earliest_reset)
+    return _NO_ELIGIBLE
