@@ -73,7 +73,7 @@ class SelectionRequest:
     """Accounts already tried for this request."""
     sticky_account_id: int | None = None
     """The session's current account, if any."""
-    in_flight: Mapping[int, int] = field(default=_NO_IN_FLIGHT)
+    in_flight: Mapping[int, int] = field(default_factory=lambda: _NO_IN_FLIGHT)
     """account_id -> open requests (for the concurrency cap)."""
     stale_after_seconds: float | None = None
     """Overrides the policy's staleness bound when set."""
