@@ -104,5 +104,7 @@ class FaultBook:
                 fault.hits += 1
                 if fault.count is not None:
                     fault.count -= 1
+                    if fault.count <= 0:  # used up: drop it so the list shows only what is still armed
+                        self._faults.remove(fault)
                 return fault
         return None
