@@ -55,6 +55,10 @@ _EXPLANATIONS: Final = {
     ALREADY_TRIED: "The account was already tried for this request.",
     USAGE_LIMIT_REACHED: "Every serving account of the pool is spent until a quota reset.",
     NO_ELIGIBLE_ACCOUNT: "No account of the pool can serve the request right now.",
+    ACCOUNT_PREFIX + AccountState.PAUSED: "The account is paused.",
+    ACCOUNT_PREFIX + AccountState.REAUTH_REQUIRED: "The account must be signed in again.",
+    ACCOUNT_PREFIX + AccountState.REFRESH_FAILED: "Refreshing the account's token failed.",
+    ACCOUNT_PREFIX + AccountState.DELETED: "The account is deleted.",
 }
 
 
@@ -68,6 +72,5 @@ def explain(reason: str) -> str:
     if text is not None:
         return text
     if reason.startswith(ACCOUNT_PREFIX):
-        state = reason[len(ACCOUNT_PREFIX) :].replace("_", " ")
-        return f"The account is {state}."
+        return f"The account is in state {reason[len(ACCOUNT_PREFIX) :]!r}, which does not serve requests."
     return f"Not eligible ({reason})."
