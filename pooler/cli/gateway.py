@@ -1,0 +1,100 @@
+"""Data-plane commands: `pooler envoy-config` (render envoy/envoy.yaml) and `pooler up` (every process, supervised)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    envoy = subparsers.add_parser(
+        "envoy-config",
+        help="render the Envoy config for this machine's ports and sockets",
+        description=(
+            "Renders envoy/envoy.yaml from POOLER_* ports/socket paths. The upstream defaults to the DB setting "
+            "upstream_base_url and the retry count to the largest max_attempts of any pool; when the database "
+            "cannot be read, https://chatgpt.com and 2 retries are used (with a warning)."
+        ),
+    )
+    envoy.add_argument("--out", type=Path, help="write here instead of stdout")
+    envoy.add_argument(
+        "--upstream", help="upstream base URL (https://chatgpt.com, or http://127.0.0.1:N for the simulator)"
+    )
+    envoy.add_argument("--num-retries", type=int, help="Envoy retries per request (default: from the pools)")
+    envoy.add_argument("--access-log", help="also write a metadata-only JSON access log to this path")
+    envoy.set_defaults(func=_envoy_config)
+
+    up = subparsers.add_parser(
+        "up",
+        help="start Envoy, ext_proc, admin and scheduler as one supervised group",
+        description=(
+            "Ensures the dev keyring, migrates the database, renders the Envoy config and runs every installed "
+            "process with prefixed logs; a crashed process is restarted; Ctrl-C stops all. Prints a line "
+            "starting with 'pooler ready:' and the client URLs once everything answers."
+        ),
+    )
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="also start the Codex simulator with 3 accounts, seed a 'demo' pool and print a Pool key",
+    )
+    up.set_defaults(func=_up)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from pooler.up import run_up
+
+    return run_up(demo=bool(args.demo))
+
+
+def _from_database(config: Any) -> tuple[str | None, list[int]]:
+    """(upstream_base_url, every pool's max_attempts); (None, []) when the database cannot be read."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pooler.context import open_context
+    from pooler.errors import ConfigError
+    from pooler.models import PoolSettings
+    from pooler.settings import get_setting
+
+    try:
+        ctx = open_context(config, hide_parameters=True)
+    except ConfigError:
+        return None, []
+    try:
+        with ctx.session_factory() as session:
+            upstream = get_setting(session, "upstream_base_url")
+            attempts = list(session.scalars(select(PoolSettings.max_attempts)))
+            return (str(upstream) if upstream else None), attempts
+    except SQLAlchemyError:
+        return None, []
+    finally:
+        ctx.dispose()
+
+
+def _envoy_config(args: argparse.Namespace) -> int:
+    from pooler.cli.common import load_cli_config
+    from pooler.envoy_config import DEFAULT_UPSTREAM_URL, config_from_env, num_retries_for, render
+
+    config = load_cli_config()
+    upstream, attempts = (
+        (args.upstream, []) if args.upstream and args.num_retries is not None else _from_database(config)
+    )
+    if upstream is None and not args.upstream:
+        print("pooler: warning: database not readable; using defaults for upstream and retries", file=sys.stderr)
+    text = render(
+        config_from_env(
+            config,
+            upstream_url=args.upstream or upstream or DEFAULT_UPSTREAM_URL,
+            num_retries=args.num_retries if args.num_retries is not None else num_retries_for(attempts),
+            access_log_path=args.access_log,
+        )
+    )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,512 @@
+"""Renders envoy/envoy.yaml: a pure function from a small typed input to the YAML text Envoy loads.
+
+The template holds the shape; this module builds the parts that vary (addresses, the upstream's TLS and
+protocol, routes, retry policy, the ext_proc filter, access logs, local-reply mappers) as plain data and
+substitutes them as JSON, which is YAML flow syntax. Every name shared with the ext_proc comes from
+pooler.gateway_contract, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from pooler import gateway_contract as gc
+from pooler.config import Config
+
+TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "envoy" / "envoy.yaml"
+DEFAULT_UPSTREAM_URL = "https://chatgpt.com"
+DEFAULT_NUM_RETRIES = 2  # PoolSettings.max_attempts defaults to 3
+
+# Streaming timeouts. Codex itself gives up on a silent stream after 300 s, so Envoy waits as long.
+SSE_IDLE_TIMEOUT = "300s"
+# An attempt that sends nothing for this long is reset (and retried on another account while no byte has
+# reached the client); long enough for a slow first token, short enough to fail over a stuck account.
+PER_TRY_IDLE_TIMEOUT = "120s"
+# Websockets idle between turns; Codex closes a connection after 60 minutes anyway.
+WS_IDLE_TIMEOUT = "3600s"
+RETRY_BASE_INTERVAL = "0.01s"  # failover is to another account: no reason to back off long
+RETRY_MAX_INTERVAL = "0.05s"
+
+# Client-sent headers that would steer Envoy's own retry/timeout behaviour.
+ENVOY_CONTROL_HEADERS = (
+    "x-envoy-max-retries",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-force-trace",
+)
+
+# Response headers the gRPC access log carries to Python (quota evidence).
+_QUOTA_WINDOW_HEADERS = tuple(
+    f"x-codex-{slot}-{field_name}"
+    for slot in ("primary", "secondary")
+    for field_name in ("used-percent", "window-minutes", "reset-at", "reset-after-seconds")
+)
+QUOTA_RESPONSE_HEADERS = (*_QUOTA_WINDOW_HEADERS, "x-codex-active-limit", "x-codex-plan-type", "retry-after")
+LOG_REQUEST_HEADERS = ("upgrade",)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A TCP host:port or a unix socket path (exactly one)."""
+
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+
+    @classmethod
+    def tcp(cls, host: str, port: int) -> Endpoint:
+        return cls(host=host, port=port)
+
+    @classmethod
+    def unix(cls, path: str | Path) -> Endpoint:
+        return cls(path=str(path))
+
+    @classmethod
+    def parse(cls, spec: str) -> Endpoint:
+        """`unix:/path`, `/path` or `host:port`."""
+        if spec.startswith("unix:"):
+            return cls.unix(spec[5:])
+        if spec.startswith("/"):
+            return cls.unix(spec)
+        host, _, port = spec.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"endpoint must be host:port or unix:/path, got {spec!r}")
+        return cls.tcp(host, int(port))
+
+    def envoy_address(self) -> dict[str, Any]:
+        if self.path is not None:
+            return {"pipe": {"path": self.path}}
+        if self.host is None or self.port is None:
+            raise ValueError("endpoint needs host and port, or a path")
+        return {"socket_address": {"address": self.host, "port_value": self.port}}
+
+
+@dataclass(frozen=True)
+class Upstream:
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> Upstream:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"upstream must be an http(s) URL, got {url!r}")
+        if parts.path not in ("", "/"):
+            raise ValueError(f"upstream URL must have no path (routes keep the client's path), got {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(scheme=parts.scheme, host=parts.hostname, port=port)
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def authority(self) -> str:
+        default = 443 if self.tls else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+    @property
+    def is_ip(self) -> bool:
+        return all(part.isdigit() for part in self.host.split(".")) and self.host.count(".") == 3
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything that varies between deployments of the data plane."""
+
+    listen: Endpoint
+    admin: Endpoint
+    extproc: Endpoint
+    accesslog: Endpoint
+    local: Endpoint
+    """Unix socket of the internal listener behind gateway-answered routes (never reached in normal operation)."""
+    admin_app: Endpoint
+    upstream_url: str = DEFAULT_UPSTREAM_URL
+    num_retries: int = DEFAULT_NUM_RETRIES
+    access_log_path: str | None = None
+    """A metadata-only JSON access log file (or /dev/stdout); None = gRPC access log only."""
+    extproc_timeout_seconds: float = 2.0
+    accesslog_flush_seconds: float = 0.5
+    buffer_limit_bytes: int = 16 * 1024 * 1024
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _error_body(message: str, code: str, kind: str = "server_error") -> str:
+    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def _disabled(*filters: str) -> dict[str, Any]:
+    return {
+        name: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True} for name in filters
+    }
+
+
+def _retry_policy(num_retries: int) -> dict[str, Any]:
+    return {
+        "retry_on": gc.RETRY_ON,
+        "num_retries": num_retries,
+        "retriable_status_codes": list(gc.RETRIABLE_STATUS_CODES),
+        "per_try_idle_timeout": PER_TRY_IDLE_TIMEOUT,
+        "retry_back_off": {"base_interval": RETRY_BASE_INTERVAL, "max_interval": RETRY_MAX_INTERVAL},
+    }
+
+
+def _direct(status: int, body: str) -> dict[str, Any]:
+    return {
+        "direct_response": {"status": status, "body": {"inline_string": body}},
+        "response_headers_to_add": [
+            {
+                "header": {"key": "content-type", "value": "application/json"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
+    }
+
+
+def build_routes(config: GatewayConfig) -> list[dict[str, Any]]:
+    retry = _retry_policy(config.num_retries)
+    upstream = "codex_upstream"
+    codex = "/backend-api/codex"
+    return [
+        {"name": "healthz", "match": {"path": "/healthz"}, **_direct(200, '{"status":"ok"}')},
+        {"name": "readyz", "match": {"path": "/readyz"}, "route": {"cluster": "gateway_local", "timeout": "5s"}},
+        {
+            "name": "responses_ws",
+            "match": {
+                "path": f"{codex}/responses",
+                "headers": [{"name": "upgrade", "string_match": {"exact": "websocket", "ignore_case": True}}],
+            },
+            "route": {
+                "cluster": "codex_upstream_ws",
+                "timeout": "0s",
+                "idle_timeout": WS_IDLE_TIMEOUT,
+                "retry_policy": retry,
+            },
+            # Headers-only on upgrades: body-processing filters on websocket routes are a known hang risk.
+            "typed_per_filter_config": _disabled(
+                "envoy.filters.http.json_to_metadata", "envoy.filters.http.sse_to_metadata"
+            ),
+        },
+        {
+            "name": "responses",
+            "match": {"path": f"{codex}/responses"},
+            "route": {"cluster": upstream, "timeout": "0s", "idle_timeout": SSE_IDLE_TIMEOUT, "retry_policy": retry},
+        },
+        {
+            "name": "compact",
+            "match": {"path": f"{codex}/responses/compact"},
+            "route": {"cluster": upstream, "timeout": "0s", "idle_timeout": SSE_IDLE_TIMEOUT, "retry_policy": retry},
+        },
+        {
+            "name": "models",
+            "match": {"path": f"{codex}/models"},
+            "route": {"cluster": upstream, "timeout": "60s", "retry_policy": retry},
+        },
+        {
+            "name": "codex_other",
+            "match": {"prefix": f"{codex}/"},
+            "route": {"cluster": upstream, "timeout": "0s", "idle_timeout": SSE_IDLE_TIMEOUT, "retry_policy": retry},
+        },
+        {
+            "name": "usage_wham",
+            "match": {"path": "/backend-api/wham/usage"},
+            "route": {"cluster": "gateway_local", "timeout": "10s"},
+        },
+        {
+            "name": "usage_codex",
+            "match": {"path": "/api/codex/usage"},
+            "route": {"cluster": "gateway_local", "timeout": "10s"},
+        },
+        {
+            "name": "v1",
+            "match": {"prefix": "/v1/"},
+            **_direct(
+                404,
+                _error_body(
+                    "This endpoint is not supported by this gateway yet.",
+                    "unsupported_endpoint",
+                    "invalid_request_error",
+                ),
+            ),
+        },
+        {"name": "admin", "match": {"prefix": "/admin"}, "route": {"cluster": "pooler_admin", "timeout": "60s"}},
+        {
+            "name": "not_found",
+            "match": {"prefix": "/"},
+            **_direct(404, _error_body("Not found.", "not_found", "invalid_request_error")),
+        },
+    ]
+
+
+def build_local_reply_mappers() -> list[dict[str, Any]]:
+    """Envoy-made errors -> OpenAI-shaped JSON with a safe code. First match wins."""
+
+    def mapper(filter_: dict[str, Any], status: int, message: str, code: str) -> dict[str, Any]:
+        return {
+            "filter": filter_,
+            "status_code": status,
+            "body": {"inline_string": _error_body(message, code)},
+            "body_format_override": {"text_format": "%LOCAL_REPLY_BODY%", "content_type": "application/json"},
+        }
+
+    def status_is(code: int) -> dict[str, Any]:
+        return {
+            "status_code_filter": {
+                "comparison": {"op": "EQ", "value": {"default_value": code, "runtime_key": "pooler.unused"}}
+            }
+        }
+
+    return [
+        # The ext_proc is unreachable or failed (status_on_error = 500): fail closed, fast.
+        mapper(status_is(500), 503, "The gateway is temporarily unavailable.", "gateway_unavailable"),
+        mapper({"response_flag_filter": {"flags": ["UT", "SI"]}}, 504, "The upstream timed out.", "upstream_timeout"),
+        mapper(
+            {"response_flag_filter": {"flags": ["UF", "UH", "UO", "URX", "UC", "UR", "LR", "NC"]}},
+            502,
+            "The upstream is unavailable.",
+            "upstream_unavailable",
+        ),
+        mapper(status_is(413), 413, "The request body is too large.", "request_too_large"),
+    ]
+
+
+def build_upstream_http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
+    timeout = _duration(config.extproc_timeout_seconds)
+    return [
+        {
+            "name": "envoy.filters.http.ext_proc",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+                "grpc_service": {"envoy_grpc": {"cluster_name": "pooler_extproc"}, "timeout": timeout},
+                # Fail closed: without the ext_proc's decision there is no account token to send, and the client
+                # must get a fast JSON 503 (local_reply maps this 500), never the upstream with its Pool key.
+                "failure_mode_allow": False,
+                "message_timeout": timeout,
+                # One synchronous message per attempt: request headers only.
+                "processing_mode": {
+                    "request_header_mode": "SEND",
+                    "response_header_mode": "SKIP",
+                    "request_body_mode": "NONE",
+                    "response_body_mode": "NONE",
+                    "request_trailer_mode": "SKIP",
+                    "response_trailer_mode": "SKIP",
+                },
+                "metadata_options": {
+                    # NS_ROUTING: the principal and tried accounts of earlier attempts; NS_REQUEST: json_to_metadata.
+                    "forwarding_namespaces": {"untyped": [gc.NS_ROUTING, gc.NS_REQUEST]},
+                    "receiving_namespaces": {"untyped": [gc.NS_ROUTING]},
+                },
+            },
+        },
+        {
+            "name": "envoy.filters.http.upstream_codec",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
+            },
+        },
+    ]
+
+
+def _metadata(ns: str, key: str) -> str:
+    return f"%DYNAMIC_METADATA({ns}:{key})%"
+
+
+def build_access_logs(config: GatewayConfig) -> list[dict[str, Any]]:
+    logs: list[dict[str, Any]] = [
+        {
+            "name": "envoy.access_loggers.http_grpc",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
+                "common_config": {
+                    "log_name": "pooler",
+                    "transport_api_version": "V3",
+                    "grpc_service": {"envoy_grpc": {"cluster_name": "pooler_accesslog"}},
+                    "buffer_flush_interval": _duration(config.accesslog_flush_seconds),
+                    "buffer_size_bytes": 65536,
+                },
+                "additional_request_headers_to_log": list(LOG_REQUEST_HEADERS),
+                "additional_response_headers_to_log": list(QUOTA_RESPONSE_HEADERS),
+            },
+        }
+    ]
+    if config.access_log_path:
+        # Metadata only: no request/response headers beyond ids, never authorization or bodies.
+        fmt = {
+            "time": "%START_TIME%",
+            "request_id": "%REQ(X-REQUEST-ID)%",
+            "method": "%REQ(:METHOD)%",
+            "path": "%REQ(:PATH)%",
+            "status": "%RESPONSE_CODE%",
+            "flags": "%RESPONSE_FLAGS%",
+            "details": "%RESPONSE_CODE_DETAILS%",
+            "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
+            "ttfb_ms": "%RESPONSE_DURATION%",
+            "duration_ms": "%DURATION%",
+            "pool_id": _metadata(gc.NS_ROUTING, gc.ROUTING_POOL_ID),
+            "key_prefix": _metadata(gc.NS_ROUTING, gc.ROUTING_KEY_PREFIX),
+            "account_id": _metadata(gc.NS_ROUTING, gc.ROUTING_ACCOUNT_ID),
+            "tried": _metadata(gc.NS_ROUTING, gc.ROUTING_TRIED),
+            "error": _metadata(gc.NS_ROUTING, gc.ROUTING_ERROR),
+            "model": _metadata(gc.NS_REQUEST, gc.REQUEST_MODEL),
+            "total_tokens": _metadata(gc.NS_USAGE, "total_tokens"),
+        }
+        logs.append(
+            {
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": config.access_log_path,
+                    "log_format": {"json_format": fmt},
+                },
+            }
+        )
+    return logs
+
+
+def build_usage_rules() -> list[dict[str, Any]]:
+    """sse_to_metadata rules: token counts of `response.completed` (`response.usage...`) into NS_USAGE."""
+    paths = {
+        "input_tokens": ("input_tokens",),
+        "cached_tokens": ("input_tokens_details", "cached_tokens"),
+        "output_tokens": ("output_tokens",),
+        "reasoning_tokens": ("output_tokens_details", "reasoning_tokens"),
+        "total_tokens": ("total_tokens",),
+    }
+    assert set(paths) == set(gc.USAGE_KEYS)
+    return [
+        {
+            "rule": {
+                "selectors": [{"key": k} for k in ("response", "usage", *path)],
+                "on_present": {"metadata_namespace": gc.NS_USAGE, "key": key, "type": "NUMBER"},
+            }
+        }
+        for key, path in paths.items()
+    ]
+
+
+def _upstream_parts(upstream: Upstream) -> dict[str, Any]:
+    address = {"socket_address": {"address": upstream.host, "port_value": upstream.port}}
+    raw = {
+        "name": "envoy.transport_sockets.raw_buffer",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"},
+    }
+
+    def tls(alpn: list[str]) -> dict[str, Any]:
+        return {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": upstream.host,
+                "common_tls_context": {
+                    "alpn_protocols": alpn,
+                    "validation_context": {
+                        "trusted_ca": {"filename": "/etc/ssl/certs/ca-certificates.crt"},
+                        "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": upstream.host}}],
+                    },
+                },
+            },
+        }
+
+    if upstream.tls:
+        return {
+            "upstream_address": address,
+            "upstream_transport_socket": tls(["h2", "http/1.1"]),
+            "upstream_transport_socket_http1": tls(["http/1.1"]),
+            "upstream_protocol_key": "auto_config",
+            "upstream_protocol": {"http_protocol_options": {}, "http2_protocol_options": {}},
+            "upstream_discovery": "STATIC" if upstream.is_ip else "LOGICAL_DNS",
+        }
+    return {
+        "upstream_address": address,
+        "upstream_transport_socket": raw,
+        "upstream_transport_socket_http1": raw,
+        "upstream_protocol_key": "explicit_http_config",
+        "upstream_protocol": {"http_protocol_options": {}},
+        "upstream_discovery": "STATIC" if upstream.is_ip else "LOGICAL_DNS",
+    }
+
+
+RAW_KEYS = {"upstream_protocol_key"}
+
+
+def render(config: GatewayConfig, template: str | None = None) -> str:
+    """The Envoy bootstrap YAML for `config`. Pure: same input, same text."""
+    if config.num_retries < 0:
+        raise ValueError("num_retries must be >= 0")
+    upstream = Upstream.parse(config.upstream_url)
+    values: dict[str, Any] = {
+        "admin_address": config.admin.envoy_address(),
+        "listen_address": config.listen.envoy_address(),
+        "local_address": config.local.envoy_address(),
+        "extproc_address": config.extproc.envoy_address(),
+        "accesslog_address": config.accesslog.envoy_address(),
+        "admin_app_address": config.admin_app.envoy_address(),
+        "buffer_limit_bytes": config.buffer_limit_bytes,
+        "access_logs": build_access_logs(config),
+        "local_reply_mappers": build_local_reply_mappers(),
+        "strip_envoy_headers": [{"remove": name} for name in ENVOY_CONTROL_HEADERS],
+        "ns_request": gc.NS_REQUEST,
+        "request_model": gc.REQUEST_MODEL,
+        "request_prompt_cache_key": gc.REQUEST_PROMPT_CACHE_KEY,
+        "usage_rules": build_usage_rules(),
+        "routes": _with_host_rewrite(build_routes(config), upstream),
+        "local_fallback_body": _error_body("The gateway could not answer this request.", "internal_error"),
+        "upstream_http_filters": build_upstream_http_filters(config),
+        **_upstream_parts(upstream),
+    }
+    rendered = {k: v if k in RAW_KEYS else json.dumps(v) for k, v in values.items()}
+    text = string.Template(template if template is not None else TEMPLATE_PATH.read_text()).substitute(rendered)
+    yaml.safe_load(text)  # fail here, not in Envoy, if a substitution broke the YAML
+    return text
+
+
+def _with_host_rewrite(routes: list[dict[str, Any]], upstream: Upstream) -> list[dict[str, Any]]:
+    for route in routes:
+        action = route.get("route")
+        if action and action["cluster"].startswith("codex_upstream"):
+            action["host_rewrite_literal"] = upstream.authority
+    return routes
+
+
+def config_from_env(
+    config: Config,
+    *,
+    upstream_url: str = DEFAULT_UPSTREAM_URL,
+    num_retries: int = DEFAULT_NUM_RETRIES,
+    access_log_path: str | None = None,
+) -> GatewayConfig:
+    """The GatewayConfig a process configuration (ports, socket paths) describes."""
+    return GatewayConfig(
+        listen=Endpoint.tcp(config.listen_host, config.listen_port),
+        admin=Endpoint.tcp("127.0.0.1", config.envoy_admin_port),
+        extproc=Endpoint.unix(config.extproc_socket.resolve()),
+        accesslog=Endpoint.unix(config.accesslog_socket.resolve()),
+        local=Endpoint.unix((config.data_dir / "gateway-local.sock").resolve()),
+        admin_app=Endpoint.tcp("127.0.0.1", config.admin_port),
+        upstream_url=upstream_url,
+        num_retries=num_retries,
+        access_log_path=access_log_path,
+    )
+
+
+def num_retries_for(max_attempts: list[int]) -> int:
+    """Envoy's retry count is the largest any pool needs; the ext_proc stops each pool at its own limit."""
+    return max([DEFAULT_NUM_RETRIES + 1, *max_attempts]) - 1
