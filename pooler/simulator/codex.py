@@ -147,6 +147,7 @@ def _journal_frame(request: web.Request, kind: str) -> Entry:
         transport="websocket",
         account=parent.account,
         bearer_fingerprint=parent.bearer_fingerprint,
+        authorization=parent.authorization,
         note=kind,
     )
 
