@@ -130,7 +130,7 @@ class PoolIndex:
         quota_blocked = transient_blocked = 0
         earliest = INF
         least_used = self.strategy not in (Strategy.PRIMARY_FIRST, Strategy.ROUND_ROBIN, Strategy.RANDOM)
-        ranked: list[tuple[tuple[float, float, float, int, int] | tuple[int, int], int]] = []
+        ranked: list[tuple[float, int, int]] = []  # (sort value, priority, account id)
         ring: list[int] = []
         for p in self._live:
             transient = p.refresh_requested
@@ -170,15 +170,15 @@ class PoolIndex:
                 ring.append(p.account_id)  # _live is sorted by id, so the ring is too
                 if least_used:
                     remaining = 100.0 - min(used, 100.0)
-                    key = scoring.least_used_key(remaining, p.weight, weekly_reset, p.priority, p.account_id)
-                    ranked.append((key, p.account_id))
+                    score = scoring.least_used_score(remaining, p.weight, weekly_reset, now)
+                    ranked.append((-score, p.priority, p.account_id))
                 else:
-                    ranked.append(((p.priority, p.account_id), p.account_id))
+                    ranked.append((0.0, p.priority, p.account_id))
         if self.strategy in (Strategy.ROUND_ROBIN, Strategy.RANDOM):
             order = tuple(ring)
         else:
-            ranked.sort(key=lambda item: item[0])
-            order = tuple(aid for _, aid in ranked)
+            ranked.sort()
+            order = tuple(item[2] for item in ranked)
         return PoolView(
             computed_at=now,
             valid_until=next_change,

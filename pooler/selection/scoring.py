@@ -1,21 +1,20 @@
 """Least-used scoring and plan weights.
 
-    remaining = 100 - max(used_percent over the account's live windows)        (100 with no live window)
-    score     = remaining * plan_weight(plan_type)
-    key       = (-floor(score / SCORE_BUCKET), weekly_reset, -score, priority, account_id)   (ascending)
+    remaining = 100 - max(used_percent over the account's live windows)      (100 with no live window)
+    days      = days until the account's live weekly window resets, in [0, 7] (7 when unknown)
+    score     = remaining * plan_weight(plan_type) - RESET_PULL * days
+    order     = score descending, then assignment priority, then account id
 
-Accounts are ranked by score in buckets of SCORE_BUCKET points (5% of a plus account's capacity). Within one
-bucket - "otherwise close" - the account whose live weekly window resets first wins: weekly capacity left at
-its reset is lost, so it is spent first (accounts with no known weekly reset come last in the bucket). Then the
-raw score, the assignment priority and the account id break the remaining ties, so the order is deterministic.
+Capacity dominates: `remaining * plan_weight` is what the account can still serve. The reset term separates
+accounts that are otherwise close (at most RESET_PULL * 7 = 14 points, 14% of a plus account): weekly capacity
+left at a reset is lost, so the account resetting first is spent first.
 
-Every term is invariant between two quota events (a reset passing, evidence going stale), so the order is
-computed once per pool snapshot and event, never per request.
+Scores are computed when the pool's view is (re)computed - once per snapshot and per quota event (a reset
+passing, evidence going stale), never per request. Between events every known reset ages equally, so the
+order is stable.
 """
 
 from __future__ import annotations
-
-import math
 
 PLAN_WEIGHTS: dict[str, float] = {
     "pro": 4.0,
@@ -32,7 +31,10 @@ PLAN_WEIGHTS: dict[str, float] = {
 """Relative capacity per plan: pro > business/team/enterprise > plus > go > free."""
 DEFAULT_PLAN_WEIGHT = 1.0
 """Unknown or missing plan: treated like plus rather than guessed up or down."""
-SCORE_BUCKET = 5.0
+RESET_PULL = 2.0
+"""Score points per day until the weekly reset."""
+WEEK_DAYS = 7.0
+_DAY = 86_400.0
 
 
 def plan_weight(plan_type: str | None) -> float:
@@ -41,8 +43,7 @@ def plan_weight(plan_type: str | None) -> float:
     return PLAN_WEIGHTS.get(plan_type.lower(), DEFAULT_PLAN_WEIGHT)
 
 
-def least_used_key(
-    remaining: float, weight: float, weekly_reset: float, priority: int, account_id: int
-) -> tuple[float, float, float, int, int]:
-    score = remaining * weight
-    return (-math.floor(score / SCORE_BUCKET), weekly_reset, -score, priority, account_id)
+def least_used_score(remaining: float, weight: float, weekly_reset: float, now: float) -> float:
+    """`weekly_reset` is a unix time (math.inf when unknown)."""
+    days = min(WEEK_DAYS, max(0.0, (weekly_reset - now) / _DAY))
+    return remaining * weight - RESET_PULL * days
