@@ -15,13 +15,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from pooler.config import Config, load_config
 from pooler.supervisor import ChildSpec, Probe, Supervisor, install_signal_handlers
-
-if TYPE_CHECKING:
-    from pooler.envoy_config import GatewayConfig
 
 READY_PREFIX = "pooler ready:"
 """The one line scripts and tests wait for; everything after it is the client URLs."""
@@ -134,39 +131,30 @@ def prepare(config: Config, say: Callable[[str], None]) -> None:
     say("database is at the latest migration")
 
 
-def gateway_config(config: Config, upstream_url: str) -> GatewayConfig:
-    """The data plane's addresses from the process config (every process reads the same POOLER_* variables)."""
-    from pooler.envoy_config import Endpoint, GatewayConfig
+def database_routing(config: Config) -> tuple[str, list[int]]:
+    """(upstream_base_url setting, every pool's max_attempts): what the rendered Envoy config depends on."""
+    from sqlalchemy import select
 
-    data_dir = config.data_dir.resolve()
-    return GatewayConfig(
-        listen=Endpoint.tcp(config.listen_host, config.listen_port),
-        admin=Endpoint.tcp("127.0.0.1", config.envoy_admin_port),
-        extproc=Endpoint.unix(config.extproc_socket.resolve()),
-        accesslog=Endpoint.unix(config.accesslog_socket.resolve()),
-        local=Endpoint.unix(data_dir / "gateway-local.sock"),
-        admin_app=Endpoint.tcp("127.0.0.1", config.admin_port),
-        upstream_url=upstream_url,
-    )
-
-
-def configured_upstream(config: Config) -> str:
     from pooler.context import open_context
+    from pooler.models import PoolSettings
     from pooler.settings import get_setting
 
     ctx = open_context(config)
     try:
         with ctx.session_factory() as session:
-            return str(get_setting(session, "upstream_base_url"))
+            upstream = str(get_setting(session, "upstream_base_url"))
+            return upstream, list(session.scalars(select(PoolSettings.max_attempts)))
     finally:
         ctx.dispose()
 
 
-def render_envoy(config: Config, upstream_url: str) -> Path:
-    from pooler.envoy_config import render
+def render_envoy(config: Config) -> Path:
+    """Renders after seeding, so the demo's upstream setting and pools are what Envoy gets."""
+    from pooler.envoy_config import config_from_env, num_retries_for, render
 
+    upstream, attempts = database_routing(config)
     path = config.data_dir / "envoy.yaml"
-    path.write_text(render(gateway_config(config, upstream_url)))
+    path.write_text(render(config_from_env(config, upstream_url=upstream, num_retries=num_retries_for(attempts))))
     return path
 
 
@@ -190,7 +178,7 @@ def run_up(demo: bool, out: IO[str] | None = None, argv_env: dict[str, str] | No
         upstream_url = f"http://127.0.0.1:{simulator_port}"
         seeded = seed_demo(config, upstream_url)
         say(f"demo: simulator on {upstream_url}, pool {seeded.pool_name!r} with {seeded.account_count} accounts")
-    envoy_config = render_envoy(config, upstream_url or configured_upstream(config))
+    envoy_config = render_envoy(config)
 
     specs = process_specs(config, envoy_config, simulator_port)
     missing = [name for name in ("extproc", "admin_flask", "scheduler") if not module_available(name)]
