@@ -7,7 +7,7 @@ CODEX_VERSION := 0.169.0
 NODE_DIR := var/node
 CODEX_BIN := $(NODE_DIR)/node_modules/.bin/codex
 
-.PHONY: install run demo test test-unit test-integration lint check bench clean codex-cli system-deps
+.PHONY: install run demo test test-unit test-integration lint check bench bench-deps clean codex-cli system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,13 @@ lint: install
 
 check: lint
 
-bench: install
+# wrk (load generator) and nginx-light (a fixed-response upstream) for `make bench` only; never in CI.
+bench-deps:
+	@command -v wrk >/dev/null && { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null || \
+	  { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q wrk nginx-light >/dev/null || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q wrk nginx-light >/dev/null; }; }
+
+bench: install bench-deps
 	$(PY) -m bench.run
 
 clean:
