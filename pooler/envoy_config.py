@@ -143,6 +143,8 @@ class GatewayConfig:
     accesslog_flush_seconds: float = 0.5
     buffer_limit_bytes: int = 16 * 1024 * 1024
     extra: dict[str, Any] = field(default_factory=dict)
+    direct: bool = False
+    """Benchmark baseline only: the same listener and routes with no ext_proc and no gRPC access log."""
 
 
 def _error_body(message: str, code: str, kind: str = "server_error") -> str:
@@ -290,6 +292,12 @@ def build_local_reply_mappers() -> list[dict[str, Any]]:
 
 def build_upstream_http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
     timeout = _duration(config.extproc_timeout_seconds)
+    codec = {
+        "name": "envoy.filters.http.upstream_codec",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
+    }
+    if config.direct:
+        return [codec]
     return [
         {
             "name": "envoy.filters.http.ext_proc",
@@ -316,12 +324,7 @@ def build_upstream_http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
                 },
             },
         },
-        {
-            "name": "envoy.filters.http.upstream_codec",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
-            },
-        },
+        codec,
     ]
 
 
@@ -347,6 +350,8 @@ def build_access_logs(config: GatewayConfig) -> list[dict[str, Any]]:
             },
         }
     ]
+    if config.direct:
+        logs = []
     if config.access_log_path:
         # Metadata only: no request/response headers beyond ids, never authorization or bodies.
         fmt = {
