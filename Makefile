@@ -28,6 +28,8 @@ $(CODEX_BIN):
 	npm install --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error @openai/codex@$(CODEX_VERSION)
 
 run: install
+	$(VENV)/bin/pooler secrets init
+	$(VENV)/bin/pooler db upgrade
 	$(VENV)/bin/pooler up --demo
 
 test: install codex-cli system-deps

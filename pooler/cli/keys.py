@@ -1,0 +1,123 @@
+"""`pooler key create | list | pause | resume | revoke | rotate`.
+
+The raw key is printed exactly once, alone on stdout (so `KEY=$(pooler key create ...)` works); everything else
+goes to stderr. It is printed only after the transaction committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from typing import Any
+
+from pooler.cli.common import command_group, core_context, parse_utc, print_table, transaction
+from pooler.errors import PoolerError
+from pooler.models import utcnow
+from pooler.services import keys
+from pooler.services.actors import cli_actor
+
+
+def _expiry(args: argparse.Namespace) -> dt.datetime | None:
+    if args.expires_at and args.expires_in_days is not None:
+        raise PoolerError("give either --expires-at or --expires-in-days, not both")
+    if args.expires_at:
+        return parse_utc(args.expires_at)
+    if args.expires_in_days is not None:
+        if args.expires_in_days <= 0:
+            raise PoolerError("--expires-in-days must be positive")
+        return utcnow() + dt.timedelta(days=args.expires_in_days)
+    return None
+
+
+def _create(args: argparse.Namespace) -> int:
+    expires_at = _expiry(args)
+    with core_context() as ctx, transaction(ctx) as session:
+        created = keys.create_key(
+            session,
+            ctx.hasher,
+            pool=args.pool,
+            label=args.label,
+            expires_at=expires_at,
+            allowed_models=args.model,
+            requests_per_minute=args.rpm,
+            tokens_per_day=args.tokens_per_day,
+            actor=cli_actor(),
+        )
+        note = f"created key {created.key.prefix} ({created.key.label}) for pool {args.pool}"
+    print(note + "; the key below is shown only once", file=sys.stderr)
+    print(created.raw)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    with core_context() as ctx, transaction(ctx) as session:
+        rows = keys.list_keys(session, args.pool)
+        if not rows:
+            print("no keys yet: create one with `pooler key create --pool P --label L`")
+            return 0
+        print_table(
+            ["prefix", "pool", "label", "status", "expires", "models", "rpm", "tokens/day", "last used"],
+            [
+                [
+                    k.prefix,
+                    k.pool.name,
+                    k.label,
+                    k.status,
+                    k.expires_at,
+                    k.allowed_models,
+                    k.requests_per_minute,
+                    k.tokens_per_day,
+                    k.last_used_at,
+                ]
+                for k in rows
+            ],
+        )
+    return 0
+
+
+def _status_command(change: Any) -> Any:
+    def handler(args: argparse.Namespace) -> int:
+        with core_context() as ctx, transaction(ctx) as session:
+            key = change(session, args.prefix, actor=cli_actor())
+            message = f"key {key.prefix} ({key.label}) is {key.status}"
+        print(message)
+        return 0
+
+    return handler
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    with core_context() as ctx, transaction(ctx) as session:
+        created = keys.rotate_key(session, ctx.hasher, args.prefix, actor=cli_actor())
+        note = f"rotated key {created.key.label}: new prefix {created.key.prefix}; the old key no longer works"
+    print(note + "; the key below is shown only once", file=sys.stderr)
+    print(created.raw)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    group = command_group(subparsers, "key", "Pool API keys")
+    p = group.add_parser("create", help="create a key (printed once)")
+    p.add_argument("--pool", required=True)
+    p.add_argument("--label", required=True)
+    p.add_argument("--expires-at", metavar="WHEN", help="ISO 8601 date/time (UTC when no offset)")
+    p.add_argument("--expires-in-days", type=int, metavar="N")
+    p.add_argument("--model", action="append", metavar="MODEL", help="allow only these models (repeatable)")
+    p.add_argument("--rpm", type=int, metavar="N", help="requests per minute limit")
+    p.add_argument("--tokens-per-day", type=int, metavar="N", help="tokens per day limit")
+    p.set_defaults(func=_create)
+    p = group.add_parser("list", help="list keys (prefixes only)")
+    p.add_argument("--pool")
+    p.set_defaults(func=_list)
+    for name, change, text in (
+        ("pause", keys.pause_key, "pause a key (requests get 403)"),
+        ("resume", keys.resume_key, "resume a paused key"),
+        ("revoke", keys.revoke_key, "revoke a key for good"),
+    ):
+        p = group.add_parser(name, help=text)
+        p.add_argument("prefix", help="the key's public prefix (cpk_xxxxxxxx)")
+        p.set_defaults(func=_status_command(change))
+    p = group.add_parser("rotate", help="replace a key's secret and prefix (printed once)")
+    p.add_argument("prefix")
+    p.set_defaults(func=_rotate)

@@ -1,0 +1,120 @@
+"""`pooler pool create | list | show | pause | resume`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pooler.cli.common import command_group, core_context, fmt_time, print_table, transaction
+from pooler.services import pools
+from pooler.services.actors import cli_actor
+from pooler.states import Strategy
+
+
+def _create(args: argparse.Namespace) -> int:
+    with core_context() as ctx, transaction(ctx) as session:
+        pool = pools.create_pool(
+            session,
+            name=args.name,
+            label=args.label,
+            strategy=args.strategy,
+            sticky_ttl_seconds=args.sticky_ttl,
+            max_attempts=args.max_attempts,
+            allowed_models=args.model,
+            actor=cli_actor(),
+        )
+        message = (
+            f"created pool {pool.name} (strategy {pool.settings.strategy}, "
+            f"sticky TTL {pool.settings.sticky_ttl_seconds}s)"
+        )
+    # Printed only after the commit succeeded.
+    print(message)
+    return 0
+
+
+def _list(_args: argparse.Namespace) -> int:
+    with core_context() as ctx, transaction(ctx) as session:
+        rows = pools.list_pools(session)
+        if not rows:
+            print("no pools yet: create one with `pooler pool create NAME`")
+            return 0
+        print_table(
+            ["name", "status", "strategy", "accounts", "ready", "active keys", "label"],
+            [[p.name, p.status, p.strategy, p.accounts, p.ready_accounts, p.active_keys, p.label] for p in rows],
+        )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    with core_context() as ctx, transaction(ctx) as session:
+        detail = pools.show_pool(session, args.name)
+        pool, settings = detail.pool, detail.settings
+        print(f"pool:        {pool.name} ({pool.label})")
+        print(f"status:      {pool.status}")
+        print(
+            f"strategy:    {settings.strategy}, sticky TTL {settings.sticky_ttl_seconds}s, "
+            f"max attempts {settings.max_attempts}"
+        )
+        print(f"models:      {','.join(settings.allowed_models) if settings.allowed_models else 'all'}")
+        print(f"created:     {fmt_time(pool.created_at)}")
+        states = ", ".join(f"{k} {v}" for k, v in sorted(detail.state_counts.items())) or "none"
+        print(f"accounts:    {len(detail.assignments)} ({detail.ready_accounts} ready; {states})")
+        keys = ", ".join(f"{k} {v}" for k, v in sorted(detail.keys_by_status.items())) or "none"
+        print(f"keys:        {keys}")
+        if detail.assignments:
+            print()
+            print_table(
+                ["id", "label", "plan", "state", "assignment", "priority", "ready"],
+                [
+                    [
+                        a.account_id,
+                        a.label,
+                        a.plan_type,
+                        a.state,
+                        a.assignment_status,
+                        a.priority,
+                        "yes" if a.ready else "no",
+                    ]
+                    for a in detail.assignments
+                ],
+            )
+    return 0
+
+
+def _pause(args: argparse.Namespace) -> int:
+    with core_context() as ctx, transaction(ctx) as session:
+        pool = pools.pause_pool(session, args.name, actor=cli_actor())
+        message = f"pool {pool.name} is {pool.status}"
+    print(message)
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    with core_context() as ctx, transaction(ctx) as session:
+        pool = pools.resume_pool(session, args.name, actor=cli_actor())
+        message = f"pool {pool.name} is {pool.status}"
+    print(message)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    group = command_group(subparsers, "pool", "pools of upstream accounts")
+    p = group.add_parser("create", help="create a pool")
+    p.add_argument("name", help="slug: lowercase letters, digits, '-' or '_'")
+    p.add_argument("--label", help="display name (default: the name)")
+    p.add_argument("--strategy", default=Strategy.LEAST_USED.value, choices=[s.value for s in Strategy])
+    p.add_argument("--sticky-ttl", type=int, metavar="SECONDS", help="sticky session TTL (default: setting)")
+    p.add_argument("--max-attempts", type=int, default=3, help="upstream attempts per request (default 3)")
+    p.add_argument("--model", action="append", metavar="MODEL", help="allow only these models (repeatable)")
+    p.set_defaults(func=_create)
+    p = group.add_parser("list", help="list pools")
+    p.set_defaults(func=_list)
+    p = group.add_parser("show", help="a pool's settings, accounts and readiness")
+    p.add_argument("name")
+    p.set_defaults(func=_show)
+    p = group.add_parser("pause", help="stop serving requests from a pool")
+    p.add_argument("name")
+    p.set_defaults(func=_pause)
+    p = group.add_parser("resume", help="serve requests from a paused pool again")
+    p.add_argument("name")
+    p.set_defaults(func=_resume)

@@ -1,0 +1,232 @@
+"""Upstream accounts: auth.json import (new or re-import), listing and lookups.
+
+Functions take a Session and never commit. Tokens go from the parsed file straight into the secret box; no
+token, email or file content is ever written to an audit event or a log line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from pooler.authjson import ParsedAuth, default_label, parse_auth_json
+from pooler.crypto.secretbox import SecretBox
+from pooler.errors import AuthJsonError, NotFoundError
+from pooler.models import Pool, PoolAssignment, UpstreamAccount, utcnow
+from pooler.services import audit
+from pooler.services.actors import Actor
+from pooler.services.credentials import store_token
+from pooler.services.pools import get_pool
+from pooler.services.versions import bump_routing_version
+from pooler.states import AccountState, AssignmentStatus, SecretKind
+
+# A re-import means fresh credentials: states that only existed because the old credentials failed are cleared.
+CREDENTIAL_STATES = {
+    AccountState.REFRESH_DUE,
+    AccountState.REFRESHING,
+    AccountState.REFRESH_FAILED,
+    AccountState.REAUTH_REQUIRED,
+    AccountState.DELETED,
+}
+
+
+def msg_already_in_pool(account: UpstreamAccount, pool: Pool) -> str:
+    return (
+        f"account #{account.id} ({account.label}) is already in pool {pool.name!r}; "
+        "import again with replace (--replace) to update its credentials"
+    )
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    account_id: int
+    label: str
+    chatgpt_account_id: str
+    plan_type: str | None
+    pool_name: str
+    created: bool
+    """False when an existing account's credentials were replaced (credential epoch bumped)."""
+    newly_assigned: bool
+    credential_epoch: int
+    state: str
+    access_token_expires_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    id: int
+    label: str
+    chatgpt_account_id: str
+    plan_type: str | None
+    state: str
+    state_reason: str | None
+    credential_epoch: int
+    access_token_expires_at: dt.datetime | None
+    pools: tuple[str, ...]
+
+
+def find_by_chatgpt_id(session: Session, chatgpt_account_id: str) -> UpstreamAccount | None:
+    return session.scalar(select(UpstreamAccount).where(UpstreamAccount.chatgpt_account_id == chatgpt_account_id))
+
+
+def get_account(session: Session, ref: str | int) -> UpstreamAccount:
+    """By numeric id, ChatGPT account id or label (labels need not be unique: the oldest match wins)."""
+    account: UpstreamAccount | None = None
+    if isinstance(ref, int) or ref.isdigit():
+        account = session.get(UpstreamAccount, int(ref))
+    if account is None and isinstance(ref, str):
+        account = find_by_chatgpt_id(session, ref) or session.scalar(
+            select(UpstreamAccount).where(UpstreamAccount.label == ref).order_by(UpstreamAccount.id).limit(1)
+        )
+    if account is None or account.deleted_at is not None:
+        raise NotFoundError(f"account {str(ref)[:64]!r} does not exist")
+    return account
+
+
+def _initial_state(parsed: ParsedAuth, now: dt.datetime) -> AccountState:
+    # An expired access token is fine: the refresh token may still work, so the scheduler refreshes first.
+    return AccountState.REFRESH_DUE if parsed.access_token_expired(now) else AccountState.ACTIVE
+
+
+def _apply_identity(account: UpstreamAccount, parsed: ParsedAuth, now: dt.datetime) -> None:
+    account.chatgpt_user_id = parsed.chatgpt_user_id or account.chatgpt_user_id
+    account.plan_type = parsed.plan_type or account.plan_type
+    account.email = parsed.email or account.email
+    account.access_token_expires_at = parsed.access_token_expires_at
+    account.last_refresh_at = parsed.last_refresh_at
+    account.refresh_requested_at = None
+    account.refresh_not_before = None
+    account.refresh_failures = 0
+    account.updated_at = now
+
+
+def import_auth_json(
+    session: Session,
+    ctx_box: SecretBox,
+    *,
+    pool: Pool | str,
+    data: bytes,
+    actor: Actor,
+    replace: bool = False,
+    label: str | None = None,
+    now: dt.datetime | None = None,
+) -> ImportResult:
+    """Imports (or re-imports) one auth.json into `pool`. Raises AuthJsonError or NotFoundError."""
+    parsed = parse_auth_json(data)
+    pool_row = get_pool(session, pool) if isinstance(pool, str) else pool
+    now = now or utcnow()
+    account = find_by_chatgpt_id(session, parsed.chatgpt_account_id)
+    created = account is None
+    if account is None:
+        account = UpstreamAccount(
+            label=(label or default_label(parsed))[:200],
+            chatgpt_account_id=parsed.chatgpt_account_id,
+            state=_initial_state(parsed, now),
+            state_changed_at=now,
+            credential_epoch=1,
+            created_at=now,
+        )
+        _apply_identity(account, parsed, now)
+        session.add(account)
+        session.flush()
+        old_state = None
+    else:
+        assignment = session.scalar(
+            select(PoolAssignment).where(PoolAssignment.pool_id == pool_row.id, PoolAssignment.account_id == account.id)
+        )
+        if assignment is not None and account.deleted_at is None and not replace:
+            raise AuthJsonError(msg_already_in_pool(account, pool_row))
+        old_state = account.state
+        _apply_identity(account, parsed, now)
+        account.credential_epoch += 1
+        if label:
+            account.label = label[:200]
+        if account.deleted_at is not None or account.state in CREDENTIAL_STATES:
+            # Paused and quota-exhausted are operator/quota decisions that new credentials do not undo.
+            account.state = _initial_state(parsed, now)
+            account.state_reason = None
+            account.state_changed_at = now
+        account.deleted_at = None
+
+    store_token(session, ctx_box, account, SecretKind.ID_TOKEN, parsed.id_token)
+    store_token(session, ctx_box, account, SecretKind.ACCESS_TOKEN, parsed.access_token)
+    store_token(session, ctx_box, account, SecretKind.REFRESH_TOKEN, parsed.refresh_token)
+
+    assignment = session.scalar(
+        select(PoolAssignment).where(PoolAssignment.pool_id == pool_row.id, PoolAssignment.account_id == account.id)
+    )
+    newly_assigned = assignment is None
+    if assignment is None:
+        session.add(PoolAssignment(pool_id=pool_row.id, account_id=account.id, status=AssignmentStatus.ACTIVE))
+    session.flush()
+
+    audit.record(
+        session,
+        actor_type=actor.type,
+        actor_label=actor.label,
+        action="account.import" if created else "account.reimport",
+        target_type="account",
+        target_id=account.id,
+        target_label=account.label,
+        details={
+            "pool": pool_row.name,
+            "created": created,
+            "newly_assigned": newly_assigned,
+            "credential_epoch": account.credential_epoch,
+            "old_state": old_state,
+            "state": account.state,
+            "plan_type": account.plan_type,
+            "access_token_expired": parsed.access_token_expired(now),
+        },
+    )
+    bump_routing_version(session)
+    return ImportResult(
+        account_id=account.id,
+        label=account.label,
+        chatgpt_account_id=account.chatgpt_account_id,
+        plan_type=account.plan_type,
+        pool_name=pool_row.name,
+        created=created,
+        newly_assigned=newly_assigned,
+        credential_epoch=account.credential_epoch,
+        state=account.state,
+        access_token_expires_at=account.access_token_expires_at,
+    )
+
+
+def list_accounts(session: Session, pool: str | None = None, include_deleted: bool = False) -> list[AccountSummary]:
+    query = select(UpstreamAccount).options(selectinload(UpstreamAccount.assignments).selectinload(PoolAssignment.pool))
+    if pool is not None:
+        pool_id = get_pool(session, pool).id
+        query = query.where(
+            UpstreamAccount.id.in_(select(PoolAssignment.account_id).where(PoolAssignment.pool_id == pool_id))
+        )
+    if not include_deleted:
+        query = query.where(UpstreamAccount.deleted_at.is_(None))
+    accounts = session.scalars(query.order_by(UpstreamAccount.label, UpstreamAccount.id)).all()
+    return [
+        AccountSummary(
+            id=a.id,
+            label=a.label,
+            chatgpt_account_id=a.chatgpt_account_id,
+            plan_type=a.plan_type,
+            state=a.state,
+            state_reason=a.state_reason,
+            credential_epoch=a.credential_epoch,
+            access_token_expires_at=a.access_token_expires_at,
+            pools=tuple(sorted(x.pool.name for x in a.assignments)),
+        )
+        for a in accounts
+    ]
+
+
+def count_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(UpstreamAccount.state, func.count())
+        .where(UpstreamAccount.deleted_at.is_(None))
+        .group_by(UpstreamAccount.state)
+    ).tuples()
+    return {str(state): int(n) for state, n in rows}

@@ -1,0 +1,230 @@
+"""The catalogue of DB-managed operational settings, and typed get/set helpers.
+
+Everything an operator may tune at run time lives here (the environment only holds what is needed before the
+database can be read, see pooler.config). Adding a setting is one `_s(...)` line in `CATALOGUE`. Values are
+stored as `{"v": <json>}`; secret settings are sealed in the secret box (subject "setting", kind = the
+setting's name) and stored as `{"key_id", "nonce", "ciphertext"}` in base64, never in clear.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pooler.crypto.secretbox import Sealed, SecretBox
+from pooler.errors import NotFoundError, PoolerError, SecretBoxError
+from pooler.models import Setting, utcnow
+from pooler.services import audit
+from pooler.services.actors import Actor
+from pooler.services.versions import bump_routing_version
+
+SETTING_SUBJECT = "setting"
+SettingValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class SettingDef:
+    name: str
+    type: type[SettingValue]
+    default: SettingValue | None
+    description: str
+    secret: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def coerce(self, value: object) -> SettingValue:
+        """Validates a value of the right type (strings from a form or the CLI are parsed)."""
+        if isinstance(value, str) and self.type is not str:
+            value = _parse_text(self, value)
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.type) or (self.type is not bool and isinstance(value, bool)):
+            raise PoolerError(f"setting {self.name} must be of type {self.type.__name__}")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if self.minimum is not None and value < self.minimum:
+                raise PoolerError(f"setting {self.name} must be at least {self.minimum:g}")
+            if self.maximum is not None and value > self.maximum:
+                raise PoolerError(f"setting {self.name} must be at most {self.maximum:g}")
+        if isinstance(value, str) and self.name.endswith("_url") and not value.startswith(("http://", "https://")):
+            raise PoolerError(f"setting {self.name} must be an http:// or https:// URL")
+        return value
+
+
+def _parse_text(definition: SettingDef, text: str) -> SettingValue:
+    text = text.strip()
+    try:
+        if definition.type is bool:
+            lowered = text.lower()
+            if lowered in {"true", "yes", "on", "1"}:
+                return True
+            if lowered in {"false", "no", "off", "0"}:
+                return False
+            raise ValueError(text)
+        if definition.type is int:
+            return int(text)
+        if definition.type is float:
+            return float(text)
+    except ValueError:
+        pass
+    # The value is not echoed: it might be a secret typed into the wrong setting.
+    raise PoolerError(f"setting {definition.name} must be of type {definition.type.__name__}")
+
+
+def _s(
+    name: str,
+    type_: type[SettingValue],
+    default: SettingValue | None,
+    description: str,
+    *,
+    secret: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> SettingDef:
+    return SettingDef(name, type_, default, description, secret, minimum, maximum)
+
+
+_DEFS = (
+    _s("upstream_base_url", str, "https://chatgpt.com", "Codex backend base URL (point at the simulator in tests)"),
+    _s("auth_base_url", str, "https://auth.openai.com", "OAuth server base URL used for token refresh and login"),
+    _s("oauth_client_id", str, "app_EMoamEEZ73f0CkXaXp7hrann", "OAuth client id Codex uses for refresh/login"),
+    _s("request_log_retention_days", int, 30, "Days request logs are kept before cleanup", minimum=1),
+    _s("refresh_horizon_hours", int, 24, "Refresh access tokens expiring within this many hours", minimum=1),
+    _s("usage_poll_interval_seconds", int, 300, "Seconds between usage API polls per account", minimum=30),
+    _s("quota_evidence_stale_seconds", int, 900, "Quota evidence older than this is treated as unknown", minimum=1),
+    _s("sticky_ttl_default_seconds", int, 3600, "Sticky-session TTL for new pools", minimum=0),
+    _s("demotion_seconds", int, 30, "Seconds an account is demoted after a 5xx or connect failure", minimum=0),
+)
+CATALOGUE: dict[str, SettingDef] = {d.name: d for d in _DEFS}
+
+
+@dataclass(frozen=True)
+class SettingView:
+    definition: SettingDef
+    value: SettingValue | None
+    """None for secrets (never displayed); see `is_set`."""
+    is_default: bool
+    is_set: bool
+
+
+def definition(name: str) -> SettingDef:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise NotFoundError(f"unknown setting {name!r}") from None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _open(box: SecretBox, name: str, stored: dict[str, Any]) -> SettingValue:
+    try:
+        sealed = Sealed(
+            key_id=str(stored["key_id"]),
+            nonce=base64.b64decode(stored["nonce"]),
+            ciphertext=base64.b64decode(stored["ciphertext"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise SecretBoxError(f"secret setting {name} is malformed") from None
+    value: SettingValue = json.loads(box.open(SETTING_SUBJECT, name, sealed))
+    return value
+
+
+def _seal(box: SecretBox, name: str, value: SettingValue) -> dict[str, Any]:
+    sealed = box.seal(SETTING_SUBJECT, name, json.dumps(value))
+    return {"key_id": sealed.key_id, "nonce": _b64(sealed.nonce), "ciphertext": _b64(sealed.ciphertext)}
+
+
+def sealed_setting(stored: dict[str, Any]) -> Sealed:
+    """The sealed form of a secret setting's stored value (used by secret rotation)."""
+    return Sealed(str(stored["key_id"]), base64.b64decode(stored["nonce"]), base64.b64decode(stored["ciphertext"]))
+
+
+def reseal_setting(box: SecretBox, name: str, stored: dict[str, Any]) -> dict[str, Any]:
+    """Opens a stored secret setting with whichever key sealed it and seals it with the current key."""
+    return _seal(box, name, _open(box, name, stored))
+
+
+def get_setting(session: Session, name: str, box: SecretBox | None = None) -> SettingValue | None:
+    """The stored value, else the catalogue default. Secret settings need the box."""
+    d = definition(name)
+    row = session.get(Setting, name)
+    if row is None:
+        return d.default
+    if d.secret:
+        if box is None:
+            raise SecretBoxError(f"reading secret setting {name} needs the secret box")
+        return _open(box, name, row.value)
+    value: SettingValue | None = row.value.get("v", d.default)
+    return value
+
+
+def set_setting(
+    session: Session, name: str, value: object, *, actor: Actor, box: SecretBox | None = None
+) -> SettingValue:
+    """Validates and stores a value (sealed when secret); audits the change without the value of secrets."""
+    d = definition(name)
+    coerced = d.coerce(value)
+    row = session.get(Setting, name)
+    old = None if row is None or d.secret else row.value.get("v")
+    if d.secret:
+        if box is None:
+            raise SecretBoxError(f"writing secret setting {name} needs the secret box")
+        stored = _seal(box, name, coerced)
+    else:
+        stored = {"v": coerced}
+    if row is None:
+        row = Setting(name=name, value=stored)
+        session.add(row)
+    row.value, row.updated_at, row.updated_by = stored, utcnow(), actor.label
+    details = {"secret": True} if d.secret else {"old": old, "new": coerced}
+    audit.record(
+        session,
+        actor_type=actor.type,
+        actor_label=actor.label,
+        action="setting.update",
+        target_type="setting",
+        target_id=name,
+        target_label=name,
+        details=details,
+    )
+    # Upstream URLs, demotion and stickiness shape routing: gateways reload on change.
+    bump_routing_version(session)
+    return coerced
+
+
+def reset_setting(session: Session, name: str, *, actor: Actor) -> None:
+    definition(name)
+    row = session.get(Setting, name)
+    if row is None:
+        return
+    session.delete(row)
+    audit.record(
+        session,
+        actor_type=actor.type,
+        actor_label=actor.label,
+        action="setting.reset",
+        target_type="setting",
+        target_id=name,
+        target_label=name,
+    )
+    bump_routing_version(session)
+
+
+def list_settings(session: Session) -> list[SettingView]:
+    """Every catalogue entry with its effective value; secret values are never returned."""
+    rows = {row.name: row for row in session.scalars(select(Setting))}
+    views = []
+    for d in CATALOGUE.values():
+        row = rows.get(d.name)
+        if d.secret:
+            views.append(SettingView(d, None, is_default=row is None, is_set=row is not None or d.default is not None))
+        else:
+            value = d.default if row is None else row.value.get("v", d.default)
+            views.append(SettingView(d, value, is_default=row is None, is_set=value is not None))
+    return views
