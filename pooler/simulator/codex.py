@@ -205,7 +205,8 @@ async def compact(request: web.Request) -> web.Response:
     now = state.now()
     if account.exhausted_until(now) is not None:
         return limit_response(account, now)
-    items = body.get("input") if isinstance(body.get("input"), list) else []
+    raw_items = body.get("input")
+    items: list[Any] = raw_items if isinstance(raw_items, list) else []
     summary = f"Summary of {len(items)} earlier items."
     output = [
         {

@@ -18,11 +18,11 @@ async def serve(config: SimConfig, host: str, port: int) -> None:
     app = build_app(config)
     # No access log (paths of OAuth redirects carry codes) and no automatic decompression (bodies.py does it,
     # including zstd).
-    runner = web.AppRunner(app, access_log=None, auto_decompress=False, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, auto_decompress=False, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port  # type: ignore[union-attr]
+    bound = runner.addresses[0][1] if runner.addresses else port  # the real port when asked for port 0
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,7 +15,7 @@ import pytest
 import zstandard
 
 from tests.support.processes import VENV_BIN
-from tests.support.simulator import RunningSimulator, bearer, parse_sse, turn_body
+from tests.support.simulator import RunningSimulator, bearer, parse_sse, running_simulator, turn_body
 
 pytestmark = pytest.mark.integration
 BETA = {"OpenAI-Beta": "responses_websockets=2026-02-06"}
@@ -240,3 +241,17 @@ def test_websocket_requires_the_beta_header(shared_simulator: RunningSimulator) 
                 return exc.status
 
     assert asyncio.run(connect()) == 400
+
+
+def test_console_script_starts_with_flags(tmp_path: Path) -> None:
+    """`pooler simulator` itself: the ready line, --accounts, --plan, --text and --token-rate reach the server."""
+    flags = ["--plan", "pro", "--text", "Flag text.", "--token-rate", "40"]
+    with running_simulator(tmp_path, accounts=2, extra_args=flags, cli=True) as sim:
+        accounts = sim.client.accounts()
+        assert [a["account_id"] for a in accounts] == ["acct-1", "acct-2"]
+        assert {a["plan"] for a in accounts} == {"pro"}
+        assert sim.client.config()["token_rate"] == 40
+        events = parse_sse(post_turn(sim, sim.client.access_token("acct-2"), turn_body()).text)
+        assert "".join(e.get("delta", "") for e in events if e["type"] == "response.output_text.delta") == "Flag text."
+        assert f"simulator ready on {sim.base_url}" in sim.process.log_text()
+    assert not sim.process.alive()
