@@ -1,0 +1,62 @@
+"""The job table: id, cadence and the core function each job runs. Jobs are plain, idempotent functions of
+`(ctx, http, now)`; the scheduler only decides when, and which process, runs them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from pooler.context import CoreContext
+from pooler.services import housekeeping
+from pooler.services.refresh import RefreshDeps, refresh_due_tokens
+from pooler.services.usage_poll import PollDeps, poll_usage
+
+JobRunner = Callable[[CoreContext, httpx.Client, dt.datetime], Mapping[str, int]]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_id: str
+    interval: dt.timedelta
+    run: JobRunner
+
+
+def run_refresh_due_tokens(ctx: CoreContext, http: httpx.Client, now: dt.datetime) -> Mapping[str, int]:
+    return refresh_due_tokens(RefreshDeps(ctx.session_factory, ctx.box, http), now)
+
+
+def run_poll_usage(ctx: CoreContext, http: httpx.Client, now: dt.datetime) -> Mapping[str, int]:
+    # The job fires every minute; each account's own jittered cadence (default 5 min) decides if it is due.
+    return poll_usage(PollDeps(ctx.session_factory, ctx.box, http), now)
+
+
+def run_housekeeping(ctx: CoreContext, http: httpx.Client, now: dt.datetime) -> Mapping[str, int]:
+    return housekeeping.run(ctx.session_factory, now)
+
+
+JOBS = (
+    JobSpec("refresh_due_tokens", dt.timedelta(seconds=30), run_refresh_due_tokens),
+    JobSpec("poll_usage", dt.timedelta(minutes=1), run_poll_usage),
+    JobSpec("housekeeping", dt.timedelta(minutes=10), run_housekeeping),
+)
+
+
+def parse_interval_overrides(spec: str | None) -> dict[str, dt.timedelta]:
+    """`POOLER_SCHEDULER_INTERVALS="refresh_due_tokens=2,poll_usage=2"` (seconds); tests use short cadences."""
+    overrides: dict[str, dt.timedelta] = {}
+    known = {job.job_id for job in JOBS}
+    for part in (spec or "").split(","):
+        if not part.strip():
+            continue
+        name, _, seconds = part.partition("=")
+        name = name.strip()
+        if name not in known:
+            raise ValueError(f"POOLER_SCHEDULER_INTERVALS: unknown job {name!r}")
+        value = float(seconds)
+        if value <= 0:
+            raise ValueError(f"POOLER_SCHEDULER_INTERVALS: {name} must be positive")
+        overrides[name] = dt.timedelta(seconds=value)
+    return overrides
