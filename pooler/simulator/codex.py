@@ -20,6 +20,8 @@ from pooler.simulator.usage import limit_error, limit_response, quota_headers, r
 
 HTTP_STREAM_FAULTS = {"close_mid_stream", "malformed_sse"}
 WS_STREAM_FAULTS = {"close_mid_stream", "malformed_sse", "ws_close"}
+# The real upstream ends a websocket after 60 minutes (by the simulated clock here).
+WS_MAX_AGE_SECONDS = 3600
 MALFORMED_SSE = b'event: response.output_text.delta\ndata: {"type": "response.output_text.delta", "delta": \n\n'
 
 
@@ -116,6 +118,7 @@ async def responses_ws(request: web.Request) -> web.StreamResponse:
     ws.headers.update(quota_headers(account, state.now()))
     await ws.prepare(request)
     entry.status = 101
+    request["sim_ws_opened"] = state.now()
     await ws.send_str(json.dumps(rate_limits_event(account, state.now())))
     async for msg in ws:
         if msg.type != WSMsgType.TEXT:
@@ -163,6 +166,12 @@ async def _ws_turn(request: web.Request, ws: web.WebSocketResponse, frame: dict[
     entry = _journal_frame(request, "response.create")
     body = frame["response"] if isinstance(frame.get("response"), dict) else frame
     now = state.now()
+    if now - request["sim_ws_opened"] >= WS_MAX_AGE_SECONDS:
+        entry.status = 400
+        msg = "Websocket connection reached its 60 minute limit; open a new connection."
+        await _ws_error(ws, 400, error_body(msg, "websocket_connection_limit_reached"))
+        await ws.close()
+        return False
     previous = body.get("previous_response_id")
     if previous and previous not in state.response_ids:
         entry.status = 400

@@ -255,3 +255,23 @@ def test_console_script_starts_with_flags(tmp_path: Path) -> None:
         assert "".join(e.get("delta", "") for e in events if e["type"] == "response.output_text.delta") == "Flag text."
         assert f"simulator ready on {sim.base_url}" in sim.process.log_text()
     assert not sim.process.alive()
+
+
+def test_websocket_connection_ages_out_after_an_hour(shared_simulator: RunningSimulator) -> None:
+    sim = shared_simulator
+
+    async def run() -> tuple[dict[str, Any], aiohttp.WSMsgType]:
+        headers = {**bearer(sim.client.access_token("acct-1")), **BETA}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"{sim.codex_base_url}/responses", headers=headers) as ws,
+        ):
+            await ws.receive(timeout=5)  # codex.rate_limits
+            await asyncio.to_thread(sim.client.advance_clock, 3601)
+            await ws.send_str(json.dumps({"type": "response.create", **turn_body()}))
+            error = json.loads((await ws.receive(timeout=5)).data)
+            return error, (await ws.receive(timeout=5)).type
+
+    error, after = asyncio.run(run())
+    assert error["type"] == "error" and error["error"]["code"] == "websocket_connection_limit_reached"
+    assert after in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
