@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 
 from pooler.selection import (
     AccountCandidate,
@@ -94,9 +95,7 @@ def bench_size(n: int) -> dict[str, float]:
         strat_index = PoolIndex(strat_policy, candidates)
         strat_state = StrategyState(seed=1)
         request = SelectionRequest(now=NOW, model="gpt-5-codex", in_flight=in_flight)
-        out[strategy] = per_call_us(
-            lambda p=strat_policy, i=strat_index, r=request, s=strat_state: select_account(p, i, r, s)
-        )
+        out[strategy] = per_call_us(partial(select_account, strat_policy, strat_index, request, strat_state))
     policy = policy_for("least-used")
     index = PoolIndex(policy, candidates)
     state = StrategyState(seed=1)

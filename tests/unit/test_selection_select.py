@@ -55,7 +55,8 @@ def pick(policy: PoolPolicy, candidates: list[AccountCandidate], request: Select
 
 def order_by_failover(policy: PoolPolicy, candidates: list[AccountCandidate]) -> list[int]:
     """The accounts a request would try in turn, each attempt excluding the ones before."""
-    index, state, tried = PoolIndex(policy, candidates), StrategyState(seed=1), []
+    index, state = PoolIndex(policy, candidates), StrategyState(seed=1)
+    tried: list[int] = []
     while True:
         chosen = select_account(policy, index, req(exclude=frozenset(tried)), state).account_id
         if chosen is None:
