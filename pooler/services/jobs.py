@@ -7,7 +7,6 @@ same slot fail, so no job runs twice for one scheduled fire time even if two lea
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 import os
 import socket
@@ -20,22 +19,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pooler.models import JobRun, utcnow
-from pooler.oauth import DEFAULT_AUTH_BASE_URL, DEFAULT_CLIENT_ID
+from pooler.settings import get_setting
 
 log = logging.getLogger(__name__)
 
-DEFAULT_UPSTREAM_BASE_URL = "https://chatgpt.com"
-
-# The settings these jobs read, with their defaults: the one place they live until pooler.settings holds them.
-DEFAULTS: dict[str, Any] = {
-    "auth_base_url": DEFAULT_AUTH_BASE_URL,
-    "upstream_base_url": DEFAULT_UPSTREAM_BASE_URL,
-    "oauth_client_id": DEFAULT_CLIENT_ID,
-    "refresh_horizon_hours": 24,
-    "usage_poll_interval_seconds": 300,
-    "quota_evidence_stale_seconds": 1800,
-    "request_log_retention_days": 30,
-}
+# The settings these jobs read (defaults and validation live in the pooler.settings catalogue).
+SETTING_NAMES = (
+    "auth_base_url",
+    "upstream_base_url",
+    "oauth_client_id",
+    "refresh_horizon_hours",
+    "usage_poll_interval_seconds",
+    "quota_evidence_stale_seconds",
+    "request_log_retention_days",
+)
 
 
 @dataclass(frozen=True)
@@ -49,27 +46,9 @@ class LifecycleSettings:
     request_log_retention: dt.timedelta
 
 
-def _settings_getter() -> Callable[[Session, str], Any] | None:
-    """pooler.settings.get once the catalogue exists; None before (defaults above apply)."""
-    try:
-        module = importlib.import_module("pooler.settings")
-    except ModuleNotFoundError:
-        return None
-    getter = getattr(module, "get", None)
-    return getter if callable(getter) else None
-
-
 def load_settings(session: Session, overrides: Mapping[str, Any] | None = None) -> LifecycleSettings:
-    getter = _settings_getter()
-    values: dict[str, Any] = {}
-    for name, default in DEFAULTS.items():
-        value: Any = None
-        if getter is not None:
-            try:
-                value = getter(session, name)
-            except KeyError:
-                value = None  # not in the catalogue yet
-        values[name] = default if value is None else value
+    """Reads the settings once per job run (so an operator's change applies from the next run)."""
+    values: dict[str, Any] = {name: get_setting(session, name) for name in SETTING_NAMES}
     values.update(overrides or {})
     return LifecycleSettings(
         auth_base_url=str(values["auth_base_url"]),

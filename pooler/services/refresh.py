@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pooler import lifecycle
 from pooler.crypto.secretbox import SecretBox
-from pooler.errors import NotFoundError
+from pooler.errors import NotFoundError, PoolerError
 from pooler.models import UpstreamAccount, utcnow
 from pooler.oauth import FailureKind, RefreshFailure, TokenSet, refresh_tokens, token_expiry
 from pooler.services.credentials import read_token, store_token
@@ -390,7 +390,12 @@ def refresh_due_tokens(
         )
         if reason is None:
             continue
-        result = refresh_account(deps, account_id, now=now, wait=False, settings=settings)
+        try:
+            result = refresh_account(deps, account_id, now=now, wait=False, settings=settings)
+        except PoolerError as exc:  # e.g. a secret that no longer opens: one account must not stop the job
+            log.warning("account %s: refresh skipped: %s", account_id, type(exc).__name__)
+            counts["failed"] += 1
+            continue
         if result.outcome == Outcome.REFRESHED:
             counts["refreshed"] += 1
         elif result.outcome == Outcome.PERMANENT:

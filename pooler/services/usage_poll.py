@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pooler import lifecycle
 from pooler.crypto.secretbox import SecretBox
-from pooler.errors import NotFoundError
+from pooler.errors import NotFoundError, PoolerError
 from pooler.models import QuotaWindow, UpstreamAccount, utcnow
 from pooler.oauth.errors import parse_retry_after
 from pooler.quota import DEFAULT_FAMILY, WindowObservation, parse_usage_payload, record_observations
@@ -222,7 +222,12 @@ def poll_usage(deps: PollDeps, now: dt.datetime, settings: LifecycleSettings | N
         others = list(session.scalars(select(A.id).where(A.state.in_(pollable), A.id.not_in(due or [-1]))))
     counts = {"polled": 0, "rate_limited": 0, "failed": 0, "state_changes": 0}
     for account_id in due:
-        result = poll_account(deps, account_id, now=now, settings=settings)
+        try:
+            result = poll_account(deps, account_id, now=now, settings=settings)
+        except PoolerError as exc:  # e.g. a secret sealed with a retired key: one account must not stop the job
+            log.warning("account %s: usage poll skipped: %s", account_id, type(exc).__name__)
+            counts["failed"] += 1
+            continue
         if result.outcome == PollOutcome.OK:
             counts["polled"] += 1
         elif result.outcome == PollOutcome.RATE_LIMITED:

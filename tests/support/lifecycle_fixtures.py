@@ -20,9 +20,12 @@ from pooler.models import AuditEvent, UpstreamAccount
 from pooler.services.credentials import store_token
 from pooler.states import SecretKind
 
+_BOX = SecretBox(Keyring(keys={"k1": os.urandom(32)}, current_id="k1"))
+
 
 def make_box() -> SecretBox:
-    return SecretBox(Keyring(keys={"k1": os.urandom(32)}, current_id="k1"))
+    """One box per test session: every test's accounts share the session databases, and jobs open them all."""
+    return _BOX
 
 
 def fake_jwt(exp: dt.datetime, **claims: Any) -> str:
