@@ -1,0 +1,169 @@
+"""The processes one benchmark run needs, under the same supervisor `pooler up` uses (logs go to a file).
+
+Upstreams: the simulator (flat out, budgets raised so 10,000s of requests never hit a quota) and nginx (a fixed
+Codex SSE reply: the cheap upstream for the header-path comparison). For each upstream one *direct* Envoy
+(same listener and routes, no ext_proc: envoy_config `direct=True`) and one *gateway* Envoy (upstream-filter
+ext_proc), all sharing one ext_proc process. Everything on 127.0.0.1, in a temp dir, SQLite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from bench.fixed_upstream import nginx_binary, nginx_conf
+from pooler.config import Config, load_config
+from pooler.supervisor import ChildSpec, Supervisor
+from pooler.up import envoy_binary, http_probe, module_available, python_module, tcp_probe, unix_probe
+from tests.support.processes import free_port
+
+BUDGET = 10**15  # tokens: no quota window ever fills during a benchmark
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    config: Config
+    env: dict[str, str]
+    ports: dict[str, int] = field(default_factory=dict)
+    pool_key: str | None = None
+    account_token: str = ""
+    supervisor: Supervisor | None = None
+    log: IO[str] | None = None
+
+    @property
+    def has_gateway(self) -> bool:
+        return module_available("extproc")
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def pid(self, name: str) -> int | None:
+        assert self.supervisor is not None
+        return self.supervisor.child(name).pid
+
+    def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop_all()
+        if self.log is not None:
+            self.log.close()
+
+
+def make_stack(workdir: Path) -> Stack:
+    data = workdir / "data"
+    env = {
+        "POOLER_DATA_DIR": str(data),
+        "DATABASE_URL": f"sqlite:///{data / 'pooler.db'}",
+        "POOLER_KEYRING_FILE": str(data / "keyring.env"),
+        "POOLER_SECRET_KEYS": "",
+        "POOLER_KEY_PEPPER": "",
+        "POOLER_LISTEN_PORT": str(free_port()),
+        "POOLER_ADMIN_PORT": str(free_port()),
+        "POOLER_ENVOY_ADMIN_PORT": str(free_port()),
+        "POOLER_LOG_LEVEL": "WARNING",
+    }
+    stack = Stack(workdir=workdir, config=load_config(env), env=env)
+    for name in ("simulator", "nginx", "direct_sim", "direct_nginx", "gateway_sim", "gateway_nginx"):
+        stack.ports[name] = free_port()
+    return stack
+
+
+def _envoy(stack: Stack, name: str, upstream_url: str, direct: bool) -> ChildSpec:
+    from pooler.envoy_config import Endpoint, config_from_env, render
+
+    admin_port = free_port()
+    config = dataclasses.replace(stack.config, listen_port=stack.ports[name], envoy_admin_port=admin_port)
+    gateway = dataclasses.replace(
+        config_from_env(config, upstream_url=upstream_url),
+        local=Endpoint.unix(stack.workdir / f"local-{name}.sock"),
+        direct=direct,
+    )
+    path = stack.workdir / f"envoy-{name}.yaml"
+    path.write_text(render(gateway))
+    argv = [envoy_binary(), "-c", str(path), "--disable-hot-restart", "--log-level", "error"]
+    ready = http_probe(f"http://127.0.0.1:{admin_port}/ready")
+    return ChildSpec(name, argv, probe=lambda: ready() and tcp_probe(stack.ports[name])())
+
+
+def seed(stack: Stack) -> None:
+    """Keyring, migrations and the demo pool (3 simulator accounts) plus a Pool key, as `pooler up --demo` does."""
+    from pooler.crypto.keyring import ensure_dev_keyring
+    from pooler.demo import seed_demo
+    from pooler.migrate import upgrade
+    from pooler.simulator.authjson import make_auth_json
+    from pooler.simulator.tokens import Identity, default_secret
+
+    stack.config.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dev_keyring(stack.config)
+    upgrade(stack.config.database_url)
+    stack.pool_key = seed_demo(stack.config, stack.url("simulator")).raw_key
+    doc = make_auth_json(Identity("acct-1", "plus"), default_secret(), time.time())
+    stack.account_token = doc["tokens"]["access_token"]
+
+
+def start(stack: Stack) -> None:
+    sim, ngx = stack.url("simulator"), stack.url("nginx")
+    nginx_dir = stack.workdir / "nginx"
+    nginx_dir.mkdir(parents=True, exist_ok=True)
+    (nginx_dir / "nginx.conf").write_text(nginx_conf(nginx_dir, stack.ports["nginx"]))
+    specs = [
+        ChildSpec(
+            "simulator",
+            python_module("pooler", "simulator", "--port", str(stack.ports["simulator"]), "--accounts", "3"),
+            probe=tcp_probe(stack.ports["simulator"]),
+        ),
+        ChildSpec(
+            "nginx",
+            [nginx_binary() or "nginx", "-c", str(nginx_dir / "nginx.conf"), "-p", str(nginx_dir)],
+            probe=tcp_probe(stack.ports["nginx"]),
+        ),
+        _envoy(stack, "direct_sim", sim, direct=True),
+        _envoy(stack, "direct_nginx", ngx, direct=True),
+    ]
+    if stack.has_gateway:
+        specs.append(ChildSpec("extproc", python_module("extproc"), probe=unix_probe(stack.config.extproc_socket)))
+        specs.append(_envoy(stack, "gateway_sim", sim, direct=False))
+        specs.append(_envoy(stack, "gateway_nginx", ngx, direct=False))
+    stack.log = open(stack.workdir / "processes.log", "a")  # noqa: SIM115 - closed in Stack.stop
+    env = {**stack.env, "PYTHONUNBUFFERED": "1"}
+    stack.supervisor = Supervisor(specs, out=stack.log, base_env={**os.environ, **env})
+    stack.supervisor.start_all()
+    if not stack.supervisor.wait_ready(90):
+        waiting = [c.name for c in stack.supervisor.children if not c.ready]
+        raise RuntimeError(f"not ready after 90 s: {waiting}; see {stack.workdir / 'processes.log'}")
+    with httpx.Client(base_url=sim, timeout=10) as client:
+        for account in ("acct-1", "acct-2", "acct-3"):
+            client.post(
+                "/_sim/accounts", json={"account_id": account, "primary_budget": BUDGET, "secondary_budget": BUDGET}
+            ).raise_for_status()
+
+
+def rss_kib(pid: int | None) -> int:
+    """Resident memory of a process and its descendants (a server may fork workers), in KiB."""
+    if pid is None:
+        return 0
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[2]) != pid:  # process group: the child leads its own
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def eprint(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)
