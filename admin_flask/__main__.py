@@ -1,0 +1,69 @@
+"""`python -m admin_flask`: the admin under gunicorn on 127.0.0.1:POOLER_ADMIN_PORT.
+
+Prints one fixed line, `admin ready on http://127.0.0.1:<port>/admin`, once the workers can serve, so
+supervisors and tests wait for it instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from pooler.config import load_config
+from pooler.errors import ConfigError
+
+READY_LINE = "admin ready on http://{host}:{port}/admin"
+
+
+class AdminServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from admin_flask import create_app
+
+        return create_app()
+
+
+def main() -> int:
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"admin: configuration error: {exc}", file=sys.stderr)
+        return 2
+    host = os.environ.get("POOLER_ADMIN_HOST", "127.0.0.1")
+    port = config.admin_port
+    ready = READY_LINE.format(host=host, port=port)
+
+    def when_ready(_server: Any) -> None:
+        print(ready, flush=True)
+
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": int(os.environ.get("POOLER_ADMIN_WORKERS", "2")),
+        "threads": 4,
+        "worker_class": "gthread",
+        "timeout": 30,
+        "graceful_timeout": 5,
+        # Load the app in the master so a broken config fails once, loudly, before the ready line.
+        "preload_app": True,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": config.log_level.lower(),
+        "when_ready": when_ready,
+        "proc_name": "pooler-admin",
+    }
+    AdminServer(options).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

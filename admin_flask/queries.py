@@ -1,0 +1,167 @@
+"""Read models for the admin pages: account cards, usage aggregates and time series (metadata only).
+
+Time bucketing happens in Python over a bounded window so the same code runs on SQLite and PostgreSQL; the
+admin reads at most `MAX_SERIES_ROWS` request rows per chart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from pooler.models import Pool, PoolAssignment, RequestLog, UpstreamAccount, utcnow
+from pooler.readiness import AccountFacts, AssignmentFacts, Readiness, WindowFacts, account_readiness, window_name
+from pooler.states import SecretKind
+
+MAX_SERIES_ROWS = 200_000
+RECENT_TOKENS = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class WindowView:
+    name: str
+    window_minutes: int
+    used_percent: float
+    resets_at: dt.datetime | None
+    observed_at: dt.datetime
+    source: str
+
+
+@dataclass(frozen=True)
+class AccountCard:
+    account: UpstreamAccount
+    pools: list[tuple[Pool, PoolAssignment]]
+    windows: list[WindowView]
+    readiness: Readiness
+    recent_tokens: int
+    recent_requests: int
+
+
+def windows_of(account: UpstreamAccount) -> list[WindowView]:
+    ordered = sorted(account.quota_windows, key=lambda w: (w.window_minutes, w.limit_family))
+    return [
+        WindowView(
+            name=window_name(w.window_minutes) + ("" if w.limit_family == "codex" else f" · {w.limit_family}"),
+            window_minutes=w.window_minutes,
+            used_percent=w.used_percent,
+            resets_at=w.resets_at,
+            observed_at=w.observed_at,
+            source=w.source,
+        )
+        for w in ordered
+    ]
+
+
+def readiness_of(account: UpstreamAccount, pools: dict[int, Pool], now: dt.datetime) -> Readiness:
+    assignments = [
+        AssignmentFacts(pools[a.pool_id].name, a.status, pools[a.pool_id].status)
+        for a in account.assignments
+        if a.pool_id in pools
+    ]
+    caps = [pools[a.pool_id].settings for a in account.assignments if a.pool_id in pools]
+    facts = AccountFacts(
+        state=account.state,
+        state_reason=account.state_reason,
+        assignments=assignments,
+        windows=[
+            WindowFacts(w.window_minutes, w.used_percent, w.resets_at, w.observed_at) for w in account.quota_windows
+        ],
+        demoted_until=account.demoted_until,
+        access_token_expires_at=account.access_token_expires_at,
+        has_refresh_token=any(s.kind == SecretKind.REFRESH_TOKEN for s in account.secrets),
+        # The most permissive cap of its pools: the card answers "routable anywhere?".
+        primary_cap_percent=max((c.primary_cap_percent for c in caps), default=100.0),
+        secondary_cap_percent=max((c.secondary_cap_percent for c in caps), default=100.0),
+    )
+    return account_readiness(facts, now)
+
+
+def account_query() -> Select[tuple[UpstreamAccount]]:
+    return select(UpstreamAccount).options(
+        selectinload(UpstreamAccount.assignments),
+        selectinload(UpstreamAccount.quota_windows),
+        selectinload(UpstreamAccount.secrets),
+    )
+
+
+def recent_usage(session: Session, account_ids: Iterable[int], since: dt.datetime) -> dict[int, tuple[int, int]]:
+    ids = list(account_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(RequestLog.account_id, func.count(), func.coalesce(func.sum(RequestLog.total_tokens), 0))
+        .where(RequestLog.account_id.in_(ids), RequestLog.created_at >= since)
+        .group_by(RequestLog.account_id)
+    ).all()
+    return {int(a): (int(n), int(t)) for a, n, t in rows if a is not None}
+
+
+def cards(session: Session, accounts: list[UpstreamAccount], now: dt.datetime | None = None) -> list[AccountCard]:
+    now = now or utcnow()
+    pools = {p.id: p for p in session.scalars(select(Pool)).unique()}
+    usage = recent_usage(session, (a.id for a in accounts), now - RECENT_TOKENS)
+    result = []
+    for account in accounts:
+        pairs = [(pools[a.pool_id], a) for a in account.assignments if a.pool_id in pools]
+        requests, tokens = usage.get(account.id, (0, 0))
+        result.append(
+            AccountCard(account, pairs, windows_of(account), readiness_of(account, pools, now), tokens, requests)
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class Buckets:
+    labels: list[str]
+    starts: list[dt.datetime]
+    size: dt.timedelta
+
+    def index(self, moment: dt.datetime) -> int | None:
+        i = int((moment - self.starts[0]) / self.size)
+        return i if 0 <= i < len(self.starts) else None
+
+
+def buckets(now: dt.datetime, span: dt.timedelta, count: int) -> Buckets:
+    size = span / count
+    start = now - span
+    starts = [start + size * i for i in range(count)]
+    fmt = "%H:%M" if span <= dt.timedelta(days=2) else "%m-%d"
+    return Buckets([(s + size).strftime(fmt) for s in starts], starts, size)
+
+
+def series_by(
+    session: Session,
+    *,
+    group: str,
+    since: dt.datetime,
+    grid: Buckets,
+    pool_ids: set[int] | None,
+    extra: list[object] | None = None,
+) -> tuple[dict[object, list[float]], dict[object, list[float]]]:
+    """Requests and tokens per bucket, grouped by `pool_id` or `account_id`."""
+    column = getattr(RequestLog, group)
+    query = select(column, RequestLog.created_at, RequestLog.total_tokens).where(RequestLog.created_at >= since)
+    if pool_ids is not None:
+        query = query.where(RequestLog.pool_id.in_(pool_ids or {-1}))
+    for condition in extra or []:
+        query = query.where(condition)  # type: ignore[arg-type]
+    requests: dict[object, list[float]] = defaultdict(lambda: [0.0] * len(grid.starts))
+    tokens: dict[object, list[float]] = defaultdict(lambda: [0.0] * len(grid.starts))
+    for key, created, total in session.execute(query.limit(MAX_SERIES_ROWS)):
+        i = grid.index(created)
+        if i is None:
+            continue
+        requests[key][i] += 1
+        tokens[key][i] += total or 0
+    return requests, tokens
+
+
+def pairs(session: Session, query: Select[Any]) -> dict[Any, Any]:
+    """A two-column query as a dict (Result objects have `.keys()`, so `dict(result)` would misread them)."""
+    return {row[0]: row[1] for row in session.execute(query)}

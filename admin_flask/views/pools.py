@@ -1,0 +1,204 @@
+"""Pools: list with readiness summaries, create (owner), edit routing settings, pause/resume, archive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from sqlalchemy import func, select
+
+from admin_flask import auditing, queries, scope, security
+from admin_flask.db import get_db
+from admin_flask.forms import ActionForm, PoolForm, lines
+from pooler.errors import PoolerError
+from pooler.models import Pool, PoolKey, UpstreamAccount, utcnow
+from pooler.readiness import pool_summary
+from pooler.services import pools as pool_service
+from pooler.services.versions import bump_routing_version
+from pooler.states import KeyStatus, PoolStatus
+
+PREFIX = "/pools"
+bp = Blueprint("pools", __name__)
+bp.before_request(security.require_login)
+SETTING_FIELDS = (
+    "strategy",
+    "sticky_ttl_seconds",
+    "max_attempts",
+    "primary_cap_percent",
+    "secondary_cap_percent",
+    "max_concurrency_per_account",
+    "allowed_models",
+)
+
+
+def readiness_by_pool(pools: list[Pool]) -> dict[int, tuple[str, int, int]]:
+    """pool id -> (summary line, routable, total) over its non-deleted accounts."""
+    db = get_db()
+    now = utcnow()
+    ids = [p.id for p in pools]
+    accounts = list(db.scalars(queries.account_query().where(UpstreamAccount.deleted_at.is_(None))).unique())
+    all_pools = {p.id: p for p in db.scalars(select(Pool)).unique()}
+    result: dict[int, tuple[str, int, int]] = {}
+    for pool_id in ids:
+        members = [a for a in accounts if any(x.pool_id == pool_id for x in a.assignments)]
+        # Readiness within this pool only: its own assignment and caps.
+        only = {pool_id: all_pools[pool_id]}
+        readiness = [queries.readiness_of(a, only, now) for a in members]
+        routable = sum(1 for r in readiness if r.routable)
+        result[pool_id] = (pool_summary(readiness, now), routable, len(members))
+    return result
+
+
+@bp.route("/")
+def index() -> Any:
+    pools = scope.visible_pools()
+    keys = queries.pairs(
+        get_db(),
+        select(PoolKey.pool_id, func.count()).where(PoolKey.status == KeyStatus.ACTIVE).group_by(PoolKey.pool_id),
+    )
+    return render_template(
+        "pools/index.html", pools=pools, readiness=readiness_by_pool(pools), keys=keys, action=ActionForm()
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@security.owner_required
+def new() -> Any:
+    form = PoolForm()
+    if form.validate_on_submit():
+        db = get_db()
+        try:
+            pool = pool_service.create_pool(
+                db,
+                name=form.name.data or "",
+                label=form.label.data,
+                strategy=form.strategy.data or "",
+                sticky_ttl_seconds=form.sticky_ttl_seconds.data,
+                max_attempts=form.max_attempts.data or 3,
+                allowed_models=lines(form.allowed_models.data),
+                actor=auditing.actor(),
+            )
+            _apply_settings(pool, form, audit=False)
+        except PoolerError as exc:
+            db.rollback()
+            flash(str(exc), "error")
+        else:
+            db.commit()
+            flash(f"Pool {pool.name} created.", "ok")
+            return redirect(url_for("pools.show", pool_id=pool.id))
+    return render_template("pools/form.html", form=form, pool=None)
+
+
+def _apply_settings(pool: Pool, form: PoolForm, *, audit: bool) -> dict[str, Any]:
+    """Writes the routing settings of the form into the pool; returns the changed fields (old, new).
+
+    Lives here until pooler.services.pools grows an `update_settings` (noted for consolidation)."""
+    settings = pool.settings
+    wanted = {
+        "strategy": form.strategy.data,
+        "sticky_ttl_seconds": form.sticky_ttl_seconds.data,
+        "max_attempts": form.max_attempts.data,
+        "primary_cap_percent": form.primary_cap_percent.data,
+        "secondary_cap_percent": form.secondary_cap_percent.data,
+        "max_concurrency_per_account": form.max_concurrency_per_account.data,
+        "allowed_models": lines(form.allowed_models.data),
+    }
+    changes = {}
+    for name, value in wanted.items():
+        old = getattr(settings, name)
+        if old != value:
+            changes[name] = {"old": old, "new": value}
+            setattr(settings, name, value)
+    if form.label.data and form.label.data != pool.label:
+        changes["label"] = {"old": pool.label, "new": form.label.data}
+        pool.label = form.label.data
+    if changes:
+        settings.updated_at = pool.updated_at = utcnow()
+        if audit:
+            auditing.record("pool.update", "pool", pool.id, pool.name, details=changes)
+            bump_routing_version(get_db())
+    return changes
+
+
+@bp.route("/<int:pool_id>")
+def show(pool_id: int) -> Any:
+    pool = scope.pool_or_404(pool_id)
+    db = get_db()
+    now = utcnow()
+    accounts = list(
+        db.scalars(
+            queries.account_query()
+            .where(UpstreamAccount.assignments.any(pool_id=pool.id))
+            .order_by(UpstreamAccount.label)
+        ).unique()
+    )
+    cards = queries.cards(db, accounts, now)
+    only = {pool.id: pool}
+    per_pool = [(c, queries.readiness_of(c.account, only, now)) for c in cards]
+    keys = list(db.scalars(select(PoolKey).where(PoolKey.pool_id == pool.id).order_by(PoolKey.created_at)))
+    summary = pool_summary([r for _, r in per_pool if _.account.deleted_at is None], now)
+    return render_template(
+        "pools/show.html", pool=pool, per_pool=per_pool, keys=keys, summary=summary, action=ActionForm()
+    )
+
+
+@bp.route("/<int:pool_id>/edit", methods=["GET", "POST"])
+def edit(pool_id: int) -> Any:
+    pool = scope.pool_or_404(pool_id)
+    if pool.status == PoolStatus.ARCHIVED:
+        flash("Archived pools cannot be edited.", "error")
+        return redirect(url_for("pools.show", pool_id=pool.id))
+    form = PoolForm(obj=pool.settings)
+    if not form.is_submitted():
+        form.name.data, form.label.data = pool.name, pool.label
+        form.allowed_models.data = "\n".join(pool.settings.allowed_models or [])
+    form.name.data = pool.name  # the slug is fixed: CLI scripts and keys refer to it
+    if form.validate_on_submit():
+        changes = _apply_settings(pool, form, audit=True)
+        get_db().commit()
+        flash("Settings saved." if changes else "Nothing changed.", "ok")
+        return redirect(url_for("pools.show", pool_id=pool.id))
+    return render_template("pools/form.html", form=form, pool=pool)
+
+
+def _status_action(pool_id: int, fn: Any, done: str) -> Any:
+    pool = scope.pool_or_404(pool_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    db = get_db()
+    try:
+        fn(db, pool.name, actor=auditing.actor())
+    except PoolerError as exc:
+        db.rollback()
+        flash(str(exc), "error")
+    else:
+        db.commit()
+        flash(f"Pool {pool.name} {done}.", "ok")
+    return redirect(url_for("pools.show", pool_id=pool.id))
+
+
+@bp.route("/<int:pool_id>/pause", methods=["POST"])
+def pause(pool_id: int) -> Any:
+    return _status_action(pool_id, pool_service.pause_pool, "paused")
+
+
+@bp.route("/<int:pool_id>/resume", methods=["POST"])
+def resume(pool_id: int) -> Any:
+    return _status_action(pool_id, pool_service.resume_pool, "resumed")
+
+
+@bp.route("/<int:pool_id>/archive", methods=["POST"])
+@security.owner_required
+def archive(pool_id: int) -> Any:
+    """Archiving stops routing and revokes nothing: keys of an archived pool are refused by the gateway."""
+    pool = scope.pool_or_404(pool_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if pool.status != PoolStatus.ARCHIVED:
+        old = pool.status
+        pool.status, pool.updated_at = PoolStatus.ARCHIVED, utcnow()
+        auditing.record("pool.archive", "pool", pool.id, pool.name, details={"old_status": old})
+        bump_routing_version(get_db())
+        get_db().commit()
+    flash(f"Pool {pool.name} archived.", "ok")
+    return redirect(url_for("pools.index"))
