@@ -139,3 +139,7 @@ class Auth:
 @pytest.fixture
 def auth(client: FlaskClient, core_ctx: CoreContext) -> Auth:
     return Auth(client, core_ctx)
+
+
+# Test modules star-import this module to get the fixtures (pytest registers fixtures by module attribute).
+__all__ = ["admin_db_url", "app", "auth", "client", "core_ctx"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyotp
 from flask.testing import FlaskClient
 
-from tests.support.admin import PASSWORD, Auth, admin_db_url, app, auth, client, core_ctx  # noqa: F401
+from tests.support.admin import *  # noqa: F403
+from tests.support.admin import PASSWORD, Auth
 
 
 def test_bootstrap_only_while_no_operator(auth: Auth, client: FlaskClient) -> None:
