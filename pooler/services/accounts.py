@@ -228,5 +228,5 @@ def count_by_state(session: Session) -> dict[str, int]:
         select(UpstreamAccount.state, func.count())
         .where(UpstreamAccount.deleted_at.is_(None))
         .group_by(UpstreamAccount.state)
-    ).tuples()
+    )
     return {str(state): int(n) for state, n in rows}

@@ -151,7 +151,7 @@ def list_pools(session: Session) -> list[PoolSummary]:
         pool_id: n
         for pool_id, n in session.execute(
             select(PoolKey.pool_id, func.count()).where(PoolKey.status == KeyStatus.ACTIVE).group_by(PoolKey.pool_id)
-        ).tuples()
+        )
     }
     return [
         PoolSummary(
@@ -193,7 +193,7 @@ def show_pool(session: Session, name: str) -> PoolDetail:
         status: n
         for status, n in session.execute(
             select(PoolKey.status, func.count()).where(PoolKey.pool_id == pool.id).group_by(PoolKey.status)
-        ).tuples()
+        )
     }
     return PoolDetail(
         pool=pool,
