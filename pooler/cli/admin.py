@@ -1,0 +1,71 @@
+"""`pooler admin serve | create-operator`. The admin process is started by module name, never imported."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from typing import Any
+
+from sqlalchemy import select
+
+from pooler.cli.common import command_group, core_context, transaction
+from pooler.errors import PoolerError
+from pooler.models import Pool
+from pooler.services import audit
+from pooler.services import operators as ops
+from pooler.services.actors import cli_actor
+from pooler.states import OperatorRole
+
+
+def _serve(_args: argparse.Namespace) -> int:
+    # exec: the admin's gunicorn master replaces this process, so signals reach it directly.
+    os.execv(sys.executable, [sys.executable, "-m", "admin_flask"])
+    return 0  # pragma: no cover
+
+
+def _create_operator(args: argparse.Namespace) -> int:
+    password = os.environ.get("POOLER_OPERATOR_PASSWORD") if args.password_env else None
+    if password is None:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("repeat: ") != password:
+            raise PoolerError("passwords differ")
+    actor = cli_actor()
+    with core_context() as ctx, transaction(ctx) as session:
+        pool_ids = []
+        for name in args.pool or []:
+            pool_id = session.scalar(select(Pool.id).where(Pool.name == name))
+            if pool_id is None:
+                raise PoolerError(f"pool {name!r} does not exist")
+            pool_ids.append(pool_id)
+        operator = ops.create_operator(
+            session, username=args.username, password=password, role=args.role, pool_ids=pool_ids
+        )
+        audit.record(
+            session,
+            actor_type=actor.type,
+            actor_label=actor.label,
+            action="operator.create",
+            target_type="operator",
+            target_id=operator.id,
+            target_label=operator.username,
+            details={"role": operator.role, "pools": args.pool or []},
+        )
+        username, role = operator.username, operator.role
+    print(f"created operator {username} ({role})")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    group = command_group(subparsers, "admin", "the operator admin web app")
+    p = group.add_parser("serve", help="run the admin (gunicorn on 127.0.0.1:POOLER_ADMIN_PORT)")
+    p.set_defaults(func=_serve)
+    p = group.add_parser("create-operator", help="create an operator (for scripted setups)")
+    p.add_argument("username")
+    p.add_argument("--role", default=OperatorRole.OWNER.value, choices=[r.value for r in OperatorRole])
+    p.add_argument("--pool", action="append", metavar="POOL", help="pools of an admin (repeatable)")
+    p.add_argument(
+        "--password-env", action="store_true", help="read the password from POOLER_OPERATOR_PASSWORD (no prompt)"
+    )
+    p.set_defaults(func=_create_operator)
