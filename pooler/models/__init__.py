@@ -1,9 +1,11 @@
 """The data model. Import models from here; `Base.metadata` holds every table."""
 
 from pooler.models.accounts import AccountSecret, QuotaWindow, UpstreamAccount
+from pooler.models.alerts import AlertDelivery, AlertIncident
 from pooler.models.base import Base, utcnow
 from pooler.models.keys import PoolKey
 from pooler.models.logs import AuditEvent, RequestAttempt, RequestLog
+from pooler.models.mcp import McpOperatorGate, McpToken
 from pooler.models.operators import Operator, OperatorPool
 from pooler.models.pools import Pool, PoolAssignment, PoolSettings
 from pooler.models.sessions import StickySession
@@ -11,10 +13,14 @@ from pooler.models.system import DataVersion, JobRun, Setting
 
 __all__ = [
     "AccountSecret",
+    "AlertDelivery",
+    "AlertIncident",
     "AuditEvent",
     "Base",
     "DataVersion",
     "JobRun",
+    "McpOperatorGate",
+    "McpToken",
     "Operator",
     "OperatorPool",
     "Pool",

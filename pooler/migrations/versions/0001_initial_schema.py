@@ -433,8 +433,116 @@ def upgrade() -> None:
         [{"name": "routing", "version": 0}],
     )
 
+    op.create_table(
+        "alert_incidents",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("rule", sa.String(length=64), nullable=False),
+        sa.Column("subject", sa.String(length=120), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("title", sa.String(length=200), nullable=False),
+        sa.Column(
+            "details",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("opened_at", pooler.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", pooler.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("clear_since", pooler.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("resolved_at", pooler.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_incidents")),
+    )
+    with op.batch_alter_table("alert_incidents", schema=None) as batch_op:
+        batch_op.create_index("ix_alert_incidents_rule_subject_status", ["rule", "subject", "status"], unique=False)
+        batch_op.create_index(batch_op.f("ix_alert_incidents_status"), ["status"], unique=False)
+
+    op.create_table(
+        "alert_deliveries",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("incident_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("event", sa.String(length=16), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", pooler.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_status_code", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.String(length=64), nullable=True),
+        sa.Column(
+            "created_at",
+            pooler.models.base.UTCDateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column("delivered_at", pooler.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["incident_id"],
+            ["alert_incidents.id"],
+            name=op.f("fk_alert_deliveries_incident_id_alert_incidents"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_deliveries")),
+    )
+    with op.batch_alter_table("alert_deliveries", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_alert_deliveries_incident_id"), ["incident_id"], unique=False)
+        batch_op.create_index("ix_alert_deliveries_status_next", ["status", "next_attempt_at"], unique=False)
+
+    op.create_table(
+        "mcp_operator_gates",
+        sa.Column("operator_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column(
+            "updated_at",
+            pooler.models.base.UTCDateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["operator_id"],
+            ["operators.id"],
+            name=op.f("fk_mcp_operator_gates_operator_id_operators"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("operator_id", name=op.f("pk_mcp_operator_gates")),
+    )
+    op.create_table(
+        "mcp_tokens",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("operator_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("label", sa.String(length=200), nullable=False),
+        sa.Column("prefix", sa.String(length=16), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column(
+            "created_at",
+            pooler.models.base.UTCDateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column("last_used_at", pooler.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", pooler.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["operator_id"], ["operators.id"], name=op.f("fk_mcp_tokens_operator_id_operators"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mcp_tokens")),
+        sa.UniqueConstraint("prefix", name=op.f("uq_mcp_tokens_prefix")),
+    )
+    with op.batch_alter_table("mcp_tokens", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_mcp_tokens_operator_id"), ["operator_id"], unique=False)
+
 
 def downgrade() -> None:
+    # Alerts and MCP (no other table references these, so they go first).
+    with op.batch_alter_table("mcp_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_mcp_tokens_operator_id"))
+    op.drop_table("mcp_tokens")
+    op.drop_table("mcp_operator_gates")
+    with op.batch_alter_table("alert_deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_alert_deliveries_status_next")
+        batch_op.drop_index(batch_op.f("ix_alert_deliveries_incident_id"))
+    op.drop_table("alert_deliveries")
+    with op.batch_alter_table("alert_incidents", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alert_incidents_status"))
+        batch_op.drop_index("ix_alert_incidents_rule_subject_status")
+    op.drop_table("alert_incidents")
     with op.batch_alter_table("request_attempts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_request_attempts_request_log_id"))
 
