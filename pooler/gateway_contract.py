@@ -38,6 +38,12 @@ SESSION_HEADERS = ("session-id", "session_id", "thread-id", "x-codex-window-id",
 """Stickiness keys in priority order; the body's prompt_cache_key is the fallback."""
 QUOTA_HEADER_PREFIXES = ("x-codex-",)
 
+# --- ext_proc processors ----------------------------------------------------------------------------------
+PROCESSOR_METADATA_KEY = "x-pooler-processor"
+"""gRPC initial metadata of an ext_proc filter naming the processor for its streams (absent: by path)."""
+PROCESSOR_V1_RESPONSES = "v1_responses"
+PROCESSOR_V1_CHAT = "v1_chat"
+
 # --- Retry -----------------------------------------------------------------------------------------------
 RETRIABLE_STATUS_CODES = (429, 502, 503)
 RETRY_ON = "retriable-status-codes,connect-failure,reset-before-request"
