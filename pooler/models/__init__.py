@@ -6,6 +6,7 @@ from pooler.models.base import Base, utcnow
 from pooler.models.keys import PoolKey
 from pooler.models.logs import AuditEvent, RequestAttempt, RequestLog
 from pooler.models.mcp import McpOperatorGate, McpToken
+from pooler.models.onboarding import OAuthFlow, OAuthInvite
 from pooler.models.operators import Operator, OperatorPool
 from pooler.models.pools import Pool, PoolAssignment, PoolSettings
 from pooler.models.sessions import StickySession
@@ -21,6 +22,8 @@ __all__ = [
     "JobRun",
     "McpOperatorGate",
     "McpToken",
+    "OAuthFlow",
+    "OAuthInvite",
     "Operator",
     "OperatorPool",
     "Pool",

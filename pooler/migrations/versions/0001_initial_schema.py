@@ -434,6 +434,88 @@ def upgrade() -> None:
     )
 
     op.create_table(
+        "oauth_invites",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("pool_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("label", sa.String(length=200), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_by", sa.String(length=200), nullable=True),
+        sa.Column(
+            "created_at",
+            pooler.models.base.UTCDateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column("expires_at", pooler.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("accepted_at", pooler.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", pooler.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["upstream_accounts.id"],
+            name=op.f("fk_oauth_invites_account_id_upstream_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["pool_id"], ["pools.id"], name=op.f("fk_oauth_invites_pool_id_pools"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oauth_invites")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_oauth_invites_token_hash")),
+    )
+    with op.batch_alter_table("oauth_invites", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_oauth_invites_pool_id"), ["pool_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_oauth_invites_status"), ["status"], unique=False)
+
+    op.create_table(
+        "oauth_flows",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("operator_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("invite_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("purpose", sa.String(length=16), nullable=False),
+        sa.Column("method", sa.String(length=16), nullable=False),
+        sa.Column("pool_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("error_code", sa.String(length=64), nullable=True),
+        sa.Column("binding_hash", sa.String(length=64), nullable=False),
+        sa.Column("poll_interval_seconds", sa.Integer(), nullable=False),
+        sa.Column("next_poll_at", pooler.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", pooler.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("key_id", sa.String(length=32), nullable=False),
+        sa.Column("nonce", sa.LargeBinary(), nullable=False),
+        sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
+        sa.Column(
+            "created_at",
+            pooler.models.base.UTCDateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column("finished_at", pooler.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["upstream_accounts.id"],
+            name=op.f("fk_oauth_flows_account_id_upstream_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["invite_id"], ["oauth_invites.id"], name=op.f("fk_oauth_flows_invite_id_oauth_invites"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["operator_id"], ["operators.id"], name=op.f("fk_oauth_flows_operator_id_operators"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["pool_id"], ["pools.id"], name=op.f("fk_oauth_flows_pool_id_pools"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_oauth_flows")),
+    )
+    with op.batch_alter_table("oauth_flows", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_oauth_flows_invite_id"), ["invite_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_oauth_flows_operator_id"), ["operator_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_oauth_flows_pool_id"), ["pool_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_oauth_flows_status"), ["status"], unique=False)
+
+    op.create_table(
         "alert_incidents",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("rule", sa.String(length=64), nullable=False),
@@ -543,6 +625,18 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_alert_incidents_status"))
         batch_op.drop_index("ix_alert_incidents_rule_subject_status")
     op.drop_table("alert_incidents")
+    with op.batch_alter_table("oauth_flows", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_oauth_flows_status"))
+        batch_op.drop_index(batch_op.f("ix_oauth_flows_pool_id"))
+        batch_op.drop_index(batch_op.f("ix_oauth_flows_operator_id"))
+        batch_op.drop_index(batch_op.f("ix_oauth_flows_invite_id"))
+
+    op.drop_table("oauth_flows")
+    with op.batch_alter_table("oauth_invites", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_oauth_invites_status"))
+        batch_op.drop_index(batch_op.f("ix_oauth_invites_pool_id"))
+
+    op.drop_table("oauth_invites")
     with op.batch_alter_table("request_attempts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_request_attempts_request_log_id"))
 
