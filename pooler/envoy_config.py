@@ -31,9 +31,7 @@ SSE_IDLE_TIMEOUT = "300s"
 PER_TRY_IDLE_TIMEOUT = "120s"
 # Websockets idle between turns; Codex closes a connection after 60 minutes anyway.
 WS_IDLE_TIMEOUT = "3600s"
-RETRY_BASE_INTERVAL = (
-    "0.01s"  # failover is to another account: no reason to back off long
-)
+RETRY_BASE_INTERVAL = "0.01s"  # failover is to another account: no reason to back off long
 RETRY_MAX_INTERVAL = "0.05s"
 
 # Client-sent headers that would steer Envoy's own retry/timeout behaviour.
@@ -54,26 +52,13 @@ ENVOY_CONTROL_HEADERS = (
 _QUOTA_WINDOW_HEADERS = tuple(
     f"x-codex-{slot}-{field_name}"
     for slot in ("primary", "secondary")
-    for field_name in (
-        "used-percent",
-        "window-minutes",
-        "reset-at",
-        "reset-after-seconds",
-    )
+    for field_name in ("used-percent", "window-minutes", "reset-at", "reset-after-seconds")
 )
-QUOTA_RESPONSE_HEADERS = (
-    *_QUOTA_WINDOW_HEADERS,
-    "x-codex-active-limit",
-    "x-codex-plan-type",
-    "retry-after",
-)
+QUOTA_RESPONSE_HEADERS = (*_QUOTA_WINDOW_HEADERS, "x-codex-active-limit", "x-codex-plan-type", "retry-after")
 LOG_REQUEST_HEADERS = ("upgrade",)
 
 # /v1 (pooler/v1): ext_proc processor name -> cluster. Deterministic 404 for every other /v1 path.
-V1_CLUSTERS = {
-    gc.PROCESSOR_V1_RESPONSES: "codex_upstream_v1_responses",
-    gc.PROCESSOR_V1_CHAT: "codex_upstream_v1_chat",
-}
+V1_CLUSTERS = {gc.PROCESSOR_V1_RESPONSES: "codex_upstream_v1_responses", gc.PROCESSOR_V1_CHAT: "codex_upstream_v1_chat"}
 V1_UNSUPPORTED_MESSAGE = (
     "This endpoint is not supported by this gateway; supported: GET /v1/models, POST /v1/responses, "
     "POST /v1/chat/completions."
@@ -128,9 +113,7 @@ class Upstream:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"upstream must be an http(s) URL, got {url!r}")
         if parts.path not in ("", "/"):
-            raise ValueError(
-                f"upstream URL must have no path (routes keep the client's path), got {url!r}"
-            )
+            raise ValueError(f"upstream URL must have no path (routes keep the client's path), got {url!r}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return cls(scheme=parts.scheme, host=parts.hostname, port=port)
 
@@ -145,10 +128,7 @@ class Upstream:
 
     @property
     def is_ip(self) -> bool:
-        return (
-            all(part.isdigit() for part in self.host.split("."))
-            and self.host.count(".") == 3
-        )
+        return all(part.isdigit() for part in self.host.split(".")) and self.host.count(".") == 3
 
 
 @dataclass(frozen=True)
@@ -175,9 +155,7 @@ class GatewayConfig:
 
 
 def _error_body(message: str, code: str, kind: str = "server_error") -> str:
-    return json.dumps(
-        {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    )
+    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
 
 
 def _duration(seconds: float) -> str:
@@ -186,11 +164,7 @@ def _duration(seconds: float) -> str:
 
 def _disabled(*filters: str) -> dict[str, Any]:
     return {
-        name: {
-            "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
-            "disabled": True,
-        }
-        for name in filters
+        name: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True} for name in filters
     }
 
 
@@ -200,10 +174,7 @@ def _retry_policy(num_retries: int) -> dict[str, Any]:
         "num_retries": num_retries,
         "retriable_status_codes": list(gc.RETRIABLE_STATUS_CODES),
         "per_try_idle_timeout": PER_TRY_IDLE_TIMEOUT,
-        "retry_back_off": {
-            "base_interval": RETRY_BASE_INTERVAL,
-            "max_interval": RETRY_MAX_INTERVAL,
-        },
+        "retry_back_off": {"base_interval": RETRY_BASE_INTERVAL, "max_interval": RETRY_MAX_INTERVAL},
     }
 
 
@@ -224,26 +195,13 @@ def build_routes(config: GatewayConfig) -> list[dict[str, Any]]:
     upstream = "codex_upstream"
     codex = "/backend-api/codex"
     return [
-        {
-            "name": "healthz",
-            "match": {"path": "/healthz"},
-            **_direct(200, '{"status":"ok"}'),
-        },
-        {
-            "name": "readyz",
-            "match": {"path": "/readyz"},
-            "route": {"cluster": "gateway_local", "timeout": "5s"},
-        },
+        {"name": "healthz", "match": {"path": "/healthz"}, **_direct(200, '{"status":"ok"}')},
+        {"name": "readyz", "match": {"path": "/readyz"}, "route": {"cluster": "gateway_local", "timeout": "5s"}},
         {
             "name": "responses_ws",
             "match": {
                 "path": f"{codex}/responses",
-                "headers": [
-                    {
-                        "name": "upgrade",
-                        "string_match": {"exact": "websocket", "ignore_case": True},
-                    }
-                ],
+                "headers": [{"name": "upgrade", "string_match": {"exact": "websocket", "ignore_case": True}}],
             },
             "route": {
                 "cluster": "codex_upstream_ws",
@@ -253,29 +211,18 @@ def build_routes(config: GatewayConfig) -> list[dict[str, Any]]:
             },
             # Headers-only on upgrades: body-processing filters on websocket routes are a known hang risk.
             "typed_per_filter_config": _disabled(
-                "envoy.filters.http.json_to_metadata",
-                "envoy.filters.http.sse_to_metadata",
+                "envoy.filters.http.json_to_metadata", "envoy.filters.http.sse_to_metadata"
             ),
         },
         {
             "name": "responses",
             "match": {"path": f"{codex}/responses"},
-            "route": {
-                "cluster": upstream,
-                "timeout": "0s",
-                "idle_timeout": SSE_IDLE_TIMEOUT,
-                "retry_policy": retry,
-            },
+            "route": {"cluster": upstream, "timeout": "0s", "idle_timeout": SSE_IDLE_TIMEOUT, "retry_policy": retry},
         },
         {
             "name": "compact",
             "match": {"path": f"{codex}/responses/compact"},
-            "route": {
-                "cluster": upstream,
-                "timeout": "0s",
-                "idle_timeout": SSE_IDLE_TIMEOUT,
-                "retry_policy": retry,
-            },
+            "route": {"cluster": upstream, "timeout": "0s", "idle_timeout": SSE_IDLE_TIMEOUT, "retry_policy": retry},
         },
         {
             "name": "models",
@@ -285,12 +232,7 @@ def build_routes(config: GatewayConfig) -> list[dict[str, Any]]:
         {
             "name": "codex_other",
             "match": {"prefix": f"{codex}/"},
-            "route": {
-                "cluster": upstream,
-                "timeout": "0s",
-                "idle_timeout": SSE_IDLE_TIMEOUT,
-                "retry_policy": retry,
-            },
+            "route": {"cluster": upstream, "timeout": "0s", "idle_timeout": SSE_IDLE_TIMEOUT, "retry_policy": retry},
         },
         {
             "name": "usage_wham",
@@ -306,26 +248,13 @@ def build_routes(config: GatewayConfig) -> list[dict[str, Any]]:
         {
             "name": "v1",
             "match": {"prefix": "/v1/"},
-            **_direct(
-                404,
-                _error_body(
-                    V1_UNSUPPORTED_MESSAGE,
-                    "unsupported_endpoint",
-                    "invalid_request_error",
-                ),
-            ),
+            **_direct(404, _error_body(V1_UNSUPPORTED_MESSAGE, "unsupported_endpoint", "invalid_request_error")),
         },
-        {
-            "name": "admin",
-            "match": {"prefix": "/admin"},
-            "route": {"cluster": "pooler_admin", "timeout": "60s"},
-        },
+        {"name": "admin", "match": {"prefix": "/admin"}, "route": {"cluster": "pooler_admin", "timeout": "60s"}},
         {
             "name": "not_found",
             "match": {"prefix": "/"},
-            **_direct(
-                404, _error_body("Not found.", "not_found", "invalid_request_error")
-            ),
+            **_direct(404, _error_body("Not found.", "not_found", "invalid_request_error")),
         },
     ]
 
@@ -340,11 +269,7 @@ def build_v1_routes(retry: dict[str, Any]) -> list[dict[str, Any]]:
     clusters, whose ext_proc filter buffers the request body and may override the response body mode; the
     Codex routes' cluster stays headers-only. sse_to_metadata is off: the ext_proc reports the tokens itself
     (the chat stream Envoy sees downstream carries no `response.completed`)."""
-    streaming = {
-        "timeout": "0s",
-        "idle_timeout": SSE_IDLE_TIMEOUT,
-        "retry_policy": retry,
-    }
+    streaming = {"timeout": "0s", "idle_timeout": SSE_IDLE_TIMEOUT, "retry_policy": retry}
     no_sse_metadata = _disabled("envoy.filters.http.sse_to_metadata")
     return [
         {
@@ -375,56 +300,32 @@ def build_v1_routes(retry: dict[str, Any]) -> list[dict[str, Any]]:
 def build_local_reply_mappers() -> list[dict[str, Any]]:
     """Envoy-made errors -> OpenAI-shaped JSON with a safe code. First match wins."""
 
-    def mapper(
-        filter_: dict[str, Any], status: int, message: str, code: str
-    ) -> dict[str, Any]:
+    def mapper(filter_: dict[str, Any], status: int, message: str, code: str) -> dict[str, Any]:
         return {
             "filter": filter_,
             "status_code": status,
             "body": {"inline_string": _error_body(message, code)},
-            "body_format_override": {
-                "text_format": "%LOCAL_REPLY_BODY%",
-                "content_type": "application/json",
-            },
+            "body_format_override": {"text_format": "%LOCAL_REPLY_BODY%", "content_type": "application/json"},
         }
 
     def status_is(code: int) -> dict[str, Any]:
         return {
             "status_code_filter": {
-                "comparison": {
-                    "op": "EQ",
-                    "value": {"default_value": code, "runtime_key": "pooler.unused"},
-                }
+                "comparison": {"op": "EQ", "value": {"default_value": code, "runtime_key": "pooler.unused"}}
             }
         }
 
     return [
         # The ext_proc is unreachable or failed (status_on_error = 500): fail closed, fast.
+        mapper(status_is(500), 503, "The gateway is temporarily unavailable.", "gateway_unavailable"),
+        mapper({"response_flag_filter": {"flags": ["UT", "SI"]}}, 504, "The upstream timed out.", "upstream_timeout"),
         mapper(
-            status_is(500),
-            503,
-            "The gateway is temporarily unavailable.",
-            "gateway_unavailable",
-        ),
-        mapper(
-            {"response_flag_filter": {"flags": ["UT", "SI"]}},
-            504,
-            "The upstream timed out.",
-            "upstream_timeout",
-        ),
-        mapper(
-            {
-                "response_flag_filter": {
-                    "flags": ["UF", "UH", "UO", "URX", "UC", "UR", "LR", "NC"]
-                }
-            },
+            {"response_flag_filter": {"flags": ["UF", "UH", "UO", "URX", "UC", "UR", "LR", "NC"]}},
             502,
             "The upstream is unavailable.",
             "upstream_unavailable",
         ),
-        mapper(
-            status_is(413), 413, "The request body is too large.", "request_too_large"
-        ),
+        mapper(status_is(413), 413, "The request body is too large.", "request_too_large"),
     ]
 
 
@@ -432,9 +333,7 @@ def build_upstream_http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
     timeout = _duration(config.extproc_timeout_seconds)
     codec = {
         "name": "envoy.filters.http.upstream_codec",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
-        },
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
     }
     if config.direct:
         return [codec]
@@ -443,10 +342,7 @@ def build_upstream_http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
             "name": "envoy.filters.http.ext_proc",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
-                "grpc_service": {
-                    "envoy_grpc": {"cluster_name": "pooler_extproc"},
-                    "timeout": timeout,
-                },
+                "grpc_service": {"envoy_grpc": {"cluster_name": "pooler_extproc"}, "timeout": timeout},
                 # Fail closed: without the ext_proc's decision there is no account token to send, and the client
                 # must get a fast JSON 503 (local_reply maps this 500), never the upstream with its Pool key.
                 "failure_mode_allow": False,
@@ -462,9 +358,7 @@ def build_upstream_http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
                 },
                 "metadata_options": {
                     # NS_ROUTING: the principal and tried accounts of earlier attempts; NS_REQUEST: json_to_metadata.
-                    "forwarding_namespaces": {
-                        "untyped": [gc.NS_ROUTING, gc.NS_REQUEST]
-                    },
+                    "forwarding_namespaces": {"untyped": [gc.NS_ROUTING, gc.NS_REQUEST]},
                     "receiving_namespaces": {"untyped": [gc.NS_ROUTING]},
                 },
             },
@@ -473,27 +367,20 @@ def build_upstream_http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
     ]
 
 
-def build_v1_http_filters(
-    config: GatewayConfig, processor: str
-) -> list[dict[str, Any]]:
+def build_v1_http_filters(config: GatewayConfig, processor: str) -> list[dict[str, Any]]:
     """The upstream filters of a /v1 cluster: the same ext_proc (same auth and account pick on request headers)
     plus the body phases the translation needs. `processor` travels as gRPC initial metadata so the ext_proc
     picks the /v1 processor on every attempt (a retried attempt sees the rewritten Codex :path)."""
     filters = build_upstream_http_filters(config)
     ext = filters[0]["typed_config"]
-    ext["grpc_service"]["initial_metadata"] = [
-        {"key": gc.PROCESSOR_METADATA_KEY, "value": processor}
-    ]
+    ext["grpc_service"]["initial_metadata"] = [{"key": gc.PROCESSOR_METADATA_KEY, "value": processor}]
     ext["processing_mode"] = {
         **ext["processing_mode"],
         "request_body_mode": "BUFFERED",  # translated and replaced by the ext_proc
         "response_header_mode": "SEND",  # picks the response body mode (STREAMED or BUFFERED) per response
     }
     ext["allow_mode_override"] = True
-    ext["metadata_options"]["receiving_namespaces"]["untyped"] = [
-        gc.NS_ROUTING,
-        gc.NS_USAGE,
-    ]
+    ext["metadata_options"]["receiving_namespaces"]["untyped"] = [gc.NS_ROUTING, gc.NS_USAGE]
     return filters
 
 
@@ -510,9 +397,7 @@ def build_access_logs(config: GatewayConfig) -> list[dict[str, Any]]:
                 "common_config": {
                     "log_name": "pooler",
                     "transport_api_version": "V3",
-                    "grpc_service": {
-                        "envoy_grpc": {"cluster_name": "pooler_accesslog"}
-                    },
+                    "grpc_service": {"envoy_grpc": {"cluster_name": "pooler_accesslog"}},
                     "buffer_flush_interval": _duration(config.accesslog_flush_seconds),
                     "buffer_size_bytes": 65536,
                 },
@@ -571,11 +456,7 @@ def build_usage_rules() -> list[dict[str, Any]]:
         {
             "rule": {
                 "selectors": [{"key": k} for k in ("response", "usage", *path)],
-                "on_present": {
-                    "metadata_namespace": gc.NS_USAGE,
-                    "key": key,
-                    "type": "NUMBER",
-                },
+                "on_present": {"metadata_namespace": gc.NS_USAGE, "key": key, "type": "NUMBER"},
             }
         }
         for key, path in paths.items()
@@ -583,14 +464,10 @@ def build_usage_rules() -> list[dict[str, Any]]:
 
 
 def _upstream_parts(upstream: Upstream) -> dict[str, Any]:
-    address = {
-        "socket_address": {"address": upstream.host, "port_value": upstream.port}
-    }
+    address = {"socket_address": {"address": upstream.host, "port_value": upstream.port}}
     raw = {
         "name": "envoy.transport_sockets.raw_buffer",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
-        },
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"},
     }
 
     def tls(alpn: list[str]) -> dict[str, Any]:
@@ -602,12 +479,8 @@ def _upstream_parts(upstream: Upstream) -> dict[str, Any]:
                 "common_tls_context": {
                     "alpn_protocols": alpn,
                     "validation_context": {
-                        "trusted_ca": {
-                            "filename": "/etc/ssl/certs/ca-certificates.crt"
-                        },
-                        "match_typed_subject_alt_names": [
-                            {"san_type": "DNS", "matcher": {"exact": upstream.host}}
-                        ],
+                        "trusted_ca": {"filename": "/etc/ssl/certs/ca-certificates.crt"},
+                        "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": upstream.host}}],
                     },
                 },
             },
@@ -619,10 +492,7 @@ def _upstream_parts(upstream: Upstream) -> dict[str, Any]:
             "upstream_transport_socket": tls(["h2", "http/1.1"]),
             "upstream_transport_socket_http1": tls(["http/1.1"]),
             "upstream_protocol_key": "auto_config",
-            "upstream_protocol": {
-                "http_protocol_options": {},
-                "http2_protocol_options": {},
-            },
+            "upstream_protocol": {"http_protocol_options": {}, "http2_protocol_options": {}},
             "upstream_discovery": "STATIC" if upstream.is_ip else "LOGICAL_DNS",
         }
     return {
@@ -659,27 +529,18 @@ def render(config: GatewayConfig, template: str | None = None) -> str:
         "request_prompt_cache_key": gc.REQUEST_PROMPT_CACHE_KEY,
         "usage_rules": build_usage_rules(),
         "routes": _with_host_rewrite(build_routes(config), upstream),
-        "local_fallback_body": _error_body(
-            "The gateway could not answer this request.", "internal_error"
-        ),
+        "local_fallback_body": _error_body("The gateway could not answer this request.", "internal_error"),
         "upstream_http_filters": build_upstream_http_filters(config),
-        **{
-            f"{name}_http_filters": build_v1_http_filters(config, name)
-            for name in V1_CLUSTERS
-        },
+        **{f"{name}_http_filters": build_v1_http_filters(config, name) for name in V1_CLUSTERS},
         **_upstream_parts(upstream),
     }
     rendered = {k: v if k in RAW_KEYS else json.dumps(v) for k, v in values.items()}
-    text = string.Template(
-        template if template is not None else TEMPLATE_PATH.read_text()
-    ).substitute(rendered)
+    text = string.Template(template if template is not None else TEMPLATE_PATH.read_text()).substitute(rendered)
     yaml.safe_load(text)  # fail here, not in Envoy, if a substitution broke the YAML
     return text
 
 
-def _with_host_rewrite(
-    routes: list[dict[str, Any]], upstream: Upstream
-) -> list[dict[str, Any]]:
+def _with_host_rewrite(routes: list[dict[str, Any]], upstream: Upstream) -> list[dict[str, Any]]:
     for route in routes:
         action = route.get("route")
         if action and action["cluster"].startswith("codex_upstream"):
