@@ -98,6 +98,22 @@ _DEFS = (
     _s("quota_evidence_stale_seconds", int, 900, "Quota evidence older than this is treated as unknown", minimum=1),
     _s("sticky_ttl_default_seconds", int, 3600, "Sticky-session TTL for new pools", minimum=0),
     _s("demotion_seconds", int, 30, "Seconds an account is demoted after a 5xx or connect failure", minimum=0),
+    _s("alert_webhook_url", str, None, "Alert webhook receiver (POST, HMAC-SHA256 signed); empty = no webhook"),
+    _s("alert_webhook_secret", str, None, "Signing secret for alert webhooks (x-pooler-signature)", secret=True),
+    _s("alert_email_to", str, None, "Comma-separated alert email recipients; empty = no email"),
+    _s("alert_email_from", str, "pooler@localhost", "From address of alert emails"),
+    _s("smtp_host", str, None, "SMTP server for alert email"),
+    _s("smtp_port", int, 587, "SMTP server port", minimum=1, maximum=65535),
+    _s("smtp_username", str, None, "SMTP login user (empty = no login)"),
+    _s("smtp_password", str, None, "SMTP login password", secret=True),
+    _s("smtp_starttls", bool, True, "Upgrade the SMTP connection with STARTTLS before login"),
+    _s("alert_cooldown_seconds", int, 600, "Seconds a condition stays clear before its incident resolves", minimum=0),
+    _s("alert_min_routable_accounts", int, 2, "Pools with fewer routable accounts than this raise a watch", minimum=1),
+    _s("alert_quota_percent", float, 90.0, "Quota windows at or above this percent alert", minimum=1, maximum=100),
+    _s("alert_key_error_threshold", int, 20, "401/403 answers per key prefix in the window that alert", minimum=1),
+    _s("alert_key_error_window_minutes", int, 15, "Window of the key errors spike rule", minimum=1),
+    _s("alert_job_failure_runs", int, 3, "Consecutive failed runs of a scheduler job that raise an alert", minimum=1),
+    _s("mcp_enabled", bool, False, "Instance-wide gate of the read-only MCP endpoint (/mcp)"),
 )
 CATALOGUE: dict[str, SettingDef] = {d.name: d for d in _DEFS}
 
