@@ -388,26 +388,28 @@ def _metadata(ns: str, key: str) -> str:
     return f"%DYNAMIC_METADATA({ns}:{key})%"
 
 
-def build_access_logs(config: GatewayConfig) -> list[dict[str, Any]]:
-    logs: list[dict[str, Any]] = [
-        {
-            "name": "envoy.access_loggers.http_grpc",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
-                "common_config": {
-                    "log_name": "pooler",
-                    "transport_api_version": "V3",
-                    "grpc_service": {"envoy_grpc": {"cluster_name": "pooler_accesslog"}},
-                    "buffer_flush_interval": _duration(config.accesslog_flush_seconds),
-                    "buffer_size_bytes": 65536,
-                },
-                "additional_request_headers_to_log": list(LOG_REQUEST_HEADERS),
-                "additional_response_headers_to_log": list(QUOTA_RESPONSE_HEADERS),
+def build_grpc_access_log(config: GatewayConfig) -> dict[str, Any]:
+    """The gRPC access log to the ext_proc process. Used for both the downstream and the upstream (per attempt)
+    log with the identical config, so Envoy shares one logger: one buffer, one stream, entries in order."""
+    return {
+        "name": "envoy.access_loggers.http_grpc",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
+            "common_config": {
+                "log_name": "pooler",
+                "transport_api_version": "V3",
+                "grpc_service": {"envoy_grpc": {"cluster_name": "pooler_accesslog"}},
+                "buffer_flush_interval": _duration(config.accesslog_flush_seconds),
+                "buffer_size_bytes": 65536,
             },
-        }
-    ]
-    if config.direct:
-        logs = []
+            "additional_request_headers_to_log": list(LOG_REQUEST_HEADERS),
+            "additional_response_headers_to_log": list(QUOTA_RESPONSE_HEADERS),
+        },
+    }
+
+
+def build_access_logs(config: GatewayConfig) -> list[dict[str, Any]]:
+    logs: list[dict[str, Any]] = [] if config.direct else [build_grpc_access_log(config)]
     if config.access_log_path:
         # Metadata only: no request/response headers beyond ids, never authorization or bodies.
         fmt = {
@@ -522,6 +524,7 @@ def render(config: GatewayConfig, template: str | None = None) -> str:
         "admin_app_address": config.admin_app.envoy_address(),
         "buffer_limit_bytes": config.buffer_limit_bytes,
         "access_logs": build_access_logs(config),
+        "upstream_logs": [] if config.direct else [build_grpc_access_log(config)],
         "local_reply_mappers": build_local_reply_mappers(),
         "strip_envoy_headers": [{"remove": name} for name in ENVOY_CONTROL_HEADERS],
         "ns_request": gc.NS_REQUEST,

@@ -1,0 +1,185 @@
+"""Envoy's gRPC access log -> evidence and request rows, off the request path.
+
+Two kinds of entries arrive on the same stream (one logger config, so one buffer and ordered): the router's
+*upstream* log, one per attempt (that attempt's status, flags and x-codex-* headers; the routing metadata then
+names its account), and the HCM's *downstream* log, one per request (final status, timings, tokens from
+sse_to_metadata, the routing metadata with every tried account).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+from envoy.data.accesslog.v3.accesslog_pb2 import AccessLogCommon, AccessLogType, HTTPAccessLogEntry
+from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
+
+from extproc.state import GatewayState
+from pooler import gateway_contract as gc
+from pooler.evidence import AttemptRecord, RequestRecord, attempt_effect, attempt_outcomes
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_END = AccessLogType.UpstreamEnd
+FLAG_NAMES = {
+    "no_healthy_upstream": "UH",
+    "upstream_request_timeout": "UT",
+    "local_reset": "LR",
+    "upstream_remote_reset": "UR",
+    "upstream_connection_failure": "UF",
+    "upstream_connection_termination": "UC",
+    "upstream_overflow": "UO",
+    "upstream_retry_limit_exceeded": "URX",
+    "stream_idle_timeout": "SI",
+    "downstream_connection_termination": "DC",
+    "no_cluster_found": "NC",
+}
+PENDING_ATTEMPTS_TTL = 300.0
+
+
+def _seconds(duration: Any) -> float | None:
+    if duration is None or (duration.seconds == 0 and duration.nanos == 0):
+        return None
+    return duration.seconds + duration.nanos / 1e9
+
+
+def _flags(common: AccessLogCommon) -> frozenset[str]:
+    if not common.HasField("response_flags"):
+        return frozenset()
+    rf = common.response_flags
+    return frozenset(code for name, code in FLAG_NAMES.items() if getattr(rf, name))
+
+
+def _fields(common: AccessLogCommon, namespace: str) -> Any:
+    md = common.metadata.filter_metadata
+    return md[namespace].fields if namespace in md else None
+
+
+def _num(fields: Any, key: str) -> int | None:
+    if fields is None or key not in fields:
+        return None
+    value = fields[key]
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        return int(value.number_value)
+    if kind == "string_value" and value.string_value.isdigit():
+        return int(value.string_value)
+    return None
+
+
+def _str(fields: Any, key: str) -> str | None:
+    if fields is None or key not in fields:
+        return None
+    value = fields[key]
+    return value.string_value if value.WhichOneof("kind") == "string_value" else None
+
+
+class AccessLogHandler:
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self._attempts: dict[str, tuple[float, list[AttemptRecord]]] = {}
+
+    def handle(self, message: StreamAccessLogsMessage) -> None:
+        for entry in message.http_logs.log_entry:
+            try:
+                if entry.common_properties.access_log_type == UPSTREAM_END:
+                    self._upstream(entry)
+                else:
+                    self._downstream(entry)
+            except (KeyError, ValueError, TypeError, AttributeError):
+                # Evidence is best-effort: one malformed entry must not stop the stream (fail-open here is
+                # safe, nothing on the request path depends on it). Never log the entry itself.
+                log.exception("skipped an access-log entry that could not be read")
+
+    def _upstream(self, entry: HTTPAccessLogEntry) -> None:
+        common = entry.common_properties
+        routing = _fields(common, gc.NS_ROUTING)
+        if routing is None or _str(routing, gc.ROUTING_ERROR):
+            return  # answered by the gateway itself: no upstream evidence
+        account_id = _num(routing, gc.ROUTING_ACCOUNT_ID)
+        response_headers = entry.response.response_headers
+        record = AttemptRecord(
+            request_id=entry.request.request_id,
+            account_id=account_id,
+            status=entry.response.response_code.value if entry.response.HasField("response_code") else 0,
+            flags=_flags(common),
+            headers={k.lower(): v for k, v in response_headers.items()},
+            observed_at=time.time(),
+        )
+        now = record.observed_at
+        slot = self._attempts.setdefault(record.request_id, (now, []))
+        slot[1].append(record)
+        snapshot = self.state.snapshot
+        demotion = snapshot.demotion_seconds if snapshot is not None else 30.0
+        effect = attempt_effect(record, demotion)
+        if effect is not None:
+            self.state.apply_effect(effect, now)
+
+    def _downstream(self, entry: HTTPAccessLogEntry) -> None:
+        common = entry.common_properties
+        routing = _fields(common, gc.NS_ROUTING)
+        request_id = entry.request.request_id
+        self.state.finish(request_id)
+        now = time.time()
+        attempts = self._attempts.pop(request_id, (now, []))[1]
+        self._expire(now)
+        if routing is None:
+            return  # never reached the ext_proc (health checks, 404s, admin): not a pooled request
+        tried_value = routing.get(gc.ROUTING_TRIED) if hasattr(routing, "get") else None
+        tried = [int(v.number_value) for v in tried_value.list_value.values] if tried_value is not None else []
+        usage = _fields(common, gc.NS_USAGE)
+        tokens = {k: v for k in gc.USAGE_KEYS if (v := _num(usage, k)) is not None}
+        request_ns = _fields(common, gc.NS_REQUEST)
+        status = entry.response.response_code.value if entry.response.HasField("response_code") else 0
+        start = common.start_time
+        created = (
+            dt.datetime.fromtimestamp(start.seconds + start.nanos / 1e9, dt.UTC)
+            if start.seconds
+            else dt.datetime.now(dt.UTC)
+        )
+        ttfb = _seconds(common.time_to_first_downstream_tx_byte)
+        total = _seconds(common.duration) or _seconds(common.time_to_last_downstream_tx_byte)
+        error = _str(routing, gc.ROUTING_ERROR)
+        if error is None and status >= 500 and not attempts and tried:
+            error = "upstream_unavailable" if _flags(common) else None
+        record = RequestRecord(
+            request_id=request_id,
+            created_at=created,
+            pool_id=_num(routing, gc.ROUTING_POOL_ID),
+            key_id=_num(routing, gc.ROUTING_KEY_ID),
+            key_prefix=_str(routing, gc.ROUTING_KEY_PREFIX),
+            route_family=_str(routing, gc.ROUTING_ROUTE_FAMILY) or gc.ROUTE_OTHER,
+            method=entry.request.request_method and AccessLogMethod.name(entry.request.request_method),
+            model=_str(request_ns, gc.REQUEST_MODEL),
+            status_code=status,
+            error_code=error,
+            ttfb_ms=None if ttfb is None else round(ttfb * 1000, 3),
+            duration_ms=None if total is None else round(total * 1000, 3),
+            tried=tried,
+            tokens=tokens,
+        )
+        record.attempts = attempt_outcomes(tried, attempts, status)
+        if record.key_prefix and tokens.get("total_tokens"):
+            self.state.tokens.add(record.key_prefix, tokens["total_tokens"], now)
+        if record.key_id is not None and error is None:
+            self.state.pending.key_used[record.key_id] = now
+        self.state.pending.requests.append(record)
+
+    def _expire(self, now: float) -> None:
+        if len(self._attempts) < 1024:
+            return
+        for request_id, (seen, _) in list(self._attempts.items()):
+            if now - seen > PENDING_ATTEMPTS_TTL:
+                del self._attempts[request_id]
+
+
+class AccessLogMethod:
+    """envoy.config.core.v3.RequestMethod enum -> its name."""
+
+    @staticmethod
+    def name(value: int) -> str:
+        from envoy.config.core.v3.base_pb2 import RequestMethod
+
+        return str(RequestMethod.Name(value))

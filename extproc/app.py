@@ -1,0 +1,112 @@
+"""Wiring of the ext_proc process: config, state, gRPC server on unix sockets, background tasks, shutdown.
+
+`python -m extproc` prints READY_LINE once the server listens and the first snapshot is loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import grpc
+from envoy.service.accesslog.v3 import als_pb2_grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from extproc.accesslog import AccessLogHandler
+from extproc.processor import AttemptProcessor
+from extproc.reloader import Reloader
+from extproc.server import AccessLogService, ExternalProcessorService
+from extproc.state import GatewayState
+from extproc.writer import Writer
+from pooler.config import Config, load_config
+from pooler.context import open_context
+from pooler.errors import ConfigError
+
+READY_LINE = "pooler extproc ready"
+DRAIN_SECONDS = 5.0
+log = logging.getLogger("extproc")
+
+
+def _bind_unix(server: grpc.aio.Server, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        path.unlink()  # a stale socket of a previous run
+    server.add_insecure_port(f"unix:{path}")
+
+
+async def serve(config: Config) -> int:
+    ctx = open_context(config, hide_parameters=True)
+    state = GatewayState(ctx)
+    reloader = Reloader(state)
+    writer = Writer(state)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessorService(AttemptProcessor(state)), server)
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogService(AccessLogHandler(state)), server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    _bind_unix(server, config.extproc_socket)
+    if config.accesslog_socket != config.extproc_socket:
+        _bind_unix(server, config.accesslog_socket)
+    await server.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    # Serve `gateway_not_ready` until the first snapshot loads; keep retrying while the DB is away.
+    while state.snapshot is None and not stop.is_set():
+        await reloader.check()
+        if state.snapshot is None:
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+    reloader.start_listener(loop)
+    tasks = [asyncio.create_task(reloader.run(stop)), asyncio.create_task(writer.run(stop))]
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    if not stop.is_set():
+        print(READY_LINE, flush=True)
+        log.info(
+            "serving: ext_proc %s, access log %s, snapshot version %s",
+            config.extproc_socket,
+            config.accesslog_socket,
+            state.snapshot.version if state.snapshot else None,
+        )
+
+    await stop.wait()
+    # Graceful: tell health checkers first, let in-flight streams finish, then flush the last writes.
+    await health.enter_graceful_shutdown()
+    await server.stop(DRAIN_SECONDS)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    ctx.dispose()
+    log.info("stopped")
+    return 0
+
+
+def main() -> int:
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"extproc: invalid configuration: {exc}", file=sys.stderr)
+        return 1
+    logging.basicConfig(
+        level=getattr(logging, config.log_level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Headers and bodies are never logged by this package; keep noisy libraries from doing so either.
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    logging.getLogger("grpc").setLevel(logging.WARNING)
+    os.umask(0o077)  # sockets readable by this user only
+    try:
+        return asyncio.run(serve(config))
+    except ConfigError as exc:
+        print(f"extproc: invalid configuration: {exc}", file=sys.stderr)
+        return 1

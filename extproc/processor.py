@@ -1,0 +1,269 @@
+"""The per-attempt decision: one synchronous ext_proc message (request headers) per upstream attempt.
+
+Attempt 1 (no principal in the forwarded NS_ROUTING metadata): authenticate the Pool key, check its limits and
+the model. Every attempt: choose an account (skipping those already tried), overwrite `authorization` and
+`chatgpt-account-id` (mutations persist into the next attempt, so what we own is always overwritten), strip
+client-sent internal headers, and record the routing metadata the next attempt and the access log read.
+
+Fail-closed throughout: a request this code cannot decide never reaches the upstream (it would carry no
+account token, or the client's Pool key).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
+
+from extproc import responses
+from extproc.state import GatewayState
+from pooler import gateway_contract as gc
+from pooler.poolkeys import key_matches, key_prefix
+from pooler.selection import SelectionRequest, pooled_usage, pooled_usage_payload, select_account
+from pooler.sessions import session_hash, session_key
+from pooler.snapshot import KeyEntry, PoolEntry, Snapshot
+from pooler.states import KeyStatus
+
+log = logging.getLogger(__name__)
+
+USAGE_PATHS = frozenset({"/backend-api/wham/usage", "/api/codex/usage"})
+READY_PATH = "/readyz"
+STICKY_REFRESH_FRACTION = 0.25
+"""A kept sticky session is re-written only once a quarter of its TTL has passed (fewer writes)."""
+
+
+def route_family(path: str, upgrade: bool) -> str:
+    if path.startswith("/backend-api/codex/responses/compact"):
+        return gc.ROUTE_COMPACT
+    if path.startswith("/backend-api/codex/responses"):
+        return gc.ROUTE_RESPONSES_WS if upgrade else gc.ROUTE_RESPONSES
+    if path.startswith("/backend-api/codex/models"):
+        return gc.ROUTE_MODELS
+    if path in USAGE_PATHS:
+        return gc.ROUTE_USAGE
+    if path.startswith("/v1/"):
+        return gc.ROUTE_V1
+    return gc.ROUTE_OTHER
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return headers.get("x-api-key") or None
+
+
+def model_from_turn_metadata(value: str | None) -> str | None:
+    """Websocket upgrades carry no body; Codex's `x-codex-turn-metadata` header names the model."""
+    if not value or len(value) > 16384:
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    model = parsed.get("model") if isinstance(parsed, dict) else None
+    return model if isinstance(model, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: int
+    key_prefix: str
+    pool_id: int
+
+
+def _string(struct: Any, key: str) -> str | None:
+    if struct is None or key not in struct.fields:
+        return None
+    value = struct.fields[key]
+    return value.string_value if value.WhichOneof("kind") == "string_value" else None
+
+
+def _number(struct: Any, key: str) -> int | None:
+    if struct is None or key not in struct.fields:
+        return None
+    value = struct.fields[key]
+    return int(value.number_value) if value.WhichOneof("kind") == "number_value" else None
+
+
+class AttemptProcessor:
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self.hasher = state.ctx.hasher
+
+    def request_headers(self, request: ProcessingRequest) -> ProcessingResponse:
+        headers = {
+            h.key: h.raw_value.decode("latin-1") if h.raw_value else h.value
+            for h in request.request_headers.headers.headers
+        }
+        path = headers.get(":path", "").split("?", 1)[0]
+        snapshot = self.state.snapshot
+        if path == READY_PATH:
+            if snapshot is None:
+                return responses.error("gateway_not_ready")
+            return responses.json_reply(200, {"status": "ready", "routing_version": snapshot.version})
+        if snapshot is None:
+            return responses.error("gateway_not_ready")
+        upgrade = headers.get("upgrade", "").lower() == "websocket"
+        family = route_family(path, upgrade)
+        metadata = request.metadata_context.filter_metadata
+        routing = metadata.get(gc.NS_ROUTING, None)
+        request_ns = metadata.get(gc.NS_REQUEST, None)
+        model = _string(request_ns, gc.REQUEST_MODEL) or model_from_turn_metadata(headers.get("x-codex-turn-metadata"))
+        now = time.time()
+
+        key_id = _number(routing, gc.ROUTING_KEY_ID)
+        if key_id is None:
+            # Attempt 1: authenticate. Later attempts trust the principal in metadata only Envoy can carry.
+            outcome = self._authenticate(snapshot, headers, model, family, now)
+            if isinstance(outcome, ProcessingResponse):
+                return outcome
+            principal = outcome
+            tried: list[int] = []
+        else:
+            principal = Principal(
+                key_id, _string(routing, gc.ROUTING_KEY_PREFIX) or "", _number(routing, gc.ROUTING_POOL_ID) or 0
+            )
+            tried = (
+                [int(v.number_value) for v in routing.fields[gc.ROUTING_TRIED].list_value.values]
+                if (routing is not None and gc.ROUTING_TRIED in routing.fields)
+                else []
+            )
+
+        base = {
+            gc.ROUTING_POOL_ID: principal.pool_id,
+            gc.ROUTING_KEY_ID: principal.key_id,
+            gc.ROUTING_KEY_PREFIX: principal.key_prefix,
+            gc.ROUTING_ROUTE_FAMILY: family,
+        }
+        pool = snapshot.pools.get(principal.pool_id)
+        if pool is None:
+            return responses.error("no_eligible_account", base)
+        if family == gc.ROUTE_USAGE:
+            usage = pooled_usage(pool.policy, pool.candidates, now)
+            return responses.json_reply(200, pooled_usage_payload(usage, now), base)
+        return self._pick(snapshot, pool, principal, headers, request_ns, model, tried, upgrade, base, now)
+
+    def _authenticate(
+        self, snapshot: Snapshot, headers: Mapping[str, str], model: str | None, family: str, now: float
+    ) -> Principal | ProcessingResponse:
+        raw = presented_key(headers)
+        prefix = key_prefix(raw) if raw else None
+        key: KeyEntry | None = snapshot.keys.get(prefix) if prefix else None
+        # The secret is verified (constant time) before any state of the key is revealed.
+        if raw is None or key is None or not key_matches(self.hasher, raw, key.key_hash):
+            return responses.error("invalid_api_key", {gc.ROUTING_ROUTE_FAMILY: family})
+        routing = {
+            gc.ROUTING_POOL_ID: key.pool_id,
+            gc.ROUTING_KEY_ID: key.key_id,
+            gc.ROUTING_KEY_PREFIX: key.prefix,
+            gc.ROUTING_ROUTE_FAMILY: family,
+        }
+        if key.status == KeyStatus.REVOKED:
+            return responses.error("key_revoked", routing)
+        if key.status == KeyStatus.PAUSED:
+            return responses.error("key_paused", routing)
+        if key.expires_at is not None and key.expires_at <= now:
+            return responses.error("key_expired", routing)
+        if model is not None and key.allowed_models is not None and model not in key.allowed_models:
+            return responses.error("model_not_allowed", routing)
+        if key.tokens_per_day is not None and self.state.tokens.used(key.prefix, now) >= key.tokens_per_day:
+            wait = self.state.tokens.seconds_to_midnight(now)
+            return responses.error("tokens_limit_exceeded", routing, {"retry-after": str(wait)})
+        if key.requests_per_minute is not None:
+            wait_s = self.state.limiter.check_and_count(key.key_id, key.requests_per_minute, now)
+            if wait_s is not None:
+                return responses.error("rate_limit_exceeded", routing, {"retry-after": str(wait_s)})
+        return Principal(key.key_id, key.prefix, key.pool_id)
+
+    def _pick(
+        self,
+        snapshot: Snapshot,
+        pool: PoolEntry,
+        principal: Principal,
+        headers: Mapping[str, str],
+        request_ns: Any,
+        model: str | None,
+        tried: list[int],
+        upgrade: bool,
+        base: dict[str, Any],
+        now: float,
+    ) -> ProcessingResponse:
+        raw_session = session_key(headers, _string(request_ns, gc.REQUEST_PROMPT_CACHE_KEY))
+        hashed = session_hash(self.hasher, pool.pool_id, raw_session) if raw_session else None
+        sticky = snapshot.sticky.get((pool.pool_id, hashed)) if hashed else None
+        sticky_account = sticky.account_id if sticky is not None and sticky.expires_at > now else None
+        routing = {**base, gc.ROUTING_TRIED: list(tried)}
+        if hashed:
+            routing[gc.ROUTING_SESSION] = hashed
+
+        if len(tried) >= pool.max_attempts:
+            return self._exhausted(pool, model, now, routing)
+        selection = select_account(
+            pool.policy,
+            pool.index,
+            SelectionRequest(
+                now=now,
+                model=model,
+                exclude=frozenset(tried),
+                sticky_account_id=sticky_account,
+                in_flight=self.state.in_flight,
+            ),
+            pool.strategy,
+        )
+        if selection.account_id is None:
+            if selection.error == "no_eligible_account" and tried:
+                return self._exhausted(pool, model, now, routing)
+            if selection.error == "usage_limit_reached":
+                return self._usage_limit(selection.earliest_reset, now, routing)
+            return responses.error(selection.error or "no_eligible_account", routing)
+        account = snapshot.accounts[selection.account_id]
+        if account.access_token is None:  # selection never picks these; guard against a stale index anyway
+            return responses.error("no_eligible_account", routing)
+
+        if hashed and (
+            not selection.sticky_kept
+            or sticky is None
+            or sticky.expires_at - now < pool.policy.sticky_ttl_seconds * (1 - STICKY_REFRESH_FRACTION)
+        ):
+            self.state.pin_session(pool.pool_id, hashed, account.account_id, pool.policy.sticky_ttl_seconds, now)
+        request_id = headers.get("x-request-id")
+        if request_id:
+            self.state.start(request_id, account.account_id, now)
+
+        routing[gc.ROUTING_TRIED] = [*tried, account.account_id]
+        routing[gc.ROUTING_ACCOUNT_ID] = account.account_id
+        set_headers = {
+            "authorization": f"Bearer {account.access_token}",
+            gc.ACCOUNT_ID_HEADER: account.chatgpt_account_id,
+        }
+        if upgrade and not headers.get(gc.WEBSOCKET_BETA_HEADER):
+            set_headers[gc.WEBSOCKET_BETA_HEADER] = gc.WEBSOCKET_BETA_VALUE
+        remove = [name for name in headers if name.startswith(gc.INTERNAL_HEADER_PREFIX)]
+        if "x-api-key" in headers:
+            remove.append("x-api-key")
+        return responses.forward(set_headers, remove, routing)
+
+    def _usage_limit(self, earliest: float | None, now: float, routing: dict[str, Any]) -> ProcessingResponse:
+        extra = {"retry-after": str(max(1, int(earliest - now)))} if earliest is not None and earliest > now else None
+        return responses.immediate(
+            429,
+            responses.usage_limit_body(earliest, now),
+            {**routing, gc.ROUTING_ERROR: "usage_limit_reached"},
+            extra,
+            details="pooler_usage_limit_reached",
+        )
+
+    def _exhausted(self, pool: PoolEntry, model: str | None, now: float, routing: dict[str, Any]) -> ProcessingResponse:
+        """The request used its pool's attempts, or every remaining account was tried. The earlier attempts'
+        statuses are not visible here (headers-only path), so classify the pool as a whole: Codex-shaped 429
+        when every serving account is spent, else 503 `no_eligible_account`."""
+        overall = select_account(pool.policy, pool.index, SelectionRequest(now=now, model=model), pool.strategy)
+        if overall.error == "usage_limit_reached":
+            return self._usage_limit(overall.earliest_reset, now, routing)
+        return responses.error("no_eligible_account", routing, {"retry-after": "1"})

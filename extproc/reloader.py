@@ -1,0 +1,101 @@
+"""Keeps the snapshot current: reload when the routing version changes.
+
+PostgreSQL: a LISTEN connection (in a thread) wakes the reloader on NOTIFY; a cheap version poll is the
+fallback for missed notifications. SQLite: the version poll only. A database outage leaves the current
+snapshot in place (requests keep flowing); the reloader retries quietly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import threading
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from extproc.state import GatewayState
+from pooler.services.versions import NOTIFY_CHANNEL, routing_version
+from pooler.snapshot import Snapshot, load_snapshot
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS_SQLITE = 1.0
+POLL_SECONDS_POSTGRES = 5.0
+
+
+class Reloader:
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self.wake = asyncio.Event()
+        self.reloads = 0
+        self._listen_stop = threading.Event()
+        engine = state.ctx.engine
+        self.postgres = engine.dialect.name == "postgresql"
+        self.poll = POLL_SECONDS_POSTGRES if self.postgres else POLL_SECONDS_SQLITE
+        self._db_ok = True
+
+    def _version(self) -> int:
+        with self.state.ctx.session_factory() as session:
+            return routing_version(session)
+
+    def _load(self) -> Snapshot:
+        with self.state.ctx.session_factory() as session:
+            return load_snapshot(
+                session, self.state.ctx.box, dt.datetime.now(dt.UTC), self.state.overlays, self.state.snapshot
+            )
+
+    async def load_now(self) -> None:
+        snapshot = await asyncio.to_thread(self._load)
+        self.state.install(snapshot)
+        self.reloads += 1
+
+    async def check(self) -> None:
+        try:
+            version = await asyncio.to_thread(self._version)
+            current = self.state.snapshot
+            if current is None or version != current.version:
+                await self.load_now()
+            if not self._db_ok:
+                log.info(
+                    "database reachable again; snapshot version %s", self.state.snapshot and self.state.snapshot.version
+                )
+            self._db_ok = True
+        except SQLAlchemyError:
+            if self._db_ok:
+                log.warning(
+                    "database unreachable: serving from the snapshot loaded at version %s",
+                    self.state.snapshot and self.state.snapshot.version,
+                )
+            self._db_ok = False
+
+    def start_listener(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.postgres:
+            threading.Thread(target=self._listen, args=(loop,), name="pooler-listen", daemon=True).start()
+
+    def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        import psycopg
+
+        url = self.state.ctx.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self._listen_stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    loop.call_soon_threadsafe(self.wake.set)  # catch up on anything missed while away
+                    while not self._listen_stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            loop.call_soon_threadsafe(self.wake.set)
+            except psycopg.Error:
+                self._listen_stop.wait(2.0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.check()
+            self.state.expire_in_flight(asyncio.get_running_loop().time())
+            wake = asyncio.ensure_future(self.wake.wait())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({wake, stopped}, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
+            wake.cancel()
+            stopped.cancel()
+            self.wake.clear()
+        self._listen_stop.set()

@@ -1,0 +1,62 @@
+"""gRPC services: the ExternalProcessor stream loop, the AccessLogService receiver and health.
+
+The stream loop only dispatches on the message kind; the decision lives in `processor.AttemptProcessor`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+
+from extproc import responses
+from extproc.accesslog import AccessLogHandler
+from extproc.processor import AttemptProcessor
+
+log = logging.getLogger(__name__)
+
+# Phases this processor never asks for answer "continue" of the matching kind.
+_CONTINUE = {
+    "response_headers": lambda: ep.ProcessingResponse(response_headers=ep.HeadersResponse()),
+    "request_body": lambda: ep.ProcessingResponse(request_body=ep.BodyResponse()),
+    "response_body": lambda: ep.ProcessingResponse(response_body=ep.BodyResponse()),
+    "request_trailers": lambda: ep.ProcessingResponse(request_trailers=ep.TrailersResponse()),
+    "response_trailers": lambda: ep.ProcessingResponse(response_trailers=ep.TrailersResponse()),
+}
+
+
+class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):
+    def __init__(self, processor: AttemptProcessor) -> None:
+        self.processor = processor
+
+    async def Process(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ep.ProcessingResponse]:
+        async for request in request_iterator:
+            kind = request.WhichOneof("request")
+            if kind == "request_headers":
+                try:
+                    yield self.processor.request_headers(request)
+                except Exception:
+                    # Fail closed with a generic 500 (Envoy maps it to a JSON 503); the traceback names no
+                    # header values, and the request never reaches the upstream undecided.
+                    log.exception("request_headers failed")
+                    yield responses.error("internal_error")
+            elif kind in _CONTINUE:
+                yield _CONTINUE[kind]()
+
+
+class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
+    def __init__(self, handler: AccessLogHandler) -> None:
+        self.handler = handler
+
+    async def StreamAccessLogs(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[als_pb2.StreamAccessLogsMessage], context: grpc.aio.ServicerContext
+    ) -> als_pb2.StreamAccessLogsResponse:
+        async for message in request_iterator:
+            self.handler.handle(message)
+        return als_pb2.StreamAccessLogsResponse()

@@ -1,0 +1,124 @@
+"""The ext_proc's mutable state: the current snapshot (swapped by reference), the gateway's own evidence
+overlays, per-key limits, in-flight counts, and the batch of writes waiting for the background writer.
+
+Everything here runs on the event loop thread (the gRPC handlers and the access-log handler), so no locks;
+the database is touched only by the reloader and the writer, in worker threads.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from extproc.limits import DailyTokens, RequestRateLimiter
+from pooler.context import CoreContext
+from pooler.evidence import AccountEffect
+from pooler.gateway_writes import Batch
+from pooler.selection import WindowView
+from pooler.snapshot import Overlay, Snapshot, Sticky, rebuild_pool
+
+MAX_PENDING_REQUESTS = 200_000
+"""Bound on request rows held while the database is away (~100 MB); beyond it the oldest are dropped."""
+IN_FLIGHT_TTL = 4 * 3600.0
+
+
+@dataclass
+class GatewayState:
+    ctx: CoreContext
+    snapshot: Snapshot | None = None
+    overlays: dict[int, Overlay] = field(default_factory=dict)
+    limiter: RequestRateLimiter = field(default_factory=RequestRateLimiter)
+    tokens: DailyTokens = field(default_factory=DailyTokens)
+    in_flight: dict[int, int] = field(default_factory=dict)
+    requests_in_flight: dict[str, tuple[float, list[int]]] = field(default_factory=dict)
+    pending: Batch = field(default_factory=Batch)
+    dropped_rows: int = 0
+
+    # --- snapshot ---------------------------------------------------------------------------------------
+    def install(self, snapshot: Snapshot) -> None:
+        """Swap in a freshly loaded snapshot (overlays already applied by the loader)."""
+        now = time.time()
+        self.tokens.seed(snapshot.tokens_today, now)
+        # Drop overlays that no longer say anything.
+        for account_id, overlay in list(self.overlays.items()):
+            if (
+                (overlay.limited_until or 0) <= now
+                and (overlay.demoted_until or 0) <= now
+                and overlay.refresh_epoch is None
+                and all((w.resets_at or 0) <= now for w in overlay.windows.values())
+            ):
+                del self.overlays[account_id]
+        self.snapshot = snapshot
+
+    # --- evidence ---------------------------------------------------------------------------------------
+    def apply_effect(self, effect: AccountEffect, observed_at: float) -> None:
+        """Make the evidence visible to the very next selection, and queue it for the database."""
+        snapshot = self.snapshot
+        overlay = self.overlays.setdefault(effect.account_id, Overlay())
+        for obs in effect.observations:
+            if obs.limit_family != "codex":
+                continue
+            overlay.windows[obs.window_minutes] = WindowView(
+                obs.window_minutes,
+                obs.used_percent,
+                None if obs.resets_at is None else obs.resets_at.timestamp(),
+                observed_at,
+            )
+        if effect.limited_until is not None:
+            overlay.limited_until = max(effect.limited_until, overlay.limited_until or 0.0)
+        if effect.demoted_until is not None:
+            overlay.demoted_until = max(effect.demoted_until, overlay.demoted_until or 0.0)
+        if effect.refresh_requested and snapshot is not None and effect.account_id in snapshot.accounts:
+            overlay.refresh_epoch = snapshot.accounts[effect.account_id].credential_epoch
+        if snapshot is not None:
+            for pool in snapshot.pools_of(effect.account_id):
+                rebuild_pool(snapshot, pool, self.overlays)
+        self.pending.effects.append((effect, observed_at))
+
+    def pin_session(self, pool_id: int, session_hash: str, account_id: int, ttl: float, now: float) -> None:
+        snapshot = self.snapshot
+        if snapshot is None or ttl <= 0:
+            return
+        expires = now + ttl
+        snapshot.sticky[(pool_id, session_hash)] = Sticky(account_id, expires)
+        self.pending.sticky[(pool_id, session_hash)] = (account_id, expires)
+
+    # --- in flight ----------------------------------------------------------------------------------------
+    def start(self, request_id: str, account_id: int, now: float) -> None:
+        self.in_flight[account_id] = self.in_flight.get(account_id, 0) + 1
+        entry = self.requests_in_flight.get(request_id)
+        if entry is None:
+            self.requests_in_flight[request_id] = (now, [account_id])
+        else:
+            entry[1].append(account_id)
+
+    def finish(self, request_id: str) -> None:
+        entry = self.requests_in_flight.pop(request_id, None)
+        if entry is None:
+            return
+        for account_id in entry[1]:
+            left = self.in_flight.get(account_id, 0) - 1
+            if left > 0:
+                self.in_flight[account_id] = left
+            else:
+                self.in_flight.pop(account_id, None)
+
+    def expire_in_flight(self, now: float) -> None:
+        """Requests whose access-log entry never came (Envoy restarted) must not hold a slot forever."""
+        for request_id, (started, _) in list(self.requests_in_flight.items()):
+            if now - started > IN_FLIGHT_TTL:
+                self.finish(request_id)
+
+    # --- writes -------------------------------------------------------------------------------------------
+    def take_pending(self) -> Batch:
+        batch, self.pending = self.pending, Batch()
+        return batch
+
+    def requeue(self, batch: Batch) -> None:
+        """A batch the database refused goes back in front of newer writes (bounded)."""
+        batch.merge(self.pending)
+        overflow = len(batch.requests) - MAX_PENDING_REQUESTS
+        if overflow > 0:
+            del batch.requests[:overflow]
+            self.dropped_rows += overflow
+        self.pending = batch

@@ -1,0 +1,196 @@
+"""The /v1 processor: OpenAI-compatible requests translated onto the Codex backend, inside Envoy's path.
+
+Picked once per ext_proc stream (like Envoy AI Gateway's per-path processors). It runs in the upstream filter
+of the `codex_upstream_v1` cluster, whose processing mode buffers the request body and sends response headers;
+authentication and the account pick of the request-headers phase are the Codex processor's, unchanged, so
+keys, selection, failover, limits and request logs are the same as on the Codex routes. This module adds:
+
+- request body (BUFFERED): the /v1 body -> the Codex body (`pooler.v1` translators), path, accept and encoding
+  headers rewritten; a bad request ends in an OpenAI-shaped immediate response (never retried).
+- response headers: 2xx + client streaming -> body mode STREAMED (translate chunk by chunk); 2xx + `stream:
+  false` or any error status -> BUFFERED (collect to one JSON object / translate the error body). A per-response
+  mode override, so the Codex routes' cluster stays headers-only.
+- response body: translated bytes; the token usage goes to NS_USAGE dynamic metadata for the request log
+  (sse_to_metadata downstream sees the translated stream, not `response.completed`).
+
+Every attempt is a new ext_proc stream and translates the request again from the body Envoy retries with.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+
+from pooler import gateway_contract as gc
+from pooler.v1.chat_request import chat_to_responses
+from pooler.v1.chat_stream import ChatStream
+from pooler.v1.collect import ResponsesCollector, chat_completion
+from pooler.v1.errors import V1Error, from_upstream, invalid_request
+from pooler.v1.models import V1Route
+from pooler.v1.responses_request import UpstreamRequest, normalize_responses
+from pooler.v1.responses_stream import ResponsesStream
+from pooler.v1.usage import token_counts
+
+CODEX_RESPONSES_PATH = "/backend-api/codex/responses"
+STREAMED = processing_mode_pb2.ProcessingMode.STREAMED
+BUFFERED = processing_mode_pb2.ProcessingMode.BUFFERED
+OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+JSON = b"application/json"
+EVENT_STREAM = b"text/event-stream"
+
+# Headers the upstream request gets on every attempt (mutations persist across attempts; overwrite, never add).
+UPSTREAM_REQUEST_HEADERS = (
+    (":path", CODEX_RESPONSES_PATH.encode()),
+    ("content-type", JSON),
+    ("accept", EVENT_STREAM),
+    # The translators read the upstream bytes: a compressed reply (the SDKs send accept-encoding: gzip) would
+    # be unreadable, so ask for identity.
+    ("accept-encoding", b"identity"),
+)
+
+
+class V1Processor:
+    """State of one /v1 upstream attempt (one ext_proc stream)."""
+
+    __slots__ = ("_chat", "_collector", "_passthrough", "request", "route", "status")
+
+    def __init__(self, route: V1Route) -> None:
+        self.route = route
+        self.request: UpstreamRequest | None = None
+        self.status = 0
+        self._chat: ChatStream | None = None
+        self._passthrough: ResponsesStream | None = None
+        self._collector: ResponsesCollector | None = None
+
+    # --- request ---------------------------------------------------------------------------------------------
+    def request_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
+        try:
+            self.request = self._translate(body.body)
+        except V1Error as err:
+            return immediate(err)
+        data = json.dumps(self.request.body, separators=(",", ":"), ensure_ascii=False).encode()
+        resp = ep.ProcessingResponse()
+        common = resp.request_body.response
+        _set_headers(common.header_mutation, (*UPSTREAM_REQUEST_HEADERS, ("content-length", b"%d" % len(data))))
+        common.body_mutation.body = data
+        return resp
+
+    def _translate(self, raw: bytes) -> UpstreamRequest:
+        try:
+            parsed: Any = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise invalid_request("We could not parse the JSON body of your request.", code="invalid_json") from None
+        if self.route is V1Route.CHAT:
+            return chat_to_responses(parsed)
+        return normalize_responses(parsed)
+
+    # --- response --------------------------------------------------------------------------------------------
+    def response_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
+        self.status = _status(headers)
+        resp = ep.ProcessingResponse()
+        common = resp.response_headers.response
+        streaming = self.request is not None and self.request.stream and 200 <= self.status < 300
+        if streaming:
+            assert self.request is not None
+            if self.route is V1Route.CHAT:
+                self._chat = ChatStream(self.request.model, self.request.include_usage)
+            else:
+                self._passthrough = ResponsesStream()
+            resp.mode_override.response_body_mode = STREAMED
+            _set_headers(common.header_mutation, (("content-type", EVENT_STREAM),))
+        else:
+            if 200 <= self.status < 300:
+                self._collector = ResponsesCollector()
+            resp.mode_override.response_body_mode = BUFFERED
+        common.header_mutation.remove_headers.append("content-length")
+        return resp
+
+    def response_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
+        if self._chat is not None:
+            return self._stream_chunk(self._chat, body)
+        if self._passthrough is not None:
+            return self._stream_chunk(self._passthrough, body)
+        return self._buffered(body.body)
+
+    def _stream_chunk(self, stream: ChatStream | ResponsesStream, body: ep.HttpBody) -> ep.ProcessingResponse:
+        resp = ep.ProcessingResponse()
+        out = stream.feed(body.body)
+        if body.end_of_stream:
+            out += stream.finish()
+            _usage_metadata(resp, stream.usage)
+        if stream is self._passthrough and out is body.body:
+            return _CONTINUE_BODY  # unchanged bytes: no mutation to send back
+        mutation = resp.response_body.response.body_mutation
+        if out:
+            mutation.body = out
+        else:
+            mutation.clear_body = True
+        return resp
+
+    def _buffered(self, raw: bytes) -> ep.ProcessingResponse:
+        resp = ep.ProcessingResponse()
+        status = self.status
+        if self._collector is None:
+            out = from_upstream(status, raw).body()
+        else:
+            self._collector.feed(raw)
+            try:
+                response = self._collector.result()
+            except V1Error as err:
+                status, out = err.status, err.body()
+            else:
+                if self.route is V1Route.CHAT and self.request is not None:
+                    response = chat_completion(response, self.request.model)
+                out = json.dumps(response, separators=(",", ":"), ensure_ascii=False).encode()
+            _usage_metadata(resp, self._collector.usage)
+        common = resp.response_body.response
+        headers = [("content-type", JSON), ("content-length", b"%d" % len(out))]
+        if status != self.status:
+            headers.append((":status", b"%d" % status))
+        _set_headers(common.header_mutation, headers)
+        common.body_mutation.body = out
+        return resp
+
+
+_CONTINUE_BODY = ep.ProcessingResponse(response_body=ep.BodyResponse())
+
+
+def immediate(err: V1Error) -> ep.ProcessingResponse:
+    resp = ep.ProcessingResponse()
+    imm = resp.immediate_response
+    imm.status.code = err.status
+    imm.body = err.body()
+    _set_headers(imm.headers, (("content-type", JSON),))
+    imm.details = f"pooler_v1_{err.code or 'error'}"
+    err_ns = resp.dynamic_metadata.fields[gc.NS_ROUTING].struct_value
+    err_ns.fields[gc.ROUTING_ERROR].string_value = err.code or "invalid_request"
+    return resp
+
+
+def _set_headers(mutation: ep.HeaderMutation, headers: Any) -> None:
+    for key, value in headers:
+        opt = mutation.set_headers.add()
+        opt.header.key = key
+        opt.header.raw_value = value
+        opt.append_action = OVERWRITE
+
+
+def _status(headers: ep.HttpHeaders) -> int:
+    for h in headers.headers.headers:
+        if h.key == ":status":
+            raw = h.raw_value or h.value.encode()
+            return int(raw) if raw.isdigit() else 0
+    return 0
+
+
+def _usage_metadata(resp: ep.ProcessingResponse, usage: dict[str, Any] | None) -> None:
+    counts = token_counts(usage)
+    if not counts:
+        return
+    fields = resp.dynamic_metadata.fields[gc.NS_USAGE].struct_value.fields
+    for key, value in counts.items():
+        fields[key].number_value = value

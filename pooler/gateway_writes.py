@@ -1,0 +1,114 @@
+"""The gateway's batched writes: request logs + attempts, quota evidence, account demotion/refresh flags,
+sticky sessions and key last-use, in one transaction per batch.
+
+Idempotent, so a batch that failed (database outage) is simply written again later: request rows are keyed
+by Envoy's request id (unique), quota evidence never overwrites newer evidence, the rest are upserts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from pooler.evidence import AccountEffect, RequestRecord
+from pooler.models import PoolKey, RequestAttempt, RequestLog, StickySession, UpstreamAccount
+from pooler.quota import record_observations
+from pooler.services.versions import bump_routing_version
+from pooler.states import QuotaSource
+
+MAX_MODEL_LENGTH = 64
+
+
+@dataclass(slots=True)
+class Batch:
+    requests: list[RequestRecord] = field(default_factory=list)
+    effects: list[tuple[AccountEffect, float]] = field(default_factory=list)
+    """(effect, observed_at unix seconds)."""
+    sticky: dict[tuple[int, str], tuple[int, float]] = field(default_factory=dict)
+    """(pool_id, session_hash) -> (account_id, expires_at)."""
+    key_used: dict[int, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.requests) + len(self.effects) + len(self.sticky) + len(self.key_used)
+
+    def merge(self, other: Batch) -> None:
+        self.requests.extend(other.requests)
+        self.effects.extend(other.effects)
+        self.sticky.update(other.sticky)
+        for key_id, at in other.key_used.items():
+            self.key_used[key_id] = max(at, self.key_used.get(key_id, 0.0))
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+def write_batch(session: Session, batch: Batch) -> None:
+    _write_requests(session, batch.requests)
+    state_changed = False
+    for effect, observed_at in batch.effects:
+        record_observations(
+            session, effect.account_id, list(effect.observations), QuotaSource.HEADERS, _utc(observed_at)
+        )
+        values: dict[str, object] = {}
+        if effect.demoted_until is not None:
+            values["demoted_until"] = _utc(effect.demoted_until)
+        if effect.refresh_requested:
+            values["refresh_requested_at"] = _utc(observed_at)
+        if values:
+            state_changed = True
+            session.execute(update(UpstreamAccount).where(UpstreamAccount.id == effect.account_id).values(**values))
+    for (pool_id, session_hash), (account_id, expires_at) in batch.sticky.items():
+        row = session.get(StickySession, (pool_id, session_hash))
+        if row is None:
+            session.add(
+                StickySession(
+                    pool_id=pool_id, session_hash=session_hash, account_id=account_id, expires_at=_utc(expires_at)
+                )
+            )
+        else:
+            row.account_id, row.expires_at, row.updated_at = account_id, _utc(expires_at), dt.datetime.now(dt.UTC)
+    for key_id, at in batch.key_used.items():
+        session.execute(update(PoolKey).where(PoolKey.id == key_id).values(last_used_at=_utc(at)))
+    if state_changed:
+        # Other gateways (and the scheduler's view of refresh requests) reload on the version bump.
+        bump_routing_version(session)
+
+
+def _write_requests(session: Session, records: list[RequestRecord]) -> None:
+    if not records:
+        return
+    ids = [r.request_id for r in records]
+    existing = set(session.scalars(select(RequestLog.request_id).where(RequestLog.request_id.in_(ids))))
+    for record in records:
+        if record.request_id in existing:
+            continue
+        existing.add(record.request_id)
+        row = RequestLog(
+            created_at=record.created_at,
+            request_id=record.request_id,
+            pool_id=record.pool_id,
+            key_prefix=record.key_prefix,
+            account_id=record.account_id,
+            route_family=record.route_family,
+            method=record.method[:8],
+            model=(record.model or None) and record.model[:MAX_MODEL_LENGTH],
+            status_code=record.status_code,
+            attempt_count=max(1, len(record.attempts)),
+            error_code=record.error_code,
+            ttfb_ms=record.ttfb_ms,
+            duration_ms=record.duration_ms,
+            input_tokens=record.tokens.get("input_tokens"),
+            cached_tokens=record.tokens.get("cached_tokens"),
+            output_tokens=record.tokens.get("output_tokens"),
+            reasoning_tokens=record.tokens.get("reasoning_tokens"),
+            total_tokens=record.tokens.get("total_tokens"),
+        )
+        row.attempts = [
+            RequestAttempt(attempt_number=n, account_id=account, status_code=status, outcome=outcome)
+            for n, (account, status, outcome) in enumerate(record.attempts, start=1)
+        ]
+        session.add(row)

@@ -1,0 +1,271 @@
+"""A real data plane for tests: simulator + `python -m extproc` + `envoy`, on free ports, against a given DB.
+
+Usage::
+
+    with running_gateway(postgres_url, log_dir) as gw:
+        seeded = gw.seed_pool("team-a", accounts=["acct-a1", "acct-a2"])    # pool + accounts + a Pool key
+        r = httpx.post(gw.codex_base + "/responses", json=turn_body(), headers={"Authorization": f"Bearer {seeded.key}"})
+        gw.simulator.client.journal()   # what the upstream saw
+        gw.wait_for_logs(1)             # request_logs rows written by the access-log writer
+
+Each gateway gets its own keyring (fresh secret keys + pepper), socket dir and data dir; the database is shared
+by whoever passes the same URL (tests isolate themselves with their own pools/accounts). `gw.kill_extproc()` /
+`gw.start_extproc()` exercise faults. Logs of every process are printed when the block raises.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from pooler.config import load_config
+from pooler.context import CoreContext, open_context
+from pooler.envoy_config import Endpoint, GatewayConfig, render
+from pooler.models import PoolSettings, RequestLog
+from pooler.services import accounts, keys, pools
+from pooler.services.actors import SYSTEM
+from pooler.services.versions import bump_routing_version
+from tests.support.processes import VENV_BIN, ManagedProcess, free_port, port_open, wait_until
+from tests.support.simulator import RunningSimulator, running_simulator
+
+EXTPROC_READY = "pooler extproc ready"
+
+
+@dataclass
+class SeededPool:
+    name: str
+    pool_id: int
+    key: str = field(repr=False)
+    """The raw Pool key (a canary for leak scans: it must never appear in logs or rows)."""
+    key_prefix: str
+    accounts: dict[str, int]
+    """Simulator account id (= chatgpt account id) -> our account id."""
+    tokens: dict[str, str] = field(repr=False, default_factory=dict)
+    """Simulator account id -> its access token (canaries too)."""
+
+
+@dataclass
+class Gateway:
+    url: str
+    db_url: str
+    env: dict[str, str]
+    log_dir: Path
+    sock_dir: Path
+    simulator: RunningSimulator
+    envoy: ManagedProcess
+    extproc: ManagedProcess
+    envoy_admin_port: int
+    access_log_path: Path
+    ctx: CoreContext
+
+    @property
+    def codex_base(self) -> str:
+        return f"{self.url}/backend-api/codex"
+
+    @property
+    def ws_url(self) -> str:
+        return self.codex_base.replace("http://", "ws://") + "/responses"
+
+    # --- processes -----------------------------------------------------------------------------------------
+    def start_extproc(self, timeout: float = 20.0) -> None:
+        log_path = self.log_dir / "extproc.log"
+        before = log_path.read_text(errors="replace").count(EXTPROC_READY) if log_path.exists() else 0
+        self.extproc = ManagedProcess(
+            "extproc", [str(VENV_BIN / "python"), "-m", "extproc"], log_path, env=self.env
+        ).start()
+
+        def ready() -> bool:
+            if not self.extproc.alive():
+                raise RuntimeError("extproc exited:\n" + self.extproc.log_text()[-3000:])
+            return self.extproc.log_text().count(EXTPROC_READY) > before and self._ready_url_ok()
+
+        wait_until(ready, timeout=timeout, what="extproc ready")
+
+    def _ready_url_ok(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill_extproc(self) -> None:
+        self.extproc.kill()
+
+    def process_logs(self) -> dict[str, str]:
+        logs = {p.name: p.log_text() for p in (self.envoy, self.extproc, self.simulator.process)}
+        logs["access_log"] = self.access_log_path.read_text() if self.access_log_path.exists() else ""
+        return logs
+
+    # --- data ------------------------------------------------------------------------------------------------
+    def seed_pool(
+        self,
+        name: str,
+        accounts_: list[str],
+        plan: str = "plus",
+        key_fields: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> SeededPool:
+        """A pool with the given simulator accounts (created in the simulator if new) and one Pool key.
+        `settings` are PoolSettings columns (strategy, max_attempts, sticky_ttl_seconds, ...)."""
+        docs = {acct: self.simulator.client.make_auth(acct, plan=plan) for acct in accounts_}
+        with self.ctx.session_factory.begin() as session:
+            pool = pools.create_pool(session, name=name, actor=SYSTEM)
+            ids: dict[str, int] = {}
+            for acct, doc in docs.items():
+                result = accounts.import_auth_json(
+                    session, self.ctx.box, pool=pool, data=json.dumps(doc).encode(), actor=SYSTEM, label=acct
+                )
+                ids[acct] = result.account_id
+            row = session.get(PoolSettings, pool.id)
+            assert row is not None
+            for column, value in settings.items():
+                setattr(row, column, value)
+            created = keys.create_key(
+                session, self.ctx.hasher, pool=pool, label=f"{name} key", actor=SYSTEM, **(key_fields or {})
+            )
+            bump_routing_version(session)
+            pool_id, raw, prefix = pool.id, created.raw, created.key.prefix
+        tokens = {acct: str(doc["tokens"]["access_token"]) for acct, doc in docs.items()}
+        seeded = SeededPool(name, pool_id, raw, prefix, ids, tokens)
+        self.wait_for_key(seeded)
+        return seeded
+
+    def wait_for_key(self, seeded: SeededPool, timeout: float = 15.0) -> None:
+        """Until the ext_proc's snapshot knows the key (usage answers 200 for it)."""
+
+        def known() -> bool:
+            r = httpx.get(
+                f"{self.url}/backend-api/wham/usage", headers={"Authorization": f"Bearer {seeded.key}"}, timeout=5
+            )
+            return r.status_code == 200
+
+        wait_until(known, timeout=timeout, what="snapshot with the new key")
+
+    def update(self, change: Callable[[Any], None]) -> None:
+        """Run `change(session)` in a transaction and bump the routing version (the gateway reloads)."""
+        with self.ctx.session_factory.begin() as session:
+            change(session)
+            bump_routing_version(session)
+
+    def request_logs(self, **where: Any) -> list[RequestLog]:
+        with self.ctx.session_factory() as session:
+            query = select(RequestLog).order_by(RequestLog.id)
+            for column, value in where.items():
+                query = query.where(getattr(RequestLog, column) == value)
+            rows = list(session.scalars(query))
+            for row in rows:
+                _ = row.attempts  # load while the session is open
+            return rows
+
+    def wait_for_logs(self, count: int, timeout: float = 15.0, **where: Any) -> list[RequestLog]:
+        def enough() -> list[RequestLog] | None:
+            rows = self.request_logs(**where)
+            return rows if len(rows) >= count else None
+
+        return wait_until(enough, timeout=timeout, what=f"{count} request log rows {where}")  # type: ignore[return-value]
+
+    def count_logs(self) -> int:
+        with self.ctx.session_factory() as session:
+            return int(session.scalar(select(func.count()).select_from(RequestLog)) or 0)
+
+
+def test_environment(db_url: str, data_dir: Path, sock_dir: Path) -> dict[str, str]:
+    def key() -> str:
+        return base64.b64encode(secrets.token_bytes(32)).decode()
+
+    return {
+        "DATABASE_URL": db_url,
+        "POOLER_DATA_DIR": str(data_dir),
+        "POOLER_SECRET_KEYS": f"t1:{key()}",
+        "POOLER_KEY_PEPPER": key(),
+        "POOLER_EXTPROC_SOCKET": str(sock_dir / "x.sock"),
+        "POOLER_ACCESSLOG_SOCKET": str(sock_dir / "a.sock"),
+        "POOLER_LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@contextmanager
+def running_gateway(
+    db_url: str, log_dir: Path, simulator: RunningSimulator | None = None, simulator_accounts: int = 3
+) -> Iterator[Gateway]:
+    """Starts (or reuses `simulator`) + ext_proc + Envoy; yields a ready Gateway; stops everything after."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    sock_dir = Path(tempfile.mkdtemp(prefix="plr", dir="/tmp"))  # unix socket paths must stay short
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, sock_dir, True)
+        sim = simulator or stack.enter_context(running_simulator(log_dir, accounts=simulator_accounts))
+        env = test_environment(db_url, log_dir / "data", sock_dir)
+        ctx = open_context(load_config(env), hide_parameters=True)
+        stack.callback(ctx.dispose)
+        with ctx.session_factory.begin() as session:
+            from pooler.settings import set_setting
+
+            set_setting(session, "upstream_base_url", sim.base_url, actor=SYSTEM)
+        port, admin_port = free_port(), free_port()
+        access_log = log_dir / "envoy-access.log"
+        config = GatewayConfig(
+            listen=Endpoint.tcp("127.0.0.1", port),
+            admin=Endpoint.tcp("127.0.0.1", admin_port),
+            extproc=Endpoint.unix(env["POOLER_EXTPROC_SOCKET"]),
+            accesslog=Endpoint.unix(env["POOLER_ACCESSLOG_SOCKET"]),
+            local=Endpoint.unix(sock_dir / "l.sock"),
+            admin_app=Endpoint.tcp("127.0.0.1", free_port()),
+            upstream_url=sim.base_url,
+            access_log_path=str(access_log),
+            accesslog_flush_seconds=0.2,
+        )
+        envoy_yaml = log_dir / "envoy.yaml"
+        envoy_yaml.write_text(render(config))
+        envoy = ManagedProcess(
+            "envoy",
+            [
+                str(VENV_BIN / "envoy"),
+                "-c",
+                str(envoy_yaml),
+                "--disable-hot-restart",
+                "--log-level",
+                "warn",
+                "--base-id",
+                str(secrets.randbelow(1_000_000)),
+            ],
+            log_dir / "envoy.log",
+        ).start()
+        stack.callback(envoy.stop)
+        gw = Gateway(
+            url=f"http://127.0.0.1:{port}",
+            db_url=db_url,
+            env=env,
+            log_dir=log_dir,
+            sock_dir=sock_dir,
+            simulator=sim,
+            envoy=envoy,
+            extproc=ManagedProcess("extproc", [], log_dir / "extproc.log"),
+            envoy_admin_port=admin_port,
+            access_log_path=access_log,
+            ctx=ctx,
+        )
+        stack.callback(lambda: gw.extproc.stop())
+        try:
+            wait_until(lambda: port_open(port) or not envoy.alive(), timeout=20, what="envoy listener")
+            if not envoy.alive():
+                raise RuntimeError("envoy exited:\n" + envoy.log_text()[-3000:])
+            gw.start_extproc()
+            yield gw
+        except BaseException:
+            for name, text in gw.process_logs().items():
+                print(f"----- {name} (last 4000 chars) -----\n{text[-4000:]}")
+            raise
+
+
+__all__ = ["Gateway", "SeededPool", "running_gateway"]
