@@ -139,8 +139,9 @@ def run(seconds: float, ttfb_count: int) -> dict[str, Any]:
             runner.wrk(target, 4, seconds=2)
         rss_before = rss_kib(stack.pid("extproc")) if stack.has_gateway else 0
         counted_from = runner.gateway_requests
-        eprint("bench: simulator ceiling (wrk straight at the simulator, no Envoy)")
+        eprint("bench: upstream ceilings (wrk straight at the simulator and nginx, no Envoy)")
         results["simulator_ceiling"] = {c: asdict(runner.wrk("simulator", c)) for c in (1, 16)}
+        results["nginx_ceiling"] = {16: asdict(runner.wrk("nginx", 16))}
         eprint("bench: header path, upstream = nginx fixed reply, then upstream = simulator")
         wrk_results: dict[str, dict[int, WrkResult]] = {}
         for upstream in ("nginx", "sim"):
@@ -225,11 +226,12 @@ def markdown(results: dict[str, Any]) -> str:
         for c, r in sorted(by_c.items(), key=lambda kv: int(kv[0])):
             cells = f"{r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']}"
             lines.append(f"| {kind} | {upstream} | {c} | {cells} |")
-    for c, r in sorted(results.get("simulator_ceiling", {}).items(), key=lambda kv: int(kv[0])):
-        rps = r["requests"] / r["duration_s"] if r["duration_s"] else 0
-        lines.append(
-            f"| simulator alone | - | {c} | {rps:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |"
-        )
+    for name in ("simulator", "nginx"):
+        for c, r in sorted(results.get(f"{name}_ceiling", {}).items(), key=lambda kv: int(kv[0])):
+            rps = r["requests"] / r["duration_s"] if r["duration_s"] else 0
+            lines.append(
+                f"| {name} alone | - | {c} | {rps:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |"
+            )
     lines += [
         "",
         "| SSE time to first byte (simulator) | p50 ms | p99 ms | requests | errors |",
