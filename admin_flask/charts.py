@@ -54,7 +54,8 @@ def line_chart(
     step = max(1, len(labels) // 6)
     for i, label in enumerate(labels):
         if i % step == 0 or i == len(labels) - 1:
-            parts.append(f'<text x="{x(i):.1f}" y="{height - 6}" text-anchor="middle">{escape(label)}</text>')
+            anchor = "end" if i == len(labels) - 1 else ("start" if i == 0 else "middle")
+            parts.append(f'<text x="{x(i):.1f}" y="{height - 6}" text-anchor="{anchor}">{escape(label)}</text>')
     for index, s in enumerate(series):
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(s.values))
         parts.append(
