@@ -372,6 +372,8 @@ def build_v1_http_filters(config: GatewayConfig, processor: str) -> list[dict[st
     plus the body phases the translation needs. `processor` travels as gRPC initial metadata so the ext_proc
     picks the /v1 processor on every attempt (a retried attempt sees the rewritten Codex :path)."""
     filters = build_upstream_http_filters(config)
+    if config.direct:  # the benchmark baseline has no ext_proc on any cluster
+        return filters
     ext = filters[0]["typed_config"]
     ext["grpc_service"]["initial_metadata"] = [{"key": gc.PROCESSOR_METADATA_KEY, "value": processor}]
     ext["processing_mode"] = {
