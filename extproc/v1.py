@@ -19,6 +19,7 @@ Every attempt is a new ext_proc stream and translates the request again from the
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
@@ -30,7 +31,7 @@ from pooler.v1.chat_request import chat_to_responses
 from pooler.v1.chat_stream import ChatStream
 from pooler.v1.collect import ResponsesCollector, chat_completion
 from pooler.v1.errors import V1Error, from_upstream, invalid_request
-from pooler.v1.models import V1Route
+from pooler.v1.models import V1Route, classify, get_model, list_models
 from pooler.v1.responses_request import UpstreamRequest, normalize_responses
 from pooler.v1.responses_stream import ResponsesStream
 from pooler.v1.usage import token_counts
@@ -53,8 +54,24 @@ UPSTREAM_REQUEST_HEADERS = (
 )
 
 
+ROUTE_BY_PROCESSOR = {gc.PROCESSOR_V1_CHAT: V1Route.CHAT, gc.PROCESSOR_V1_RESPONSES: V1Route.RESPONSES}
+
+
+def processor_for(invocation_metadata: Any) -> V1Processor | None:
+    """The /v1 processor of an ext_proc stream, from the filter's gRPC initial metadata (None: not /v1).
+
+    Picked once per stream: a retried attempt sees the :path the previous attempt rewrote, so the path cannot
+    tell a /v1 attempt from a Codex one; the cluster's filter config can."""
+    for key, value in invocation_metadata or ():
+        if key == gc.PROCESSOR_METADATA_KEY:
+            route = ROUTE_BY_PROCESSOR.get(value if isinstance(value, str) else value.decode())
+            return V1Processor(route) if route is not None else None
+    return None
+
+
 class V1Processor:
-    """State of one /v1 upstream attempt (one ext_proc stream)."""
+    """State of one /v1 upstream attempt (one ext_proc stream). Request headers are not handled here: they go
+    to the Codex attempt processor (authentication, limits, account pick), exactly as on the Codex routes."""
 
     __slots__ = ("_chat", "_collector", "_passthrough", "request", "route", "status")
 
@@ -65,6 +82,18 @@ class V1Processor:
         self._chat: ChatStream | None = None
         self._passthrough: ResponsesStream | None = None
         self._collector: ResponsesCollector | None = None
+
+    def handle(self, kind: str | None, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
+        """Every phase after request headers, by message kind."""
+        if kind == "request_body":
+            return self.request_body(request.request_body)
+        if kind == "response_headers":
+            return self.response_headers(request.response_headers)
+        if kind == "response_body":
+            return self.response_body(request.response_body)
+        if kind == "request_trailers":
+            return ep.ProcessingResponse(request_trailers=ep.TrailersResponse())
+        return ep.ProcessingResponse(response_trailers=ep.TrailersResponse())
 
     # --- request ---------------------------------------------------------------------------------------------
     def request_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
@@ -77,6 +106,9 @@ class V1Processor:
         common = resp.request_body.response
         _set_headers(common.header_mutation, (*UPSTREAM_REQUEST_HEADERS, ("content-length", b"%d" % len(data))))
         common.body_mutation.body = data
+        # The Codex processor recorded the family from this attempt's :path, which a retry sees rewritten.
+        routing = resp.dynamic_metadata.fields[gc.NS_ROUTING].struct_value.fields
+        routing[gc.ROUTING_ROUTE_FAMILY].string_value = gc.ROUTE_V1
         return resp
 
     def _translate(self, raw: bytes) -> UpstreamRequest:
@@ -157,6 +189,36 @@ class V1Processor:
 
 
 _CONTINUE_BODY = ep.ProcessingResponse(response_body=ep.BodyResponse())
+
+
+def models_reply(
+    path: str,
+    pool_allowed: Iterable[str] | None,
+    key_allowed: Iterable[str] | None,
+    routing: Mapping[str, Any] | None = None,
+) -> ep.ProcessingResponse:
+    """`GET /v1/models[/{id}]` answered by the gateway after the key was authenticated (no upstream call)."""
+    pool = sorted(pool_allowed) if pool_allowed is not None else None
+    key = sorted(key_allowed) if key_allowed is not None else None
+    route, model = classify("GET", path)
+    try:
+        payload = get_model(model, pool, key) if route is V1Route.MODEL else list_models(pool, key)
+    except V1Error as err:
+        resp = immediate(err)
+    else:
+        resp = ep.ProcessingResponse()
+        imm = resp.immediate_response
+        imm.status.code = 200
+        imm.body = json.dumps(payload, separators=(",", ":")).encode()
+        imm.details = "pooler_answer"
+        _set_headers(imm.headers, (("content-type", JSON),))
+    fields = resp.dynamic_metadata.fields[gc.NS_ROUTING].struct_value.fields
+    for name, value in (routing or {}).items():
+        if isinstance(value, str):
+            fields[name].string_value = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            fields[name].number_value = value
+    return resp
 
 
 def immediate(err: V1Error) -> ep.ProcessingResponse:
