@@ -20,7 +20,7 @@ from typing import Any
 
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
 
-from extproc import responses
+from extproc import responses, v1
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
 from pooler.poolkeys import key_matches, key_prefix
@@ -147,6 +147,9 @@ class AttemptProcessor:
         if family == gc.ROUTE_USAGE:
             usage = pooled_usage(pool.policy, pool.candidates, now)
             return responses.json_reply(200, pooled_usage_payload(usage, now), base)
+        if family == gc.ROUTE_V1 and path.startswith("/v1/models"):
+            key = snapshot.keys.get(principal.key_prefix)
+            return v1.models_reply(path, pool.policy.allowed_models, key.allowed_models if key else None, base)
         return self._pick(snapshot, pool, principal, headers, request_ns, model, tried, upgrade, base, now)
 
     def _authenticate(

@@ -16,6 +16,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from extproc import responses
 from extproc.accesslog import AccessLogHandler
 from extproc.processor import AttemptProcessor
+from extproc.v1 import processor_for
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,13 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):
     async def Process(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ep.ProcessingResponse]:
+        # /v1 clusters name their processor in the filter's gRPC initial metadata; picked once per stream.
+        v1 = processor_for(context.invocation_metadata())
         async for request in request_iterator:
             kind = request.WhichOneof("request")
-            if kind == "request_headers":
+            if v1 is not None and kind != "request_headers":
+                yield v1.handle(kind, request)
+            elif kind == "request_headers":
                 try:
                     yield self.processor.request_headers(request)
                 except Exception:
