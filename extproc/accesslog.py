@@ -79,7 +79,6 @@ def _str(fields: Any, key: str) -> str | None:
 class AccessLogHandler:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
-        self._attempts: dict[str, tuple[float, list[AttemptRecord]]] = {}
 
     def handle(self, message: StreamAccessLogsMessage) -> None:
         for entry in message.http_logs.log_entry:
@@ -94,23 +93,28 @@ class AccessLogHandler:
                 log.exception("skipped an access-log entry that could not be read")
 
     def _upstream(self, entry: HTTPAccessLogEntry) -> None:
+        """One finished attempt. Envoy gives the upstream log the upstream stream's metadata, which does not hold
+        the ext_proc's routing namespace, so the attempt's account is found by position: the n-th upstream entry
+        of a request is its n-th attempt, and the processor recorded the account of every attempt it routed."""
         common = entry.common_properties
-        routing = _fields(common, gc.NS_ROUTING)
-        if routing is None or _str(routing, gc.ROUTING_ERROR):
-            return  # answered by the gateway itself: no upstream evidence
-        account_id = _num(routing, gc.ROUTING_ACCOUNT_ID)
-        response_headers = entry.response.response_headers
+        request_id = entry.request.request_id
+        now = time.time()
+        slot = self.state.attempts.setdefault(request_id, (now, []))
+        routed = self.state.requests_in_flight.get(request_id)
+        position = len(slot[1])
+        account_id = routed[1][position] if routed is not None and position < len(routed[1]) else None
         record = AttemptRecord(
-            request_id=entry.request.request_id,
+            request_id=request_id,
             account_id=account_id,
             status=entry.response.response_code.value if entry.response.HasField("response_code") else 0,
             flags=_flags(common),
-            headers={k.lower(): v for k, v in response_headers.items()},
-            observed_at=time.time(),
+            headers={k.lower(): v for k, v in entry.response.response_headers.items()},
+            observed_at=now,
         )
-        now = record.observed_at
-        slot = self._attempts.setdefault(record.request_id, (now, []))
         slot[1].append(record)
+        log.debug("attempt request=%s n=%d account=%s status=%s", request_id, position + 1, account_id, record.status)
+        if account_id is None:
+            return  # answered by the gateway itself (no account was routed): no upstream evidence
         snapshot = self.state.snapshot
         demotion = snapshot.demotion_seconds if snapshot is not None else 30.0
         effect = attempt_effect(record, demotion)
@@ -123,7 +127,7 @@ class AccessLogHandler:
         request_id = entry.request.request_id
         self.state.finish(request_id)
         now = time.time()
-        attempts = self._attempts.pop(request_id, (now, []))[1]
+        attempts = self.state.attempts.pop(request_id, (now, []))[1]
         self._expire(now)
         if routing is None:
             return  # never reached the ext_proc (health checks, 404s, admin): not a pooled request
@@ -168,11 +172,11 @@ class AccessLogHandler:
         self.state.pending.requests.append(record)
 
     def _expire(self, now: float) -> None:
-        if len(self._attempts) < 1024:
+        if len(self.state.attempts) < 1024:
             return
-        for request_id, (seen, _) in list(self._attempts.items()):
+        for request_id, (seen, _) in list(self.state.attempts.items()):
             if now - seen > PENDING_ATTEMPTS_TTL:
-                del self._attempts[request_id]
+                del self.state.attempts[request_id]
 
 
 class AccessLogMethod:

@@ -11,6 +11,7 @@ account token, or the client's Pool key).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 USAGE_PATHS = frozenset({"/backend-api/wham/usage", "/api/codex/usage"})
 READY_PATH = "/readyz"
+EVIDENCE_WAIT_SECONDS = 1.5
+"""Longest wait for the access log (flushed every 0.5 s) before answering a request whose accounts all failed."""
 STICKY_REFRESH_FRACTION = 0.25
 """A kept sticky session is re-written only once a quarter of its TTL has passed (fewer writes)."""
 
@@ -71,6 +74,18 @@ def model_from_turn_metadata(value: str | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Exhausted:
+    """Every account was tried (or the pool's attempts are used up): the answer depends on why the earlier
+    attempts failed, which only the access log tells. The server awaits `AttemptProcessor.conclude`."""
+
+    pool: PoolEntry
+    model: str | None
+    request_id: str | None
+    attempts: int
+    routing: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     key_id: int
     key_prefix: str
@@ -96,7 +111,7 @@ class AttemptProcessor:
         self.state = state
         self.hasher = state.ctx.hasher
 
-    def request_headers(self, request: ProcessingRequest) -> ProcessingResponse:
+    def request_headers(self, request: ProcessingRequest) -> ProcessingResponse | Exhausted:
         headers = {
             h.key: h.raw_value.decode("latin-1") if h.raw_value else h.value
             for h in request.request_headers.headers.headers
@@ -196,7 +211,7 @@ class AttemptProcessor:
         upgrade: bool,
         base: dict[str, Any],
         now: float,
-    ) -> ProcessingResponse:
+    ) -> ProcessingResponse | Exhausted:
         raw_session = session_key(headers, _string(request_ns, gc.REQUEST_PROMPT_CACHE_KEY))
         hashed = session_hash(self.hasher, pool.pool_id, raw_session) if raw_session else None
         sticky = snapshot.sticky.get((pool.pool_id, hashed)) if hashed else None
@@ -206,7 +221,7 @@ class AttemptProcessor:
             routing[gc.ROUTING_SESSION] = hashed
 
         if len(tried) >= pool.max_attempts:
-            return self._exhausted(pool, model, now, routing)
+            return Exhausted(pool, model, headers.get("x-request-id"), len(tried), routing)
         selection = select_account(
             pool.policy,
             pool.index,
@@ -221,7 +236,7 @@ class AttemptProcessor:
         )
         if selection.account_id is None:
             if selection.error == "no_eligible_account" and tried:
-                return self._exhausted(pool, model, now, routing)
+                return Exhausted(pool, model, headers.get("x-request-id"), len(tried), routing)
             if selection.error == "usage_limit_reached":
                 return self._usage_limit(selection.earliest_reset, now, routing)
             return responses.error(selection.error or "no_eligible_account", routing)
@@ -262,11 +277,26 @@ class AttemptProcessor:
             details="pooler_usage_limit_reached",
         )
 
-    def _exhausted(self, pool: PoolEntry, model: str | None, now: float, routing: dict[str, Any]) -> ProcessingResponse:
-        """The request used its pool's attempts, or every remaining account was tried. The earlier attempts'
-        statuses are not visible here (headers-only path), so classify the pool as a whole: Codex-shaped 429
-        when every serving account is spent, else 503 `no_eligible_account`."""
-        overall = select_account(pool.policy, pool.index, SelectionRequest(now=now, model=model), pool.strategy)
+    async def conclude(self, exhausted: Exhausted, wait_seconds: float = EVIDENCE_WAIT_SECONDS) -> ProcessingResponse:
+        """Answer a request whose attempts are used up. The earlier attempts' statuses are not visible on this
+        headers-only path, so wait (this rare path only) until the access log has delivered them - then a 429
+        has marked its account limited - and classify the pool as a whole: the Codex-shaped 429 with the
+        earliest reset when every serving account is spent, else 503 `no_eligible_account`."""
+        deadline = time.monotonic() + wait_seconds
+        while exhausted.request_id and time.monotonic() < deadline:
+            seen = self.state.attempts.get(exhausted.request_id)
+            if seen is not None and len(seen[1]) >= exhausted.attempts:
+                break
+            await asyncio.sleep(0.02)
+        now = time.time()
+        pool = (
+            self.state.snapshot.pools.get(exhausted.pool.pool_id, exhausted.pool)
+            if self.state.snapshot
+            else exhausted.pool
+        )
+        overall = select_account(
+            pool.policy, pool.index, SelectionRequest(now=now, model=exhausted.model), pool.strategy
+        )
         if overall.error == "usage_limit_reached":
-            return self._usage_limit(overall.earliest_reset, now, routing)
-        return responses.error("no_eligible_account", routing, {"retry-after": "1"})
+            return self._usage_limit(overall.earliest_reset, now, exhausted.routing)
+        return responses.error("no_eligible_account", exhausted.routing, {"retry-after": "1"})

@@ -15,7 +15,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from extproc import responses
 from extproc.accesslog import AccessLogHandler
-from extproc.processor import AttemptProcessor
+from extproc.processor import AttemptProcessor, Exhausted
 from extproc.v1 import processor_for
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):
     def __init__(self, processor: AttemptProcessor) -> None:
         self.processor = processor
 
-    async def Process(  # noqa: N802 - gRPC method name
+    async def Process(
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ep.ProcessingResponse]:
         # /v1 clusters name their processor in the filter's gRPC initial metadata; picked once per stream.
@@ -45,7 +45,10 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):
                 yield v1.handle(kind, request)
             elif kind == "request_headers":
                 try:
-                    yield self.processor.request_headers(request)
+                    decision = self.processor.request_headers(request)
+                    if isinstance(decision, Exhausted):
+                        decision = await self.processor.conclude(decision)
+                    yield decision
                 except Exception:
                     # Fail closed with a generic 500 (Envoy maps it to a JSON 503); the traceback names no
                     # header values, and the request never reaches the upstream undecided.
@@ -59,7 +62,7 @@ class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
     def __init__(self, handler: AccessLogHandler) -> None:
         self.handler = handler
 
-    async def StreamAccessLogs(  # noqa: N802 - gRPC method name
+    async def StreamAccessLogs(
         self, request_iterator: AsyncIterator[als_pb2.StreamAccessLogsMessage], context: grpc.aio.ServicerContext
     ) -> als_pb2.StreamAccessLogsResponse:
         async for message in request_iterator:

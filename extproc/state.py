@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from extproc.limits import DailyTokens, RequestRateLimiter
 from pooler.context import CoreContext
-from pooler.evidence import AccountEffect
+from pooler.evidence import AccountEffect, AttemptRecord
 from pooler.gateway_writes import Batch
 from pooler.selection import WindowView
 from pooler.snapshot import Overlay, Snapshot, Sticky, rebuild_pool
@@ -31,6 +31,8 @@ class GatewayState:
     tokens: DailyTokens = field(default_factory=DailyTokens)
     in_flight: dict[int, int] = field(default_factory=dict)
     requests_in_flight: dict[str, tuple[float, list[int]]] = field(default_factory=dict)
+    attempts: dict[str, tuple[float, list[AttemptRecord]]] = field(default_factory=dict)
+    """request id -> upstream-log records of its finished attempts (until its downstream entry arrives)."""
     pending: Batch = field(default_factory=Batch)
     dropped_rows: int = 0
 

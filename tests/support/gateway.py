@@ -16,6 +16,7 @@ by whoever passes the same URL (tests isolate themselves with their own pools/ac
 from __future__ import annotations
 
 import base64
+import os
 import json
 import secrets
 import shutil
@@ -190,7 +191,7 @@ def test_environment(db_url: str, data_dir: Path, sock_dir: Path) -> dict[str, s
         "POOLER_KEY_PEPPER": key(),
         "POOLER_EXTPROC_SOCKET": str(sock_dir / "x.sock"),
         "POOLER_ACCESSLOG_SOCKET": str(sock_dir / "a.sock"),
-        "POOLER_LOG_LEVEL": "INFO",
+        "POOLER_LOG_LEVEL": os.environ.get("POOLER_TEST_LOG_LEVEL", "INFO"),
         "PYTHONUNBUFFERED": "1",
     }
 
