@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from pooler import migrate
 from pooler.cli.common import command_group, database_error, load_cli_config
 from pooler.db import make_engine
 from pooler.errors import PoolerError
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+# Alembic is imported inside the handlers: every `pooler` invocation builds the whole argparse tree, and alembic
+# alone costs most of a second of start-up.
+
 
 def head_revision(database_url: str) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    from pooler import migrate
+
     return ScriptDirectory.from_config(migrate.alembic_config(database_url)).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -31,6 +39,8 @@ def safe_url(database_url: str) -> str:
 
 
 def _upgrade(_args: argparse.Namespace) -> int:
+    from pooler import migrate
+
     config = load_cli_config()
     try:
         migrate.upgrade(config.database_url)
@@ -43,6 +53,8 @@ def _upgrade(_args: argparse.Namespace) -> int:
 def _downgrade(args: argparse.Namespace) -> int:
     if not args.yes:
         raise PoolerError("db downgrade drops every table and all data; repeat with --yes to confirm")
+    from pooler import migrate
+
     config = load_cli_config()
     try:
         migrate.downgrade(config.database_url, "base")

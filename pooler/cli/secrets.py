@@ -8,7 +8,6 @@ from typing import Any
 from pooler.cli.common import command_group, core_context, load_cli_config, transaction
 from pooler.crypto.keyring import ensure_dev_keyring
 from pooler.services.actors import cli_actor
-from pooler.services.secrets_rotation import rotate_secrets
 
 
 def _init(_args: argparse.Namespace) -> int:
@@ -23,6 +22,9 @@ def _init(_args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
+    # Imported here: it pulls in the operator service (argon2), which would slow every `pooler` start-up.
+    from pooler.services.secrets_rotation import rotate_secrets
+
     with core_context() as ctx, transaction(ctx) as session:
         report = rotate_secrets(session, ctx.box, actor=cli_actor(), force=args.force)
     print(
