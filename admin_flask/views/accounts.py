@@ -155,6 +155,8 @@ def show(account_id: int) -> Any:
         card=card,
         account=account,
         requests=requests,
+        account_labels={account.id: account.label},
+        pool_names={p.id: p.name for p, _ in card.pools},
         history=history,
         events=events,
         rename=RenameForm(label=account.label),

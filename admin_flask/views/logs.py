@@ -69,5 +69,6 @@ def index() -> Any:
         args=args,
         pools=scope.visible_pools(),
         account_labels=accounts,
+        pool_names={p.id: p.name for p in scope.visible_pools()},
         spans=list(SINCE),
     )
