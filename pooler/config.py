@@ -31,6 +31,8 @@ class Config:
     listen_port: int
     admin_port: int
     envoy_admin_port: int
+    mcp_port: int
+    """The MCP server (`python -m mcp_server`) listens on 127.0.0.1 here; Envoy routes `/mcp` to it."""
     extproc_socket: Path
     accesslog_socket: Path
     log_level: str
@@ -75,6 +77,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         listen_port=_int(env, "POOLER_LISTEN_PORT", 8080, problems),
         admin_port=_int(env, "POOLER_ADMIN_PORT", 8081, problems),
         envoy_admin_port=_int(env, "POOLER_ENVOY_ADMIN_PORT", 9901, problems),
+        mcp_port=_int(env, "POOLER_MCP_PORT", 8082, problems),
         extproc_socket=Path(env.get("POOLER_EXTPROC_SOCKET", str(data_dir / "extproc.sock"))),
         accesslog_socket=Path(env.get("POOLER_ACCESSLOG_SOCKET", str(data_dir / "accesslog.sock"))),
         log_level=log_level,
