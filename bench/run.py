@@ -19,6 +19,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ RESULTS_DIR = REPO / "var" / "bench"
 BLOCK_START, BLOCK_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
 PATH = "/backend-api/codex/responses"
 MEMORY_REQUESTS = 10_000
+FLAT_KIB = 2 * 1024  # allocator noise; a leak of even 200 bytes per request would show as 2 MiB
 TARGETS = {"added_p50_ms": 1.5, "throughput_ratio": 0.25, "selection_us": 50.0}
 
 
@@ -65,6 +67,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "envoy": version.group(1) if version else envoy[:60],
         "kernel": platform.release(),
+        "loadavg_start": round(os.getloadavg()[0], 2),
     }
 
 
@@ -120,11 +123,24 @@ class Runner:
         return result
 
 
-def run(seconds: float, ttfb_count: int) -> dict[str, Any]:
+def combine(runs: list[WrkResult]) -> dict[str, Any]:
+    """Medians over rounds (robust to a noisy neighbour in one round); errors and requests summed."""
+    return {
+        "rps": statistics.median(r.rps for r in runs),
+        "p50_ms": statistics.median(r.p50_ms for r in runs),
+        "p99_ms": statistics.median(r.p99_ms for r in runs),
+        "errors": sum(r.errors for r in runs),
+        "requests": sum(r.requests for r in runs),
+        "rounds": len(runs),
+        "rps_each": [round(r.rps, 1) for r in runs],
+    }
+
+
+def run(seconds: float, rounds: int, ttfb_count: int) -> dict[str, Any]:
     if wrk_binary() is None:
         raise SystemExit("wrk is not installed: run `make bench-deps` (apt-get install wrk nginx-light)")
     started = time.monotonic()
-    results: dict[str, Any] = {"machine": machine(), "seconds_per_run": seconds}
+    results: dict[str, Any] = {"machine": machine(), "seconds_per_run": seconds, "rounds": rounds}
     workdir = Path(tempfile.mkdtemp(prefix="pooler-bench-"))
     stack = make_stack(workdir)
     try:
@@ -137,37 +153,41 @@ def run(seconds: float, ttfb_count: int) -> dict[str, Any]:
         eprint("bench: warm-up")
         for target in paths:
             runner.wrk(target, 4, seconds=2)
-        rss_before = rss_kib(stack.pid("extproc")) if stack.has_gateway else 0
-        counted_from = runner.gateway_requests
+        rss_warm = rss_kib(stack.pid("extproc")) if stack.has_gateway else 0
         eprint("bench: upstream ceilings (wrk straight at the simulator and nginx, no Envoy)")
         results["simulator_ceiling"] = {c: asdict(runner.wrk("simulator", c)) for c in (1, 16)}
         results["nginx_ceiling"] = {16: asdict(runner.wrk("nginx", 16))}
-        eprint("bench: header path, upstream = nginx fixed reply, then upstream = simulator")
-        wrk_results: dict[str, dict[int, WrkResult]] = {}
+        eprint(f"bench: direct vs gateway, {rounds} interleaved rounds each (nginx fixed reply, then simulator)")
+        results["wrk"] = {}
         for upstream in ("nginx", "sim"):
             for c in (1, 16):
-                for kind in ("direct", "gateway"):
-                    target = f"{kind}_{upstream}"
-                    if target in paths:
-                        wrk_results.setdefault(target, {})[c] = runner.wrk(target, c)
-        results["wrk"] = {
-            t: {c: {**asdict(r), "rps": r.rps} for c, r in by_c.items()} for t, by_c in wrk_results.items()
-        }
+                runs: dict[str, list[WrkResult]] = {}
+                for r in range(rounds):
+                    # Alternate who goes first: drifting background load then hits both paths alike.
+                    kinds = ("direct", "gateway") if r % 2 == 0 else ("gateway", "direct")
+                    for kind in kinds:
+                        if f"{kind}_{upstream}" in paths:
+                            runs.setdefault(f"{kind}_{upstream}", []).append(runner.wrk(f"{kind}_{upstream}", c))
+                for target, rs in runs.items():
+                    results["wrk"].setdefault(target, {})[c] = combine(rs)
         eprint(f"bench: SSE time to first byte, {ttfb_count} sequential requests per path (simulator)")
         ttfb: dict[str, Any] = {}
         for target in [p for p in paths if p.endswith("_sim")]:
             res = measure_ttfb("127.0.0.1", stack.ports[target], PATH, runner.body, runner.token(target), ttfb_count)
-            if target.startswith("gateway"):
-                runner.gateway_requests += res.count + res.errors
             ttfb[target] = asdict(res)
             eprint(f"  {target:<14} ttfb p50 {res.p50_ms:.2f} ms  p99 {res.p99_ms:.2f} ms  errors {res.errors}")
         results["ttfb"] = ttfb
         if stack.has_gateway:
+            # Steady state: everything above warmed the ext_proc up; now 10,000 more requests must not grow it.
+            eprint(f"bench: ext_proc memory across {MEMORY_REQUESTS:,} more gateway requests")
+            rss_before = rss_kib(stack.pid("extproc"))
+            counted_from = runner.gateway_requests
             while runner.gateway_requests - counted_from < MEMORY_REQUESTS:
                 runner.wrk("gateway_nginx", 16, seconds=5)
             rss_after = rss_kib(stack.pid("extproc"))
             results["extproc_memory"] = {
                 "requests_between": runner.gateway_requests - counted_from,
+                "rss_warmup_kib": rss_warm,
                 "rss_before_kib": rss_before,
                 "rss_after_kib": rss_after,
                 "growth_kib": rss_after - rss_before,
@@ -181,6 +201,7 @@ def run(seconds: float, ttfb_count: int) -> dict[str, Any]:
         stack.stop()
     shutil.rmtree(workdir, ignore_errors=True)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
+    results["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
     return results
 
 
@@ -215,8 +236,10 @@ def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
         f"Run {m['date']} on {m['nproc']} × {m['cpu']}, {m['memory_gib']} GiB RAM, Linux {m['kernel']}, "
-        f"Python {m['python']}, Envoy {m['envoy']}; wrk, {results['seconds_per_run']:g} s per run, "
-        f"request body {results.get('body_bytes', 0):,} bytes (Codex CLI shaped), one run (noisy: compare ratios).",
+        f"Python {m['python']}, Envoy {m['envoy']}; load average {m['loadavg_start']} at start, "
+        f"{m.get('loadavg_end', '?')} at end. wrk, {results['seconds_per_run']:g} s per run, median of "
+        f"{results['rounds']} interleaved direct/gateway rounds; request body {results.get('body_bytes', 0):,} bytes "
+        "(Codex CLI shaped).",
         "",
         "| path | upstream | c | req/s | p50 ms | p99 ms | errors |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -256,9 +279,10 @@ def markdown(results: dict[str, Any]) -> str:
     mem = results.get("extproc_memory")
     if mem:
         lines.append(
-            f"| ext_proc RSS across {mem['requests_between']:,} requests | {mem['rss_before_kib'] / 1024:.1f} → "
-            f"{mem['rss_after_kib'] / 1024:.1f} MiB ({mem['growth_kib'] / 1024:+.1f}) | flat | "
-            f"{verdict(mem['growth_kib'] < 5 * 1024)} |"
+            f"| ext_proc RSS across {mem['requests_between']:,} more requests (after "
+            f"{mem['rss_warmup_kib'] / 1024:.1f} MiB at warm-up) | {mem['rss_before_kib'] / 1024:.1f} → "
+            f"{mem['rss_after_kib'] / 1024:.1f} MiB ({mem['growth_kib'] / 1024:+.1f}) | flat (< 2 MiB) | "
+            f"{verdict(mem['growth_kib'] < FLAT_KIB)} |"
         )
     sel = results.get("selection")
     if sel and "worst_us" in sel:
@@ -286,11 +310,12 @@ def update_docs(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each wrk run (default 10)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each wrk run (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved direct/gateway rounds (default 3)")
     parser.add_argument("--ttfb-requests", type=int, default=500)
     parser.add_argument("--update-docs", action="store_true", help="write the results block of docs/BENCHMARKS.md")
     args = parser.parse_args(argv)
-    results = run(args.seconds, args.ttfb_requests)
+    results = run(args.seconds, args.rounds, args.ttfb_requests)
     text = markdown(results)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
