@@ -42,7 +42,7 @@ PENDING_ATTEMPTS_TTL = 300.0
 def _seconds(duration: Any) -> float | None:
     if duration is None or (duration.seconds == 0 and duration.nanos == 0):
         return None
-    return duration.seconds + duration.nanos / 1e9
+    return float(duration.seconds + duration.nanos / 1e9)
 
 
 def _flags(common: AccessLogCommon) -> frozenset[str]:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -64,10 +65,8 @@ async def serve(config: Config) -> int:
     while state.snapshot is None and not stop.is_set():
         await reloader.check()
         if state.snapshot is None:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except TimeoutError:
-                pass
     reloader.start_listener(loop)
     tasks = [asyncio.create_task(reloader.run(stop)), asyncio.create_task(writer.run(stop))]
     await health.set("", health_pb2.HealthCheckResponse.SERVING)

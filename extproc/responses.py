@@ -79,7 +79,7 @@ def immediate(
     all_headers = {"content-type": "application/json", **(headers or {})}
     response = ProcessingResponse(
         immediate_response=ImmediateResponse(
-            status=HttpStatus(code=status),  # type: ignore[arg-type]
+            status=HttpStatus(code=status),
             headers=HeaderMutation(set_headers=[_header(k, v) for k, v in all_headers.items()]),
             body=body,
             details=details,

@@ -30,7 +30,7 @@ _CONTINUE = {
 }
 
 
-class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):
+class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def __init__(self, processor: AttemptProcessor) -> None:
         self.processor = processor
 
@@ -58,7 +58,7 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):
                 yield _CONTINUE[kind]()
 
 
-class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
+class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]
     def __init__(self, handler: AccessLogHandler) -> None:
         self.handler = handler
 

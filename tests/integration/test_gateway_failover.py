@@ -140,8 +140,11 @@ def test_upstream_closes_mid_stream_client_sees_error_without_retry(gw: Gateway)
     text = ""
     try:
         with httpx.stream(
-            "POST", f"{gw.codex_base}/responses", json=turn_body("long answer"),
-            headers={"Authorization": f"Bearer {seeded.key}"}, timeout=30,
+            "POST",
+            f"{gw.codex_base}/responses",
+            json=turn_body("long answer"),
+            headers={"Authorization": f"Bearer {seeded.key}"},
+            timeout=30,
         ) as response:
             assert response.status_code == 200
             for chunk in response.iter_text():

@@ -25,7 +25,9 @@ def gw(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield gateway
 
 
-def _post(gw: Gateway, key: str, prompt: str = "hello", headers: dict[str, str] | None = None, **body: object) -> httpx.Response:
+def _post(
+    gw: Gateway, key: str, prompt: str = "hello", headers: dict[str, str] | None = None, **body: object
+) -> httpx.Response:
     return httpx.post(
         f"{gw.codex_base}/responses",
         json=turn_body(prompt, **body),
@@ -65,9 +67,12 @@ def test_websocket_upgrade_swaps_the_bearer(gw: Gateway) -> None:
     seeded = gw.seed_pool("wsock", ["acct-w1"])
 
     async def run() -> list[dict[str, object]]:
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-            gw.ws_url, headers={"Authorization": f"Bearer {seeded.key}", "session-id": "ws-session-1"}
-        ) as ws:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(
+                gw.ws_url, headers={"Authorization": f"Bearer {seeded.key}", "session-id": "ws-session-1"}
+            ) as ws,
+        ):
             await ws.send_json({"type": "response.create", **turn_body("ws hello")})
             events: list[dict[str, object]] = []
             while True:
@@ -80,7 +85,8 @@ def test_websocket_upgrade_swaps_the_bearer(gw: Gateway) -> None:
 
     events = asyncio.run(run())
     assert events[-1]["type"] == "response.completed", events[-1]
-    ws_entries = [e for e in gw.simulator.client.journal() if e.get("transport") == "websocket" and e["account"] == "acct-w1"]
+    journal = gw.simulator.client.journal()
+    ws_entries = [e for e in journal if e.get("transport") == "websocket" and e["account"] == "acct-w1"]
     assert ws_entries
     assert all(e["authorization"] == f"Bearer {seeded.tokens['acct-w1']}" for e in ws_entries)
     assert ws_entries[0]["headers"].get("openai-beta") == "responses_websockets=2026-02-06"

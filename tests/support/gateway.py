@@ -4,7 +4,7 @@ Usage::
 
     with running_gateway(postgres_url, log_dir) as gw:
         seeded = gw.seed_pool("team-a", accounts=["acct-a1", "acct-a2"])    # pool + accounts + a Pool key
-        r = httpx.post(gw.codex_base + "/responses", json=turn_body(), headers={"Authorization": f"Bearer {seeded.key}"})
+        r = httpx.post(gw.codex_base + "/responses", json=turn_body(), headers=auth(seeded.key))
         gw.simulator.client.journal()   # what the upstream saw
         gw.wait_for_logs(1)             # request_logs rows written by the access-log writer
 
@@ -16,8 +16,8 @@ by whoever passes the same URL (tests isolate themselves with their own pools/ac
 from __future__ import annotations
 
 import base64
-import os
 import json
+import os
 import secrets
 import shutil
 import tempfile

@@ -1,0 +1,89 @@
+"""Pure pieces of the ext_proc: route families, key extraction, response builders, evidence, session keys."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from extproc import responses
+from extproc.limits import RequestRateLimiter
+from extproc.processor import model_from_turn_metadata, presented_key, route_family
+from pooler import gateway_contract as gc
+from pooler.crypto.hashing import KeyedHasher
+from pooler.evidence import AttemptRecord, attempt_effect, attempt_outcomes
+from pooler.sessions import session_hash, session_key
+
+
+def test_route_families() -> None:
+    assert route_family("/backend-api/codex/responses", False) == gc.ROUTE_RESPONSES
+    assert route_family("/backend-api/codex/responses", True) == gc.ROUTE_RESPONSES_WS
+    assert route_family("/backend-api/codex/responses/compact", False) == gc.ROUTE_COMPACT
+    assert route_family("/backend-api/codex/models", False) == gc.ROUTE_MODELS
+    assert route_family("/backend-api/wham/usage", False) == gc.ROUTE_USAGE
+    assert route_family("/backend-api/codex/other", False) == gc.ROUTE_OTHER
+
+
+def test_presented_key_bearer_or_x_api_key() -> None:
+    assert presented_key({"authorization": "Bearer cpk_x"}) == "cpk_x"
+    assert presented_key({"authorization": "bearer  cpk_y "}) == "cpk_y"
+    assert presented_key({"x-api-key": "cpk_z"}) == "cpk_z"
+    assert presented_key({}) is None
+    assert model_from_turn_metadata('{"model":"gpt-5"}') == "gpt-5"
+    assert model_from_turn_metadata("not json") is None
+
+
+def test_error_bodies_are_openai_shaped_and_allow_listed() -> None:
+    for code in responses.ERRORS:
+        status, body = responses.error_body(code)
+        error = json.loads(body)["error"]
+        assert error["code"] == code and error["message"] and status >= 400
+    reply = responses.error("invalid_api_key", {"pool_id": 1})
+    assert reply.immediate_response.status.code == 401
+    assert reply.dynamic_metadata.fields[gc.NS_ROUTING].struct_value.fields["error"].string_value == "invalid_api_key"
+    limit = json.loads(responses.usage_limit_body(1000.0, 900.0))["error"]
+    assert limit["type"] == "usage_limit_reached" and limit["resets_at"] == 1000 and limit["resets_in_seconds"] == 100
+
+
+def test_forward_overwrites_and_removes() -> None:
+    reply = responses.forward({"authorization": "Bearer t"}, ["x-api-key"], {"tried": [1, 2]})
+    mutation = reply.request_headers.response.header_mutation
+    assert mutation.set_headers[0].header.raw_value == b"Bearer t"
+    assert mutation.set_headers[0].append_action == responses.OVERWRITE
+    assert list(mutation.remove_headers) == ["x-api-key"]
+
+
+def test_attempt_effects() -> None:
+    now = time.time()
+    headers = {
+        "x-codex-primary-used-percent": "100",
+        "x-codex-primary-window-minutes": "300",
+        "x-codex-primary-reset-at": str(int(now) + 600),
+    }
+    limited = attempt_effect(AttemptRecord("r", 1, 429, frozenset(), headers, now), 30)
+    assert limited is not None and limited.limited_until == int(now) + 600
+    default = attempt_effect(AttemptRecord("r", 1, 429, frozenset(), {}, now), 30)
+    assert default is not None and default.limited_until is not None and 50 < default.limited_until - now <= 60
+    refresh = attempt_effect(AttemptRecord("r", 1, 401, frozenset(), {}, now), 30)
+    assert refresh is not None and refresh.refresh_requested
+    demoted = attempt_effect(AttemptRecord("r", 1, 0, frozenset({"UF"}), {}, now), 30)
+    assert demoted is not None and demoted.demoted_until == now + 30
+    assert attempt_effect(AttemptRecord("r", 1, 200, frozenset(), {}, now), 30) is None
+    rows = attempt_outcomes([1, 2], [AttemptRecord("r", 1, 429, frozenset(), {}, now)], 200)
+    assert rows == [(1, 429, "failed_over"), (2, 200, "served")]
+
+
+def test_session_key_priority_and_hash() -> None:
+    assert session_key({"thread-id": "t", "session-id": "s"}, "p") == "s"
+    assert session_key({}, "p") == "p"
+    assert session_key({}, None) is None
+    hasher = KeyedHasher(b"k" * 32)
+    assert session_hash(hasher, 1, "s") != session_hash(hasher, 2, "s")
+    assert "s" not in session_hash(hasher, 1, "s")
+
+
+def test_rate_limiter_window() -> None:
+    limiter = RequestRateLimiter()
+    assert limiter.check_and_count(1, 2, 100.0) is None
+    assert limiter.check_and_count(1, 2, 101.0) is None
+    assert limiter.check_and_count(1, 2, 102.0) == 58
+    assert limiter.check_and_count(1, 2, 161.0) is None
