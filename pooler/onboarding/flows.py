@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -33,7 +34,7 @@ from pooler.oauth.exchange import BROWSER_REDIRECT_URI, DEVICE_REDIRECT_URI, exc
 from pooler.oauth.refresh import TokenSet
 from pooler.onboarding.callback import validate_callback_url
 from pooler.onboarding.errors import OnboardingError
-from pooler.onboarding.pkce import authorization_url, new_pkce, new_state
+from pooler.onboarding.pkce import authorization_url, new_pkce, new_state, s256_challenge
 from pooler.onboarding.types import (
     BrowserStart,
     DevicePending,
@@ -540,3 +541,61 @@ def pending_flows(session: Session, operator_id: int) -> list[OAuthFlow]:
             .order_by(OAuthFlow.id.desc())
         )
     )
+
+
+@dataclass(frozen=True)
+class FlowView:
+    """What the page that owns a flow may show: metadata, and while pending the one-time URL or user code."""
+
+    id: int
+    purpose: str
+    method: str
+    status: str
+    """Effective status: a pending flow past its expiry reads `expired`."""
+    error_code: str | None
+    pool_id: int
+    account_id: int | None
+    expires_at: dt.datetime
+    interval: int
+    authorize_url: str | None = field(default=None, repr=False)
+    user_code: str | None = None
+    verification_url: str | None = None
+
+
+def describe_flow(
+    session: Session,
+    box: SecretBox,
+    hasher: KeyedHasher,
+    config: OAuthConfig,
+    *,
+    flow_id: int,
+    requester: Requester,
+    now: dt.datetime | None = None,
+) -> FlowView:
+    """Read-only view of an owned flow (NotFoundError otherwise). The authorization URL is rebuilt from the
+    sealed verifier and state, so it is never stored anywhere."""
+    now = now or utcnow()
+    flow = get_owned_flow(session, hasher, flow_id, requester)
+    status = flow.status
+    if status == FlowStatus.PENDING and flow.expires_at <= now:
+        status = FlowStatus.EXPIRED
+    view = FlowView(
+        flow.id,
+        flow.purpose,
+        flow.method,
+        str(status),
+        "expired_flow" if status == FlowStatus.EXPIRED and not flow.error_code else flow.error_code,
+        flow.pool_id,
+        flow.account_id,
+        flow.expires_at,
+        flow.poll_interval_seconds,
+    )
+    if status != FlowStatus.PENDING:
+        return view
+    values = _open(box, flow)
+    if flow.method == Method.BROWSER:
+        url = authorization_url(
+            config.auth_base_url, config.client_id, s256_challenge(values["verifier"]), values["state"]
+        )
+        return replace(view, authorize_url=url)
+    return replace(view, user_code=values["user_code"], verification_url=verification_url(config.auth_base_url))
