@@ -77,4 +77,8 @@ def _register_blueprints(app: Flask) -> None:
 
     for module in (auth, dashboard, pools, activity, accounts, keys, logs, audit, jobs, settings, operators):
         app.register_blueprint(module.bp, url_prefix=URL_PREFIX + module.PREFIX)
+    from admin_flask.views import invites, onboarding  # OAuth link/relink and invites (own registration)
+
+    for extra in (onboarding, invites):
+        extra.register(app, URL_PREFIX)
     errors.init_app(app)
