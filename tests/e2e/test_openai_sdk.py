@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from pooler.v1.models import DEFAULT_MODELS
 from tests.support.gateway import Gateway, SeededPool, running_gateway
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.e2e
 MODEL = "gpt-5.1-codex"
@@ -189,8 +190,12 @@ def test_errors_are_openai_shaped(gw: Gateway, client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         client.embeddings.create(model="text-embedding-3-small", input="x")
     assert info.value.code == "unsupported_endpoint"
-    with pytest.raises(openai.BadRequestError) as bad:
-        client.chat.completions.create(model=MODEL, messages=[])
+    # Its own pool: a body rejected after the account pick currently reads as a connect failure in the
+    # per-attempt evidence (status 0) and demotes the picked account for a while (see docs/V1.md, known gaps).
+    own = gw.seed_pool("v1-errors", ["acct-v1e"])
+    sdk = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=own.key, max_retries=0)
+    with sdk, pytest.raises(openai.BadRequestError) as bad:
+        sdk.chat.completions.create(model=MODEL, messages=[])
     assert bad.value.param == "messages"
     with openai.OpenAI(base_url=f"{gw.url}/v1", api_key="cpk_not_a_key", max_retries=0) as stranger:
         with pytest.raises(openai.AuthenticationError):
@@ -202,17 +207,21 @@ def test_errors_are_openai_shaped(gw: Gateway, client: openai.OpenAI) -> None:
 def test_failover_and_request_log(gw: Gateway, seeded: SeededPool, client: openai.OpenAI) -> None:
     """The first account answers 429: the SDK still gets the completion, from the other account; the request
     log shows two attempts and the /v1 route family, with tokens reported by the ext_proc."""
-    before = len(gw.request_logs(pool_id=seeded.pool_id))
+    seen = {row.id for row in gw.request_logs(pool_id=seeded.pool_id)}
     gw.simulator.client.add_fault("status", status=429, count=1)
     stream = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Say hello"}], stream=True
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == TEXT
-    rows = gw.wait_for_logs(before + 1, pool_id=seeded.pool_id)
-    row = max(rows, key=lambda r: r.id)
-    assert row.status_code == 200 and row.route_family == "v1"
-    assert len(row.attempts) == 2
-    assert row.total_tokens and row.output_tokens
+
+    def failover_row() -> object:
+        # Rows of earlier tests may still be arriving (batched writes): find this request's by its shape.
+        rows = [r for r in gw.request_logs(pool_id=seeded.pool_id) if r.id not in seen and len(r.attempts) == 2]
+        return rows[0] if rows else None
+
+    row = wait_until(failover_row, timeout=15, what="the failover request's log row")
+    assert row.status_code == 200 and row.route_family == "v1"  # type: ignore[attr-defined]
+    assert row.total_tokens and row.output_tokens  # type: ignore[attr-defined]
 
 
 def test_key_request_limit(gw: Gateway) -> None:
