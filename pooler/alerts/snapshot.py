@@ -17,7 +17,7 @@ JOB_HISTORY = 50
 """Finished runs read per job; a streak longer than this is reported as this long."""
 
 
-def _pool_states(session: Session, th: Thresholds, now: dt.datetime) -> tuple[list[PoolState], int]:
+def pool_states(session: Session, th: Thresholds, now: dt.datetime) -> tuple[list[PoolState], int]:
     pools = list(session.scalars(select(Pool).order_by(Pool.id)))
     accounts = {
         a.id: a
@@ -141,7 +141,7 @@ def _jobs(session: Session) -> list[JobHealth]:
 
 
 def load_snapshot(session: Session, th: Thresholds, now: dt.datetime) -> AlertSnapshot:
-    pools, unassigned_reauth = _pool_states(session, th, now)
+    pools, unassigned_reauth = pool_states(session, th, now)
     return AlertSnapshot(
         now=now,
         pools=pools,
