@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "pooler.cli.scheduler",
     "pooler.cli.admin",
     "pooler.cli.dev",
+    "pooler.cli.mcp",
 ]
 
 
