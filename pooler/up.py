@@ -120,6 +120,28 @@ def process_specs(config: Config, envoy_config: Path, simulator_port: int | None
     return specs
 
 
+def check_ports_free(config: Config) -> None:
+    """Fails fast with the variable to change, instead of a child that crash-loops on a busy port."""
+    from pooler.errors import ConfigError
+
+    wanted = {
+        "POOLER_LISTEN_PORT": (config.listen_host, config.listen_port),
+        "POOLER_ENVOY_ADMIN_PORT": ("127.0.0.1", config.envoy_admin_port),
+    }
+    if module_available("admin_flask"):
+        wanted["POOLER_ADMIN_PORT"] = ("127.0.0.1", config.admin_port)
+    problems = []
+    for name, (host, port) in wanted.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                problems.append(f"port {port} ({name}) is already in use: stop what holds it or set {name}")
+    if problems:
+        raise ConfigError(problems)
+
+
 def prepare(config: Config, say: Callable[[str], None]) -> None:
     """Dev keyring (once) and migrations: what every process needs before it starts."""
     from pooler.crypto.keyring import ensure_dev_keyring
@@ -167,6 +189,7 @@ def run_up(demo: bool, out: IO[str] | None = None, argv_env: dict[str, str] | No
         out.write(f"[pooler] {line}\n")
         out.flush()
 
+    check_ports_free(config)
     prepare(config, say)
     simulator_port: int | None = None
     upstream_url: str | None = None
