@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from pooler.alerts.evaluate import evaluate_alerts
 from pooler.context import CoreContext
 from pooler.services import housekeeping
 from pooler.services.refresh import RefreshDeps, refresh_due_tokens
@@ -37,10 +38,16 @@ def run_housekeeping(ctx: CoreContext, http: httpx.Client, now: dt.datetime) -> 
     return housekeeping.run(ctx.session_factory, now)
 
 
+def run_evaluate_alerts(ctx: CoreContext, http: httpx.Client, now: dt.datetime) -> Mapping[str, int]:
+    # Shares the scheduler's HTTP client for webhook delivery (no redirects followed, bounded timeouts).
+    return evaluate_alerts(ctx, now, http)
+
+
 JOBS = (
     JobSpec("refresh_due_tokens", dt.timedelta(seconds=30), run_refresh_due_tokens),
     JobSpec("poll_usage", dt.timedelta(minutes=1), run_poll_usage),
     JobSpec("housekeeping", dt.timedelta(minutes=10), run_housekeeping),
+    JobSpec("evaluate_alerts", dt.timedelta(minutes=1), run_evaluate_alerts),
 )
 
 

@@ -344,3 +344,23 @@ def test_rising_severity_is_notified_as_escalation(factory: Factory) -> None:
         down = apply_signals(s, [signal(Severity.WATCH)], T0, cooldown=dt.timedelta(0), channels=["webhook"])
     assert len(first.opened) == 1 and up.escalated == first.opened and not down.escalated
     assert [e for _, e, _ in deliveries(factory)] == ["opened", "escalated"]
+
+
+def test_scheduler_job_runs_the_evaluation_and_records_the_run(factory: Factory) -> None:
+    from types import SimpleNamespace
+
+    import httpx
+
+    from pooler.services import jobs
+    from scheduler.jobs import JOBS
+
+    spec = next(j for j in JOBS if j.job_id == "evaluate_alerts")
+    add_pool(factory, "Scheduled", [])
+    ctx: Any = SimpleNamespace(session_factory=factory, box=None)
+    with httpx.Client() as http:
+        outcome = jobs.execute(factory, spec.job_id, T0, lambda now: spec.run(ctx, http, now), "test")
+    assert outcome == "success"
+    assert "pool_no_routable" in {rule for rule, _ in incidents(factory, "open")}
+    with factory() as s:
+        run = s.scalars(select(JobRun).where(JobRun.job_id == "evaluate_alerts")).one()
+        assert run.counts and run.counts["opened"] >= 1
