@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import create_engine, select
 
 from pooler.models import RequestLog, UpstreamAccount
 from pooler.simulator.client import SimulatorClient
+from tests.support.databases import psycopg_url, throwaway_postgres_database
 from tests.support.pooler_up import PoolerUp, pooler_up_demo, require_extproc
 from tests.support.processes import REPO_ROOT, wait_until
 
@@ -76,15 +78,18 @@ def run_codex(base_url: str, key: str, tmp_path: Path, websockets: bool) -> subp
     )
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PoolerUp]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PoolerUp]:
+    """`pooler up --demo` on SQLite (what `make run` gets) and on a throwaway PostgreSQL database."""
     require_extproc()
-    with pooler_up_demo(tmp_path_factory.mktemp("gateway")) as up:
-        yield up
+    with ExitStack() as stack:
+        db_url = stack.enter_context(throwaway_postgres_database("pooler_e2e")) if request.param == "postgres" else None
+        yield stack.enter_context(pooler_up_demo(tmp_path_factory.mktemp("gateway"), database_url=db_url))
 
 
 def log_rows(up: PoolerUp) -> list[dict[str, Any]]:
-    engine = create_engine(up.database_url)
+    url = up.database_url
+    engine = create_engine(psycopg_url(url) if url.startswith("postgresql") else url)
     try:
         with engine.connect() as conn:
             result = conn.execute(
