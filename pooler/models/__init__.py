@@ -3,6 +3,7 @@
 from pooler.models.accounts import AccountSecret, QuotaWindow, UpstreamAccount
 from pooler.models.alerts import AlertDelivery, AlertIncident
 from pooler.models.base import Base, utcnow
+from pooler.models.files import FilePin
 from pooler.models.keys import PoolKey
 from pooler.models.logs import AuditEvent, RequestAttempt, RequestLog
 from pooler.models.mcp import McpOperatorGate, McpToken
@@ -19,6 +20,7 @@ __all__ = [
     "AuditEvent",
     "Base",
     "DataVersion",
+    "FilePin",
     "JobRun",
     "McpOperatorGate",
     "McpToken",

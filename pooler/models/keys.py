@@ -27,6 +27,10 @@ class PoolKey(Base):
     allowed_models: Mapped[list[str] | None] = mapped_column(default=None)
     requests_per_minute: Mapped[int | None]
     tokens_per_day: Mapped[int | None]
+    ip_allowlist: Mapped[list[str] | None] = mapped_column(default=None)
+    """Client IPs/CIDRs this key may be used from (the address Envoy derived, trusted proxies honoured)."""
+    hide_upstream_quota: Mapped[bool] = mapped_column(default=False)
+    """Key holders see this key's own limits in quota headers and usage, never the upstream's."""
     created_at: Mapped[utc_now]
     rotated_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]

@@ -48,6 +48,10 @@ class PoolSettings(Base):
     allowed_models: Mapped[list[str] | None] = mapped_column(default=None)
     """None = every model the upstream serves."""
     max_concurrency_per_account: Mapped[int | None] = mapped_column(default=None)
+    image_generation_enabled: Mapped[bool] = mapped_column(default=False)
+    """Image generation/edit routes (and responses asking for the image_generation tool) are allowed."""
+    pooled_rate_limits: Mapped[bool] = mapped_column(default=False)
+    """Clients see the pool's aggregate in x-codex-* quota headers instead of one account's."""
     updated_at: Mapped[utc_now]
 
     pool: Mapped[Pool] = relationship(back_populates="settings")

@@ -271,6 +271,12 @@ def upgrade() -> None:
         sa.Column("requests_per_minute", sa.Integer(), nullable=True),
         sa.Column("tokens_per_day", sa.Integer(), nullable=True),
         sa.Column(
+            "ip_allowlist",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("hide_upstream_quota", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.Column(
             "created_at",
             pooler.models.base.UTCDateTime(timezone=True),
             server_default=sa.text("(CURRENT_TIMESTAMP)"),
@@ -300,6 +306,8 @@ def upgrade() -> None:
             nullable=True,
         ),
         sa.Column("max_concurrency_per_account", sa.Integer(), nullable=True),
+        sa.Column("image_generation_enabled", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.Column("pooled_rate_limits", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column(
             "updated_at",
             pooler.models.base.UTCDateTime(timezone=True),
@@ -610,8 +618,36 @@ def upgrade() -> None:
     with op.batch_alter_table("mcp_tokens", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_mcp_tokens_operator_id"), ["operator_id"], unique=False)
 
+    # File affinity (issue 10): file id hash -> the account that created the file.
+    op.create_table(
+        "file_pins",
+        sa.Column("pool_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("file_hash", sa.String(length=64), nullable=False),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("expires_at", pooler.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_at",
+            pooler.models.base.UTCDateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["upstream_accounts.id"],
+            name=op.f("fk_file_pins_account_id_upstream_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(["pool_id"], ["pools.id"], name=op.f("fk_file_pins_pool_id_pools"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("pool_id", "file_hash", name=op.f("pk_file_pins")),
+    )
+    with op.batch_alter_table("file_pins", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_file_pins_expires_at"), ["expires_at"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("file_pins", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_file_pins_expires_at"))
+    op.drop_table("file_pins")
     # Alerts and MCP (no other table references these, so they go first).
     with op.batch_alter_table("mcp_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_mcp_tokens_operator_id"))
