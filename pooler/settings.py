@@ -114,6 +114,29 @@ _DEFS = (
     _s("alert_key_error_window_minutes", int, 15, "Window of the key errors spike rule", minimum=1),
     _s("alert_job_failure_runs", int, 3, "Consecutive failed runs of a scheduler job that raise an alert", minimum=1),
     _s("mcp_enabled", bool, False, "Instance-wide gate of the read-only MCP endpoint (/mcp)"),
+    # Gateway surface of issue 10 (docs/GATEWAY_SURFACE.md); read by the ext_proc with the routing snapshot.
+    _s(
+        "file_pin_ttl_seconds", int, 604800, "Seconds a file id stays pinned to the account that created it", minimum=60
+    ),
+    _s(
+        "transcription_max_bytes", int, 26214400, "Largest transcription upload (bytes) the gateway forwards", minimum=1
+    ),
+    _s("admission_limit_responses", int, 0, "Concurrent Codex HTTP responses requests (0 = unlimited)", minimum=0),
+    _s("admission_limit_responses_ws", int, 0, "Concurrent Codex websocket connections (0 = unlimited)", minimum=0),
+    _s("admission_limit_compact", int, 0, "Concurrent compact requests (0 = unlimited)", minimum=0),
+    _s("admission_limit_v1", int, 0, "Concurrent /v1 responses + chat requests (0 = unlimited)", minimum=0),
+    _s("admission_limit_files", int, 0, "Concurrent file create/finalize requests (0 = unlimited)", minimum=0),
+    _s("admission_limit_media", int, 0, "Concurrent transcription + image requests (0 = unlimited)", minimum=0),
+    _s("admission_queue_size", int, 0, "Requests per route family that may wait for a free slot", minimum=0),
+    _s(
+        "admission_queue_wait_ms",
+        int,
+        1000,
+        "Longest wait in the admission queue (below the ext_proc timeout)",
+        minimum=0,
+        maximum=1500,
+    ),
+    _s("admission_retry_after_seconds", int, 1, "retry-after sent with server_is_overloaded", minimum=1),
 )
 CATALOGUE: dict[str, SettingDef] = {d.name: d for d in _DEFS}
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import SecretBoxError
+from pooler.gateway_features import GatewayFeatures, load_features
 from pooler.models import (
     AccountSecret,
     Pool,
@@ -109,6 +110,8 @@ class Snapshot:
     """key prefix -> total tokens today (UTC) from request logs at load time."""
     demotion_seconds: float
     stale_after_seconds: float | None
+    features: GatewayFeatures = field(default_factory=GatewayFeatures)
+    """Issue-10 features (file pins TTL, admission, ingress per key, image gate, pooled view)."""
 
     def pools_of(self, account_id: int) -> Iterable[PoolEntry]:
         return (p for p in self.pools.values() if any(c.account_id == account_id for c in p.base_candidates))
@@ -269,6 +272,7 @@ def load_snapshot(
         tokens_today=tokens_today,
         demotion_seconds=float(demotion if demotion is not None else 30),
         stale_after_seconds=float(stale) if stale else None,
+        features=load_features(session),
     )
     for entry in pools.values():
         rebuild_pool(snapshot, entry, overlays)
