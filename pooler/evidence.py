@@ -26,7 +26,8 @@ class AttemptRecord:
     request_id: str
     account_id: int | None
     status: int
-    """0 when no response came back (connection failure or reset)."""
+    """0 when no response came back: a connection failure or reset (then `flags` say so), or an attempt the
+    gateway answered itself after picking the account (no flag)."""
     flags: frozenset[str]
     headers: Mapping[str, str]
     """Lower-case names: the x-codex-* quota headers and retry-after, if sent."""
@@ -73,7 +74,10 @@ class RequestRecord:
 
 
 def is_connect_failure(record: AttemptRecord) -> bool:
-    return record.status == 0 or bool(record.flags & CONNECT_FAILURE_FLAGS)
+    """An upstream failure flag (connect failure, reset, overflow, timeout...). Status 0 alone is not one: an
+    attempt the gateway itself answered after the pick (a /v1 body rejected by the translator in the
+    request-body phase) also ends with status 0 but no flag, and says nothing about the account."""
+    return bool(record.flags & CONNECT_FAILURE_FLAGS)
 
 
 def limit_reset(observations: list[WindowObservation], headers: Mapping[str, str], now: float) -> float:

@@ -12,6 +12,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from pooler.models import UpstreamAccount
 from pooler.v1.models import DEFAULT_MODELS
 from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.processes import wait_until
@@ -186,17 +187,26 @@ def test_responses_json_schema_parse(gw: Gateway, client: openai.OpenAI) -> None
     assert response.output_parsed == Person(name="Lin", age=7)
 
 
-def test_errors_are_openai_shaped(gw: Gateway, client: openai.OpenAI) -> None:
+def test_errors_are_openai_shaped(gw: Gateway, seeded: SeededPool, client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         client.embeddings.create(model="text-embedding-3-small", input="x")
     assert info.value.code == "unsupported_endpoint"
-    # Its own pool: a body rejected after the account pick currently reads as a connect failure in the
-    # per-attempt evidence (status 0) and demotes the picked account for a while (see docs/V1.md, known gaps).
-    own = gw.seed_pool("v1-errors", ["acct-v1e"])
-    sdk = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=own.key, max_retries=0)
-    with sdk, pytest.raises(openai.BadRequestError) as bad:
-        sdk.chat.completions.create(model=MODEL, messages=[])
+    # The shared pool: a body rejected after the account pick (status-0 attempt without an upstream-failure
+    # flag) must not demote the picked account.
+    seen = {row.id for row in gw.request_logs(pool_id=seeded.pool_id)}
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=MODEL, messages=[])
     assert bad.value.param == "messages"
+
+    def rejected_row() -> object:
+        rows = [r for r in gw.request_logs(pool_id=seeded.pool_id) if r.id not in seen and r.status_code == 400]
+        return rows[0] if rows else None
+
+    row = wait_until(rejected_row, timeout=15, what="the rejected request's log row")
+    with gw.ctx.session_factory() as session:
+        account = session.get(UpstreamAccount, row.attempts[0].account_id)  # type: ignore[attr-defined]
+        assert account is not None and account.demoted_until is None
+    assert client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}]).choices
     with openai.OpenAI(base_url=f"{gw.url}/v1", api_key="cpk_not_a_key", max_retries=0) as stranger:
         with pytest.raises(openai.AuthenticationError):
             stranger.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}])
