@@ -141,13 +141,21 @@ def operator_gate(session: Session, operator_id: int) -> bool:
     return bool(gate and gate.enabled)
 
 
+def token_prefix(raw: str) -> str:
+    """`mcp_<8 hex>` of `mcp_<8 hex>_<secret>`; the secret is url-safe base64 and may itself contain `_`."""
+    parts = raw.split("_", 2)
+    if len(parts) != 3 or f"{parts[0]}_" != TOKEN_PREFIX or len(parts[1]) != 8:
+        return ""
+    return f"{TOKEN_PREFIX}{parts[1]}"
+
+
 def authenticate(
     session: Session, hasher: KeyedHasher, raw: str | None, now: dt.datetime | None = None
 ) -> McpPrincipal | Denied:
     """Checks a bearer token and both gates; touches last_used_at (coarsely). The caller commits."""
     if not raw:
         return Denied.MISSING
-    prefix = raw.rsplit("_", 1)[0] if raw.startswith(TOKEN_PREFIX) else ""
+    prefix = token_prefix(raw)
     token = session.scalar(select(McpToken).where(McpToken.prefix == prefix)) if prefix else None
     # Hash even when the prefix is unknown so both failures take about the same time.
     digest_ok = hasher.matches(TOKEN_PURPOSE, raw, token.token_hash if token else "0" * 64)
