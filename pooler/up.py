@@ -114,6 +114,8 @@ def process_specs(config: Config, envoy_config: Path, simulator_port: int | None
         specs.append(ChildSpec("extproc", python_module("extproc"), probe=unix_probe(config.extproc_socket)))
     if module_available("admin_flask"):
         specs.append(ChildSpec("admin", python_module("admin_flask"), probe=tcp_probe(config.admin_port)))
+    if module_available("mcp_server"):
+        specs.append(ChildSpec("mcp", python_module("mcp_server"), probe=tcp_probe(config.mcp_port)))
     if module_available("scheduler"):
         specs.append(ChildSpec("scheduler", python_module("scheduler")))
     specs.append(envoy_spec(config, envoy_config))
@@ -130,6 +132,8 @@ def check_ports_free(config: Config) -> None:
     }
     if module_available("admin_flask"):
         wanted["POOLER_ADMIN_PORT"] = ("127.0.0.1", config.admin_port)
+    if module_available("mcp_server"):
+        wanted["POOLER_MCP_PORT"] = ("127.0.0.1", config.mcp_port)
     problems = []
     for name, (host, port) in wanted.items():
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -204,7 +208,7 @@ def run_up(demo: bool, out: IO[str] | None = None, argv_env: dict[str, str] | No
     envoy_config = render_envoy(config)
 
     specs = process_specs(config, envoy_config, simulator_port)
-    missing = [name for name in ("extproc", "admin_flask", "scheduler") if not module_available(name)]
+    missing = [name for name in ("extproc", "admin_flask", "mcp_server", "scheduler") if not module_available(name)]
     if missing:
         say(f"not installed, not started: {', '.join(missing)}")
     env = {**os.environ, **(argv_env or {}), "PYTHONUNBUFFERED": "1"}

@@ -68,6 +68,7 @@ def pooler_up_demo(tmp_path: Path, database_url: str | None = None) -> Iterator[
         "POOLER_LISTEN_PORT": str(free_port()),
         "POOLER_ADMIN_PORT": str(free_port()),
         "POOLER_ENVOY_ADMIN_PORT": str(free_port()),
+        "POOLER_MCP_PORT": str(free_port()),
         "POOLER_DEMO_SIMULATOR_PORT": str(sim_port),
         # A fresh dev keyring in the temp dir, whatever the caller's environment says.
         "POOLER_SECRET_KEYS": "",
