@@ -41,8 +41,14 @@ class GatewayState:
         """Swap in a freshly loaded snapshot (overlays already applied by the loader)."""
         now = time.time()
         self.tokens.seed(snapshot.tokens_today, now)
-        # Drop overlays that no longer say anything.
+        # Drop overlays that no longer say anything. A 401 flag is over once the account's credential epoch
+        # moved (the scheduler refreshed it): without this the overlay would be kept for ever.
         for account_id, overlay in list(self.overlays.items()):
+            account = snapshot.accounts.get(account_id)
+            if overlay.refresh_epoch is not None and (
+                account is None or account.credential_epoch != overlay.refresh_epoch
+            ):
+                overlay.refresh_epoch = None
             if (
                 (overlay.limited_until or 0) <= now
                 and (overlay.demoted_until or 0) <= now

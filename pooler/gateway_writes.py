@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from pooler.evidence import AccountEffect, RequestRecord
 from pooler.models import PoolKey, RequestAttempt, RequestLog, StickySession, UpstreamAccount
 from pooler.quota import record_observations
+from pooler.services.refresh import request_refresh
 from pooler.services.versions import bump_routing_version
 from pooler.states import QuotaSource
 
@@ -53,14 +54,18 @@ def write_batch(session: Session, batch: Batch) -> None:
         record_observations(
             session, effect.account_id, list(effect.observations), QuotaSource.HEADERS, _utc(observed_at)
         )
-        values: dict[str, object] = {}
         if effect.demoted_until is not None:
-            values["demoted_until"] = _utc(effect.demoted_until)
-        if effect.refresh_requested:
-            values["refresh_requested_at"] = _utc(observed_at)
-        if values:
             state_changed = True
-            session.execute(update(UpstreamAccount).where(UpstreamAccount.id == effect.account_id).values(**values))
+            session.execute(
+                update(UpstreamAccount)
+                .where(UpstreamAccount.id == effect.account_id)
+                .values(demoted_until=_utc(effect.demoted_until))
+            )
+        if effect.refresh_requested:
+            # The scheduler's contract for an upstream 401 (docs/SCHEDULER.md): idempotent, keeps the first flag
+            # time of a burst, picked up by the next refresh_due_tokens run.
+            state_changed = True
+            request_refresh(session, effect.account_id, _utc(observed_at))
     for (pool_id, session_hash), (account_id, expires_at) in batch.sticky.items():
         row = session.get(StickySession, (pool_id, session_hash))
         if row is None:
