@@ -46,8 +46,10 @@ async def serve(config: Config) -> int:
     state = GatewayState(ctx)
     reloader = Reloader(state)
     writer = Writer(state)
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessorService(AttemptProcessor(state)), server)
+    # Buffered /v1 audio bodies reach the ext_proc in one message: allow up to Envoy's buffer limit (16 MiB).
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 32 * 1024 * 1024)])
+    processor = AttemptProcessor(state)
+    ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessorService(processor), server)
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogService(AccessLogHandler(state)), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -68,7 +70,11 @@ async def serve(config: Config) -> int:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
     reloader.start_listener(loop)
-    tasks = [asyncio.create_task(reloader.run(stop)), asyncio.create_task(writer.run(stop))]
+    tasks = [
+        asyncio.create_task(reloader.run(stop)),
+        asyncio.create_task(writer.run(stop)),
+        asyncio.create_task(processor.surface.pins.run(ctx.session_factory, stop)),  # file pins (issue 10)
+    ]
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     if not stop.is_set():
         print(READY_LINE, flush=True)

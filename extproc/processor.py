@@ -22,10 +22,13 @@ from typing import Any
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
 
 from extproc import responses, v1
+from extproc.admission import FAMILY_OF_ROUTE, Deferred
+from extproc.ingress import key_allows_client
 from extproc.state import GatewayState
+from extproc.surface import Surface, attach_view
 from pooler import gateway_contract as gc
 from pooler.poolkeys import key_matches, key_prefix
-from pooler.selection import SelectionRequest, pooled_usage, pooled_usage_payload, select_account
+from pooler.selection import SelectionRequest, select_account
 from pooler.sessions import session_hash, session_key
 from pooler.snapshot import KeyEntry, PoolEntry, Snapshot
 from pooler.states import KeyStatus
@@ -51,6 +54,12 @@ def route_family(path: str, upgrade: bool) -> str:
         return gc.ROUTE_USAGE
     if path.startswith("/v1/"):
         return gc.ROUTE_V1
+    if path.startswith("/backend-api/files"):
+        return gc.ROUTE_FILES
+    if path == "/backend-api/transcribe":
+        return gc.ROUTE_TRANSCRIBE
+    if path.startswith("/backend-api/images/"):
+        return gc.ROUTE_IMAGES
     return gc.ROUTE_OTHER
 
 
@@ -110,8 +119,9 @@ class AttemptProcessor:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
         self.hasher = state.ctx.hasher
+        self.surface = Surface(state)
 
-    def request_headers(self, request: ProcessingRequest) -> ProcessingResponse | Exhausted:
+    def request_headers(self, request: ProcessingRequest) -> ProcessingResponse | Exhausted | Deferred:
         headers = {
             h.key: h.raw_value.decode("latin-1") if h.raw_value else h.value
             for h in request.request_headers.headers.headers
@@ -160,12 +170,46 @@ class AttemptProcessor:
         if pool is None:
             return responses.error("no_eligible_account", base)
         if family == gc.ROUTE_USAGE:
-            usage = pooled_usage(pool.policy, pool.candidates, now)
-            return responses.json_reply(200, pooled_usage_payload(usage, now), base)
+            return responses.json_reply(200, self.surface.usage_payload(snapshot, pool, principal.key_id, now), base)
         if family == gc.ROUTE_V1 and path.startswith("/v1/models"):
             key = snapshot.keys.get(principal.key_prefix)
             return v1.models_reply(path, pool.policy.allowed_models, key.allowed_models if key else None, base)
-        return self._pick(snapshot, pool, principal, headers, request_ns, model, tried, upgrade, base, now)
+        # Issue 10: feature gates, file affinity, admission (first attempt only), the client's quota view.
+        gate = self.surface.gate(snapshot, pool.pool_id, family, headers, request_ns, base)
+        if gate is not None:
+            return gate
+        pinned = self.surface.pinned_account(pool.pool_id, path, request_ns, now)
+        if pinned is False:
+            return responses.error("file_account_unavailable", base)
+
+        def pick() -> ProcessingResponse | Exhausted:
+            decision = self._pick(
+                snapshot, pool, principal, headers, request_ns, model, tried, upgrade, base, now, pinned or None
+            )
+            if isinstance(decision, ProcessingResponse) and decision.HasField("request_headers"):
+                attach_view(decision, self.surface.view_values(snapshot, pool, principal.key_id, family, now))
+            return decision
+
+        if key_id is not None:
+            return pick()
+        admission_family = FAMILY_OF_ROUTE.get(family)
+        request_id = headers.get("x-request-id")
+        config = snapshot.features.admission
+        admitted = self.surface.admission.try_acquire(admission_family, request_id, config)
+        if admitted:
+            return pick()
+        overloaded = responses.error("server_is_overloaded", base, {"retry-after": str(config.retry_after_seconds)})
+        if admitted is False or admission_family is None or request_id is None:
+            return overloaded
+        family_name, rid = admission_family, request_id
+
+        async def queued() -> ProcessingResponse:
+            if not await self.surface.admission.wait(family_name, rid, config):
+                return overloaded
+            decision = pick()
+            return await self.conclude(decision) if isinstance(decision, Exhausted) else decision
+
+        return Deferred(queued)
 
     def _authenticate(
         self, snapshot: Snapshot, headers: Mapping[str, str], model: str | None, family: str, now: float
@@ -182,6 +226,8 @@ class AttemptProcessor:
             gc.ROUTING_KEY_PREFIX: key.prefix,
             gc.ROUTING_ROUTE_FAMILY: family,
         }
+        if not key_allows_client(snapshot.features, key.key_id, headers):
+            return responses.error("ip_not_allowed", routing)
         if key.status == KeyStatus.REVOKED:
             return responses.error("key_revoked", routing)
         if key.status == KeyStatus.PAUSED:
@@ -211,6 +257,7 @@ class AttemptProcessor:
         upgrade: bool,
         base: dict[str, Any],
         now: float,
+        pinned: int | None = None,
     ) -> ProcessingResponse | Exhausted:
         raw_session = session_key(headers, _string(request_ns, gc.REQUEST_PROMPT_CACHE_KEY))
         hashed = session_hash(self.hasher, pool.pool_id, raw_session) if raw_session else None
@@ -222,18 +269,27 @@ class AttemptProcessor:
 
         if len(tried) >= pool.max_attempts:
             return Exhausted(pool, model, headers.get("x-request-id"), len(tried), routing)
+        exclude = frozenset(tried)
+        if pinned is not None:
+            # A referenced file lives in one account: that account or a clear error, never another account.
+            if pinned in tried:
+                return responses.error("file_account_unavailable", routing)
+            exclude = frozenset(c.account_id for c in pool.candidates if c.account_id != pinned)
+            sticky_account = pinned
         selection = select_account(
             pool.policy,
             pool.index,
             SelectionRequest(
                 now=now,
                 model=model,
-                exclude=frozenset(tried),
+                exclude=exclude,
                 sticky_account_id=sticky_account,
                 in_flight=self.state.in_flight,
             ),
             pool.strategy,
         )
+        if selection.account_id is None and pinned is not None:
+            return responses.error("file_account_unavailable", routing)
         if selection.account_id is None:
             if selection.error == "no_eligible_account" and tried:
                 return Exhausted(pool, model, headers.get("x-request-id"), len(tried), routing)

@@ -38,6 +38,17 @@ ERRORS: dict[str, tuple[int, str, str]] = {
     "no_eligible_account": (503, "server_error", "No upstream account can serve this request right now."),
     "gateway_not_ready": (503, "server_error", "The gateway is starting."),
     "internal_error": (500, "server_error", "The gateway failed to process this request."),
+    # Issue 10 (docs/GATEWAY_SURFACE.md).
+    "ip_not_allowed": (403, "invalid_request_error", "This Pool API key may not be used from this address."),
+    "image_generation_disabled": (403, "invalid_request_error", "Image generation is disabled for this pool."),
+    "file_account_unavailable": (
+        409,
+        "invalid_request_error",
+        "A file this request references lives in an upstream account that cannot serve it now; upload it again.",
+    ),
+    "server_is_overloaded": (503, "server_error", "The gateway is at its concurrency limit; retry shortly."),
+    "request_too_large": (413, "invalid_request_error", "The request body is larger than this gateway accepts."),
+    "length_required": (411, "invalid_request_error", "Uploads need a Content-Length header."),
 }
 
 

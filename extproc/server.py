@@ -15,6 +15,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from extproc import responses
 from extproc.accesslog import AccessLogHandler
+from extproc.admission import Deferred
 from extproc.processor import AttemptProcessor, Exhausted
 from extproc.v1 import processor_for
 
@@ -39,15 +40,23 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
     ) -> AsyncIterator[ep.ProcessingResponse]:
         # /v1 clusters name their processor in the filter's gRPC initial metadata; picked once per stream.
         v1 = processor_for(context.invocation_metadata())
+        # Issue-10 clusters (files, /v1 files, /v1 audio) name theirs the same way.
+        surface = None if v1 is not None else self.processor.surface.processor_for(context.invocation_metadata())
         async for request in request_iterator:
             kind = request.WhichOneof("request")
             if v1 is not None and kind != "request_headers":
                 yield v1.handle(kind, request)
+            elif surface is not None and kind != "request_headers":
+                yield surface.handle(kind, request)
             elif kind == "request_headers":
                 try:
                     decision = self.processor.request_headers(request)
+                    if isinstance(decision, Deferred):  # waiting for an admission slot (bounded wait)
+                        decision = await decision.resolve()
                     if isinstance(decision, Exhausted):
                         decision = await self.processor.conclude(decision)
+                    if surface is not None:
+                        surface.routed(request, decision)
                     yield decision
                 except Exception:
                     # Fail closed with a generic 500 (Envoy maps it to a JSON 503); the traceback names no

@@ -8,6 +8,7 @@ the database is touched only by the reloader and the writer, in worker threads.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from extproc.limits import DailyTokens, RequestRateLimiter
@@ -34,6 +35,8 @@ class GatewayState:
     attempts: dict[str, tuple[float, list[AttemptRecord]]] = field(default_factory=dict)
     """request id -> upstream-log records of its finished attempts (until its downstream entry arrives)."""
     pending: Batch = field(default_factory=Batch)
+    finish_hooks: list[Callable[[str], None]] = field(default_factory=list)
+    """Called with the request id when its downstream access-log entry arrives (admission slots)."""
     dropped_rows: int = 0
 
     # --- snapshot ---------------------------------------------------------------------------------------
@@ -63,7 +66,8 @@ class GatewayState:
         """Make the evidence visible to the very next selection, and queue it for the database."""
         snapshot = self.snapshot
         overlay = self.overlays.setdefault(effect.account_id, Overlay())
-        for obs in effect.observations:
+        limit = (effect.limit_window,) if effect.limit_window is not None else ()
+        for obs in (*effect.observations, *limit):
             if obs.limit_family != "codex":
                 continue
             overlay.windows[obs.window_minutes] = WindowView(
@@ -101,6 +105,8 @@ class GatewayState:
             entry[1].append(account_id)
 
     def finish(self, request_id: str) -> None:
+        for hook in self.finish_hooks:
+            hook(request_id)
         entry = self.requests_in_flight.pop(request_id, None)
         if entry is None:
             return

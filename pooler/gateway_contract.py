@@ -11,6 +11,9 @@ from __future__ import annotations
 NS_REQUEST = "pooler.request"
 REQUEST_MODEL = "model"
 REQUEST_PROMPT_CACHE_KEY = "prompt_cache_key"
+# Written by the Lua body scanner (envoy_config.FILE_SCAN_LUA) on JSON bodies that reference files/tools.
+REQUEST_FILE_IDS = "file_ids"  # comma-separated upstream file ids found as "file_id": "..." in the body
+REQUEST_IMAGE_TOOL = "image_tool"  # "1" when the body asks for the image_generation tool
 
 # Written by the upstream-filter ext_proc on each attempt; forwarded back to it on the next attempt and
 # visible to the gRPC access log. Keys below.
@@ -28,6 +31,21 @@ ROUTING_ROUTE_FAMILY = "route_family"
 NS_USAGE = "pooler.usage"
 USAGE_KEYS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "total_tokens")
 
+# Written by the ext_proc when the pool (or key) shows clients an aggregate quota view; read by Envoy's
+# downstream header_mutation, which overwrites the x-codex-* response headers with these values.
+NS_VIEW = "pooler.view"
+VIEW_HEADERS = {
+    "x-codex-primary-used-percent": "primary_used_percent",
+    "x-codex-primary-window-minutes": "primary_window_minutes",
+    "x-codex-primary-reset-at": "primary_reset_at",
+    "x-codex-primary-reset-after-seconds": "primary_reset_after_seconds",
+    "x-codex-secondary-used-percent": "secondary_used_percent",
+    "x-codex-secondary-window-minutes": "secondary_window_minutes",
+    "x-codex-secondary-reset-at": "secondary_reset_at",
+    "x-codex-secondary-reset-after-seconds": "secondary_reset_after_seconds",
+    "x-codex-plan-type": "plan_type",
+}
+
 # --- Headers ---------------------------------------------------------------------------------------------
 INTERNAL_HEADER_PREFIX = "x-pooler-"
 """Client-sent headers with this prefix are removed before anything trusted is set."""
@@ -37,12 +55,18 @@ WEBSOCKET_BETA_VALUE = "responses_websockets=2026-02-06"
 SESSION_HEADERS = ("session-id", "session_id", "thread-id", "x-codex-window-id", "x-codex-turn-state")
 """Stickiness keys in priority order; the body's prompt_cache_key is the fallback."""
 QUOTA_HEADER_PREFIXES = ("x-codex-",)
+CLIENT_IP_HEADER = "x-pooler-client-ip"
+"""Set by Envoy's downstream header_mutation from the derived client address (trusted proxies honoured),
+overwriting any client-sent copy; read by the ext_proc for per-key allowlists and removed before the upstream."""
 
 # --- ext_proc processors ----------------------------------------------------------------------------------
 PROCESSOR_METADATA_KEY = "x-pooler-processor"
 """gRPC initial metadata of an ext_proc filter naming the processor for its streams (absent: by path)."""
 PROCESSOR_V1_RESPONSES = "v1_responses"
 PROCESSOR_V1_CHAT = "v1_chat"
+PROCESSOR_FILES = "files"  # POST /backend-api/files: learns file id -> account, validates the upload URL
+PROCESSOR_V1_FILES = "v1_files"  # POST /v1/files: JSON metadata -> backend create, reply in OpenAI shape
+PROCESSOR_V1_AUDIO = "v1_audio"  # POST /v1/audio/transcriptions: multipart model alias -> backend form
 
 # --- Retry -----------------------------------------------------------------------------------------------
 RETRIABLE_STATUS_CODES = (429, 502, 503)
@@ -55,4 +79,7 @@ ROUTE_COMPACT = "compact"
 ROUTE_MODELS = "models"
 ROUTE_USAGE = "usage"
 ROUTE_V1 = "v1"
+ROUTE_FILES = "files"
+ROUTE_TRANSCRIBE = "transcribe"
+ROUTE_IMAGES = "images"
 ROUTE_OTHER = "other"

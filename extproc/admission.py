@@ -1,0 +1,119 @@
+"""Admission control: a concurrency limit per route family with a bounded, time-limited queue.
+
+Why here and not in Envoy (measured/checked against Envoy 1.40, see docs/GATEWAY_SURFACE.md): Envoy has no
+"N concurrent + a queue of Q with a deadline" primitive. The local rate limit is a token bucket (rate, not
+concurrency); adaptive_concurrency moves its limit by latency; the overload manager is process-wide; cluster
+circuit breakers cap requests per cluster but their pending queue is a wait for a *connection* (HTTP/1.1 only,
+without a deadline on our un-timed streaming routes - a queued request could wait as long as a 5-minute
+stream). So the ext_proc keeps the counts: zero extra messages (the decision rides on the request-headers
+message it answers anyway), one dict lookup when no limit is set. A slot is taken on the first attempt only and
+released when Envoy's access log reports the request finished (`GatewayState.finish`) - so a slot frees up to
+one access-log flush interval (0.5 s) after the stream ends. A queued request waits at most
+`admission_queue_wait_ms` (kept below the ext_proc message timeout, so nothing ever hangs), then gets the 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingResponse
+
+from pooler import gateway_contract as gc
+from pooler.gateway_features import Admission
+
+SLOT_TTL_SECONDS = 2 * 3600.0
+"""A slot whose access-log entry never arrived (Envoy restarted) is reclaimed after this long."""
+
+FAMILY_OF_ROUTE = {
+    gc.ROUTE_RESPONSES: "responses",
+    gc.ROUTE_RESPONSES_WS: "responses_ws",
+    gc.ROUTE_COMPACT: "compact",
+    gc.ROUTE_V1: "v1",
+    gc.ROUTE_FILES: "files",
+    gc.ROUTE_TRANSCRIBE: "media",
+    gc.ROUTE_IMAGES: "media",
+}
+
+
+@dataclass(slots=True)
+class Deferred:
+    """A decision that must wait (for an admission slot); the server awaits `resolve()`."""
+
+    resolve: Callable[[], Awaitable[ProcessingResponse]]
+
+
+@dataclass
+class AdmissionControl:
+    active: dict[str, int] = field(default_factory=dict)
+    owners: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """request id -> (family, admitted at)."""
+    waiting: dict[str, deque[asyncio.Future[bool]]] = field(default_factory=dict)
+
+    def try_acquire(self, family: str | None, request_id: str | None, config: Admission) -> bool | None:
+        """True: admitted (or unlimited). None: full but the queue has room (call `wait`). False: reject."""
+        if family is None or request_id is None:
+            return True
+        limit = config.limits.get(family)
+        if not limit:
+            return True
+        if request_id in self.owners:
+            return True
+        self._reclaim(time.monotonic())
+        if self.active.get(family, 0) < limit and not self.waiting.get(family):
+            self._take(family, request_id)
+            return True
+        queue = self.waiting.get(family)
+        if config.queue > 0 and config.queue_wait_seconds > 0 and (queue is None or len(queue) < config.queue):
+            return None
+        return False
+
+    async def wait(self, family: str, request_id: str, config: Admission) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        queue = self.waiting.setdefault(family, deque())
+        queue.append(future)
+        try:
+            granted = await asyncio.wait_for(asyncio.shield(future), config.queue_wait_seconds)
+        except TimeoutError:
+            if future.done() and future.result():
+                granted = True  # handed a slot at the deadline: keep it
+            else:
+                future.cancel()
+                granted = False
+        finally:
+            if future in queue:
+                queue.remove(future)
+        if granted:
+            self.owners[request_id] = (family, time.monotonic())
+        return granted
+
+    def release(self, request_id: str) -> None:
+        owner = self.owners.pop(request_id, None)
+        if owner is None:
+            return
+        family = owner[0]
+        queue = self.waiting.get(family)
+        while queue:
+            future = queue.popleft()
+            if not future.done():
+                future.set_result(True)  # the slot passes to the waiter: `active` is unchanged
+                return
+        left = self.active.get(family, 0) - 1
+        if left > 0:
+            self.active[family] = left
+        else:
+            self.active.pop(family, None)
+
+    def _take(self, family: str, request_id: str) -> None:
+        self.active[family] = self.active.get(family, 0) + 1
+        self.owners[request_id] = (family, time.monotonic())
+
+    def _reclaim(self, now: float) -> None:
+        if len(self.owners) < 64:
+            return
+        for request_id, (_, since) in list(self.owners.items()):
+            if now - since > SLOT_TTL_SECONDS:
+                self.release(request_id)

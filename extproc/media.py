@@ -1,0 +1,89 @@
+"""Transcription and images: the /v1 audio processor (multipart model alias -> the backend's form).
+
+`POST /v1/audio/transcriptions` is routed by Envoy to `/backend-api/transcribe` on the cluster
+`codex_upstream_v1_audio` (request body BUFFERED, after the size check of the request-headers phase). The
+backend takes the audio `file` (+ optional `language`, `prompt`) and answers `{"text": ...}` - already the
+OpenAI `json` response shape. OpenAI model names are aliases of that one backend transcriber; the `model` part
+and fields the backend does not take are removed. Unknown models -> 400 `model_not_found`; a response_format
+other than json -> 400 `unsupported_response_format`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+
+from extproc import bodyops
+
+TRANSCRIPTION_ALIASES = frozenset(
+    {"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4o-transcribe-diarize", "codex-transcribe"}
+)
+"""OpenAI transcription model names the gateway maps onto the backend's transcriber."""
+BACKEND_FIELDS = frozenset({"file", "language", "prompt"})
+_NAME = re.compile(rb'name="([^"]*)"')
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?')
+
+
+def split_multipart(body: bytes, boundary: bytes) -> list[tuple[str, bytes]] | None:
+    """(field name, whole part bytes incl. its headers) in order; None when the body is not this multipart."""
+    delimiter = b"--" + boundary
+    chunks = body.split(delimiter)
+    if len(chunks) < 3 or not chunks[-1].startswith(b"--"):
+        return None
+    parts: list[tuple[str, bytes]] = []
+    for chunk in chunks[1:-1]:
+        head, sep, _ = chunk.partition(b"\r\n\r\n")
+        match = _NAME.search(head) if sep else None
+        if match is None:
+            return None
+        parts.append((match.group(1).decode("latin-1"), chunk))
+    return parts
+
+
+def part_value(chunk: bytes) -> str:
+    value = chunk.partition(b"\r\n\r\n")[2]
+    return value.removesuffix(b"\r\n").decode("utf-8", "replace").strip()
+
+
+class V1AudioProcessor:
+    __slots__ = ("boundary",)
+
+    def __init__(self) -> None:
+        self.boundary: bytes | None = None
+
+    def routed(self, request: ep.ProcessingRequest, decision: ep.ProcessingResponse) -> None:
+        for h in request.request_headers.headers.headers:
+            if h.key == "content-type":
+                value = (h.raw_value or h.value.encode()).decode("latin-1")
+                match = _BOUNDARY.search(value)
+                self.boundary = match.group(1).encode("latin-1") if match else None
+
+    def handle(self, kind: str | None, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
+        if kind == "request_body":
+            return self.request_body(request.request_body.body)
+        return bodyops.CONTINUE[kind or "request_trailers"]()
+
+    def request_body(self, body: bytes) -> ep.ProcessingResponse:
+        parts = split_multipart(body, self.boundary) if self.boundary else None
+        if parts is None:
+            return _bad("Send multipart/form-data with a `file` part.", "invalid_multipart")
+        fields = {name: chunk for name, chunk in parts}
+        model = part_value(fields["model"]) if "model" in fields else None
+        if model is not None and model not in TRANSCRIPTION_ALIASES:
+            message = f"Transcription model {model!r} is not available; use one of {sorted(TRANSCRIPTION_ALIASES)}."
+            return bodyops.immediate(404, bodyops.error_payload(message, "model_not_found"), "model_not_found")
+        fmt = part_value(fields["response_format"]) if "response_format" in fields else "json"
+        if fmt != "json":
+            return _bad("Only response_format=json is supported by this gateway.", "unsupported_response_format")
+        if "file" not in fields:
+            return _bad("The `file` part is required.", "invalid_multipart")
+        assert self.boundary is not None
+        delimiter = b"--" + self.boundary
+        kept = [chunk for name, chunk in parts if name in BACKEND_FIELDS]
+        data = delimiter + delimiter.join(kept) + delimiter + b"--\r\n"
+        return bodyops.replace_request_body(data)
+
+
+def _bad(message: str, code: str) -> ep.ProcessingResponse:
+    return bodyops.immediate(400, bodyops.error_payload(message, code), code)

@@ -1,0 +1,68 @@
+"""What a client is shown as its rate limits: the pool's aggregate, or a key's own limits (pure functions).
+
+The pooled figures are exactly `/backend-api/wham/usage`'s (`pooled_usage_payload`), turned into the
+`x-codex-*` response header values Codex reads (keys = `gateway_contract.VIEW_HEADERS` values). A window the
+pool has no evidence of is left out, so Envoy leaves that upstream header as it is.
+
+A key with `hide_upstream_quota` sees its own daily token budget instead (both slots, 1440-minute window,
+resetting at UTC midnight; 0 % when the key has no budget) - never an upstream account's figures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pooler.selection.pooled import PooledUsage, pooled_usage_payload
+
+DAY_SECONDS = 86400
+
+
+def _slot_values(slot: str, window: dict[str, Any] | None) -> dict[str, str]:
+    if not window:
+        return {}
+    return {
+        f"{slot}_used_percent": str(window["used_percent"]),
+        f"{slot}_window_minutes": str(window["limit_window_seconds"] // 60),
+        f"{slot}_reset_at": str(window["reset_at"]),
+        f"{slot}_reset_after_seconds": str(window["reset_after_seconds"]),
+    }
+
+
+def header_values(payload: dict[str, Any]) -> dict[str, str]:
+    """Usage-API payload (wham/usage shape) -> the view metadata values."""
+    rate = payload.get("rate_limit") or {}
+    values = {
+        **_slot_values("primary", rate.get("primary_window")),
+        **_slot_values("secondary", rate.get("secondary_window")),
+    }
+    if payload.get("plan_type"):
+        values["plan_type"] = str(payload["plan_type"])
+    return values
+
+
+def pooled_view(usage: PooledUsage, now: float) -> dict[str, str]:
+    return header_values(pooled_usage_payload(usage, now))
+
+
+def key_usage_payload(tokens_used: int, tokens_per_day: int | None, now: float, plan_type: str) -> dict[str, Any]:
+    """A key's own limits in the usage-API shape (for `/wham/usage` and the quota headers)."""
+    midnight = (int(now) // DAY_SECONDS + 1) * DAY_SECONDS
+    used = 0
+    if tokens_per_day:
+        used = max(0, min(100, int(100 * tokens_used / tokens_per_day)))
+    reached = bool(tokens_per_day) and tokens_used >= (tokens_per_day or 0)
+    window = {
+        "used_percent": used,
+        "limit_window_seconds": DAY_SECONDS,
+        "reset_after_seconds": max(0, midnight - int(now)),
+        "reset_at": midnight,
+    }
+    return {
+        "plan_type": plan_type,
+        "rate_limit": {
+            "allowed": not reached,
+            "limit_reached": reached,
+            "primary_window": window,
+            "secondary_window": dict(window),
+        },
+    }
