@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pooler.quota import WindowObservation, parse_rate_limit_headers
+from pooler.quota import DEFAULT_FAMILY, FIVE_HOUR_MINUTES, WindowObservation, parse_rate_limit_headers
 
 DEFAULT_LIMIT_SECONDS = 60.0
 """A 429 without any reset in its headers (the body is not visible on a headers-only path) limits the account
@@ -39,6 +39,10 @@ class AccountEffect:
     account_id: int
     observations: tuple[WindowObservation, ...] = ()
     limited_until: float | None = None
+    limit_window: WindowObservation | None = None
+    """A 429 whose headers show no spent window: the limit as a full window until `limited_until`, stored with
+    source limit_error so a restarted ext_proc, other replicas and the scheduler see it (memory alone would
+    forget it)."""
     demoted_until: float | None = None
     refresh_requested: bool = False
 
@@ -99,7 +103,16 @@ def attempt_effect(record: AttemptRecord, demotion_seconds: float) -> AccountEff
     observations = parse_rate_limit_headers(record.headers, dt.datetime.fromtimestamp(now, dt.UTC))
     if record.status == 429:
         until = limit_reset(observations, record.headers, now)
-        return AccountEffect(record.account_id, tuple(observations), limited_until=until)
+        if any(o.used_percent >= 100.0 and o.resets_at is not None for o in observations):
+            return AccountEffect(record.account_id, tuple(observations), limited_until=until)
+        # No header says which window is spent: the shortest codex window (the 5-hour one unless told) is the
+        # honest guess; it stops counting at `until`, and newer header or usage evidence replaces it.
+        minutes = min(
+            (o.window_minutes for o in observations if o.limit_family == DEFAULT_FAMILY), default=FIVE_HOUR_MINUTES
+        )
+        limit = WindowObservation(DEFAULT_FAMILY, minutes, 100.0, dt.datetime.fromtimestamp(until, dt.UTC))
+        rest = tuple(o for o in observations if (o.limit_family, o.window_minutes) != (DEFAULT_FAMILY, minutes))
+        return AccountEffect(record.account_id, rest, limited_until=until, limit_window=limit)
     if record.status == 401:
         return AccountEffect(record.account_id, tuple(observations), refresh_requested=True)
     if record.status >= 500 or is_connect_failure(record):

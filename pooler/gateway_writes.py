@@ -54,6 +54,10 @@ def write_batch(session: Session, batch: Batch) -> None:
         record_observations(
             session, effect.account_id, list(effect.observations), QuotaSource.HEADERS, _utc(observed_at)
         )
+        if effect.limit_window is not None:
+            record_observations(
+                session, effect.account_id, [effect.limit_window], QuotaSource.LIMIT_ERROR, _utc(observed_at)
+            )
         if effect.demoted_until is not None:
             state_changed = True
             session.execute(

@@ -3,13 +3,18 @@ simulator): what an attempt's access-log entry may and may not conclude about it
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
-from pooler.models import UpstreamAccount
-from tests.support.gateway import Gateway, running_gateway
+from pooler.models import PoolAssignment, QuotaWindow, UpstreamAccount
+from tests.support.gateway import Gateway, SeededPool, running_gateway
+from tests.support.processes import wait_until
 from tests.support.simulator import turn_body
 
 pytestmark = pytest.mark.integration
@@ -47,3 +52,54 @@ def test_v1_body_rejected_after_the_pick_does_not_demote_the_account(gw: Gateway
     with gw.ctx.session_factory() as session:
         row = session.get(UpstreamAccount, account_id)
         assert row is not None and row.demoted_until is None
+
+
+def _prefer(gw: Gateway, seeded: SeededPool, first: str) -> None:
+    """primary-first with `first` first by priority; returns once the gateway routes to it."""
+
+    def change(session: Any) -> None:
+        for row in session.scalars(select(PoolAssignment).where(PoolAssignment.pool_id == seeded.pool_id)):
+            row.priority = 1 if row.account_id == seeded.accounts[first] else 2
+
+    gw.update(change)
+    wait_until(lambda: _codex(gw, seeded.key).status_code == 200 and _last_served(gw) == first, timeout=15)
+
+
+def _last_served(gw: Gateway) -> str | None:
+    entries = gw.simulator.client.journal(route="responses")
+    return entries[-1]["account"] if entries else None
+
+
+def _last_seq(gw: Gateway) -> int:
+    return max((e["seq"] for e in gw.simulator.client.journal()), default=0)
+
+
+def test_429_limit_survives_an_extproc_restart(gw: Gateway) -> None:
+    """A 429 whose headers show no spent window (a `retry-after` only) limits the account: that limit is
+    persisted as quota evidence (source limit_error), so a restarted ext_proc - or another replica - skips
+    the account too, instead of learning the 429 again."""
+    seeded = gw.seed_pool("h-limit", ["acct-hl1", "acct-hl2"], strategy="primary-first")
+    _prefer(gw, seeded, "acct-hl1")
+    gw.simulator.client.add_fault("status", status=429, account="acct-hl1", count=1, headers={"retry-after": "600"})
+    since = _last_seq(gw)
+    assert _codex(gw, seeded.key).status_code == 200
+    assert [e["account"] for e in gw.simulator.client.journal(since=since, route="responses")] == [
+        "acct-hl1",
+        "acct-hl2",
+    ]
+    gw.wait_for_logs(1, pool_id=seeded.pool_id, attempt_count=2)  # the evidence went out in that flush
+
+    gw.kill_extproc()
+    gw.start_extproc()
+    since = _last_seq(gw)
+    for _ in range(3):
+        assert _codex(gw, seeded.key).status_code == 200
+    assert {e["account"] for e in gw.simulator.client.journal(since=since, route="responses")} == {"acct-hl2"}
+    with gw.ctx.session_factory() as session:
+        window = session.scalar(
+            select(QuotaWindow).where(
+                QuotaWindow.account_id == seeded.accounts["acct-hl1"], QuotaWindow.source == "limit_error"
+            )
+        )
+        assert window is not None and window.used_percent >= 100 and window.resets_at is not None
+        assert 500 <= window.resets_at.replace(tzinfo=dt.UTC).timestamp() - time.time() <= 600
