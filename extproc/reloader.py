@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import threading
+import time
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -91,7 +92,8 @@ class Reloader:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.check()
-            self.state.expire_in_flight(asyncio.get_running_loop().time())
+            # Wall clock, like the start times the processor records (the loop's clock is monotonic).
+            self.state.expire_in_flight(time.time())
             wake = asyncio.ensure_future(self.wake.wait())
             stopped = asyncio.ensure_future(stop.wait())
             await asyncio.wait({wake, stopped}, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)

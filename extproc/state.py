@@ -96,26 +96,33 @@ class GatewayState:
         self.pending.sticky[(pool_id, session_hash)] = (account_id, expires)
 
     # --- in flight ----------------------------------------------------------------------------------------
+    # A request holds one concurrency slot: its current attempt's account. The end of an attempt is not seen
+    # on the request path (one message per attempt), so a slot is released at the next attempt's pick (the
+    # earlier attempt is over: Envoy retries only after it ended) or, for the last attempt, when the request's
+    # access-log entry arrives - up to one flush interval (0.5 s) late. Releasing that one earlier would need a
+    # response-phase message per request; a cap is thus conservative by at most one flush interval.
     def start(self, request_id: str, account_id: int, now: float) -> None:
         self.in_flight[account_id] = self.in_flight.get(account_id, 0) + 1
         entry = self.requests_in_flight.get(request_id)
         if entry is None:
             self.requests_in_flight[request_id] = (now, [account_id])
         else:
-            entry[1].append(account_id)
+            self._release(entry[1][-1])
+            entry[1].append(account_id)  # every attempt's account stays listed: the access log reads by position
 
     def finish(self, request_id: str) -> None:
         for hook in self.finish_hooks:
             hook(request_id)
         entry = self.requests_in_flight.pop(request_id, None)
-        if entry is None:
-            return
-        for account_id in entry[1]:
-            left = self.in_flight.get(account_id, 0) - 1
-            if left > 0:
-                self.in_flight[account_id] = left
-            else:
-                self.in_flight.pop(account_id, None)
+        if entry is not None:
+            self._release(entry[1][-1])
+
+    def _release(self, account_id: int) -> None:
+        left = self.in_flight.get(account_id, 0) - 1
+        if left > 0:
+            self.in_flight[account_id] = left
+        else:
+            self.in_flight.pop(account_id, None)
 
     def expire_in_flight(self, now: float) -> None:
         """Requests whose access-log entry never came (Envoy restarted) must not hold a slot forever."""

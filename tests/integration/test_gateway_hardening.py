@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 from sqlalchemy import select
 
+from extproc.state import GatewayState
 from pooler.models import PoolAssignment, QuotaWindow, UpstreamAccount
 from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.processes import wait_until
@@ -103,3 +104,18 @@ def test_429_limit_survives_an_extproc_restart(gw: Gateway) -> None:
         )
         assert window is not None and window.used_percent >= 100 and window.resets_at is not None
         assert 500 <= window.resets_at.replace(tzinfo=dt.UTC).timestamp() - time.time() <= 600
+
+
+def test_in_flight_slot_moves_with_the_attempt() -> None:
+    """A retried request releases its earlier attempt's account at the next pick (that attempt is over), not
+    when the access log arrives; the last attempt's slot is released by the access-log entry."""
+    state = GatewayState(cast(Any, None))
+    state.start("r1", 1, 0.0)
+    state.start("r2", 1, 0.0)
+    state.start("r1", 2, 0.0)  # r1 failed over from 1 to 2
+    assert state.in_flight == {1: 1, 2: 1}
+    assert state.requests_in_flight["r1"][1] == [1, 2]  # positions kept for the per-attempt log entries
+    state.finish("r1")
+    state.finish("r2")
+    state.finish("r2")  # a duplicate entry changes nothing
+    assert state.in_flight == {}
