@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 from werkzeug.datastructures import FileStorage
 
 from admin_flask import MAX_UPLOAD_BYTES, auditing, queries, scope, security
@@ -13,10 +15,9 @@ from admin_flask.db import core, get_db
 from admin_flask.forms import ActionForm, AssignForm, ImportForm, RenameForm, ReplaceAuthForm
 from pooler import lifecycle
 from pooler.errors import AuthJsonError, PoolerError
-from pooler.models import AuditEvent, PoolAssignment, RequestLog, UpstreamAccount, utcnow
+from pooler.models import AuditEvent, RequestLog, UpstreamAccount, utcnow
 from pooler.services import accounts as account_service
-from pooler.services.versions import bump_routing_version
-from pooler.states import AccountState, ActorType, AssignmentStatus, PoolStatus
+from pooler.states import AccountState, ActorType, PoolStatus
 
 PREFIX = "/accounts"
 bp = Blueprint("accounts", __name__)
@@ -216,35 +217,47 @@ def delete(account_id: int) -> Any:
     return _transition(account_id, AccountState.DELETED, "operator", "deleted (credentials kept until purge)")
 
 
+def _service_call(call: Callable[[Session], object], done: str) -> bool:
+    """Runs one account service call in the request's transaction: commit and flash `done`, or roll back and
+    flash the service's one-line reason."""
+    db = get_db()
+    try:
+        call(db)
+    except PoolerError as exc:
+        db.rollback()
+        flash(str(exc), "error")
+        return False
+    db.commit()
+    flash(done, "ok")
+    return True
+
+
 @bp.route("/<int:account_id>/refresh", methods=["POST"])
 def refresh(account_id: int) -> Any:
     account = _writable(account_id)
-    # The scheduler refreshes on demand when it sees this timestamp; the admin never calls the token endpoint.
-    account.refresh_requested_at = utcnow()
-    account.refresh_not_before = None
-    auditing.record("account.refresh_requested", "account", account.id, account.label)
-    get_db().commit()
-    flash(f"Token refresh requested for {account.label}; the scheduler picks it up shortly.", "ok")
+    label, actor = account.label, auditing.actor()
+    _service_call(
+        lambda db: account_service.request_refresh(db, account.id, actor=actor),
+        f"Token refresh requested for {label}; the scheduler picks it up shortly.",
+    )
     return _back(account)
 
 
 @bp.route("/<int:account_id>/rename", methods=["POST"])
 def rename(account_id: int) -> Any:
-    account = scope.account_or_404(account_id)
+    account = _writable(account_id)
     form = RenameForm()
     if not form.validate_on_submit():
         flash("A label of 1-200 characters is required.", "error")
         return _back(account)
-    old, account.label, account.updated_at = account.label, (form.label.data or "").strip(), utcnow()
-    auditing.record("account.rename", "account", account.id, account.label, details={"old": old})
-    get_db().commit()
-    flash("Renamed.", "ok")
+    label, actor = form.label.data or "", auditing.actor()
+    _service_call(lambda db: account_service.rename_account(db, account.id, label, actor=actor), "Renamed.")
     return _back(account)
 
 
 @bp.route("/<int:account_id>/assign", methods=["POST"])
 def assign(account_id: int) -> Any:
-    account = scope.account_or_404(account_id)
+    account = _writable(account_id)
     form = AssignForm()
     form.pool_id.choices = _pool_choices()
     if not form.validate_on_submit():
@@ -253,27 +266,11 @@ def assign(account_id: int) -> Any:
     pool = scope.pool_or_404(form.pool_id.data or 0)
     if pool.status == PoolStatus.ARCHIVED:
         abort(404)
-    db = get_db()
-    if not any(a.pool_id == pool.id for a in account.assignments):
-        db.add(
-            PoolAssignment(
-                pool_id=pool.id,
-                account_id=account.id,
-                priority=form.priority.data or 100,
-                status=AssignmentStatus.ACTIVE,
-                created_at=utcnow(),
-            )
-        )
-        auditing.record(
-            "account.assign",
-            "account",
-            account.id,
-            account.label,
-            details={"pool": pool.name, "priority": form.priority.data},
-        )
-        bump_routing_version(db)
-        db.commit()
-    flash(f"Assigned to {pool.name}.", "ok")
+    priority, actor = form.priority.data if form.priority.data is not None else 100, auditing.actor()
+    _service_call(
+        lambda db: account_service.assign_account(db, account.id, pool, actor=actor, priority=priority),
+        f"Assigned to {pool.name}.",
+    )
     return _back(account)
 
 
@@ -281,19 +278,15 @@ def assign(account_id: int) -> Any:
 def unassign(account_id: int, pool_id: int) -> Any:
     account = _writable(account_id)
     pool = scope.pool_or_404(pool_id)
-    db = get_db()
-    row = db.scalar(
-        select(PoolAssignment).where(PoolAssignment.pool_id == pool.id, PoolAssignment.account_id == account.id)
-    )
-    if row is None:
+    if not any(a.pool_id == pool.id for a in account.assignments):
         abort(404)
-    db.delete(row)
-    auditing.record("account.unassign", "account", account.id, account.label, details={"pool": pool.name})
-    bump_routing_version(db)
-    db.commit()
-    flash(f"Removed from {pool.name}.", "ok")
+    actor = auditing.actor()
+    done = _service_call(
+        lambda db: account_service.unassign_account(db, account.id, pool, actor=actor),
+        f"Removed from {pool.name}.",
+    )
     ids = scope.visible_pool_ids()
-    if ids is not None and not any(a.pool_id in ids and a.pool_id != pool.id for a in account.assignments):
+    if done and ids is not None and not any(a.pool_id in ids for a in account.assignments):
         return redirect(url_for("accounts.index"))  # an admin can no longer see it
     return _back(account)
 

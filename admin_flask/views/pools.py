@@ -14,21 +14,11 @@ from pooler.errors import PoolerError
 from pooler.models import Pool, PoolKey, UpstreamAccount, utcnow
 from pooler.readiness import pool_summary
 from pooler.services import pools as pool_service
-from pooler.services.versions import bump_routing_version
 from pooler.states import KeyStatus, PoolStatus
 
 PREFIX = "/pools"
 bp = Blueprint("pools", __name__)
 bp.before_request(security.require_login)
-SETTING_FIELDS = (
-    "strategy",
-    "sticky_ttl_seconds",
-    "max_attempts",
-    "primary_cap_percent",
-    "secondary_cap_percent",
-    "max_concurrency_per_account",
-    "allowed_models",
-)
 
 
 def readiness_by_pool(pools: list[Pool]) -> dict[int, tuple[str, int, int]]:
@@ -78,7 +68,8 @@ def new() -> Any:
                 allowed_models=lines(form.allowed_models.data),
                 actor=auditing.actor(),
             )
-            _apply_settings(pool, form, audit=False)
+            # Caps and concurrency are not create_pool arguments: set them in the same transaction.
+            pool_service.update_pool_settings(db, pool.name, actor=auditing.actor(), **_form_settings(form))
         except PoolerError as exc:
             db.rollback()
             flash(str(exc), "error")
@@ -89,13 +80,11 @@ def new() -> Any:
     return render_template("pools/form.html", form=form, pool=None)
 
 
-def _apply_settings(pool: Pool, form: PoolForm, *, audit: bool) -> dict[str, Any]:
-    """Writes the routing settings of the form into the pool; returns the changed fields (old, new).
-
-    Lives here until pooler.services.pools grows an `update_settings` (noted for consolidation)."""
-    settings = pool.settings
-    wanted = {
-        "strategy": form.strategy.data,
+def _form_settings(form: PoolForm) -> dict[str, Any]:
+    """The routing settings of the form as keywords of `pool_service.update_pool_settings`."""
+    return {
+        "label": form.label.data or "",
+        "strategy": form.strategy.data or "",
         "sticky_ttl_seconds": form.sticky_ttl_seconds.data,
         "max_attempts": form.max_attempts.data,
         "primary_cap_percent": form.primary_cap_percent.data,
@@ -103,21 +92,6 @@ def _apply_settings(pool: Pool, form: PoolForm, *, audit: bool) -> dict[str, Any
         "max_concurrency_per_account": form.max_concurrency_per_account.data,
         "allowed_models": lines(form.allowed_models.data),
     }
-    changes = {}
-    for name, value in wanted.items():
-        old = getattr(settings, name)
-        if old != value:
-            changes[name] = {"old": old, "new": value}
-            setattr(settings, name, value)
-    if form.label.data and form.label.data != pool.label:
-        changes["label"] = {"old": pool.label, "new": form.label.data}
-        pool.label = form.label.data
-    if changes:
-        settings.updated_at = pool.updated_at = utcnow()
-        if audit:
-            auditing.record("pool.update", "pool", pool.id, pool.name, details=changes)
-            bump_routing_version(get_db())
-    return changes
 
 
 @bp.route("/<int:pool_id>")
@@ -154,8 +128,14 @@ def edit(pool_id: int) -> Any:
         form.allowed_models.data = "\n".join(pool.settings.allowed_models or [])
     form.name.data = pool.name  # the slug is fixed: CLI scripts and keys refer to it
     if form.validate_on_submit():
-        changes = _apply_settings(pool, form, audit=True)
-        get_db().commit()
+        db = get_db()
+        try:
+            changes = pool_service.update_pool_settings(db, pool.name, actor=auditing.actor(), **_form_settings(form))
+        except PoolerError as exc:
+            db.rollback()
+            flash(str(exc), "error")
+            return render_template("pools/form.html", form=form, pool=pool), 400
+        db.commit()
         flash("Settings saved." if changes else "Nothing changed.", "ok")
         return redirect(url_for("pools.show", pool_id=pool.id))
     return render_template("pools/form.html", form=form, pool=pool)
@@ -191,14 +171,5 @@ def resume(pool_id: int) -> Any:
 @security.owner_required
 def archive(pool_id: int) -> Any:
     """Archiving stops routing and revokes nothing: keys of an archived pool are refused by the gateway."""
-    pool = scope.pool_or_404(pool_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    if pool.status != PoolStatus.ARCHIVED:
-        old = pool.status
-        pool.status, pool.updated_at = PoolStatus.ARCHIVED, utcnow()
-        auditing.record("pool.archive", "pool", pool.id, pool.name, details={"old_status": old})
-        bump_routing_version(get_db())
-        get_db().commit()
-    flash(f"Pool {pool.name} archived.", "ok")
+    _status_action(pool_id, pool_service.archive_pool, "archived")
     return redirect(url_for("pools.index"))

@@ -1,4 +1,5 @@
-"""Upstream accounts: auth.json import (new or re-import), listing and lookups.
+"""Upstream accounts: auth.json import (new or re-import), rename, pool assignment, refresh requests, listing and
+lookups.
 
 Functions take a Session and never commit. Tokens go from the parsed file straight into the secret box; no
 token, email or file content is ever written to an audit event or a log line.
@@ -14,14 +15,14 @@ from sqlalchemy.orm import Session, selectinload
 
 from pooler.authjson import ParsedAuth, default_label, parse_auth_json
 from pooler.crypto.secretbox import SecretBox
-from pooler.errors import AuthJsonError, NotFoundError
+from pooler.errors import AuthJsonError, ConflictError, NotFoundError, PoolerError
 from pooler.models import Pool, PoolAssignment, UpstreamAccount, utcnow
 from pooler.services import audit
 from pooler.services.actors import Actor
 from pooler.services.credentials import store_token
 from pooler.services.pools import get_pool
 from pooler.services.versions import bump_routing_version
-from pooler.states import AccountState, AssignmentStatus, SecretKind
+from pooler.states import AccountState, AssignmentStatus, PoolStatus, SecretKind
 
 # A re-import means fresh credentials: states that only existed because the old credentials failed are cleared.
 CREDENTIAL_STATES = {
@@ -230,3 +231,102 @@ def count_by_state(session: Session) -> dict[str, int]:
         .group_by(UpstreamAccount.state)
     )
     return {str(state): int(n) for state, n in rows}
+
+
+def _by_id(session: Session, account_id: int) -> UpstreamAccount:
+    """By id, deleted accounts included (an operator may still rename or unassign them)."""
+    account = session.get(UpstreamAccount, account_id)
+    if account is None:
+        raise NotFoundError(f"account #{account_id} does not exist")
+    return account
+
+
+def _record(session: Session, actor: Actor, action: str, account: UpstreamAccount, **details: object) -> None:
+    audit.record(
+        session,
+        actor_type=actor.type,
+        actor_label=actor.label,
+        action=action,
+        target_type="account",
+        target_id=account.id,
+        target_label=account.label,
+        details=details or None,
+    )
+
+
+def rename_account(session: Session, account_id: int, label: str, *, actor: Actor) -> UpstreamAccount:
+    """Sets the display label (1-200 characters). Not routing-relevant: no version bump."""
+    account = _by_id(session, account_id)
+    new = label.strip()
+    if not 1 <= len(new) <= 200:
+        raise PoolerError("a label of 1-200 characters is required")
+    if new == account.label:
+        return account
+    old, account.label, account.updated_at = account.label, new, utcnow()
+    _record(session, actor, "account.rename", account, old=old)
+    return account
+
+
+def assign_account(session: Session, account_id: int, pool: Pool | str, *, actor: Actor, priority: int = 100) -> bool:
+    """Adds the account to `pool` (active assignment); True when it was not assigned before. Idempotent."""
+    account = _by_id(session, account_id)
+    pool_row = get_pool(session, pool) if isinstance(pool, str) else pool
+    if pool_row.status == PoolStatus.ARCHIVED:
+        raise ConflictError(f"pool {pool_row.name!r} is archived")
+    if account.deleted_at is not None:
+        raise ConflictError(f"account #{account.id} is deleted; import its auth.json again to restore it")
+    if not 0 <= priority <= 10000:
+        raise PoolerError("priority must be between 0 and 10000")
+    existing = session.scalar(
+        select(PoolAssignment).where(PoolAssignment.pool_id == pool_row.id, PoolAssignment.account_id == account.id)
+    )
+    if existing is not None:
+        return False
+    session.add(
+        PoolAssignment(
+            pool_id=pool_row.id,
+            account_id=account.id,
+            priority=priority,
+            status=AssignmentStatus.ACTIVE,
+            created_at=utcnow(),
+        )
+    )
+    session.flush()
+    _record(session, actor, "account.assign", account, pool=pool_row.name, priority=priority)
+    bump_routing_version(session)
+    return True
+
+
+def unassign_account(session: Session, account_id: int, pool: Pool | str, *, actor: Actor) -> None:
+    """Removes the account from `pool`; NotFoundError when it is not assigned there."""
+    account = _by_id(session, account_id)
+    pool_row = get_pool(session, pool) if isinstance(pool, str) else pool
+    row = session.scalar(
+        select(PoolAssignment).where(PoolAssignment.pool_id == pool_row.id, PoolAssignment.account_id == account.id)
+    )
+    if row is None:
+        raise NotFoundError(f"account #{account.id} is not assigned to pool {pool_row.name!r}")
+    session.delete(row)
+    session.flush()
+    session.expire(account, ["assignments"])
+    _record(session, actor, "account.unassign", account, pool=pool_row.name)
+    bump_routing_version(session)
+
+
+def request_refresh(session: Session, account_id: int, *, actor: Actor, now: dt.datetime | None = None) -> None:
+    """Asks the scheduler to refresh the token soon, also past a failure backoff (`refresh_not_before`).
+
+    The admin never calls the token endpoint itself. Uses the gateway's own flag (pooler.services.refresh), so
+    there is one way to ask. No routing bump, like the gateway's 401 path: the flag is read with the next
+    snapshot, and the scheduler's refresh bumps the version when the new token lands."""
+    # Imported here: refresh pulls in httpx and the OAuth client, which no other function of this module needs.
+    from pooler.services import refresh
+
+    account = _by_id(session, account_id)
+    if account.deleted_at is not None:
+        raise ConflictError(f"account #{account.id} is deleted")
+    refresh.request_refresh(session, account.id, now or utcnow())
+    account.refresh_not_before = None
+    session.flush()
+    session.refresh(account, ["refresh_requested_at"])
+    _record(session, actor, "account.refresh_requested", account)

@@ -1,4 +1,4 @@
-"""Pools: create, list, show (assignments + readiness counts), pause and resume.
+"""Pools: create, list, show (assignments + readiness counts), edit settings, pause, resume and archive.
 
 Functions take a Session and never commit. Every change writes an audit event and bumps the routing version.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any, Final
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
@@ -21,6 +22,16 @@ from pooler.settings import get_setting
 from pooler.states import AccountState, AssignmentStatus, KeyStatus, PoolStatus, Strategy
 
 POOL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class _Unchanged:
+    """Marks a keyword of `update_pool_settings` the caller did not pass (None is a real value: no cap)."""
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = _Unchanged()
 
 
 @dataclass(frozen=True)
@@ -233,3 +244,115 @@ def pause_pool(session: Session, name: str, *, actor: Actor) -> Pool:
 
 def resume_pool(session: Session, name: str, *, actor: Actor) -> Pool:
     return _set_status(session, name, PoolStatus.ACTIVE, "pool.resume", actor)
+
+
+def _check_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """Validates the settings an edit passes; the same bounds as the admin form, so the CLI and MCP cannot
+    store what the form would refuse."""
+    checked = dict(values)
+    if "strategy" in checked:
+        try:
+            checked["strategy"] = Strategy(checked["strategy"])
+        except ValueError:
+            choices = ", ".join(s.value for s in Strategy)
+            raise PoolerError(f"unknown strategy {checked['strategy']!r}; choose one of {choices}") from None
+    if "sticky_ttl_seconds" in checked and not 0 <= int(checked["sticky_ttl_seconds"]) <= 604800:
+        raise PoolerError("sticky TTL must be between 0 and 604800 seconds")
+    if "max_attempts" in checked and not 1 <= int(checked["max_attempts"]) <= 10:
+        raise PoolerError("max attempts must be between 1 and 10")
+    for cap in ("primary_cap_percent", "secondary_cap_percent"):
+        if cap in checked and not 1 <= float(checked[cap]) <= 100:
+            raise PoolerError(f"{cap.replace('_', ' ')} must be between 1 and 100")
+    concurrency = checked.get("max_concurrency_per_account")
+    if concurrency is not None and not 1 <= int(concurrency) <= 1000:
+        raise PoolerError("max concurrency per account must be between 1 and 1000 (or unset)")
+    if "allowed_models" in checked:
+        # An empty list and None both mean "every model"; store None so the snapshot sees one spelling.
+        checked["allowed_models"] = [m for m in checked["allowed_models"] or [] if m] or None
+    return checked
+
+
+def update_pool_settings(
+    session: Session,
+    name: str,
+    *,
+    actor: Actor,
+    label: str | _Unchanged = UNCHANGED,
+    strategy: Strategy | str | _Unchanged = UNCHANGED,
+    sticky_ttl_seconds: int | _Unchanged = UNCHANGED,
+    max_attempts: int | _Unchanged = UNCHANGED,
+    primary_cap_percent: float | _Unchanged = UNCHANGED,
+    secondary_cap_percent: float | _Unchanged = UNCHANGED,
+    max_concurrency_per_account: int | _Unchanged | None = UNCHANGED,
+    allowed_models: list[str] | _Unchanged | None = UNCHANGED,
+) -> dict[str, dict[str, Any]]:
+    """Applies the passed settings to pool `name`; returns the changed fields as {field: {old, new}}.
+
+    Only keywords that were passed are considered; a change writes one `pool.update` audit event and bumps the
+    routing version (strategy, caps and the allow-list shape every pick). No change, no event, no bump."""
+    pool = get_pool(session, name)
+    if pool.status == PoolStatus.ARCHIVED:
+        raise ConflictError(f"pool {name!r} is archived; archived pools cannot be edited")
+    passed = {
+        "strategy": strategy,
+        "sticky_ttl_seconds": sticky_ttl_seconds,
+        "max_attempts": max_attempts,
+        "primary_cap_percent": primary_cap_percent,
+        "secondary_cap_percent": secondary_cap_percent,
+        "max_concurrency_per_account": max_concurrency_per_account,
+        "allowed_models": allowed_models,
+    }
+    wanted = _check_settings({k: v for k, v in passed.items() if not isinstance(v, _Unchanged)})
+    changes: dict[str, dict[str, Any]] = {}
+    for field_name, value in wanted.items():
+        old = getattr(pool.settings, field_name)
+        if old != value:
+            changes[field_name] = {"old": old, "new": value}
+            setattr(pool.settings, field_name, value)
+    if not isinstance(label, _Unchanged):
+        new_label = label.strip()[:200]
+        if new_label and new_label != pool.label:
+            changes["label"] = {"old": pool.label, "new": new_label}
+            pool.label = new_label
+    if not changes:
+        return changes
+    pool.settings.updated_at = pool.updated_at = utcnow()
+    audit.record(
+        session,
+        actor_type=actor.type,
+        actor_label=actor.label,
+        action="pool.update",
+        target_type="pool",
+        target_id=pool.id,
+        target_label=pool.name,
+        details={k: {"old": _plain(v["old"]), "new": _plain(v["new"])} for k, v in changes.items()},
+    )
+    bump_routing_version(session)
+    return changes
+
+
+def _plain(value: Any) -> Any:
+    """Enum members as their value, so audit details are plain JSON."""
+    return value.value if isinstance(value, Strategy) else value
+
+
+def archive_pool(session: Session, name: str, *, actor: Actor) -> Pool:
+    """Stops routing for good. Revokes nothing: the gateway refuses keys of an archived pool, and the keys stay
+    visible for the record. Idempotent (archiving an archived pool changes and audits nothing)."""
+    pool = get_pool(session, name)
+    if pool.status == PoolStatus.ARCHIVED:
+        return pool
+    old = pool.status
+    pool.status, pool.updated_at = PoolStatus.ARCHIVED, utcnow()
+    audit.record(
+        session,
+        actor_type=actor.type,
+        actor_label=actor.label,
+        action="pool.archive",
+        target_type="pool",
+        target_id=pool.id,
+        target_label=pool.name,
+        details={"old_status": old, "new_status": str(PoolStatus.ARCHIVED)},
+    )
+    bump_routing_version(session)
+    return pool
