@@ -7,6 +7,7 @@ reports every invalid variable at once.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ class Config:
     extproc_socket: Path
     accesslog_socket: Path
     log_level: str
+    client_allowlist: tuple[str, ...] = ()
+    """POOLER_CLIENT_ALLOWLIST: comma-separated IPs/CIDRs allowed on every route (empty: everyone)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """POOLER_TRUSTED_PROXIES: comma-separated CIDRs whose x-forwarded-for is believed (empty: never)."""
 
 
 def _int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
@@ -50,6 +55,16 @@ def _int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -
     if not 0 <= value <= 65535:
         problems.append(f"{name} must be a port number 0-65535, got {value}")
     return value
+
+
+def _cidrs(env: Mapping[str, str], name: str, problems: list[str]) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in env.get(name, "").split(",") if v.strip())
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            problems.append(f"{name} must list IP addresses or CIDRs, got {value!r}")
+    return values
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:
@@ -81,6 +96,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         extproc_socket=Path(env.get("POOLER_EXTPROC_SOCKET", str(data_dir / "extproc.sock"))),
         accesslog_socket=Path(env.get("POOLER_ACCESSLOG_SOCKET", str(data_dir / "accesslog.sock"))),
         log_level=log_level,
+        client_allowlist=_cidrs(env, "POOLER_CLIENT_ALLOWLIST", problems),
+        trusted_proxies=_cidrs(env, "POOLER_TRUSTED_PROXIES", problems),
     )
     if problems:
         raise ConfigError(problems)

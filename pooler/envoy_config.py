@@ -8,6 +8,7 @@ pooler.gateway_contract, so the two can never disagree.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import string
 from dataclasses import dataclass, field
@@ -61,8 +62,38 @@ LOG_REQUEST_HEADERS = ("upgrade",)
 V1_CLUSTERS = {gc.PROCESSOR_V1_RESPONSES: "codex_upstream_v1_responses", gc.PROCESSOR_V1_CHAT: "codex_upstream_v1_chat"}
 V1_UNSUPPORTED_MESSAGE = (
     "This endpoint is not supported by this gateway; supported: GET /v1/models, POST /v1/responses, "
-    "POST /v1/chat/completions."
+    "POST /v1/chat/completions, POST /v1/files, POST /v1/audio/transcriptions, POST /v1/images/generations, "
+    "POST /v1/images/edits."
 )
+# Issue 10 clusters whose ext_proc reads bodies: processor name -> (cluster, body modes).
+SURFACE_CLUSTERS = {
+    gc.PROCESSOR_FILES: "codex_upstream_files",
+    gc.PROCESSOR_V1_FILES: "codex_upstream_v1_files",
+    gc.PROCESSOR_V1_AUDIO: "codex_upstream_v1_audio",
+}
+# Lua, on JSON POST bodies only: a plain substring search first (memchr speed), the pattern only when a
+# `"file_id"` key is present. Escaped quotes inside JSON strings (a prompt quoting JSON) do not match.
+FILE_SCAN_LUA = """
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  if headers:get(":method") ~= "POST" then return end
+  local ct = headers:get("content-type")
+  if ct == nil or string.find(ct, "json", 1, true) == nil then return end
+  local body = handle:body()
+  if body == nil then return end
+  local s = body:getBytes(0, body:length())
+  if string.find(s, '"file_id"', 1, true) == nil then return end
+  local ids, n = {}, 0
+  for id in string.gmatch(s, '"file_id"%s*:%s*"([%w_%-]+)"') do
+    n = n + 1
+    ids[n] = id
+    if n >= 16 then break end
+  end
+  if n > 0 then
+    handle:streamInfo():dynamicMetadata():set("NS", "KEY", table.concat(ids, ","))
+  end
+end
+""".replace('"NS"', json.dumps(gc.NS_REQUEST)).replace('"KEY"', json.dumps(gc.REQUEST_FILE_IDS))
 
 
 @dataclass(frozen=True)
@@ -152,6 +183,10 @@ class GatewayConfig:
     extra: dict[str, Any] = field(default_factory=dict)
     direct: bool = False
     """Benchmark baseline only: the same listener and routes with no ext_proc and no gRPC access log."""
+    client_allowlist: tuple[str, ...] = ()
+    """Client IPs/CIDRs allowed on every route (empty: everyone). Checked against the derived client address."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Peers whose x-forwarded-for is believed (empty: never; the TCP peer is the client)."""
 
 
 def _error_body(message: str, code: str, kind: str = "server_error") -> str:
@@ -211,7 +246,7 @@ def build_routes(config: GatewayConfig) -> list[dict[str, Any]]:
             },
             # Headers-only on upgrades: body-processing filters on websocket routes are a known hang risk.
             "typed_per_filter_config": _disabled(
-                "envoy.filters.http.json_to_metadata", "envoy.filters.http.sse_to_metadata"
+                "envoy.filters.http.json_to_metadata", "envoy.filters.http.sse_to_metadata", "envoy.filters.http.lua"
             ),
         },
         {
@@ -234,6 +269,7 @@ def build_routes(config: GatewayConfig) -> list[dict[str, Any]]:
             "match": {"prefix": f"{codex}/"},
             "route": {"cluster": upstream, "timeout": "0s", "idle_timeout": SSE_IDLE_TIMEOUT, "retry_policy": retry},
         },
+        *build_surface_routes(retry),
         {
             "name": "usage_wham",
             "match": {"path": "/backend-api/wham/usage"},
@@ -256,6 +292,64 @@ def build_routes(config: GatewayConfig) -> list[dict[str, Any]]:
             "match": {"prefix": "/"},
             **_direct(404, _error_body("Not found.", "not_found", "invalid_request_error")),
         },
+    ]
+
+
+def build_surface_routes(retry: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 10 (docs/GATEWAY_SURFACE.md): files, transcription, images on the Codex backend. /v1 flavours are
+    path-rewritten here, so the ext_proc sees one family per backend route on every attempt."""
+    no_scan = _disabled("envoy.filters.http.lua", "envoy.filters.http.json_to_metadata")
+    upload = {"timeout": "300s", "retry_policy": retry}
+    return [
+        {
+            "name": "files_create",
+            "match": {"path": "/backend-api/files", "headers": _method("POST")},
+            "route": {"cluster": SURFACE_CLUSTERS[gc.PROCESSOR_FILES], "timeout": "60s", "retry_policy": retry},
+        },
+        {
+            "name": "files_item",
+            "match": {"prefix": "/backend-api/files/"},
+            "route": {"cluster": "codex_upstream", "timeout": "60s", "retry_policy": retry},
+        },
+        {
+            "name": "transcribe",
+            "match": {"path": "/backend-api/transcribe", "headers": _method("POST")},
+            "route": {"cluster": "codex_upstream", **upload},
+            "typed_per_filter_config": no_scan,
+        },
+        {
+            "name": "images",
+            "match": {"prefix": "/backend-api/images/", "headers": _method("POST")},
+            "route": {"cluster": "codex_upstream", **upload},
+        },
+        {
+            "name": "v1_files",
+            "match": {"path": "/v1/files", "headers": _method("POST")},
+            "route": {
+                "cluster": SURFACE_CLUSTERS[gc.PROCESSOR_V1_FILES],
+                "prefix_rewrite": "/backend-api/files",
+                "timeout": "60s",
+                "retry_policy": retry,
+            },
+        },
+        {
+            "name": "v1_audio_transcriptions",
+            "match": {"path": "/v1/audio/transcriptions", "headers": _method("POST")},
+            "route": {
+                "cluster": SURFACE_CLUSTERS[gc.PROCESSOR_V1_AUDIO],
+                "prefix_rewrite": "/backend-api/transcribe",
+                **upload,
+            },
+            "typed_per_filter_config": no_scan,
+        },
+        *(
+            {
+                "name": f"v1_images_{kind}",
+                "match": {"path": f"/v1/images/{kind}", "headers": _method("POST")},
+                "route": {"cluster": "codex_upstream", "prefix_rewrite": f"/backend-api/images/{kind}", **upload},
+            }
+            for kind in ("generations", "edits")
+        ),
     ]
 
 
@@ -315,7 +409,27 @@ def build_local_reply_mappers() -> list[dict[str, Any]]:
             }
         }
 
+    # A 403 that no gateway code answered (the ext_proc's replies carry pooler:error metadata) is the RBAC
+    # client allowlist: give it a JSON body with a safe code.
+    rbac_denied = {
+        "and_filter": {
+            "filters": [
+                status_is(403),
+                {
+                    "metadata_filter": {
+                        "matcher": {
+                            "filter": gc.NS_ROUTING,
+                            "path": [{"key": gc.ROUTING_ERROR}],
+                            "value": {"present_match": False},  # key present: never matches
+                        },
+                        "match_if_key_not_found": True,
+                    }
+                },
+            ]
+        }
+    }
     return [
+        mapper(rbac_denied, 403, "This address may not use this gateway.", "ip_not_allowed"),
         # The ext_proc is unreachable or failed (status_on_error = 500): fail closed, fast.
         mapper(status_is(500), 503, "The gateway is temporarily unavailable.", "gateway_unavailable"),
         mapper({"response_flag_filter": {"flags": ["UT", "SI"]}}, 504, "The upstream timed out.", "upstream_timeout"),
@@ -384,6 +498,92 @@ def build_v1_http_filters(config: GatewayConfig, processor: str) -> list[dict[st
     ext["allow_mode_override"] = True
     ext["metadata_options"]["receiving_namespaces"]["untyped"] = [gc.NS_ROUTING, gc.NS_USAGE]
     return filters
+
+
+def build_surface_http_filters(config: GatewayConfig, processor: str) -> list[dict[str, Any]]:
+    """Upstream filters of the issue-10 body clusters: the same ext_proc (auth, pick on request headers) plus the
+    phases the processor needs - files: response headers + buffered response body (pin, URL check); /v1 files:
+    also the request body; /v1 audio: the request body only."""
+    filters = build_upstream_http_filters(config)
+    if config.direct:
+        return filters
+    ext = filters[0]["typed_config"]
+    ext["grpc_service"]["initial_metadata"] = [{"key": gc.PROCESSOR_METADATA_KEY, "value": processor}]
+    mode = dict(ext["processing_mode"])
+    if processor in (gc.PROCESSOR_FILES, gc.PROCESSOR_V1_FILES):
+        mode.update(response_header_mode="SEND", response_body_mode="BUFFERED")
+    if processor in (gc.PROCESSOR_V1_FILES, gc.PROCESSOR_V1_AUDIO):
+        mode["request_body_mode"] = "BUFFERED"
+    ext["processing_mode"] = mode
+    return filters
+
+
+def build_ingress(config: GatewayConfig) -> dict[str, Any]:
+    """RBAC client allowlist (remote_ip = the derived client address) and the trusted-proxy XFF extension."""
+    for cidr in (*config.client_allowlist, *config.trusted_proxies):
+        ipaddress.ip_network(cidr, strict=False)  # ValueError here, not in Envoy
+    rbac: dict[str, Any] = {"@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"}
+    if config.client_allowlist:
+        ranges = [_cidr(c) for c in config.client_allowlist]
+        rbac["rules"] = {
+            "action": "ALLOW",
+            "policies": {
+                "client-allowlist": {
+                    "permissions": [{"any": True}],
+                    "principals": [{"remote_ip": r} for r in ranges],
+                },
+                # Liveness probes come from wherever the orchestrator runs.
+                "healthz": {
+                    "permissions": [{"url_path": {"path": {"exact": "/healthz"}}}],
+                    "principals": [{"any": True}],
+                },
+            },
+        }
+    detection: list[dict[str, Any]] = []
+    if config.trusted_proxies:
+        detection.append(
+            {
+                "name": "envoy.http.original_ip_detection.xff",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.http.original_ip_detection.xff.v3.XffConfig",
+                    "xff_trusted_cidrs": {"cidrs": [_cidr(c) for c in config.trusted_proxies]},
+                },
+            }
+        )
+    return {"rbac_config": rbac, "original_ip_detection": detection, "use_remote_address": not detection}
+
+
+def _cidr(text: str) -> dict[str, Any]:
+    net = ipaddress.ip_network(text.strip(), strict=False)
+    return {"address_prefix": str(net.network_address), "prefix_len": net.prefixlen}
+
+
+def build_request_mutations() -> list[dict[str, Any]]:
+    """Strip client-sent Envoy control headers; set the derived client address (clients cannot choose it)."""
+    return [
+        *({"remove": name} for name in ENVOY_CONTROL_HEADERS),
+        {
+            "append": {
+                "header": {"key": gc.CLIENT_IP_HEADER, "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        },
+    ]
+
+
+def build_view_response_mutations() -> list[dict[str, Any]]:
+    """x-codex-* quota headers overwritten from NS_VIEW; an absent key gives an empty value, which Envoy drops
+    (keep_empty_value false), leaving the upstream's header untouched."""
+    return [
+        {
+            "append": {
+                "header": {"key": header, "value": _metadata(gc.NS_VIEW, key)},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                "keep_empty_value": False,
+            }
+        }
+        for header, key in gc.VIEW_HEADERS.items()
+    ]
 
 
 def _metadata(ns: str, key: str) -> str:
@@ -528,7 +728,11 @@ def render(config: GatewayConfig, template: str | None = None) -> str:
         "access_logs": build_access_logs(config),
         "upstream_logs": [] if config.direct else [build_grpc_access_log(config)],
         "local_reply_mappers": build_local_reply_mappers(),
-        "strip_envoy_headers": [{"remove": name} for name in ENVOY_CONTROL_HEADERS],
+        "strip_envoy_headers": build_request_mutations(),
+        "view_response_mutations": build_view_response_mutations(),
+        "file_scan_lua": FILE_SCAN_LUA,
+        **build_ingress(config),
+        **{f"{name}_http_filters": build_surface_http_filters(config, name) for name in SURFACE_CLUSTERS},
         "ns_request": gc.NS_REQUEST,
         "request_model": gc.REQUEST_MODEL,
         "request_prompt_cache_key": gc.REQUEST_PROMPT_CACHE_KEY,
@@ -559,6 +763,8 @@ def config_from_env(
     upstream_url: str = DEFAULT_UPSTREAM_URL,
     num_retries: int = DEFAULT_NUM_RETRIES,
     access_log_path: str | None = None,
+    client_allowlist: tuple[str, ...] = (),
+    trusted_proxies: tuple[str, ...] = (),
 ) -> GatewayConfig:
     """The GatewayConfig a process configuration (ports, socket paths) describes."""
     return GatewayConfig(
@@ -571,6 +777,8 @@ def config_from_env(
         upstream_url=upstream_url,
         num_retries=num_retries,
         access_log_path=access_log_path,
+        client_allowlist=client_allowlist or config.client_allowlist,
+        trusted_proxies=trusted_proxies or config.trusted_proxies,
     )
 
 
