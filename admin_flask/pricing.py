@@ -1,4 +1,5 @@
-"""Estimated cost from a vendored model pricing table, editable by owners (stored as one DB setting row)."""
+"""Estimated cost from a vendored model pricing table, editable by owners (the `admin_model_pricing` setting of
+pooler.settings' catalogue; unset = the vendored table)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pooler.models import Setting, utcnow
+from pooler.services.actors import Actor
+from pooler.settings import get_json_setting, reset_setting, set_setting
 
 PRICING_SETTING = "admin_model_pricing"
 _VENDORED = Path(__file__).with_name("pricing.json")
@@ -40,18 +42,23 @@ def validate(data: Any) -> Prices:
 
 
 def load(session: Session) -> Prices:
-    row = session.get(Setting, PRICING_SETTING)
-    if row is not None and isinstance(row.value, dict) and isinstance(row.value.get("v"), dict):
-        return dict(row.value["v"])
+    stored = get_json_setting(session, PRICING_SETTING)
+    if stored is not None:
+        try:
+            return validate(stored)
+        except ValueError:
+            # Set by hand (`pooler setting set`) to something the estimate cannot use: fall back, do not crash.
+            pass
     return vendored()
 
 
-def save(session: Session, table: Prices, actor: str) -> None:
-    row = session.get(Setting, PRICING_SETTING)
-    if row is None:
-        row = Setting(name=PRICING_SETTING, value={})
-        session.add(row)
-    row.value, row.updated_at, row.updated_by = {"v": table}, utcnow(), actor
+def save(session: Session, table: Prices, actor: Actor) -> None:
+    """Stores a validated table (audited by set_setting with its size, not its content)."""
+    set_setting(session, PRICING_SETTING, validate(table), actor=actor)
+
+
+def reset(session: Session, actor: Actor) -> None:
+    reset_setting(session, PRICING_SETTING, actor=actor)
 
 
 def estimate(table: Prices, model: str | None, input_tokens: int, cached: int, output: int) -> float:

@@ -2,7 +2,8 @@
 
 Everything an operator may tune at run time lives here (the environment only holds what is needed before the
 database can be read, see pooler.config). Adding a setting is one `_s(...)` line in `CATALOGUE`. Values are
-stored as `{"v": <json>}`; secret settings are sealed in the secret box (subject "setting", kind = the
+stored as `{"v": <json>}`; JSON-object settings (type `dict`) are read with `get_json_setting`, so every
+`get_setting` caller keeps a scalar type; secret settings are sealed in the secret box (subject "setting", kind = the
 setting's name) and stored as `{"key_id", "nonce", "ciphertext"}` in base64, never in clear.
 """
 
@@ -25,20 +26,28 @@ from pooler.services.versions import bump_routing_version
 
 SETTING_SUBJECT = "setting"
 SettingValue = str | int | float | bool
+JsonObject = dict[str, Any]
+MAX_JSON_SETTING_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
 class SettingDef:
     name: str
-    type: type[SettingValue]
-    default: SettingValue | None
+    type: type[SettingValue] | type[JsonObject]
+    default: SettingValue | JsonObject | None
     description: str
     secret: bool = False
     minimum: float | None = None
     maximum: float | None = None
 
-    def coerce(self, value: object) -> SettingValue:
+    @property
+    def is_json(self) -> bool:
+        return self.type is dict
+
+    def coerce(self, value: object) -> SettingValue | JsonObject:
         """Validates a value of the right type (strings from a form or the CLI are parsed)."""
+        if self.is_json:
+            return _json_object(self, value)
         if isinstance(value, str) and self.type is not str:
             value = _parse_text(self, value)
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
@@ -53,6 +62,24 @@ class SettingDef:
         if isinstance(value, str) and self.name.endswith("_url") and not value.startswith(("http://", "https://")):
             raise PoolerError(f"setting {self.name} must be an http:// or https:// URL")
         return value
+
+
+def _json_object(definition: SettingDef, value: object) -> JsonObject:
+    """A JSON object (parsed from text when given text), at most MAX_JSON_SETTING_BYTES once serialised."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise PoolerError(f"setting {definition.name} must be a JSON object (the text is not JSON)") from None
+    if not isinstance(value, dict):
+        raise PoolerError(f"setting {definition.name} must be a JSON object")
+    try:
+        size = len(json.dumps(value))
+    except (TypeError, ValueError):
+        raise PoolerError(f"setting {definition.name} must be plain JSON") from None
+    if size > MAX_JSON_SETTING_BYTES:
+        raise PoolerError(f"setting {definition.name} is larger than {MAX_JSON_SETTING_BYTES // 1024} KiB")
+    return {str(k): v for k, v in value.items()}
 
 
 def _parse_text(definition: SettingDef, text: str) -> SettingValue:
@@ -77,8 +104,8 @@ def _parse_text(definition: SettingDef, text: str) -> SettingValue:
 
 def _s(
     name: str,
-    type_: type[SettingValue],
-    default: SettingValue | None,
+    type_: type[SettingValue] | type[JsonObject],
+    default: SettingValue | JsonObject | None,
     description: str,
     *,
     secret: bool = False,
@@ -114,6 +141,13 @@ _DEFS = (
     _s("alert_key_error_window_minutes", int, 15, "Window of the key errors spike rule", minimum=1),
     _s("alert_job_failure_runs", int, 3, "Consecutive failed runs of a scheduler job that raise an alert", minimum=1),
     _s("mcp_enabled", bool, False, "Instance-wide gate of the read-only MCP endpoint (/mcp)"),
+    # Admin: the cost estimate's table; unset = the vendored admin_flask/pricing.json (validated by the admin).
+    _s(
+        "admin_model_pricing",
+        dict,
+        None,
+        "Model pricing for estimated cost: model -> {input, cached_input, output} USD per 1M tokens (unset = vendored)",
+    ),
     # Gateway surface of issue 10 (docs/GATEWAY_SURFACE.md); read by the ext_proc with the routing snapshot.
     _s(
         "file_pin_ttl_seconds", int, 604800, "Seconds a file id stays pinned to the account that created it", minimum=60
@@ -144,7 +178,7 @@ CATALOGUE: dict[str, SettingDef] = {d.name: d for d in _DEFS}
 @dataclass(frozen=True)
 class SettingView:
     definition: SettingDef
-    value: SettingValue | None
+    value: SettingValue | JsonObject | None
     """None for secrets (never displayed); see `is_set`."""
     is_default: bool
     is_set: bool
@@ -192,9 +226,11 @@ def reseal_setting(box: SecretBox, name: str, stored: dict[str, Any]) -> dict[st
 def get_setting(session: Session, name: str, box: SecretBox | None = None) -> SettingValue | None:
     """The stored value, else the catalogue default. Secret settings need the box."""
     d = definition(name)
+    if d.is_json:
+        raise PoolerError(f"setting {name} is a JSON object: read it with get_json_setting")
     row = session.get(Setting, name)
     if row is None:
-        return d.default
+        return d.default if not isinstance(d.default, dict) else None
     if d.secret:
         if box is None:
             raise SecretBoxError(f"reading secret setting {name} needs the secret box")
@@ -203,9 +239,21 @@ def get_setting(session: Session, name: str, box: SecretBox | None = None) -> Se
     return value
 
 
+def get_json_setting(session: Session, name: str) -> JsonObject | None:
+    """A JSON-object setting: the stored object, else the catalogue default (a copy), else None."""
+    d = definition(name)
+    if not d.is_json:
+        raise PoolerError(f"setting {name} is not a JSON object: read it with get_setting")
+    row = session.get(Setting, name)
+    stored = None if row is None else row.value.get("v")
+    if isinstance(stored, dict):
+        return dict(stored)
+    return json.loads(json.dumps(d.default)) if isinstance(d.default, dict) else None
+
+
 def set_setting(
     session: Session, name: str, value: object, *, actor: Actor, box: SecretBox | None = None
-) -> SettingValue:
+) -> SettingValue | JsonObject:
     """Validates and stores a value (sealed when secret); audits the change without the value of secrets."""
     d = definition(name)
     coerced = d.coerce(value)
@@ -214,6 +262,8 @@ def set_setting(
     if d.secret:
         if box is None:
             raise SecretBoxError(f"writing secret setting {name} needs the secret box")
+        if isinstance(coerced, dict):
+            raise PoolerError(f"setting {name}: secret JSON settings are not supported")
         stored = _seal(box, name, coerced)
     else:
         stored = {"v": coerced}
@@ -221,7 +271,12 @@ def set_setting(
         row = Setting(name=name, value=stored)
         session.add(row)
     row.value, row.updated_at, row.updated_by = stored, utcnow(), actor.label
-    details = {"secret": True} if d.secret else {"old": old, "new": coerced}
+    details: dict[str, Any] = {"old": old, "new": coerced}
+    if d.secret:
+        details = {"secret": True}
+    elif isinstance(coerced, dict):
+        # A table can be large: the audit trail records its size, the settings row holds the content.
+        details = {"entries": len(coerced), "old_entries": len(old) if isinstance(old, dict) else None}
     audit.record(
         session,
         actor_type=actor.type,

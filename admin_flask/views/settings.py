@@ -22,11 +22,14 @@ bp.before_request(security.require_login)
 def index() -> Any:
     db = get_db()
     table = pricing.load(db)
+    views = settings_service.list_settings(db)
     return render_template(
         "settings/index.html",
-        settings=settings_service.list_settings(db),
+        # JSON settings have their own editor below (the pricing panel), not a one-line input.
+        settings=[v for v in views if not v.definition.is_json],
         form=SettingForm(),
         pricing_text=json.dumps(table, indent=2, sort_keys=True),
+        pricing_default=next(v.is_default for v in views if v.definition.name == pricing.PRICING_SETTING),
     )
 
 
@@ -36,7 +39,7 @@ def update(name: str) -> Any:
     form = SettingForm()
     db = get_db()
     definition = settings_service.definition(name) if name in settings_service.CATALOGUE else None
-    if definition is None or not form.validate_on_submit():
+    if definition is None or definition.is_json or not form.validate_on_submit():
         flash("Unknown setting or invalid form.", "error")
         return redirect(url_for("settings.index"))
     raw = form.value.data or ""
@@ -79,10 +82,12 @@ def update_pricing() -> Any:
     except (ValueError, json.JSONDecodeError) as exc:
         flash(f"Pricing not saved: {exc}", "error")
         return redirect(url_for("settings.index"))
-    pricing.save(db, table, security.current().username)
-    auditing.record(
-        "setting.update", "setting", pricing.PRICING_SETTING, "model pricing", details={"models": len(table)}
-    )
+    try:
+        pricing.save(db, table, auditing.actor())
+    except PoolerError as exc:
+        db.rollback()
+        flash(f"Pricing not saved: {exc}", "error")
+        return redirect(url_for("settings.index"))
     db.commit()
     flash("Model pricing saved.", "ok")
     return redirect(url_for("settings.index"))

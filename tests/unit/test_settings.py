@@ -84,3 +84,31 @@ def test_secret_setting_is_sealed(session_factory: sessionmaker[Session], secret
         view = next(v for v in settings.list_settings(s) if v.definition.name == secret_setting)
         assert view.value is None and view.is_set
         settings.reset_setting(s, secret_setting, actor=ACTOR)
+
+
+def test_json_setting_round_trip(session_factory: sessionmaker[Session]) -> None:
+    """`admin_model_pricing` is a catalogue JSON setting: stored as {"v": {...}}, read with get_json_setting."""
+    d = settings.definition("admin_model_pricing")
+    assert d.is_json and d.default is None
+    with pytest.raises(PoolerError, match="JSON object"):
+        d.coerce("[1, 2]")
+    with pytest.raises(PoolerError, match="not JSON"):
+        d.coerce("{oops")
+    with pytest.raises(PoolerError, match="larger than"):
+        d.coerce({"x": "y" * settings.MAX_JSON_SETTING_BYTES})
+    table = {"gpt-5": {"input": 1.25, "cached_input": 0.125, "output": 10.0}}
+    with session_factory.begin() as s:
+        settings.reset_setting(s, "admin_model_pricing", actor=ACTOR)
+        assert settings.get_json_setting(s, "admin_model_pricing") is None
+        with pytest.raises(PoolerError, match="get_json_setting"):
+            settings.get_setting(s, "admin_model_pricing")
+        with pytest.raises(PoolerError, match="get_setting"):
+            settings.get_json_setting(s, "demotion_seconds")
+        settings.set_setting(s, "admin_model_pricing", json.dumps(table), actor=ACTOR)
+    with session_factory.begin() as s:
+        assert settings.get_json_setting(s, "admin_model_pricing") == table
+        row = s.get(Setting, "admin_model_pricing")
+        assert row is not None and row.value == {"v": table}  # the admin's former raw row format
+        view = next(v for v in settings.list_settings(s) if v.definition.name == "admin_model_pricing")
+        assert (view.value, view.is_default) == (table, False)
+        settings.reset_setting(s, "admin_model_pricing", actor=ACTOR)
