@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from pooler.simulator import codex, control, oauth
+from pooler.simulator import codex, control, media, oauth
 from pooler.simulator.accounts import Account
 from pooler.simulator.auth import authenticate, bearer
 from pooler.simulator.bodies import MAX_BODY, error_body
@@ -133,4 +133,5 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_post("/api/accounts/deviceauth/token", oauth.device_token)
     app.router.add_route("*", "/codex/device", oauth.device_page)
     app.router.add_routes(control.routes)
+    media.register(app)  # files, transcription, images (issue 10)
     return app
