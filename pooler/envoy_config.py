@@ -183,6 +183,14 @@ class GatewayConfig:
     extra: dict[str, Any] = field(default_factory=dict)
     direct: bool = False
     """Benchmark baseline only: the same listener and routes with no ext_proc and no gRPC access log."""
+    mcp_app: Endpoint = field(default_factory=lambda: Endpoint.tcp("127.0.0.1", 8082))
+    """`python -m mcp_server` (served at /mcp; it checks its own tokens)."""
+    metrics: Endpoint | None = None
+    """The ext_proc's Prometheus endpoint; None = the unix socket beside the ext_proc socket (`<path>.metrics`)."""
+    replicas: tuple[tuple[Endpoint, Endpoint], ...] = ()
+    """Further ext_proc replicas as (ext_proc, access log) endpoints, beside `extproc`/`accesslog`. With any,
+    both clusters get every replica plus gRPC health checks, so a draining replica stops receiving work."""
+    replica_health_interval_seconds: float = 1.0
     client_allowlist: tuple[str, ...] = ()
     """Client IPs/CIDRs allowed on every route (empty: everyone). Checked against the derived client address."""
     trusted_proxies: tuple[str, ...] = ()
@@ -287,6 +295,9 @@ def build_routes(config: GatewayConfig) -> list[dict[str, Any]]:
             **_direct(404, _error_body(V1_UNSUPPORTED_MESSAGE, "unsupported_endpoint", "invalid_request_error")),
         },
         {"name": "admin", "match": {"prefix": "/admin"}, "route": {"cluster": "pooler_admin", "timeout": "60s"}},
+        # Exact paths: the MCP server (its own bearer tokens) and the ext_proc's Prometheus exposition.
+        {"name": "mcp", "match": {"path": "/mcp"}, "route": {"cluster": "pooler_mcp", "timeout": "60s"}},
+        {"name": "metrics", "match": {"path": "/metrics"}, "route": {"cluster": "pooler_metrics", "timeout": "10s"}},
         {
             "name": "not_found",
             "match": {"prefix": "/"},
@@ -712,6 +723,63 @@ def _upstream_parts(upstream: Upstream) -> dict[str, Any]:
 RAW_KEYS = {"upstream_protocol_key"}
 
 
+def metrics_endpoint(config: GatewayConfig) -> Endpoint:
+    if config.metrics is not None:
+        return config.metrics
+    if config.extproc.path is not None:
+        return Endpoint.unix(metrics_socket_for(config.extproc.path))
+    return Endpoint.tcp("127.0.0.1", DEFAULT_METRICS_PORT)
+
+
+DEFAULT_METRICS_PORT = 9464
+
+
+def metrics_socket_for(extproc_socket: str | Path) -> str:
+    """Where an ext_proc serves /metrics: beside its gRPC socket (no port to allocate, no network exposure)."""
+    return f"{extproc_socket}.metrics"
+
+
+def _static_cluster(name: str, endpoint: Endpoint) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": endpoint.envoy_address()}}]}],
+        },
+    }
+
+
+def build_replica_parts(config: GatewayConfig) -> dict[str, Any]:
+    """Endpoints of the ext_proc and access-log clusters: one per replica; health checks only with several (a
+    lone replica gains nothing from them, and its config stays as it always was)."""
+    pairs = [(config.extproc, config.accesslog), *config.replicas]
+    interval = _duration(config.replica_health_interval_seconds)
+    checks = (
+        [
+            {
+                "timeout": interval,
+                "interval": interval,
+                # Envoy checks idle clusters only every 60 s by default: a restarted replica would wait that long.
+                "no_traffic_interval": interval,
+                "unhealthy_threshold": 1,
+                "healthy_threshold": 1,
+                "grpc_health_check": {},
+            }
+        ]
+        if config.replicas
+        else []
+    )
+    return {
+        "extproc_endpoints": [{"endpoint": {"address": x.envoy_address()}} for x, _ in pairs],
+        "accesslog_endpoints": [{"endpoint": {"address": a.envoy_address()}} for _, a in pairs],
+        "replica_health_checks": checks,
+        # Never send work to a replica known to be down ("panic mode" would, below 50% healthy).
+        "replica_lb_config": {"healthy_panic_threshold": {"value": 0}} if config.replicas else {},
+    }
+
+
 def render(config: GatewayConfig, template: str | None = None) -> str:
     """The Envoy bootstrap YAML for `config`. Pure: same input, same text."""
     if config.num_retries < 0:
@@ -721,8 +789,9 @@ def render(config: GatewayConfig, template: str | None = None) -> str:
         "admin_address": config.admin.envoy_address(),
         "listen_address": config.listen.envoy_address(),
         "local_address": config.local.envoy_address(),
-        "extproc_address": config.extproc.envoy_address(),
-        "accesslog_address": config.accesslog.envoy_address(),
+        **build_replica_parts(config),
+        "mcp_cluster": _static_cluster("pooler_mcp", config.mcp_app),
+        "metrics_cluster": _static_cluster("pooler_metrics", metrics_endpoint(config)),
         "admin_app_address": config.admin_app.envoy_address(),
         "buffer_limit_bytes": config.buffer_limit_bytes,
         "access_logs": build_access_logs(config),
@@ -774,6 +843,7 @@ def config_from_env(
         accesslog=Endpoint.unix(config.accesslog_socket.resolve()),
         local=Endpoint.unix((config.data_dir / "gateway-local.sock").resolve()),
         admin_app=Endpoint.tcp("127.0.0.1", config.admin_port),
+        mcp_app=Endpoint.tcp("127.0.0.1", config.mcp_port),
         upstream_url=upstream_url,
         num_retries=num_retries,
         access_log_path=access_log_path,
