@@ -79,6 +79,8 @@ def _str(fields: Any, key: str) -> str | None:
 class AccessLogHandler:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
+        self._budget_warned: set[tuple[int, int]] = set()
+        """(pool id, max_attempts) already warned about Envoy's smaller retry budget."""
 
     def handle(self, message: StreamAccessLogsMessage) -> None:
         for entry in message.http_logs.log_entry:
@@ -133,6 +135,8 @@ class AccessLogHandler:
             return  # never reached the ext_proc (health checks, 404s, admin): not a pooled request
         tried_value = routing.get(gc.ROUTING_TRIED) if hasattr(routing, "get") else None
         tried = [int(v.number_value) for v in tried_value.list_value.values] if tried_value is not None else []
+        if tried and "URX" in _flags(common):
+            self._check_retry_budget(_num(routing, gc.ROUTING_POOL_ID), len(tried))
         usage = _fields(common, gc.NS_USAGE)
         tokens = {k: v for k in gc.USAGE_KEYS if (v := _num(usage, k)) is not None}
         request_ns = _fields(common, gc.NS_REQUEST)
@@ -170,6 +174,27 @@ class AccessLogHandler:
         if record.key_id is not None and error is None:
             self.state.pending.key_used[record.key_id] = now
         self.state.pending.requests.append(record)
+
+    def _check_retry_budget(self, pool_id: int | None, attempts: int) -> None:
+        """Envoy's `num_retries` is rendered once (`pooler envoy-config`, `pooler up`) from the largest
+        max_attempts of the pools at that time; the ext_proc cannot raise it. When Envoy reports its retry limit
+        reached (URX) before a pool's max_attempts, the pool was given more attempts than Envoy allows: say so,
+        once per pool and setting, naming the fix."""
+        snapshot = self.state.snapshot
+        pool = snapshot.pools.get(pool_id) if snapshot is not None and pool_id is not None else None
+        if pool is None or attempts >= pool.max_attempts or (pool.pool_id, pool.max_attempts) in self._budget_warned:
+            return
+        self._budget_warned.add((pool.pool_id, pool.max_attempts))
+        log.warning(
+            "pool %s (%s) has max_attempts %d but Envoy stopped a request after %d attempts (its rendered "
+            "num_retries is %d): re-render the Envoy config (pooler envoy-config, or restart pooler up) so the "
+            "pool gets its attempts",
+            pool.pool_id,
+            pool.name,
+            pool.max_attempts,
+            attempts,
+            attempts - 1,
+        )
 
     def _expire(self, now: float) -> None:
         if len(self.state.attempts) < 1024:
