@@ -119,3 +119,20 @@ def test_in_flight_slot_moves_with_the_attempt() -> None:
     state.finish("r2")
     state.finish("r2")  # a duplicate entry changes nothing
     assert state.in_flight == {}
+
+
+def test_pool_max_attempts_above_envoys_retry_budget_is_warned(gw: Gateway) -> None:
+    """The rendered Envoy config allows num_retries + 1 attempts (the harness renders the default, 3). A pool
+    asking for more cannot get them; the ext_proc names the pool in a warning once Envoy stops early."""
+    accounts = ["acct-hm1", "acct-hm2", "acct-hm3", "acct-hm4"]
+    seeded = gw.seed_pool("h-attempts", accounts, max_attempts=5)
+    for account in accounts:
+        gw.simulator.client.add_fault("status", status=503, account=account, count=1)
+    since = _last_seq(gw)
+    response = _codex(gw, seeded.key)
+    gw.simulator.client.clear_faults()
+    assert response.status_code == 503
+    assert len(gw.simulator.client.journal(since=since, route="responses")) == 3  # Envoy's budget, not the pool's
+    warning = f"pool {seeded.pool_id} (h-attempts) has max_attempts 5"
+    wait_until(lambda: warning in gw.extproc.log_text(), timeout=10, what="the max_attempts warning")
+    assert "3 attempts" in gw.extproc.log_text()
