@@ -173,7 +173,9 @@ class FilesProcessor:
                 "invalid_upload_url",
                 "server_error",
             )
-            return bodyops.replace_response_body(502, status, body)
+            # An immediate response, not a rewritten status: a 502 in the response would be retried by the
+            # router (another account, another file) and read as an upstream failure by the evidence path.
+            return bodyops.immediate(502, body, "invalid_upload_url")
         if self.pool_id is not None and self.account_id is not None:
             hashed = file_hash(self.hasher, self.pool_id, file_id)
             self.pins.remember(self.pool_id, hashed, self.account_id, time.time() + self.ttl)

@@ -198,7 +198,11 @@ def test_environment(db_url: str, data_dir: Path, sock_dir: Path) -> dict[str, s
 
 @contextmanager
 def running_gateway(
-    db_url: str, log_dir: Path, simulator: RunningSimulator | None = None, simulator_accounts: int = 3
+    db_url: str,
+    log_dir: Path,
+    simulator: RunningSimulator | None = None,
+    simulator_accounts: int = 3,
+    gateway_options: dict[str, Any] | None = None,
 ) -> Iterator[Gateway]:
     """Starts (or reuses `simulator`) + ext_proc + Envoy; yields a ready Gateway; stops everything after."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -225,6 +229,7 @@ def running_gateway(
             upstream_url=sim.base_url,
             access_log_path=str(access_log),
             accesslog_flush_seconds=0.2,
+            **(gateway_options or {}),  # e.g. client_allowlist / trusted_proxies (ingress tests)
         )
         envoy_yaml = log_dir / "envoy.yaml"
         envoy_yaml.write_text(render(config))
