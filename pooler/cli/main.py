@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "pooler.cli.admin",
     "pooler.cli.dev",
     "pooler.cli.mcp",
+    "pooler.cli.settings",
 ]
 
 
