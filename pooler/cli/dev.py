@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sqlalchemy import func, select
-
 from pooler.cli.common import command_group, core_context, transaction
 from pooler.errors import PoolerError
-from pooler.models import Pool
-from pooler.services.seed import seed
 
 
 def _seed(args: argparse.Namespace) -> int:
+    # Imported here: the seed pulls in the keys and pools services, which no other command needs at start-up.
+    from sqlalchemy import func, select
+
+    from pooler.models import Pool
+    from pooler.services.seed import seed
+
     with core_context() as ctx, transaction(ctx) as session:
         if session.scalar(select(func.count()).select_from(Pool)) and not args.force:
             raise PoolerError("the database already has pools; seed an empty database (or pass --force)")
