@@ -19,9 +19,10 @@ from tests.support.simulator import parse_sse, turn_body
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def gw(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with running_gateway(postgres_url, tmp_path_factory.mktemp("gateway-failover")) as gateway:
+@pytest.fixture(scope="module", params=["postgres", "sqlite"])
+def gw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    db_url = request.getfixturevalue(f"{request.param}_url")
+    with running_gateway(db_url, tmp_path_factory.mktemp(f"gateway-failover-{request.param}")) as gateway:
         yield gateway
 
 

@@ -1,4 +1,4 @@
-"""Real Envoy + real ext_proc + PostgreSQL + simulator: routing, auth errors, header hygiene, evidence rows."""
+"""Real Envoy + ext_proc + PostgreSQL or SQLite + simulator: routing, auth errors, header hygiene, evidence rows."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ from tests.support.simulator import parse_sse, turn_body
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def gw(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with running_gateway(postgres_url, tmp_path_factory.mktemp("gateway")) as gateway:
+@pytest.fixture(scope="module", params=["postgres", "sqlite"])
+def gw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """Both databases: SQLite is the zero-setup default (version poll instead of LISTEN, one writer at a time)."""
+    db_url = request.getfixturevalue(f"{request.param}_url")
+    with running_gateway(db_url, tmp_path_factory.mktemp(f"gateway-{request.param}")) as gateway:
         yield gateway
 
 
