@@ -16,6 +16,7 @@ from typing import Any
 from envoy.data.accesslog.v3.accesslog_pb2 import AccessLogCommon, AccessLogType, HTTPAccessLogEntry
 from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
 
+from extproc.metrics import METRICS
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
 from pooler.evidence import AttemptRecord, RequestRecord, attempt_effect, attempt_outcomes
@@ -83,6 +84,7 @@ class AccessLogHandler:
         """(pool id, max_attempts) already warned about Envoy's smaller retry budget."""
 
     def handle(self, message: StreamAccessLogsMessage) -> None:
+        started = time.perf_counter()
         for entry in message.http_logs.log_entry:
             try:
                 if entry.common_properties.access_log_type == UPSTREAM_END:
@@ -93,6 +95,7 @@ class AccessLogHandler:
                 # Evidence is best-effort: one malformed entry must not stop the stream (fail-open here is
                 # safe, nothing on the request path depends on it). Never log the entry itself.
                 log.exception("skipped an access-log entry that could not be read")
+        METRICS.observe_phase("accesslog_batch", time.perf_counter() - started)
 
     def _upstream(self, entry: HTTPAccessLogEntry) -> None:
         """One finished attempt. Envoy gives the upstream log the upstream stream's metadata, which does not hold
@@ -174,6 +177,8 @@ class AccessLogHandler:
         if record.key_id is not None and error is None:
             self.state.pending.key_used[record.key_id] = now
         self.state.pending.requests.append(record)
+        pool = self.state.snapshot.pools.get(record.pool_id) if self.state.snapshot and record.pool_id else None
+        METRICS.finished(record, pool.name if pool is not None else "none")
 
     def _check_retry_budget(self, pool_id: int | None, attempts: int) -> None:
         """Envoy's `num_retries` is rendered once (`pooler envoy-config`, `pooler up`) from the largest

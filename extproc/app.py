@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from extproc.accesslog import AccessLogHandler
+from extproc.metrics import METRICS, MetricsServer
 from extproc.processor import AttemptProcessor
 from extproc.reloader import Reloader
 from extproc.server import AccessLogService, ExternalProcessorService
@@ -27,6 +28,7 @@ from extproc.state import GatewayState
 from extproc.writer import Writer
 from pooler.config import Config, load_config
 from pooler.context import open_context
+from pooler.envoy_config import metrics_socket_for
 from pooler.errors import ConfigError
 
 READY_LINE = "pooler extproc ready"
@@ -57,6 +59,8 @@ async def serve(config: Config) -> int:
     if config.accesslog_socket != config.extproc_socket:
         _bind_unix(server, config.accesslog_socket)
     await server.start()
+    metrics = MetricsServer(METRICS, lambda: state.snapshot, ctx)
+    await metrics.start(Path(metrics_socket_for(config.extproc_socket.resolve())))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -89,6 +93,7 @@ async def serve(config: Config) -> int:
     # Graceful: tell health checkers first, let in-flight streams finish, then flush the last writes.
     await health.enter_graceful_shutdown()
     await server.stop(DRAIN_SECONDS)
+    await metrics.stop()
     await asyncio.gather(*tasks, return_exceptions=True)
     ctx.dispose()
     log.info("stopped")

@@ -24,11 +24,13 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, 
 from extproc import responses, v1
 from extproc.admission import FAMILY_OF_ROUTE, Deferred
 from extproc.ingress import key_allows_client
+from extproc.metrics import METRICS
 from extproc.state import GatewayState
 from extproc.surface import Surface, attach_view
 from pooler import gateway_contract as gc
 from pooler.poolkeys import key_matches, key_prefix
 from pooler.selection import SelectionRequest, select_account
+from pooler.selection.eligibility import ineligibility
 from pooler.sessions import session_hash, session_key
 from pooler.snapshot import KeyEntry, PoolEntry, Snapshot
 from pooler.states import KeyStatus
@@ -145,7 +147,9 @@ class AttemptProcessor:
         key_id = _number(routing, gc.ROUTING_KEY_ID)
         if key_id is None:
             # Attempt 1: authenticate. Later attempts trust the principal in metadata only Envoy can carry.
+            started = time.perf_counter()
             outcome = self._authenticate(snapshot, headers, model, family, now)
+            METRICS.observe_phase("auth", time.perf_counter() - started)
             if isinstance(outcome, ProcessingResponse):
                 return outcome
             principal = outcome
@@ -276,18 +280,27 @@ class AttemptProcessor:
                 return responses.error("file_account_unavailable", routing)
             exclude = frozenset(c.account_id for c in pool.candidates if c.account_id != pinned)
             sticky_account = pinned
-        selection = select_account(
-            pool.policy,
-            pool.index,
-            SelectionRequest(
-                now=now,
-                model=model,
-                exclude=exclude,
-                sticky_account_id=sticky_account,
-                in_flight=self.state.in_flight,
-            ),
-            pool.strategy,
+        started = time.perf_counter()
+        wanted = SelectionRequest(
+            now=now,
+            model=model,
+            exclude=exclude,
+            sticky_account_id=sticky_account,
+            in_flight=self.state.in_flight,
         )
+        selection = select_account(pool.policy, pool.index, wanted, pool.strategy)
+        picked_at = time.perf_counter()
+        METRICS.observe_phase("select", picked_at - started)
+        if selection.account_id is None:
+            # Rare path: explain it per account (bounded reason codes) for pooler_selection_no_eligible_total.
+            limited = selection.error == "usage_limit_reached"
+            METRICS.picked(pool.name, "usage_limit" if limited else "no_eligible")
+            METRICS.no_eligible_reasons(
+                pool.name,
+                (r for c in pool.candidates if (r := ineligibility(c, pool.policy, wanted)) is not None),
+            )
+        else:
+            METRICS.picked(pool.name, "sticky" if selection.sticky_kept else "strategy")
         if selection.account_id is None and pinned is not None:
             return responses.error("file_account_unavailable", routing)
         if selection.account_id is None:
@@ -321,7 +334,9 @@ class AttemptProcessor:
         remove = [name for name in headers if name.startswith(gc.INTERNAL_HEADER_PREFIX)]
         if "x-api-key" in headers:
             remove.append("x-api-key")
-        return responses.forward(set_headers, remove, routing)
+        forward = responses.forward(set_headers, remove, routing)
+        METRICS.observe_phase("mutate", time.perf_counter() - picked_at)
+        return forward
 
     def _usage_limit(self, earliest: float | None, now: float, routing: dict[str, Any]) -> ProcessingResponse:
         extra = {"retry-after": str(max(1, int(earliest - now)))} if earliest is not None and earliest > now else None

@@ -141,6 +141,7 @@ _DEFS = (
     _s("alert_key_error_window_minutes", int, 15, "Window of the key errors spike rule", minimum=1),
     _s("alert_job_failure_runs", int, 3, "Consecutive failed runs of a scheduler job that raise an alert", minimum=1),
     _s("mcp_enabled", bool, False, "Instance-wide gate of the read-only MCP endpoint (/mcp)"),
+    _s("metrics_token_hash", str, None, "Keyed hash of the /metrics bearer token (pooler.metrics_token); empty = open"),
     # Admin: the cost estimate's table; unset = the vendored admin_flask/pricing.json (validated by the admin).
     _s(
         "admin_model_pricing",

@@ -1,0 +1,126 @@
+"""`/metrics` through Envoy after driven traffic: counters by pool, status class, failovers, tokens; gauges from
+the snapshot; an optional bearer token; and no account id, ChatGPT id, email, Pool key or token in the text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
+
+from pooler.metrics_token import clear_token, create_token
+from pooler.models import PoolAssignment, UpstreamAccount
+from pooler.services.actors import SYSTEM
+from tests.support.gateway import Gateway, running_gateway
+from tests.support.processes import wait_until
+from tests.support.simulator import turn_body
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def gw(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with running_gateway(postgres_url, tmp_path_factory.mktemp("gateway-metrics")) as gateway:
+        yield gateway
+
+
+def _scrape(gw: Gateway, token: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(f"{gw.url}/metrics", headers=headers, timeout=10)
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls)
+
+
+def test_counters_after_traffic_and_no_identifiers(gw: Gateway) -> None:
+    seeded = gw.seed_pool("metrics-pool", ["acct-m1", "acct-m2"], strategy="primary-first")
+
+    def prefer_m1(session: Any) -> None:
+        for a in session.scalars(select(PoolAssignment).where(PoolAssignment.pool_id == seeded.pool_id)):
+            a.priority = 1 if a.account_id == seeded.accounts["acct-m1"] else 2
+        account = session.get(UpstreamAccount, seeded.accounts["acct-m1"])
+        account.email = "metrics.canary@private-mail.test"
+
+    gw.update(prefer_m1)
+    for i in range(3):
+        r = httpx.post(
+            f"{gw.codex_base}/responses",
+            json=turn_body(f"metrics {i}"),
+            headers={"Authorization": f"Bearer {seeded.key}"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+    gw.simulator.client.upsert_account("acct-m1", primary_used_percent=100)  # next request: 429 -> failover
+    r = httpx.post(
+        f"{gw.codex_base}/responses",
+        json=turn_body("metrics failover"),
+        headers={"Authorization": f"Bearer {seeded.key}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    bad = httpx.post(
+        f"{gw.codex_base}/responses", json=turn_body(), headers={"Authorization": "Bearer nope"}, timeout=10
+    )
+    assert bad.status_code == 401
+    gw.wait_for_logs(4, pool_id=seeded.pool_id)
+
+    def scraped() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+        response = _scrape(gw)
+        assert response.status_code == 200, response.text
+        samples = _samples(response.text)
+        done = _value(samples, "pooler_requests_total", pool="metrics-pool", status_class="2xx")
+        return samples if done >= 4 else None
+
+    samples = wait_until(scraped, timeout=15, what="request counters")
+    assert _value(samples, "pooler_requests_total", pool="metrics-pool", route_family="responses") == 4
+    assert _value(samples, "pooler_requests_total", pool="none", status_class="4xx") >= 1
+    assert _value(samples, "pooler_failovers_total", pool="metrics-pool") == 1
+    assert _value(samples, "pooler_upstream_attempts_total", pool="metrics-pool", outcome="failed_over") == 1
+    assert _value(samples, "pooler_upstream_attempts_total", pool="metrics-pool", outcome="served") == 4
+    assert _value(samples, "pooler_selection_total", pool="metrics-pool") >= 5
+    tokens = _value(samples, "pooler_tokens_total", pool="metrics-pool", key_prefix=seeded.key_prefix)
+    assert tokens > 0
+    assert _value(samples, "pooler_tokens_total", pool="metrics-pool", kind="output") > 0
+    assert _value(samples, "pooler_accounts", state="active") >= 2
+    assert _value(samples, "pooler_quota_used_percent", account="acct-m1", window="5h") == 100
+    assert _value(samples, "pooler_extproc_phase_seconds_count", phase="select") >= 5
+    assert _value(samples, "pooler_extproc_phase_seconds_count", phase="accesslog_batch") >= 1
+
+    text = _scrape(gw).text
+    with gw.ctx.session_factory() as session:
+        ids = [str(a.id) for a in session.scalars(select(UpstreamAccount))]
+    for secret in [seeded.key, *seeded.tokens.values(), "metrics.canary@private-mail.test"]:
+        assert secret not in text
+    # Account ids never label anything: the only account label is `account=` with labels, never numbers.
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            assert "account_id" not in s.labels
+            if "account" in s.labels:
+                assert s.labels["account"] not in ids
+
+
+def test_bearer_token_when_configured(gw: Gateway) -> None:
+    with gw.ctx.session_factory.begin() as session:
+        token = create_token(session, gw.ctx.hasher, actor=SYSTEM)
+    try:
+        wait_until(lambda: _scrape(gw).status_code == 401, timeout=20, what="metrics token in force")
+        assert _scrape(gw, "pmt_wrong").status_code == 401
+        response = _scrape(gw, token)
+        assert response.status_code == 200 and "pooler_requests_total" in response.text
+        assert token not in response.text
+    finally:
+        with gw.ctx.session_factory.begin() as session:
+            clear_token(session, actor=SYSTEM)
+    wait_until(lambda: _scrape(gw).status_code == 200, timeout=20, what="metrics open again")
