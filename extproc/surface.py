@@ -21,6 +21,7 @@ from pooler.ratelimit_view import header_values, key_usage_payload, pooled_view
 from pooler.selection import pooled_usage, pooled_usage_payload
 from pooler.snapshot import PoolEntry, Snapshot
 
+VIEW_HEADER_PREFIX = "x-pooler-view-"
 VIEW_FAMILIES = frozenset({gc.ROUTE_RESPONSES, gc.ROUTE_RESPONSES_WS, gc.ROUTE_COMPACT, gc.ROUTE_V1})
 
 
@@ -131,9 +132,15 @@ class Surface:
 
 
 def attach_view(response: ep.ProcessingResponse, values: Mapping[str, str]) -> None:
-    """Dynamic metadata NS_VIEW, read by Envoy's response header_mutation (`%DYNAMIC_METADATA(...)%`)."""
+    """The view as `x-pooler-view-*` request headers of this attempt, read back by Envoy's downstream response
+    header_mutation with `%REQ(...)%`. Measured: dynamic metadata written by an *upstream* ext_proc is not yet
+    in the downstream stream info when the response headers are encoded (it is by access-log time), so
+    `%DYNAMIC_METADATA%` came out empty; the request header map is shared with the router, so `%REQ%` works."""
     if not values:
         return
-    fields = response.dynamic_metadata.fields[gc.NS_VIEW].struct_value.fields
+    mutation = response.request_headers.response.header_mutation
     for key, value in values.items():
-        fields[key].string_value = value
+        opt = mutation.set_headers.add()
+        opt.header.key = VIEW_HEADER_PREFIX + key.replace("_", "-")
+        opt.header.raw_value = value.encode()
+        opt.append_action = opt.OVERWRITE_IF_EXISTS_OR_ADD

@@ -588,7 +588,7 @@ def build_view_response_mutations() -> list[dict[str, Any]]:
     return [
         {
             "append": {
-                "header": {"key": header, "value": _metadata(gc.NS_VIEW, key)},
+                "header": {"key": header, "value": f"%REQ(x-pooler-view-{key.replace('_', '-')})%"},
                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
                 "keep_empty_value": False,
             }

@@ -1,0 +1,149 @@
+"""Issue 10 - pooled rate-limit view: x-codex-* response headers carry the pool's aggregate (the same figures
+as the pooled /backend-api/wham/usage), written by Envoy from the ext_proc's request-time metadata.
+
+Proven here at the Envoy side (what reaches a client: HTTP SSE headers and the websocket 101 headers). Not
+rewritten: `codex.rate_limits` websocket frames (a headers-only path never sees frames; see GATEWAY_SURFACE.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from sqlalchemy import select
+
+from pooler.models import Pool, PoolKey, QuotaWindow
+from pooler.services import keys
+from pooler.services.actors import SYSTEM
+from tests.support.gateway import Gateway, running_gateway
+from tests.support.processes import wait_until
+from tests.support.simulator import turn_body
+
+pytestmark = pytest.mark.integration
+USAGE = {"acct-p1": (10, 5), "acct-p2": (40, 20), "acct-p3": (70, 50)}
+
+
+@pytest.fixture(scope="module")
+def gw(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with running_gateway(postgres_url, tmp_path_factory.mktemp("view")) as gateway:
+        yield gateway
+
+
+def _headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _usage(gw: Gateway, key: str) -> dict[str, Any]:
+    r = httpx.get(f"{gw.url}/backend-api/wham/usage", headers=_headers(key), timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def _expected_headers(usage: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for slot in ("primary", "secondary"):
+        w = usage["rate_limit"][f"{slot}_window"]
+        out[f"x-codex-{slot}-used-percent"] = str(w["used_percent"])
+        out[f"x-codex-{slot}-window-minutes"] = str(w["limit_window_seconds"] // 60)
+        out[f"x-codex-{slot}-reset-at"] = str(w["reset_at"])
+    return out
+
+
+def test_headers_and_ws_upgrade_show_the_pool_aggregate(gw: Gateway) -> None:
+    seeded = gw.seed_pool("view", list(USAGE), strategy="round-robin", pooled_rate_limits=True)
+    for acct, (p, s) in USAGE.items():
+        gw.simulator.client.upsert_account(acct, primary_used_percent=p, secondary_used_percent=s)
+    for _ in range(3):  # one turn per account: the gateway learns each account's windows from its headers
+        assert (
+            httpx.post(f"{gw.codex_base}/responses", json=turn_body(), headers=_headers(seeded.key)).status_code == 200
+        )
+
+    def learnt() -> dict[str, Any] | None:
+        usage = _usage(gw, seeded.key)
+        primary = usage["rate_limit"]["primary_window"]
+        return usage if primary and abs(primary["used_percent"] - 40) <= 1 else None
+
+    usage = wait_until(learnt, timeout=15, what="pooled usage from evidence")
+    assert usage is not None
+    assert abs(usage["rate_limit"]["secondary_window"]["used_percent"] - 25) <= 1
+
+    seen_accounts = set()
+    for _ in range(3):
+        r = httpx.post(f"{gw.codex_base}/responses", json=turn_body(), headers=_headers(seeded.key), timeout=30)
+        assert r.status_code == 200
+        now_usage = _usage(gw, seeded.key)
+        got = {k: r.headers.get(k) for k in _expected_headers(now_usage)}
+        expected = _expected_headers(now_usage)
+        for k in ("x-codex-primary-used-percent", "x-codex-secondary-used-percent"):
+            assert abs(int(got[k] or -99) - int(expected[k])) <= 1, (k, got, expected)
+        assert got["x-codex-primary-window-minutes"] == "300" and got["x-codex-secondary-window-minutes"] == "10080"
+        assert got["x-codex-primary-reset-at"] == expected["x-codex-primary-reset-at"]
+        seen_accounts.add(gw.simulator.client.journal()[-1]["account"])
+    assert len(seen_accounts) == 3  # three different accounts, one pooled figure
+
+    # The evidence path still reads each account's own headers (the rewrite is downstream only).
+    def own_value() -> bool:
+        with gw.ctx.session_factory() as session:
+            row = session.scalar(
+                select(QuotaWindow).where(
+                    QuotaWindow.account_id == seeded.accounts["acct-p1"], QuotaWindow.window_minutes == 300
+                )
+            )
+            return row is not None and row.used_percent < 20
+
+    wait_until(own_value, timeout=15, what="acct-p1 keeps its own 5h figure")
+
+    async def ws() -> tuple[dict[str, str], list[dict[str, Any]]]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(gw.ws_url, headers=_headers(seeded.key)) as sock,
+        ):
+            upgrade = dict(sock._response.headers)  # the 101 response as Envoy sent it
+            await sock.send_json({"type": "response.create", **turn_body("ws")})
+            events: list[dict[str, Any]] = []
+            while True:
+                msg = await asyncio.wait_for(sock.receive(), 20)
+                event = json.loads(msg.data)
+                events.append(event)
+                if event.get("type") in ("response.completed", "error", "response.failed"):
+                    return {k.lower(): v for k, v in upgrade.items()}, events
+
+    upgrade, events = asyncio.run(ws())
+    expected = _expected_headers(_usage(gw, seeded.key))
+    assert abs(int(upgrade["x-codex-primary-used-percent"]) - int(expected["x-codex-primary-used-percent"])) <= 1
+    assert events[-1]["type"] == "response.completed"
+
+
+def test_key_hiding_upstream_quota_sees_its_own_limits(gw: Gateway) -> None:
+    seeded = gw.seed_pool("view-hide", ["acct-hide1"])
+    holder: dict[str, str] = {}
+
+    def add_key(session: Any) -> None:
+        pool = session.get(Pool, seeded.pool_id)
+        created = keys.create_key(session, gw.ctx.hasher, pool=pool, label="hidden", actor=SYSTEM, tokens_per_day=1000)
+        session.flush()
+        session.scalar(select(PoolKey).where(PoolKey.id == created.key.id)).hide_upstream_quota = True
+        holder["raw"] = created.raw
+
+    gw.update(add_key)
+    raw = holder["raw"]
+
+    def hidden() -> dict[str, Any] | None:
+        r = httpx.get(f"{gw.url}/backend-api/wham/usage", headers=_headers(raw), timeout=10)
+        if r.status_code != 200:
+            return None
+        body: dict[str, Any] = r.json()
+        return body if body["rate_limit"]["primary_window"]["limit_window_seconds"] == 86400 else None
+
+    usage = wait_until(hidden, timeout=15, what="key-own usage view")
+    assert usage is not None and usage["rate_limit"]["primary_window"]["used_percent"] == 0
+    r = httpx.post(f"{gw.codex_base}/responses", json=turn_body(), headers=_headers(raw), timeout=30)
+    assert r.status_code == 200
+    assert r.headers["x-codex-primary-window-minutes"] == "1440"
+    assert r.headers["x-codex-secondary-window-minutes"] == "1440"
+    assert r.headers["x-codex-primary-used-percent"] == "0"
