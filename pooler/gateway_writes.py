@@ -21,6 +21,7 @@ from pooler.services.versions import bump_routing_version
 from pooler.states import QuotaSource
 
 MAX_MODEL_LENGTH = 64
+EXISTING_IDS_PER_QUERY = 5000
 
 
 @dataclass(slots=True)
@@ -91,7 +92,12 @@ def _write_requests(session: Session, records: list[RequestRecord]) -> None:
     if not records:
         return
     ids = [r.request_id for r in records]
-    existing = set(session.scalars(select(RequestLog.request_id).where(RequestLog.request_id.in_(ids))))
+    # In slices: a batch kept through an outage holds up to 200k rows, and one IN list that long exceeds
+    # PostgreSQL's 65,535 bind parameters - a batch that could never be written again.
+    existing: set[str | None] = set()
+    for start in range(0, len(ids), EXISTING_IDS_PER_QUERY):
+        chunk = ids[start : start + EXISTING_IDS_PER_QUERY]
+        existing.update(session.scalars(select(RequestLog.request_id).where(RequestLog.request_id.in_(chunk))))
     for record in records:
         if record.request_id in existing:
             continue

@@ -10,10 +10,12 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 
 from extproc.state import GatewayState
-from pooler.models import PoolAssignment, QuotaWindow, UpstreamAccount
+from pooler.evidence import RequestRecord
+from pooler.gateway_writes import Batch, write_batch
+from pooler.models import PoolAssignment, QuotaWindow, RequestLog, UpstreamAccount
 from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.processes import wait_until
 from tests.support.simulator import turn_body
@@ -136,3 +138,46 @@ def test_pool_max_attempts_above_envoys_retry_budget_is_warned(gw: Gateway) -> N
     warning = f"pool {seeded.pool_id} (h-attempts) has max_attempts 5"
     wait_until(lambda: warning in gw.extproc.log_text(), timeout=10, what="the max_attempts warning")
     assert "3 attempts" in gw.extproc.log_text()
+
+
+def test_a_batch_kept_through_a_long_outage_still_flushes(postgres_url: str) -> None:
+    """After an outage the writer holds up to 200k request rows. The idempotency check (which ids exist?) must
+    not put them all in one IN list: PostgreSQL takes at most 65,535 bind parameters per statement, and a
+    batch that can never be written is retried for ever."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from tests.support.databases import psycopg_url
+
+    count = 70_000
+    engine = create_engine(psycopg_url(postgres_url))
+    created = dt.datetime.now(dt.UTC)
+    try:
+        with Session(engine) as session, session.begin():
+            # Already written once (the flush that failed had committed after all): every row must be skipped.
+            session.execute(
+                insert(RequestLog),
+                [
+                    {
+                        "created_at": created,
+                        "request_id": f"outage-{n}",
+                        "route_family": "responses",
+                        "method": "POST",
+                        "status_code": 200,
+                    }
+                    for n in range(count)
+                ],
+            )
+            records = [
+                RequestRecord(
+                    f"outage-{n}", created, None, None, None, "responses", "POST", None, 200, None, None, None, []
+                )
+                for n in range(count)
+            ]
+            write_batch(session, Batch(requests=records))
+            session.flush()
+            written = session.scalar(select(func.count()).where(RequestLog.request_id.like("outage-%")))
+            assert written == count
+            session.rollback()  # leave the shared database as it was
+    finally:
+        engine.dispose()
