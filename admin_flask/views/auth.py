@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pyotp
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 
-from admin_flask import auditing, security
+from admin_flask import auditing, security, throttle
 from admin_flask.db import core, get_db
 from admin_flask.forms import BootstrapForm, LoginForm, PasswordForm, TotpEnableForm
 from pooler.errors import PoolerError
@@ -19,6 +19,8 @@ from pooler.states import OperatorRole
 PREFIX = ""
 bp = Blueprint("auth", __name__)
 PENDING_TOTP = "pending_totp_seed"
+# Outcomes that count against the client address (a TOTP prompt or a disabled operator is not guessing).
+FAILURES = frozenset({ops.LoginOutcome.BAD_CREDENTIALS, ops.LoginOutcome.BAD_TOTP, ops.LoginOutcome.LOCKED})
 
 
 def _safe_next(target: str | None) -> str:
@@ -66,6 +68,11 @@ def login() -> Any:
         return redirect(url_for("auth.bootstrap"))
     form = LoginForm()
     if form.validate_on_submit():
+        address = throttle.client_address()
+        if throttle.blocked(db, address):
+            # Checked before the password: a throttled address cannot extend an operator's lock.
+            flash("Too many failed sign-ins from your address. Try again later.", "error")
+            return render_template("auth/login.html", form=form), 429
         result = ops.authenticate(
             db,
             core().box,
@@ -91,6 +98,8 @@ def login() -> Any:
             ops.LoginOutcome.DISABLED: "This operator is disabled.",
             ops.LoginOutcome.LOCKED: "Too many failed sign-ins. Try again in a few minutes.",
         }
+        if result.outcome in FAILURES:
+            throttle.record_failure(db, address, form.username.data or "", result.outcome)
         if result.outcome == ops.LoginOutcome.LOCKED:
             auditing.record(
                 "operator.login_locked",
