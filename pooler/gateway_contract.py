@@ -69,7 +69,9 @@ PROCESSOR_V1_FILES = "v1_files"  # POST /v1/files: JSON metadata -> backend crea
 PROCESSOR_V1_AUDIO = "v1_audio"  # POST /v1/audio/transcriptions: multipart model alias -> backend form
 
 # --- Retry -----------------------------------------------------------------------------------------------
-RETRIABLE_STATUS_CODES = (429, 502, 503)
+# 401: the Pool key was already accepted, so an upstream 401 means this account's token was refused; another
+# account can serve the request (the 401 also flags the account for refresh through the access log).
+RETRIABLE_STATUS_CODES = (401, 429, 502, 503)
 RETRY_ON = "retriable-status-codes,connect-failure,reset-before-request"
 
 # --- Route families (request log `route_family`) ---------------------------------------------------------
