@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from pooler.models import Pool, PoolAssignment, RequestLog, UpstreamAccount, utcnow
 from pooler.readiness import AccountFacts, AssignmentFacts, Readiness, WindowFacts, account_readiness, window_name
+from pooler.settings import get_setting
 from pooler.states import SecretKind
 
 MAX_SERIES_ROWS = 200_000
@@ -58,13 +59,22 @@ def windows_of(account: UpstreamAccount) -> list[WindowView]:
     ]
 
 
-def readiness_of(account: UpstreamAccount, pools: dict[int, Pool], now: dt.datetime) -> Readiness:
+def readiness_of(
+    account: UpstreamAccount, pools: dict[int, Pool], now: dt.datetime, stale_after_seconds: float | None = None
+) -> Readiness:
+    """The selection policy's verdict over the account's assignments within `pools` (pooler.readiness)."""
     assignments = [
-        AssignmentFacts(pools[a.pool_id].name, a.status, pools[a.pool_id].status)
-        for a in account.assignments
+        AssignmentFacts(
+            pools[a.pool_id].name,
+            a.status,
+            pools[a.pool_id].status,
+            primary_cap_percent=pools[a.pool_id].settings.primary_cap_percent,
+            secondary_cap_percent=pools[a.pool_id].settings.secondary_cap_percent,
+        )
+        for a in sorted(account.assignments, key=lambda a: (a.priority, a.pool_id))
         if a.pool_id in pools
     ]
-    caps = [pools[a.pool_id].settings for a in account.assignments if a.pool_id in pools]
+    kinds = {s.kind for s in account.secrets}
     facts = AccountFacts(
         state=account.state,
         state_reason=account.state_reason,
@@ -74,12 +84,18 @@ def readiness_of(account: UpstreamAccount, pools: dict[int, Pool], now: dt.datet
         ],
         demoted_until=account.demoted_until,
         access_token_expires_at=account.access_token_expires_at,
-        has_refresh_token=any(s.kind == SecretKind.REFRESH_TOKEN for s in account.secrets),
-        # The most permissive cap of its pools: the card answers "routable anywhere?".
-        primary_cap_percent=max((c.primary_cap_percent for c in caps), default=100.0),
-        secondary_cap_percent=max((c.secondary_cap_percent for c in caps), default=100.0),
+        has_refresh_token=SecretKind.REFRESH_TOKEN in kinds,
+        # The snapshot also needs the token to open; a stored one is the best the admin can tell without it.
+        has_access_token=SecretKind.ACCESS_TOKEN in kinds,
+        refresh_requested=account.refresh_requested_at is not None,
     )
-    return account_readiness(facts, now)
+    return account_readiness(facts, now, stale_after_seconds)
+
+
+def stale_after(session: Session) -> float | None:
+    """The gateway's quota evidence staleness bound (the same setting its snapshot reads)."""
+    value = get_setting(session, "quota_evidence_stale_seconds")
+    return float(value) if value else None
 
 
 def account_query() -> Select[tuple[UpstreamAccount]]:
@@ -106,12 +122,13 @@ def cards(session: Session, accounts: list[UpstreamAccount], now: dt.datetime | 
     now = now or utcnow()
     pools = {p.id: p for p in session.scalars(select(Pool)).unique()}
     usage = recent_usage(session, (a.id for a in accounts), now - RECENT_TOKENS)
+    stale = stale_after(session)
     result = []
     for account in accounts:
         pairs = [(pools[a.pool_id], a) for a in account.assignments if a.pool_id in pools]
         requests, tokens = usage.get(account.id, (0, 0))
         result.append(
-            AccountCard(account, pairs, windows_of(account), readiness_of(account, pools, now), tokens, requests)
+            AccountCard(account, pairs, windows_of(account), readiness_of(account, pools, now, stale), tokens, requests)
         )
     return result
 

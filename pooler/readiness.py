@@ -1,23 +1,32 @@
 """Why an upstream account is or is not routable, in words an operator can act on.
 
-A pure function over plain data, used by the admin's account cards and pool summaries until (and beside) the
-selection policy's own eligibility reasons. It answers the request-independent part only: lifecycle,
-assignment, demotion, credential freshness and quota evidence. Model and stickiness checks happen per request.
+A thin adapter over the selection policy: the facts of an account become one `AccountCandidate` and one
+`PoolPolicy` per pool assignment, and `pooler.selection.eligibility.ineligibility` decides, so the admin's
+readiness line, pool summaries and alerts speak the gateway's reason codes (`pooler.selection.reasons`) and
+its sentences (`explain`). Only the request-independent part is asked (no model, nothing in flight, nothing
+tried): model allow-lists, stickiness and concurrency are per request.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from pooler.selection import AccountCandidate, PoolPolicy, SelectionRequest, WindowView, explain, ineligibility
+from pooler.selection import reasons as rc
+from pooler.selection.windows import live_until, quota_block
 from pooler.states import AccountState, AssignmentStatus, PoolStatus
 
 FIVE_HOUR_MINUTES = 300
 WEEKLY_MINUTES = 10080
 STALE_EVIDENCE = dt.timedelta(hours=6)
+"""Evidence older than this earns a note on a routable line even when no staleness bound is configured."""
+UNASSIGNED = "unassigned"
+"""Not a selection reason: an account without any assignment is never a candidate."""
 
 
 class Level(StrEnum):
@@ -39,6 +48,9 @@ class AssignmentFacts:
     pool_name: str
     status: str = AssignmentStatus.ACTIVE
     pool_status: str = PoolStatus.ACTIVE
+    primary_cap_percent: float | None = None
+    """This pool's caps; None = the account-level fallback in AccountFacts."""
+    secondary_cap_percent: float | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,9 @@ class AccountFacts:
     has_refresh_token: bool = True
     primary_cap_percent: float = 100.0
     secondary_cap_percent: float = 100.0
+    has_access_token: bool = True
+    refresh_requested: bool = False
+    """The gateway (401) or an operator asked for a refresh: the gateway skips the account until it lands."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +74,41 @@ class Readiness:
     routable: bool
     level: Level
     category: str
-    """Short machine word for grouping: routable, paused, quota_exhausted, reauth, unassigned, ..."""
+    """Coarse word for grouping and alerts: routable, paused, quota_exhausted, reauth, unassigned, ..."""
     reason: str
     until: dt.datetime | None = None
     notes: tuple[str, ...] = field(default=())
+    code: str | None = None
+    """The selection reason code (`pooler.selection.reasons`), or `unassigned`; None when routable."""
+
+
+# Reason code -> coarse category (stable words the alerts and pool summaries group by).
+_CATEGORY = {
+    rc.ACCOUNT_PREFIX + AccountState.PAUSED: "paused",
+    rc.ACCOUNT_PREFIX + AccountState.REAUTH_REQUIRED: "reauth",
+    rc.ACCOUNT_PREFIX + AccountState.REFRESH_FAILED: "refresh_failed",
+    rc.ACCOUNT_PREFIX + AccountState.DELETED: "deleted",
+    rc.NO_TOKEN: "reauth",
+    rc.TOKEN_EXPIRED: "refresh_pending",
+    rc.REFRESH_REQUESTED: "refresh_pending",
+    rc.DEMOTED: "demoted",
+    rc.RATE_LIMITED: "quota_exhausted",
+    rc.QUOTA_EXHAUSTED: "quota_exhausted",
+    rc.QUOTA_CAP: "quota_exhausted",
+    rc.POOL_PAUSED: "unassigned",
+    rc.ASSIGNMENT_PAUSED: "unassigned",
+    UNASSIGNED: "unassigned",
+}
+# What the operator can do about it (appended to the policy's sentence).
+_HINTS = {
+    rc.ACCOUNT_PREFIX + AccountState.PAUSED: "Reactivate it to route.",
+    rc.ACCOUNT_PREFIX + AccountState.REAUTH_REQUIRED: "Relink it or replace its auth.json.",
+    rc.ACCOUNT_PREFIX + AccountState.REFRESH_FAILED: "Refresh again, or relink if it keeps failing.",
+    rc.NO_TOKEN: "Replace its auth.json.",
+    UNASSIGNED: "Assign it to a pool to route.",
+}
+# Account-level causes explain more than "the pool/assignment is paused" when pools disagree.
+_POOL_LEVEL = frozenset({rc.POOL_PAUSED, rc.ASSIGNMENT_PAUSED})
 
 
 def window_name(minutes: int) -> str:
@@ -87,82 +133,110 @@ def hhmm(moment: dt.datetime, now: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
-def _cap(window: WindowFacts, facts: AccountFacts) -> float:
-    return facts.secondary_cap_percent if window.window_minutes == WEEKLY_MINUTES else facts.primary_cap_percent
+def _ts(value: dt.datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
 
 
-def _exhausted(facts: AccountFacts, now: dt.datetime) -> WindowFacts | None:
-    """The full window that blocks longest, ignoring windows whose reset time has already passed."""
-    blocking = [
-        w for w in facts.windows if w.used_percent >= _cap(w, facts) and (w.resets_at is None or w.resets_at > now)
-    ]
-    if not blocking:
-        return None
-    far_future = now + dt.timedelta(days=3650)
-    return max(blocking, key=lambda w: w.resets_at or far_future)
+def candidate_of(facts: AccountFacts, assignment: AssignmentFacts) -> AccountCandidate:
+    """The candidate the gateway's snapshot would build for this assignment (pooler/snapshot.py)."""
+    return AccountCandidate(
+        account_id=0,
+        label="",
+        plan_type=None,
+        state=facts.state,
+        assignment_status=assignment.status,
+        priority=0,
+        access_token_expires_at=_ts(facts.access_token_expires_at),
+        demoted_until=_ts(facts.demoted_until),
+        limited_until=None,  # 429 limits live only in the gateway's memory
+        refresh_requested=facts.refresh_requested,
+        has_token=facts.has_access_token,
+        windows=tuple(
+            WindowView(w.window_minutes, w.used_percent, _ts(w.resets_at), w.observed_at.timestamp())
+            for w in facts.windows
+        ),
+    )
 
 
-def account_readiness(facts: AccountFacts, now: dt.datetime) -> Readiness:
-    state = facts.state
-    if state == AccountState.DELETED:
-        return Readiness(False, Level.BLOCKED, "deleted", "Deleted: never routed")
-    if state == AccountState.PAUSED:
-        why = f" ({facts.state_reason})" if facts.state_reason and facts.state_reason != "operator" else ""
-        return Readiness(False, Level.BLOCKED, "paused", f"Paused by an operator{why}: reactivate to route")
-    if state == AccountState.REAUTH_REQUIRED:
-        return Readiness(
-            False, Level.BLOCKED, "reauth", "Needs re-authentication: replace its auth.json with a fresh login"
-        )
-    live_pools = [
-        a.pool_name
-        for a in facts.assignments
-        if a.status == AssignmentStatus.ACTIVE and a.pool_status == PoolStatus.ACTIVE
-    ]
-    if not facts.assignments:
-        return Readiness(False, Level.BLOCKED, "unassigned", "Not assigned to any pool: assign it to route")
-    if not live_pools:
-        return Readiness(False, Level.BLOCKED, "unassigned", "Every pool assignment or pool is paused")
-    token_expired = facts.access_token_expires_at is not None and facts.access_token_expires_at <= now
-    if state == AccountState.REFRESH_FAILED and (token_expired or facts.access_token_expires_at is None):
-        return Readiness(False, Level.BLOCKED, "refresh_failed", "Token refresh failed and the token has expired")
-    if token_expired and not facts.has_refresh_token:
-        return Readiness(False, Level.BLOCKED, "reauth", "Access token expired and no refresh token is stored")
-    if facts.demoted_until is not None and facts.demoted_until > now:
-        until = facts.demoted_until
-        return Readiness(
-            False, Level.BLOCKED, "demoted", f"Demoted after upstream errors until {hhmm(until, now)}", until
-        )
-    full = _exhausted(facts, now)
-    if full is not None:
-        when = f"until {hhmm(full.resets_at, now)}" if full.resets_at else "(reset time unknown)"
-        reason = f"{window_name(full.window_minutes)} quota exhausted {when}"
-        if full.used_percent < 100:
-            reason = f"{window_name(full.window_minutes)} window above the pool cap {when}"
-        return Readiness(False, Level.BLOCKED, "quota_exhausted", reason, full.resets_at)
-    if state == AccountState.QUOTA_EXHAUSTED:
-        # Lifecycle says exhausted but the evidence shows room (or has reset): the scheduler will reactivate it.
-        return Readiness(False, Level.BLOCKED, "quota_exhausted", "Quota exhausted (awaiting fresh evidence)")
+def policy_of(facts: AccountFacts, assignment: AssignmentFacts, stale_after: float | None) -> PoolPolicy:
+    primary = assignment.primary_cap_percent
+    secondary = assignment.secondary_cap_percent
+    return PoolPolicy(
+        pool_status=assignment.pool_status,
+        strategy="least-used",
+        primary_cap_percent=facts.primary_cap_percent if primary is None else primary,
+        secondary_cap_percent=facts.secondary_cap_percent if secondary is None else secondary,
+        stale_after_seconds=stale_after,
+    )
+
+
+def _until(code: str, candidate: AccountCandidate, policy: PoolPolicy, now: float) -> dt.datetime | None:
+    end: float | None = None
+    if code == rc.DEMOTED:
+        end = candidate.demoted_until
+    elif code in rc.QUOTA_REASONS:
+        _, free_at = quota_block(candidate.windows, policy, now, policy.stale_after_seconds)
+        end = None if math.isinf(free_at) or free_at <= 0 else free_at
+    return None if end is None else dt.datetime.fromtimestamp(end, dt.UTC)
+
+
+def _sentence(code: str, until: dt.datetime | None, now: dt.datetime) -> str:
+    text = explain(code) if code != UNASSIGNED else "Not assigned to any pool."
+    if until is not None:
+        text = f"{text.rstrip('.')} (until {hhmm(until, now)})."
+    hint = _HINTS.get(code)
+    return f"{text} {hint}" if hint else text
+
+
+def _notes(facts: AccountFacts, now: dt.datetime, stale_after: float | None) -> list[str]:
     notes: list[str] = []
-    level = Level.OK
-    if token_expired or state in (AccountState.REFRESH_DUE, AccountState.REFRESHING):
+    if facts.state in (AccountState.REFRESH_DUE, AccountState.REFRESHING):
         notes.append("token refresh pending")
-        level = Level.WARN
-    if state == AccountState.REFRESH_FAILED:
-        notes.append("last token refresh failed")
-        level = Level.WARN
     if not facts.windows:
         notes.append("no quota evidence yet")
-        level = Level.WARN
-    elif max(now - w.observed_at for w in facts.windows) > STALE_EVIDENCE:
-        notes.append("quota evidence is stale")
-        level = Level.WARN
-    busiest = max(facts.windows, key=lambda w: w.used_percent, default=None)
-    head = f"Routable in {', '.join(sorted(live_pools))}"
+    else:
+        bound = STALE_EVIDENCE if stale_after is None else dt.timedelta(seconds=stale_after)
+        if max(now - w.observed_at for w in facts.windows) > bound:
+            notes.append("quota evidence is stale")
+    return notes
+
+
+def account_readiness(facts: AccountFacts, now: dt.datetime, stale_after_seconds: float | None = None) -> Readiness:
+    """Routable when the selection policy accepts the account in at least one of its pools."""
+    if not facts.assignments:
+        text = _sentence(UNASSIGNED, None, now)
+        return Readiness(False, Level.BLOCKED, _CATEGORY[UNASSIGNED], text, code=UNASSIGNED)
+    now_ts = now.timestamp()
+    request = SelectionRequest(now=now_ts)
+    live: list[str] = []
+    blocked: list[tuple[str, AccountCandidate, PoolPolicy]] = []
+    for assignment in facts.assignments:
+        candidate = candidate_of(facts, assignment)
+        policy = policy_of(facts, assignment, stale_after_seconds)
+        code = ineligibility(candidate, policy, request)
+        if code is None:
+            live.append(assignment.pool_name)
+        else:
+            blocked.append((code, candidate, policy))
+    if not live:
+        account_level = [b for b in blocked if b[0] not in _POOL_LEVEL]
+        code, candidate, policy = (account_level or blocked)[0]
+        until = _until(code, candidate, policy, now_ts)
+        category = _CATEGORY.get(code, code)
+        text = _sentence(code, until, now)
+        if code == rc.TOKEN_EXPIRED and not facts.has_refresh_token:
+            # Nothing to refresh with: only a new login helps.
+            category, text = "reauth", f"{text} No refresh token is stored: relink it or replace its auth.json."
+        return Readiness(False, Level.BLOCKED, category, text, until, code=code)
+    notes = _notes(facts, now, stale_after_seconds)
+    windows = [w for w in candidate_of(facts, facts.assignments[0]).windows if live_until(w, None) > now_ts]
+    busiest = max(windows, key=lambda w: w.used_percent, default=None)
+    head = f"Routable in {', '.join(sorted(live))}"
     if busiest is not None:
         head += f"; {window_name(busiest.window_minutes)} {busiest.used_percent:.0f}% used"
     if notes:
         head += f" ({'; '.join(notes)})"
-    return Readiness(True, level, "routable", head, notes=tuple(notes))
+    return Readiness(True, Level.WARN if notes else Level.OK, "routable", head, notes=tuple(notes))
 
 
 _CATEGORY_WORDS = {
@@ -170,6 +244,7 @@ _CATEGORY_WORDS = {
     "paused": "paused",
     "reauth": "need re-authentication",
     "refresh_failed": "failed refresh",
+    "refresh_pending": "awaiting a token refresh",
     "demoted": "demoted",
     "unassigned": "not routed by assignment",
     "deleted": "deleted",

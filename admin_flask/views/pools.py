@@ -28,12 +28,13 @@ def readiness_by_pool(pools: list[Pool]) -> dict[int, tuple[str, int, int]]:
     ids = [p.id for p in pools]
     accounts = list(db.scalars(queries.account_query().where(UpstreamAccount.deleted_at.is_(None))).unique())
     all_pools = {p.id: p for p in db.scalars(select(Pool)).unique()}
+    stale = queries.stale_after(db)
     result: dict[int, tuple[str, int, int]] = {}
     for pool_id in ids:
         members = [a for a in accounts if any(x.pool_id == pool_id for x in a.assignments)]
         # Readiness within this pool only: its own assignment and caps.
         only = {pool_id: all_pools[pool_id]}
-        readiness = [queries.readiness_of(a, only, now) for a in members]
+        readiness = [queries.readiness_of(a, only, now, stale) for a in members]
         routable = sum(1 for r in readiness if r.routable)
         result[pool_id] = (pool_summary(readiness, now), routable, len(members))
     return result
@@ -108,7 +109,8 @@ def show(pool_id: int) -> Any:
     )
     cards = queries.cards(db, accounts, now)
     only = {pool.id: pool}
-    per_pool = [(c, queries.readiness_of(c.account, only, now)) for c in cards]
+    stale = queries.stale_after(db)
+    per_pool = [(c, queries.readiness_of(c.account, only, now, stale)) for c in cards]
     keys = list(db.scalars(select(PoolKey).where(PoolKey.pool_id == pool.id).order_by(PoolKey.created_at)))
     summary = pool_summary([r for _, r in per_pool if _.account.deleted_at is None], now)
     return render_template(

@@ -191,10 +191,10 @@ def test_operator_journey(stack: tuple[Gateway, str], artifacts_dir: Path) -> No
 
         # Pause the account: the readiness line says why it no longer routes.
         card.locator("button", has_text="Pause").click()
-        assert "Paused by an operator" in page.locator("[data-readiness]").first.inner_text()  # the cockpit
+        assert "The account is paused." in page.locator("[data-readiness]").first.inner_text()  # the cockpit
         b.go("/admin/accounts/")
         card = page.locator("article.card", has_text="zoe")
-        assert "Paused by an operator" in card.locator("[data-readiness]").inner_text()
+        assert "The account is paused." in card.locator("[data-readiness]").inner_text()
         b.go(account_url.replace(base, ""))
         b.shot("06-account-cockpit")
 

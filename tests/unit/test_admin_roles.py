@@ -90,7 +90,7 @@ def test_owner_actions_write_audit_events(auth: Auth, client: FlaskClient, core_
     auth.login()
     alice = data.accounts["alice"]
     assert auth.post(f"/admin/accounts/{alice}/pause").status_code == 302
-    assert "Paused by an operator" in client.get(f"/admin/accounts/{alice}").get_data(as_text=True)
+    assert "The account is paused." in client.get(f"/admin/accounts/{alice}").get_data(as_text=True)
     assert auth.post(f"/admin/accounts/{alice}/reactivate").status_code == 302
     assert auth.post(f"/admin/accounts/{alice}/refresh").status_code == 302
     assert auth.post(f"/admin/accounts/{alice}/rename", {"label": "alice-2"}).status_code == 302

@@ -1,10 +1,14 @@
-"""Readiness lines: each blocking cause is named, and pool summaries count them."""
+"""Readiness lines: the selection policy's reason codes and sentences, per account and summed per pool."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from pooler.readiness import AccountFacts, AssignmentFacts, Level, WindowFacts, account_readiness, pool_summary
+from pooler.selection import explain
+from pooler.selection import reasons as rc
 
 NOW = dt.datetime(2025, 6, 2, 12, 0, tzinfo=dt.UTC)
 POOL = (AssignmentFacts("team-a"),)
@@ -17,19 +21,21 @@ def window(minutes: int, used: float, resets_in: float | None = 60, age_min: flo
 
 def test_routable_names_pools_and_busiest_window() -> None:
     r = account_readiness(AccountFacts("active", assignments=POOL, windows=(window(300, 42), window(10080, 10))), NOW)
-    assert r.routable and r.level == Level.OK
+    assert r.routable and r.level == Level.OK and r.code is None
     assert r.reason == "Routable in team-a; 5h 42% used"
 
 
-def test_paused_account_is_blocked() -> None:
+def test_paused_account_uses_the_policy_sentence_and_a_hint() -> None:
     r = account_readiness(AccountFacts("paused", state_reason="operator", assignments=POOL), NOW)
-    assert not r.routable and r.category == "paused" and "Paused" in r.reason
+    assert not r.routable and r.category == "paused" and r.code == "account_paused"
+    assert r.reason == f"{explain('account_paused')} Reactivate it to route."
 
 
 def test_exhausted_window_gives_reset_time() -> None:
     r = account_readiness(AccountFacts("active", assignments=POOL, windows=(window(300, 100, resets_in=125),)), NOW)
-    assert not r.routable and r.category == "quota_exhausted"
-    assert r.reason == "5h quota exhausted until 14:05"
+    assert not r.routable and (r.category, r.code) == ("quota_exhausted", rc.QUOTA_EXHAUSTED)
+    assert r.reason == "A quota window of the account is fully used until its reset (until 14:05)."
+    assert r.until == NOW + dt.timedelta(minutes=125)
 
 
 def test_window_reset_in_the_past_no_longer_blocks() -> None:
@@ -37,36 +43,84 @@ def test_window_reset_in_the_past_no_longer_blocks() -> None:
     assert r.routable
 
 
-def test_pool_cap_blocks_below_100() -> None:
-    facts = AccountFacts("active", assignments=POOL, windows=(window(300, 85),), primary_cap_percent=80)
+def test_stale_evidence_is_ignored_like_the_gateway_does() -> None:
+    facts = AccountFacts("active", assignments=POOL, windows=(window(300, 100, resets_in=125, age_min=30),))
+    assert not account_readiness(facts, NOW).routable  # no bound configured: evidence counts
+    r = account_readiness(facts, NOW, stale_after_seconds=900)
+    assert r.routable and "quota evidence is stale" in r.reason
+
+
+def test_pool_cap_blocks_below_100_per_pool() -> None:
+    capped = AssignmentFacts("capped", primary_cap_percent=80)
+    facts = AccountFacts("active", assignments=(capped,), windows=(window(300, 85),))
     r = account_readiness(facts, NOW)
-    assert not r.routable and "above the pool cap" in r.reason
+    assert not r.routable and r.code == rc.QUOTA_CAP and r.category == "quota_exhausted"
+    both = AccountFacts("active", assignments=(capped, AssignmentFacts("open")), windows=(window(300, 85),))
+    assert account_readiness(both, NOW).reason.startswith("Routable in open;")
 
 
-def test_unassigned_and_paused_assignment() -> None:
-    assert account_readiness(AccountFacts("active"), NOW).category == "unassigned"
+def test_unassigned_and_paused_assignment_or_pool() -> None:
+    r = account_readiness(AccountFacts("active"), NOW)
+    assert (r.category, r.code) == ("unassigned", "unassigned")
     paused = (AssignmentFacts("team-a", status="paused"),)
-    assert not account_readiness(AccountFacts("active", assignments=paused), NOW).routable
+    assert account_readiness(AccountFacts("active", assignments=paused), NOW).code == rc.ASSIGNMENT_PAUSED
+    archived = (AssignmentFacts("team-a", pool_status="archived"),)
+    assert account_readiness(AccountFacts("active", assignments=archived), NOW).code == rc.POOL_PAUSED
 
 
-def test_reauth_deleted_demoted_refresh_failed() -> None:
-    assert account_readiness(AccountFacts("reauth_required", assignments=POOL), NOW).category == "reauth"
-    assert account_readiness(AccountFacts("deleted", assignments=POOL), NOW).category == "deleted"
+def test_account_cause_wins_over_pool_cause() -> None:
+    pools = (AssignmentFacts("a", pool_status="paused"), AssignmentFacts("b"))
+    assert account_readiness(AccountFacts("reauth_required", assignments=pools), NOW).category == "reauth"
+
+
+@pytest.mark.parametrize(
+    ("facts", "code", "category"),
+    [
+        (AccountFacts("reauth_required", assignments=POOL), "account_reauth_required", "reauth"),
+        (AccountFacts("deleted", assignments=POOL), "account_deleted", "deleted"),
+        (AccountFacts("refresh_failed", assignments=POOL), "account_refresh_failed", "refresh_failed"),
+        (AccountFacts("active", assignments=POOL, has_access_token=False), rc.NO_TOKEN, "reauth"),
+        (AccountFacts("active", assignments=POOL, refresh_requested=True), rc.REFRESH_REQUESTED, "refresh_pending"),
+        (
+            AccountFacts("active", assignments=POOL, access_token_expires_at=NOW - dt.timedelta(minutes=1)),
+            rc.TOKEN_EXPIRED,
+            "refresh_pending",
+        ),
+        (
+            AccountFacts(
+                "active",
+                assignments=POOL,
+                access_token_expires_at=NOW - dt.timedelta(minutes=1),
+                has_refresh_token=False,
+            ),
+            rc.TOKEN_EXPIRED,
+            "reauth",
+        ),
+    ],
+)
+def test_blocking_causes(facts: AccountFacts, code: str, category: str) -> None:
+    r = account_readiness(facts, NOW)
+    assert not r.routable and r.level == Level.BLOCKED and (r.code, r.category) == (code, category)
+    assert r.reason.startswith(explain(code).rstrip("."))
+
+
+def test_demoted_names_its_end() -> None:
     demoted = AccountFacts("active", assignments=POOL, demoted_until=NOW + dt.timedelta(minutes=3))
-    assert "Demoted" in account_readiness(demoted, NOW).reason
-    failed = AccountFacts("refresh_failed", assignments=POOL, access_token_expires_at=NOW - dt.timedelta(minutes=1))
-    assert account_readiness(failed, NOW).category == "refresh_failed"
-    failed_valid = AccountFacts(
-        "refresh_failed", assignments=POOL, windows=(window(300, 1),), access_token_expires_at=NOW + dt.timedelta(1)
-    )
-    r = account_readiness(failed_valid, NOW)
-    assert r.routable and r.level == Level.WARN
+    r = account_readiness(demoted, NOW)
+    assert r.code == rc.DEMOTED and r.reason.endswith("(until 12:03).")
 
 
-def test_stale_or_missing_evidence_warns() -> None:
-    assert account_readiness(AccountFacts("active", assignments=POOL), NOW).level == Level.WARN
-    stale = AccountFacts("active", assignments=POOL, windows=(window(300, 5, age_min=60 * 7),))
-    assert "stale" in account_readiness(stale, NOW).reason
+def test_states_the_gateway_routes_are_routable() -> None:
+    """quota_exhausted with room (the scheduler lags the windows) and refresh_due serve, with notes."""
+    room = (window(300, 5),)
+    assert account_readiness(AccountFacts("quota_exhausted", assignments=POOL, windows=room), NOW).routable
+    r = account_readiness(AccountFacts("refresh_due", assignments=POOL, windows=room), NOW)
+    assert r.routable and r.level == Level.WARN and "token refresh pending" in r.reason
+
+
+def test_missing_evidence_warns() -> None:
+    r = account_readiness(AccountFacts("active", assignments=POOL), NOW)
+    assert r.routable and r.level == Level.WARN and "no quota evidence yet" in r.reason
 
 
 def test_pool_summary_counts_causes() -> None:
