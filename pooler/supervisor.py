@@ -48,13 +48,23 @@ class Backoff:
         return float(min(self.maximum, self.initial * 2 ** max(0, consecutive_crashes - 1)))
 
 
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+# Loaded once in the parent: the forked child (which may have been forked while output threads run) then only
+# makes one foreign call before exec, with nothing to import or allocate that could wait on another thread's lock.
+_LIBC = _load_libc() if sys.platform.startswith("linux") else None
+_PR_SET_PDEATHSIG = 1
+
+
 def _set_pdeathsig() -> None:
     # Runs in the child between fork and exec: ask the kernel to SIGTERM us when the supervisor dies.
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Child:
@@ -91,7 +101,7 @@ class Child:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
+            preexec_fn=_set_pdeathsig if _LIBC is not None else None,
         )
         self.started_at = time.monotonic()
         self.starts += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
 import sys
 import threading
 
@@ -24,8 +25,11 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     # A zombie still answers kill(0); it is gone for our purposes once reaped or marked Z.
-    with open(f"/proc/{pid}/stat") as fh:
-        return fh.read().split(")")[-1].split()[0] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:  # reaped in between
+        return False
 
 
 def test_prefixes_restarts_and_stops() -> None:
@@ -71,3 +75,27 @@ def test_sigkill_after_deadline() -> None:
 def test_backoff_grows_and_caps() -> None:
     b = Backoff(initial=0.5, maximum=4)
     assert [b.delay(n) for n in (1, 2, 3, 4, 5)] == [0.5, 1, 2, 4, 4]
+
+
+def test_children_die_with_a_killed_supervisor() -> None:
+    # PR_SET_PDEATHSIG: even a SIGKILLed `pooler up` (no chance to clean up) leaves no child behind.
+    script = (
+        "import sys, time\n"
+        "from pooler.supervisor import ChildSpec, Supervisor\n"
+        f"sup = Supervisor([ChildSpec('s', [sys.executable, '-c', {SLEEPER!r}, 's'])])\n"
+        "sup.start_all()\n"
+        "print('CHILD', sup.child('s').pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        line = next(x for x in parent.stdout if x.startswith("CHILD"))
+        child = int(line.split()[1])
+        assert alive(child)
+        parent.kill()
+        parent.wait(10)
+        wait_until(lambda: not alive(child), timeout=10, what="orphaned child to exit")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
