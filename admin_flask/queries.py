@@ -98,7 +98,7 @@ def stale_after(session: Session) -> float | None:
     return float(value) if value else None
 
 
-def account_query() -> Select[tuple[UpstreamAccount]]:
+def account_query() -> Select[UpstreamAccount]:
     return select(UpstreamAccount).options(
         selectinload(UpstreamAccount.assignments),
         selectinload(UpstreamAccount.quota_windows),
@@ -115,7 +115,7 @@ def recent_usage(session: Session, account_ids: Iterable[int], since: dt.datetim
         .where(RequestLog.account_id.in_(ids), RequestLog.created_at >= since)
         .group_by(RequestLog.account_id)
     ).all()
-    return {int(a): (int(n), int(t)) for a, n, t in rows if a is not None}
+    return {int(a): (int(n), int(t or 0)) for a, n, t in rows if a is not None}
 
 
 def cards(session: Session, accounts: list[UpstreamAccount], now: dt.datetime | None = None) -> list[AccountCard]:
@@ -179,6 +179,6 @@ def series_by(
     return requests, tokens
 
 
-def pairs(session: Session, query: Select[Any]) -> dict[Any, Any]:
+def pairs(session: Session, query: Select[Any, Any]) -> dict[Any, Any]:
     """A two-column query as a dict (Result objects have `.keys()`, so `dict(result)` would misread them)."""
     return {row[0]: row[1] for row in session.execute(query)}

@@ -33,7 +33,7 @@ def pool_or_404(pool_id: int) -> Pool:
     return pool
 
 
-def account_ids_in_scope() -> Select[tuple[int]] | None:
+def account_ids_in_scope() -> Select[int] | None:
     """A subquery of account ids an admin may see; None when every account is visible."""
     ids = visible_pool_ids()
     if ids is None:

@@ -98,8 +98,9 @@ def _too_large(template: str, **context: Any) -> Any:
 def import_auth() -> Any:
     form = ImportForm()
     form.pool_id.choices = _pool_choices()
-    if request.method == "GET" and request.args.get("pool", type=int):
-        form.pool_id.data = request.args.get("pool", type=int)
+    wanted: int | None = request.args.get("pool", type=int)
+    if request.method == "GET" and wanted:
+        form.pool_id.data = wanted
     if form.validate_on_submit():
         pool = scope.pool_or_404(form.pool_id.data or 0)
         try:
@@ -305,7 +306,7 @@ def replace(account_id: int) -> Any:
     if data is None:
         flash("Paste an auth.json or choose a file.", "error")
         return _back(account)
-    pools = [a for a in account.assignments if scope.current().sees_pool(a.pool_id)]
+    pools = [a for a in account.assignments if security.current().sees_pool(a.pool_id)]
     if not pools:
         abort(404)
     db = get_db()

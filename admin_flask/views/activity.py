@@ -91,7 +91,7 @@ def show(pool_id: int) -> Any:
     rows.sort(key=lambda r: (-r["requests"], r["label"]))
     grid = queries.buckets(now, span, 24)
     req, _tokens = queries.series_by(db, group="account_id", since=since, grid=grid, pool_ids={pool.id})
-    series = [Series(labels.get(k, "(none)") if k else "(none)", v) for k, v in sorted(req.items(), key=str)]  # type: ignore[arg-type]
+    series = [Series(labels.get(k, "(none)") if k else "(none)", v) for k, v in sorted(req.items(), key=str)]
     errors: dict[object, list[float]] = defaultdict(lambda: [0.0] * len(grid.starts))
     for created, _status in db.execute(
         select(RequestLog.created_at, RequestLog.status_code).where(

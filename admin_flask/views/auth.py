@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pyotp
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 
 from admin_flask import auditing, security, throttle
 from admin_flask.db import core, get_db
@@ -132,7 +132,7 @@ def _me() -> Operator:
 
 @bp.route("/profile", methods=["GET"])
 def profile() -> Any:
-    if security.g.get("principal") is None:
+    if g.get("principal") is None:
         return redirect(url_for("auth.login"))
     return render_template(
         "auth/profile.html",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import Any
 
 from flask import Blueprint, render_template, request
@@ -28,12 +28,12 @@ def index() -> Any:
     span = SPANS.get(span_name, SPANS["24h"])
     since = now - span
     pools = scope.visible_pools()
-    pool_names = {p.id: p.label for p in pools}
+    pool_names: dict[object, str] = {p.id: p.label for p in pools}
     ids = scope.visible_pool_ids()
     grid = queries.buckets(now, span, 24)
     req_series, tok_series = queries.series_by(db, group="pool_id", since=since, grid=grid, pool_ids=ids)
-    requests = [Series(pool_names.get(k, "(no pool)"), v) for k, v in sorted(req_series.items(), key=str)]  # type: ignore[arg-type]
-    tokens = [Series(pool_names.get(k, "(no pool)"), v) for k, v in sorted(tok_series.items(), key=str)]  # type: ignore[arg-type]
+    requests = [Series(pool_names.get(k, "(no pool)"), v) for k, v in sorted(req_series.items(), key=str)]
+    tokens = [Series(pool_names.get(k, "(no pool)"), v) for k, v in sorted(tok_series.items(), key=str)]
 
     account_query = select(UpstreamAccount.state, func.count()).group_by(UpstreamAccount.state)
     in_scope = scope.account_ids_in_scope()
@@ -56,13 +56,13 @@ def index() -> Any:
     usage = usage.group_by(RequestLog.pool_id, RequestLog.key_prefix, RequestLog.model)
     table = pricing.load(db)
     key_stats: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
-    pool_cost: Counter[int | None] = Counter()
+    pool_cost: dict[int | None, float] = defaultdict(float)
     for pool_id, prefix, model, n, inp, cached, out, total in db.execute(usage):
-        cost = pricing.estimate(table, model, int(inp), int(cached), int(out))
+        cost = pricing.estimate(table, model, int(inp or 0), int(cached or 0), int(out or 0))
         pool_cost[pool_id] += cost
         stats = key_stats[prefix or "(none)"]
         stats[0] += n
-        stats[1] += total
+        stats[1] += total or 0
         stats[2] += cost
     labels = queries.pairs(db, select(PoolKey.prefix, PoolKey.label))
     top_keys = sorted(key_stats.items(), key=lambda kv: -kv[1][0])[:10]
@@ -81,7 +81,7 @@ def index() -> Any:
         by_state=sorted(by_state.items()),
         top_keys=top_keys,
         key_labels=labels,
-        pool_cost=[(pool_names.get(k, "(no pool)"), v) for k, v in pool_cost.most_common()],
+        pool_cost=[(pool_names.get(k, "(no pool)"), v) for k, v in sorted(pool_cost.items(), key=lambda kv: -kv[1])],
         totals=totals,
         pools=pools,
     )

@@ -38,7 +38,7 @@ def _usage(prefixes: list[str]) -> dict[str, tuple[int, int, dt.datetime | None]
         )
         .all()
     )
-    return {str(p): (int(n), int(t), last) for p, n, t, last in rows}
+    return {str(p): (int(n), int(t or 0), last) for p, n, t, last in rows}
 
 
 def _show_once(created: CreatedKey, what: str) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
 from sqlalchemy import select
 
 from admin_flask import auditing, scope, security
@@ -22,7 +22,7 @@ bp.before_request(security.require_login)
 
 @bp.before_request
 def owners_only() -> None:
-    principal = security.g.get("principal")
+    principal = g.get("principal")
     if principal is not None and not principal.is_owner:
         abort(403)
 
