@@ -69,6 +69,14 @@ class Gateway:
     envoy_admin_port: int
     access_log_path: Path
     ctx: CoreContext
+    admin_app_port: int = 0
+    """Where Envoy's `/admin` route sends requests (the admin is not started here: tests start it on this port,
+    e.g. the browser test, so it is reached through Envoy like in production)."""
+
+    @property
+    def admin_url(self) -> str:
+        """The admin through Envoy: the gateway's own port, path /admin."""
+        return f"{self.url}/admin"
 
     @property
     def codex_base(self) -> str:
@@ -217,7 +225,7 @@ def running_gateway(
             from pooler.settings import set_setting
 
             set_setting(session, "upstream_base_url", sim.base_url, actor=SYSTEM)
-        port, admin_port = free_port(), free_port()
+        port, admin_port, admin_app_port = free_port(), free_port(), free_port()
         access_log = log_dir / "envoy-access.log"
         config = GatewayConfig(
             listen=Endpoint.tcp("127.0.0.1", port),
@@ -225,7 +233,7 @@ def running_gateway(
             extproc=Endpoint.unix(env["POOLER_EXTPROC_SOCKET"]),
             accesslog=Endpoint.unix(env["POOLER_ACCESSLOG_SOCKET"]),
             local=Endpoint.unix(sock_dir / "l.sock"),
-            admin_app=Endpoint.tcp("127.0.0.1", free_port()),
+            admin_app=Endpoint.tcp("127.0.0.1", admin_app_port),
             upstream_url=sim.base_url,
             access_log_path=str(access_log),
             accesslog_flush_seconds=0.2,
@@ -260,6 +268,7 @@ def running_gateway(
             envoy_admin_port=admin_port,
             access_log_path=access_log,
             ctx=ctx,
+            admin_app_port=admin_app_port,
         )
         stack.callback(lambda: gw.extproc.stop())
         try:
