@@ -8,6 +8,7 @@ sse_to_metadata, the routing metadata with every tried account).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -78,8 +79,11 @@ def _str(fields: Any, key: str) -> str | None:
 
 
 class AccessLogHandler:
-    def __init__(self, state: GatewayState) -> None:
+    def __init__(self, state: GatewayState, attribute_late: bool = False) -> None:
         self.state = state
+        self.attribute_late = attribute_late
+        """Replica mode: an attempt routed by another replica is attributed from the request's tried list when its
+        downstream entry arrives (that replica may never see this log entry)."""
         self._budget_warned: set[tuple[int, int]] = set()
         """(pool id, max_attempts) already warned about Envoy's smaller retry budget."""
 
@@ -171,6 +175,8 @@ class AccessLogHandler:
             tried=tried,
             tokens=tokens,
         )
+        if self.attribute_late:
+            self._attribute_late(attempts, tried, now)
         record.attempts = attempt_outcomes(tried, attempts, status)
         if record.key_prefix and tokens.get("total_tokens"):
             self.state.tokens.add(record.key_prefix, tokens["total_tokens"], now)
@@ -200,6 +206,17 @@ class AccessLogHandler:
             attempts,
             attempts - 1,
         )
+
+    def _attribute_late(self, attempts: list[AttemptRecord], tried: list[int], now: float) -> None:
+        snapshot = self.state.snapshot
+        demotion = snapshot.demotion_seconds if snapshot is not None else 30.0
+        for position, attempt in enumerate(attempts):
+            if attempt.account_id is not None or position >= len(tried):
+                continue
+            attempt = attempts[position] = dataclasses.replace(attempt, account_id=tried[position])
+            effect = attempt_effect(attempt, demotion)
+            if effect is not None:
+                self.state.apply_effect(effect, now)
 
     def _expire(self, now: float) -> None:
         if len(self.state.attempts) < 1024:

@@ -19,11 +19,13 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from extproc import shared
 from extproc.accesslog import AccessLogHandler
 from extproc.metrics import METRICS, MetricsServer
 from extproc.processor import AttemptProcessor
 from extproc.reloader import Reloader
 from extproc.server import AccessLogService, ExternalProcessorService
+from extproc.shared import SharedState
 from extproc.state import GatewayState
 from extproc.writer import Writer
 from pooler.config import Config, load_config
@@ -51,8 +53,10 @@ async def serve(config: Config) -> int:
     # Buffered /v1 audio bodies reach the ext_proc in one message: allow up to Envoy's buffer limit (16 MiB).
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 32 * 1024 * 1024)])
     processor = AttemptProcessor(state)
-    ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessorService(processor), server)
-    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogService(AccessLogHandler(state)), server)
+    shared_state = SharedState(state) if shared.enabled() else None
+    ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessorService(processor, shared_state), server)
+    access_log = AccessLogService(AccessLogHandler(state, attribute_late=shared_state is not None))
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(access_log, server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     _bind_unix(server, config.extproc_socket)
@@ -92,6 +96,13 @@ async def serve(config: Config) -> int:
     await stop.wait()
     # Graceful: tell health checkers first, let in-flight streams finish, then flush the last writes.
     await health.enter_graceful_shutdown()
+    drain = shared.drain_seconds()
+    if drain:
+        # Replicas: stay up answering NOT_SERVING until every Envoy's health check has taken us out of rotation,
+        # then end the access-log streams between flushes, so nothing in flight is lost.
+        log.info("draining for %.1f s", drain)
+        access_log.draining = True
+        await asyncio.sleep(drain)
     await server.stop(DRAIN_SECONDS)
     await metrics.stop()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -17,6 +17,7 @@ from extproc import responses
 from extproc.accesslog import AccessLogHandler
 from extproc.admission import Deferred
 from extproc.processor import AttemptProcessor, Exhausted
+from extproc.shared import SharedState
 from extproc.v1 import processor_for
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,10 @@ _CONTINUE = {
 
 
 class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc]
-    def __init__(self, processor: AttemptProcessor) -> None:
+    def __init__(self, processor: AttemptProcessor, shared: SharedState | None = None) -> None:
         self.processor = processor
+        self.shared = shared
+        """Replica mode (extproc/shared.py): shared limits and stickiness around the processor."""
 
     async def Process(
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
@@ -50,6 +53,10 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
                 yield surface.handle(kind, request)
             elif kind == "request_headers":
                 try:
+                    prepared = await self.shared.before(request) if self.shared is not None else None
+                    if isinstance(prepared, ep.ProcessingResponse):  # refused by a limit shared across replicas
+                        yield prepared
+                        continue
                     decision = self.processor.request_headers(request)
                     if isinstance(decision, Deferred):  # waiting for an admission slot (bounded wait)
                         decision = await decision.resolve()
@@ -57,6 +64,8 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
                         decision = await self.processor.conclude(decision)
                     if surface is not None:
                         surface.routed(request, decision)
+                    if prepared is not None and self.shared is not None:
+                        await self.shared.after(prepared)
                     yield decision
                 except Exception:
                     # Fail closed with a generic 500 (Envoy maps it to a JSON 503); the traceback names no
@@ -70,10 +79,15 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
 class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]
     def __init__(self, handler: AccessLogHandler) -> None:
         self.handler = handler
+        self.draining = False
+        """Set by a stopping replica: each stream ends right after its next message (Envoy sends the next flush
+        on a new stream, to a replica still in rotation), instead of being cut mid-flight at shutdown."""
 
     async def StreamAccessLogs(
         self, request_iterator: AsyncIterator[als_pb2.StreamAccessLogsMessage], context: grpc.aio.ServicerContext
     ) -> als_pb2.StreamAccessLogsResponse:
         async for message in request_iterator:
             self.handler.handle(message)
+            if self.draining:
+                break
         return als_pb2.StreamAccessLogsResponse()

@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 
 from pooler.config import load_config
 from pooler.context import CoreContext, open_context
-from pooler.envoy_config import Endpoint, GatewayConfig, render
+from pooler.envoy_config import Endpoint, GatewayConfig, metrics_socket_for, render
 from pooler.models import PoolSettings, RequestLog
 from pooler.services import accounts, keys, pools
 from pooler.services.actors import SYSTEM
@@ -72,6 +72,9 @@ class Gateway:
     admin_app_port: int = 0
     """Where Envoy's `/admin` route sends requests (the admin is not started here: tests start it on this port,
     e.g. the browser test, so it is reached through Envoy like in production)."""
+    replica_envs: list[dict[str, str]] = field(default_factory=list)
+    """Environments of further ext_proc replicas (own sockets, same DB and keyring); see running_gateway."""
+    replicas: dict[int, ManagedProcess] = field(default_factory=dict)
 
     @property
     def admin_url(self) -> str:
@@ -101,6 +104,39 @@ class Gateway:
 
         wait_until(ready, timeout=timeout, what="extproc ready")
 
+    def start_replica(self, n: int, timeout: float = 20.0) -> None:
+        """Starts replica n (1-based: the ext_proc of `start_extproc` is replica 0) and waits for its ready line."""
+        log_path = self.log_dir / f"extproc-{n}.log"
+        before = log_path.read_text(errors="replace").count(EXTPROC_READY) if log_path.exists() else 0
+        proc = ManagedProcess(
+            f"extproc-{n}", [str(VENV_BIN / "python"), "-m", "extproc"], log_path, env=self.replica_envs[n - 1]
+        ).start()
+        self.replicas[n] = proc
+
+        def ready() -> bool:
+            if not proc.alive():
+                raise RuntimeError(f"extproc-{n} exited:\n" + proc.log_text()[-3000:])
+            return proc.log_text().count(EXTPROC_READY) > before
+
+        wait_until(ready, timeout=timeout, what=f"extproc-{n} ready")
+
+    def wait_replicas_healthy(self, count: int, timeout: float = 20.0) -> None:
+        """Until Envoy's health checks put `count` ext_proc endpoints in rotation (admin /clusters)."""
+
+        def healthy() -> bool:
+            text = httpx.get(f"http://127.0.0.1:{self.envoy_admin_port}/clusters", timeout=5).text
+            lines = [x for x in text.splitlines() if x.startswith("pooler_extproc::") and "::health_flags::" in x]
+            return sum(x.endswith("::healthy") for x in lines) >= count
+
+        wait_until(healthy, timeout=timeout, what=f"{count} healthy ext_proc endpoints")
+
+    def metrics_text(self, n: int = 0) -> str:
+        """Replica n's own /metrics (its unix socket), not whichever replica Envoy's /metrics route picks."""
+        env = self.env if n == 0 else self.replica_envs[n - 1]
+        transport = httpx.HTTPTransport(uds=metrics_socket_for(Path(env["POOLER_EXTPROC_SOCKET"]).resolve()))
+        with httpx.Client(transport=transport, timeout=10) as client:
+            return client.get("http://replica/metrics").text
+
     def _ready_url_ok(self) -> bool:
         try:
             return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
@@ -111,7 +147,9 @@ class Gateway:
         self.extproc.kill()
 
     def process_logs(self) -> dict[str, str]:
-        logs = {p.name: p.log_text() for p in (self.envoy, self.extproc, self.simulator.process)}
+        logs = {
+            p.name: p.log_text() for p in (self.envoy, self.extproc, self.simulator.process, *self.replicas.values())
+        }
         logs["access_log"] = self.access_log_path.read_text() if self.access_log_path.exists() else ""
         return logs
 
@@ -211,14 +249,28 @@ def running_gateway(
     simulator: RunningSimulator | None = None,
     simulator_accounts: int = 3,
     gateway_options: dict[str, Any] | None = None,
+    extproc_replicas: int = 1,
 ) -> Iterator[Gateway]:
-    """Starts (or reuses `simulator`) + ext_proc + Envoy; yields a ready Gateway; stops everything after."""
+    """Starts (or reuses `simulator`) + ext_proc + Envoy; yields a ready Gateway; stops everything after.
+    `extproc_replicas` > 1: that many ext_proc processes in replica mode (POOLER_EXTPROC_SHARED) behind the one
+    Envoy, whose clusters list them all with health checks (docs/OPERATIONS.md "Horizontal scaling")."""
     log_dir.mkdir(parents=True, exist_ok=True)
     sock_dir = Path(tempfile.mkdtemp(prefix="plr", dir="/tmp"))  # unix socket paths must stay short
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, sock_dir, True)
         sim = simulator or stack.enter_context(running_simulator(log_dir, accounts=simulator_accounts))
         env = test_environment(db_url, log_dir / "data", sock_dir)
+        replica_envs: list[dict[str, str]] = []
+        if extproc_replicas > 1:
+            env.update(POOLER_EXTPROC_SHARED="1", POOLER_EXTPROC_DRAIN_SECONDS="2.5")
+            replica_envs = [
+                {
+                    **env,
+                    "POOLER_EXTPROC_SOCKET": str(sock_dir / f"x{n}.sock"),
+                    "POOLER_ACCESSLOG_SOCKET": str(sock_dir / f"a{n}.sock"),
+                }
+                for n in range(1, extproc_replicas)
+            ]
         ctx = open_context(load_config(env), hide_parameters=True)
         stack.callback(ctx.dispose)
         with ctx.session_factory.begin() as session:
@@ -237,6 +289,10 @@ def running_gateway(
             upstream_url=sim.base_url,
             access_log_path=str(access_log),
             accesslog_flush_seconds=0.2,
+            replicas=tuple(
+                (Endpoint.unix(e["POOLER_EXTPROC_SOCKET"]), Endpoint.unix(e["POOLER_ACCESSLOG_SOCKET"]))
+                for e in replica_envs
+            ),
             **(gateway_options or {}),  # e.g. client_allowlist / trusted_proxies (ingress tests)
         )
         envoy_yaml = log_dir / "envoy.yaml"
@@ -269,13 +325,19 @@ def running_gateway(
             access_log_path=access_log,
             ctx=ctx,
             admin_app_port=admin_app_port,
+            replica_envs=replica_envs,
         )
         stack.callback(lambda: gw.extproc.stop())
+        stack.callback(lambda: [p.stop() for p in gw.replicas.values()])
         try:
             wait_until(lambda: port_open(port) or not envoy.alive(), timeout=20, what="envoy listener")
             if not envoy.alive():
                 raise RuntimeError("envoy exited:\n" + envoy.log_text()[-3000:])
+            for n in range(1, extproc_replicas):
+                gw.start_replica(n)
             gw.start_extproc()
+            if extproc_replicas > 1:
+                gw.wait_replicas_healthy(extproc_replicas)
             yield gw
         except BaseException:
             for name, text in gw.process_logs().items():

@@ -643,8 +643,25 @@ def upgrade() -> None:
     with op.batch_alter_table("file_pins", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_file_pins_expires_at"), ["expires_at"], unique=False)
 
+    # Shared requests/min windows of ext_proc replicas (pooler.ratelimit_shared).
+    op.create_table(
+        "key_rate_hits",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("key_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["key_id"], ["pool_keys.id"], name=op.f("fk_key_rate_hits_key_id_pool_keys"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_key_rate_hits")),
+    )
+    with op.batch_alter_table("key_rate_hits", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_key_rate_hits_key_id"), ["key_id"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("key_rate_hits", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_key_rate_hits_key_id"))
+    op.drop_table("key_rate_hits")
     with op.batch_alter_table("file_pins", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_file_pins_expires_at"))
     op.drop_table("file_pins")
