@@ -120,11 +120,15 @@ def refresh_due_reason(
     refresh_requested_at: dt.datetime | None,
     horizon: dt.timedelta = DEFAULT_REFRESH_HORIZON,
     max_age: dt.timedelta = MAX_REFRESH_AGE,
+    state: str | None = None,
 ) -> str | None:
-    """Why a refresh is due now (`requested`, `expiring`, `expiry_unknown`, `stale`), or None."""
+    """Why a refresh is due now (`requested`, `state`, `expiring`, `expiry_unknown`, `stale`), or None."""
     if refresh_requested_at is not None and (last_refresh_at is None or refresh_requested_at >= last_refresh_at):
         # A 401 seen after the latest refresh: the gateway asks for new credentials.
         return "requested"
+    if state == S.REFRESH_DUE:
+        # Imported with an expired token, or an operator asked: refresh at the next tick.
+        return "state"
     if access_token_expires_at is not None and access_token_expires_at - now <= horizon:
         return "expiring"
     if last_refresh_at is None:

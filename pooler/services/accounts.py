@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from pooler import lifecycle
 from pooler.authjson import ParsedAuth, default_label, parse_auth_json
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import AuthJsonError, ConflictError, NotFoundError, PoolerError
@@ -314,19 +315,26 @@ def unassign_account(session: Session, account_id: int, pool: Pool | str, *, act
 
 
 def request_refresh(session: Session, account_id: int, *, actor: Actor, now: dt.datetime | None = None) -> None:
-    """Asks the scheduler to refresh the token soon, also past a failure backoff (`refresh_not_before`).
+    """Asks the scheduler to refresh the token at its next tick, also past a failure backoff.
 
-    The admin never calls the token endpoint itself. Uses the gateway's own flag (pooler.services.refresh), so
-    there is one way to ask. No routing bump, like the gateway's 401 path: the flag is read with the next
-    snapshot, and the scheduler's refresh bumps the version when the new token lands."""
-    # Imported here: refresh pulls in httpx and the OAuth client, which no other function of this module needs.
-    from pooler.services import refresh
-
+    The account moves to `refresh_due`, which stays routable while its token is valid: an operator's request
+    must not take a working account out of rotation. (The gateway's 401 path is different: it sets
+    `refresh_requested_at`, and the account is skipped until refreshed, since its token was refused.)"""
     account = _by_id(session, account_id)
     if account.deleted_at is not None:
         raise ConflictError(f"account #{account.id} is deleted")
-    refresh.request_refresh(session, account.id, now or utcnow())
+    if account.state not in (AccountState.ACTIVE, AccountState.REFRESH_DUE, AccountState.REFRESH_FAILED):
+        raise ConflictError(f"account #{account.id} is {account.state}: a refresh cannot be requested now")
     account.refresh_not_before = None
+    if account.state != AccountState.REFRESH_DUE:
+        lifecycle.transition(
+            session,
+            account,
+            AccountState.REFRESH_DUE,
+            actor_type=actor.type,
+            actor_label=actor.label,
+            reason="operator_request",
+            now=now,
+        )
     session.flush()
-    session.refresh(account, ["refresh_requested_at"])
     _record(session, actor, "account.refresh_requested", account)

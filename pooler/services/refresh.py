@@ -372,7 +372,7 @@ def refresh_due_tokens(
     with deps.session_factory() as session:
         settings = settings or load_settings(session)
         candidates = session.execute(
-            select(A.id, A.access_token_expires_at, A.last_refresh_at, A.refresh_requested_at).where(
+            select(A.id, A.access_token_expires_at, A.last_refresh_at, A.refresh_requested_at, A.state).where(
                 A.state.in_([str(s) for s in lifecycle.REFRESHABLE_STATES]),
                 A.deleted_at.is_(None),
                 or_(A.refresh_not_before.is_(None), A.refresh_not_before <= now),
@@ -380,13 +380,14 @@ def refresh_due_tokens(
             )
         ).all()
     counts = {"checked": len(candidates), "refreshed": 0, "skipped": 0, "failed": 0, "reauth_required": 0}
-    for account_id, expires_at, last_refresh_at, requested_at in candidates:
+    for account_id, expires_at, last_refresh_at, requested_at, state in candidates:
         reason = lifecycle.refresh_due_reason(
             now=now,
             access_token_expires_at=expires_at,
             last_refresh_at=last_refresh_at,
             refresh_requested_at=requested_at,
             horizon=settings.refresh_horizon,
+            state=state,
         )
         if reason is None:
             continue

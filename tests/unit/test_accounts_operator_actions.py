@@ -93,5 +93,8 @@ def test_request_refresh(session_factory: sessionmaker[Session]) -> None:
     with session_factory.begin() as s:
         account = s.get(UpstreamAccount, account_id)
         assert account is not None
-        assert account.refresh_requested_at is not None and account.refresh_not_before is None
+        # Due at the scheduler's next tick, but still routable: no 401-style refresh flag.
+        assert account.state == "refresh_due" and account.refresh_not_before is None
+        assert account.refresh_requested_at is None
         assert "account.refresh_requested" in _actions(s, account_id)
+        assert "account.state_change" in _actions(s, account_id)

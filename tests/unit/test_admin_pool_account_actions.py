@@ -73,7 +73,7 @@ def test_account_rename_assign_unassign_refresh(auth: Auth, client: FlaskClient,
     assert auth.post(f"/admin/accounts/{alice}/refresh").status_code == 302
     with core_ctx.session_factory() as session:
         account = session.get(UpstreamAccount, alice)
-        assert account is not None and account.label == "alice-2" and account.refresh_requested_at is not None
+        assert account is not None and account.label == "alice-2" and account.state == "refresh_due"
     actions = _actions(core_ctx)
     for action in ("account.rename", "account.assign", "account.unassign", "account.refresh_requested"):
         assert actions.count(action) == 1, action

@@ -69,6 +69,9 @@ def test_refresh_due_reasons() -> None:
     assert due(refresh_requested_at=NOW - 25 * H) is None
     assert due(access_token_expires_at=None, last_refresh_at=None) == "expiry_unknown"
     assert due(access_token_expires_at=NOW + 48 * H, horizon=72 * H) == "expiring"
+    # An account put in refresh_due (expired import, operator request) is refreshed at the next tick.
+    assert due(state=S.REFRESH_DUE) == "state"
+    assert due(state=S.ACTIVE) is None
 
 
 def test_exponential_backoff_doubles_and_caps() -> None:
