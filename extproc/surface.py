@@ -17,12 +17,13 @@ from extproc.media import V1AudioProcessor
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
 from pooler.files import file_hash, file_id_from_path, file_ids_from_metadata
-from pooler.ratelimit_view import header_values, key_usage_payload, pooled_view
+from pooler.ratelimit_view import WS_VIEW_KEY, header_values, key_usage_payload, ws_view_value
 from pooler.selection import pooled_usage, pooled_usage_payload
 from pooler.snapshot import PoolEntry, Snapshot
 
 VIEW_HEADER_PREFIX = "x-pooler-view-"
 VIEW_FAMILIES = frozenset({gc.ROUTE_RESPONSES, gc.ROUTE_RESPONSES_WS, gc.ROUTE_COMPACT, gc.ROUTE_V1})
+WS_EXTENSIONS_HEADER = "sec-websocket-extensions"
 
 
 class StreamProcessor(Protocol):
@@ -43,7 +44,8 @@ class Surface:
         self.state = state
         self.pins = FilePins()
         self.admission = AdmissionControl()
-        self._views: dict[int, tuple[object, int, dict[str, str]]] = {}
+        # pool id -> (candidates it was computed from, second, header values, header values + websocket frame view)
+        self._views: dict[int, tuple[object, int, dict[str, str], dict[str, str]]] = {}
         state.finish_hooks.append(self.admission.release)
 
     # --- stream processors ----------------------------------------------------------------------------------
@@ -105,19 +107,20 @@ class Surface:
         if family not in VIEW_FAMILIES:
             return {}
         features = snapshot.features
+        websocket = family == gc.ROUTE_RESPONSES_WS
         if features.key(key_id).hide_upstream_quota:
-            return header_values(self.key_payload(snapshot, key_id, pool, now))
+            return _with_ws(self.key_payload(snapshot, key_id, pool, now), websocket)
         if not features.pool(pool.pool_id).pooled_rate_limits:
             return {}
         second = int(now)
         cached = self._views.get(pool.pool_id)
         # pooled_usage walks every account: computed at most once per second per pool (and when evidence
         # changed, which replaces `candidates`), so the per-request cost is a dict lookup.
-        if cached is not None and cached[0] is pool.candidates and cached[1] == second:
-            return cached[2]
-        values = pooled_view(pooled_usage(pool.policy, pool.candidates, now), now)
-        self._views[pool.pool_id] = (pool.candidates, second, values)
-        return values
+        if cached is None or cached[0] is not pool.candidates or cached[1] != second:
+            payload = pooled_usage_payload(pooled_usage(pool.policy, pool.candidates, now), now)
+            cached = (pool.candidates, second, _with_ws(payload, False), _with_ws(payload, True))
+            self._views[pool.pool_id] = cached
+        return cached[3] if websocket else cached[2]
 
     def key_payload(self, snapshot: Snapshot, key_id: int, pool: PoolEntry, now: float) -> dict[str, Any]:
         key = next((k for k in snapshot.keys.values() if k.key_id == key_id), None)
@@ -129,6 +132,13 @@ class Surface:
         if snapshot.features.key(key_id).hide_upstream_quota:
             return self.key_payload(snapshot, key_id, pool, now)
         return pooled_usage_payload(pooled_usage(pool.policy, pool.candidates, now), now)
+
+
+def _with_ws(payload: dict[str, Any], websocket: bool) -> dict[str, str]:
+    values = header_values(payload)
+    if websocket and values and (frame := ws_view_value(payload)) is not None:
+        values[WS_VIEW_KEY] = frame
+    return values
 
 
 def attach_view(response: ep.ProcessingResponse, values: Mapping[str, str]) -> None:
@@ -144,3 +154,7 @@ def attach_view(response: ep.ProcessingResponse, values: Mapping[str, str]) -> N
         opt.header.key = VIEW_HEADER_PREFIX + key.replace("_", "-")
         opt.header.raw_value = value.encode()
         opt.append_action = opt.OVERWRITE_IF_EXISTS_OR_ADD
+    if WS_VIEW_KEY in values:
+        # Compressed (permessage-deflate) frames cannot be rewritten by the websocket route's Lua filter: the
+        # upgrade is sent without the offer, so the upstream answers uncompressed frames. Only when the view is on.
+        mutation.remove_headers.append(WS_EXTENSIONS_HEADER)

@@ -1,8 +1,9 @@
 """Issue 10 - pooled rate-limit view: x-codex-* response headers carry the pool's aggregate (the same figures
 as the pooled /backend-api/wham/usage), written by Envoy from the ext_proc's request-time metadata.
 
-Proven here at the Envoy side (what reaches a client: HTTP SSE headers and the websocket 101 headers). Not
-rewritten: `codex.rate_limits` websocket frames (a headers-only path never sees frames; see GATEWAY_SURFACE.md).
+Proven here at the Envoy side (what reaches a client: HTTP SSE headers, the websocket 101 headers and the
+websocket `codex.rate_limits` events, rewritten by the websocket route's Lua filter; the permessage-deflate
+offer is dropped only when the view is on). Byte-level frame handling: test_gateway_pooled_view_ws_frames.py.
 """
 
 from __future__ import annotations
@@ -98,25 +99,65 @@ def test_headers_and_ws_upgrade_show_the_pool_aggregate(gw: Gateway) -> None:
 
     wait_until(own_value, timeout=15, what="acct-p1 keeps its own 5h figure")
 
-    async def ws() -> tuple[dict[str, str], list[dict[str, Any]]]:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.ws_connect(gw.ws_url, headers=_headers(seeded.key)) as sock,
-        ):
-            upgrade = dict(sock._response.headers)  # the 101 response as Envoy sent it
-            await sock.send_json({"type": "response.create", **turn_body("ws")})
-            events: list[dict[str, Any]] = []
-            while True:
-                msg = await asyncio.wait_for(sock.receive(), 20)
-                event = json.loads(msg.data)
-                events.append(event)
-                if event.get("type") in ("response.completed", "error", "response.failed"):
-                    return {k.lower(): v for k, v in upgrade.items()}, events
-
-    upgrade, events = asyncio.run(ws())
-    expected = _expected_headers(_usage(gw, seeded.key))
+    upgrade, events, compress = asyncio.run(_ws_turn(gw, seeded.key))
+    usage = _usage(gw, seeded.key)
+    expected = _expected_headers(usage)
     assert abs(int(upgrade["x-codex-primary-used-percent"]) - int(expected["x-codex-primary-used-percent"])) <= 1
     assert events[-1]["type"] == "response.completed"
+    # The offered permessage-deflate was dropped (compressed frames could not be rewritten).
+    assert compress == 0 and "sec-websocket-extensions" not in upgrade
+    assert not any(k.startswith("x-pooler-") for k in upgrade)
+    rate_events = [e for e in events if e["type"] == "codex.rate_limits"]
+    assert len(rate_events) == 2  # one on connect, one per turn (simulator)
+    for event in rate_events:
+        assert event["plan_type"] == usage["plan_type"]
+        _assert_event_is_pooled(event["rate_limits"], usage)
+        assert "credits" in event  # other fields stay the upstream's, like the x-codex-credits-* headers
+    # Every other event is the simulator's own: the turn streamed as usual.
+    deltas = "".join(e.get("delta", "") for e in events if e["type"] == "response.output_text.delta")
+    completed = events[-1]["response"]
+    assert deltas and completed["output"][0]["content"][0]["text"] == deltas
+
+
+def _assert_event_is_pooled(limits: dict[str, Any], usage: dict[str, Any]) -> None:
+    rate = usage["rate_limit"]
+    assert limits["allowed"] == rate["allowed"] and limits["limit_reached"] == rate["limit_reached"]
+    for slot in ("primary", "secondary"):
+        want, have = rate[f"{slot}_window"], limits[slot]
+        assert abs(have["used_percent"] - want["used_percent"]) <= 1, (slot, limits, usage)
+        assert have["window_minutes"] == want["limit_window_seconds"] // 60
+        assert have["reset_at"] == want["reset_at"]
+        assert abs(have["reset_after_seconds"] - want["reset_after_seconds"]) <= 5
+
+
+async def _ws_turn(gw: Gateway, key: str) -> tuple[dict[str, str], list[dict[str, Any]], int]:
+    """One websocket turn offering permessage-deflate (as Codex does): (101 headers, events, compress bits)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(gw.ws_url, headers=_headers(key), compress=15) as sock,
+    ):
+        upgrade = {k.lower(): v for k, v in sock._response.headers.items()}  # the 101 as Envoy sent it
+        await sock.send_json({"type": "response.create", **turn_body("ws")})
+        events: list[dict[str, Any]] = []
+        while True:
+            msg = await asyncio.wait_for(sock.receive(), 20)
+            event = json.loads(msg.data)
+            events.append(event)
+            if event.get("type") in ("response.completed", "error", "response.failed"):
+                return upgrade, events, sock.compress
+
+
+def test_view_off_leaves_ws_frames_and_compression_alone(gw: Gateway) -> None:
+    seeded = gw.seed_pool("view-off", ["acct-off1"])
+    gw.simulator.client.upsert_account("acct-off1", primary_used_percent=33, secondary_used_percent=11)
+    upgrade, events, compress = asyncio.run(_ws_turn(gw, seeded.key))
+    assert compress == 15 and "permessage-deflate" in upgrade["sec-websocket-extensions"]
+    assert events[-1]["type"] == "response.completed"
+    rate_events = [e for e in events if e["type"] == "codex.rate_limits"]
+    assert rate_events
+    for event in rate_events:  # the serving account's own figures, as the upstream sent them
+        assert event["rate_limits"]["primary"]["used_percent"] == 33
+        assert event["rate_limits"]["secondary"]["used_percent"] == 11
 
 
 def test_key_hiding_upstream_quota_sees_its_own_limits(gw: Gateway) -> None:

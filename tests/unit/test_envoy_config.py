@@ -10,7 +10,15 @@ import pytest
 import yaml
 
 from pooler import gateway_contract as gc
-from pooler.envoy_config import Endpoint, GatewayConfig, Upstream, num_retries_for, render
+from pooler.envoy_config import (
+    WS_VIEW_FILTER,
+    WS_VIEW_SCRIPT,
+    Endpoint,
+    GatewayConfig,
+    Upstream,
+    num_retries_for,
+    render,
+)
 from tests.support.processes import VENV_BIN
 
 
@@ -84,7 +92,10 @@ def test_websocket_route_is_headers_only_on_an_http1_cluster(tmp_path: Path) -> 
     doc = _doc(tmp_path, upstream_url="https://chatgpt.com")
     ws = _routes(doc)["responses_ws"]
     assert ws["route"]["cluster"] == "codex_upstream_ws"
-    assert all(cfg["disabled"] for cfg in ws["typed_per_filter_config"].values())
+    per_filter = dict(ws["typed_per_filter_config"])
+    # The only filter enabled here is the pooled view's frame rewriter (a streaming Lua filter, no body modes).
+    assert per_filter.pop(WS_VIEW_FILTER)["config"]["name"] == WS_VIEW_SCRIPT
+    assert all(cfg["disabled"] for cfg in per_filter.values())
     clusters = {c["name"]: c for c in doc["static_resources"]["clusters"]}
     options = clusters["codex_upstream_ws"]["typed_extension_protocol_options"]
     http = options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
