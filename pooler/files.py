@@ -19,6 +19,9 @@ MAX_FILE_IDS = 16
 """References per request the gateway pins by (more are ignored: bounded work per request)."""
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _BLOCKED_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".localdomain")
+# A last label that is a number (decimal, octal, hex): an IPv4 address in a form `ipaddress` does not parse but
+# resolvers (inet_aton) do - `127.1`, `0x7f.1`, `0177.0.0.1`. No public name has a numeric top-level label.
+_NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
 
 
 def file_hash(hasher: KeyedHasher, pool_id: int, file_id: str) -> str:
@@ -65,12 +68,20 @@ def upload_url_problem(url: object) -> str | None:
         return "carries credentials"
     if not host:
         return "no host"
+    try:
+        # What a client would resolve: IDNA/nameprep maps fullwidth digits and dots, circled letters, zero-width
+        # characters... onto ASCII (`１２７.0.0.1` -> 127.0.0.1, `ⓛocalhost` -> localhost).
+        host = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError:
+        return "malformed host name"
     host = host.rstrip(".").lower()
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         if "." not in host or host == "localhost" or host.endswith(_BLOCKED_SUFFIXES):
             return "local host name"
+        if _NUMERIC_LABEL.match(host.rsplit(".", 1)[-1]):
+            return "non-canonical IP address"
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
