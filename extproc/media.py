@@ -21,7 +21,9 @@ TRANSCRIPTION_ALIASES = frozenset(
 )
 """OpenAI transcription model names the gateway maps onto the backend's transcriber."""
 BACKEND_FIELDS = frozenset({"file", "language", "prompt"})
-_NAME = re.compile(rb'name="([^"]*)"')
+# The `name` parameter of the Content-Disposition line only: not `filename="..."` (which may come first), nor a
+# `name=` parameter of another header.
+_DISPOSITION = re.compile(rb'(?im)^content-disposition:[^\r\n]*?(?:;|\s)name="([^"]*)"')
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?')
 
 
@@ -34,7 +36,7 @@ def split_multipart(body: bytes, boundary: bytes) -> list[tuple[str, bytes]] | N
     parts: list[tuple[str, bytes]] = []
     for chunk in chunks[1:-1]:
         head, sep, _ = chunk.partition(b"\r\n\r\n")
-        match = _NAME.search(head) if sep else None
+        match = _DISPOSITION.search(head) if sep else None
         if match is None:
             return None
         parts.append((match.group(1).decode("latin-1"), chunk))
