@@ -51,7 +51,8 @@ class AdmissionControl:
     active: dict[str, int] = field(default_factory=dict)
     owners: dict[str, tuple[str, float]] = field(default_factory=dict)
     """request id -> (family, admitted at)."""
-    waiting: dict[str, deque[asyncio.Future[bool]]] = field(default_factory=dict)
+    waiting: dict[str, deque[tuple[str, asyncio.Future[bool]]]] = field(default_factory=dict)
+    """family -> (request id, future) in arrival order."""
 
     def try_acquire(self, family: str | None, request_id: str | None, config: Admission) -> bool | None:
         """True: admitted (or unlimited). None: full but the queue has room (call `wait`). False: reject."""
@@ -74,38 +75,49 @@ class AdmissionControl:
     async def wait(self, family: str, request_id: str, config: Admission) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         queue = self.waiting.setdefault(family, deque())
-        queue.append(future)
+        entry = (request_id, future)
+        queue.append(entry)
         try:
-            granted = await asyncio.wait_for(asyncio.shield(future), config.queue_wait_seconds)
+            return await asyncio.wait_for(asyncio.shield(future), config.queue_wait_seconds)
         except TimeoutError:
-            if future.done() and future.result():
-                granted = True  # handed a slot at the deadline: keep it
-            else:
-                future.cancel()
-                granted = False
+            if future.done() and not future.cancelled() and future.result():
+                return True  # handed a slot at the deadline: keep it (already its owner)
+            future.cancel()
+            return False
         finally:
-            if future in queue:
-                queue.remove(future)
-        if granted:
-            self.owners[request_id] = (family, time.monotonic())
-        return granted
+            if entry in queue:
+                queue.remove(entry)
 
     def release(self, request_id: str) -> None:
         owner = self.owners.pop(request_id, None)
         if owner is None:
+            # The request ended while still queued (client gone): it must not be handed a slot later, which
+            # nothing would ever release.
+            self._drop_waiter(request_id)
             return
         family = owner[0]
         queue = self.waiting.get(family)
         while queue:
-            future = queue.popleft()
+            rid, future = queue.popleft()
             if not future.done():
                 future.set_result(True)  # the slot passes to the waiter: `active` is unchanged
+                # Owned from now, not from when the waiter resumes: a release arriving before that frees it.
+                self.owners[rid] = (family, time.monotonic())
                 return
         left = self.active.get(family, 0) - 1
         if left > 0:
             self.active[family] = left
         else:
             self.active.pop(family, None)
+
+    def _drop_waiter(self, request_id: str) -> None:
+        for queue in self.waiting.values():
+            for entry in queue:
+                if entry[0] == request_id:
+                    if not entry[1].done():
+                        entry[1].set_result(False)  # its wait answers "overloaded" to a stream that is gone
+                    queue.remove(entry)
+                    return
 
     def _take(self, family: str, request_id: str) -> None:
         self.active[family] = self.active.get(family, 0) + 1
