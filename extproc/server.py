@@ -5,6 +5,8 @@ The stream loop only dispatches on the message kind; the decision lives in `proc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -82,12 +84,29 @@ class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[m
         self.draining = False
         """Set by a stopping replica: each stream ends right after its next message (Envoy sends the next flush
         on a new stream, to a replica still in rotation), instead of being cut mid-flight at shutdown."""
+        self.open_streams = 0
+        self._all_ended = asyncio.Event()
 
     async def StreamAccessLogs(
         self, request_iterator: AsyncIterator[als_pb2.StreamAccessLogsMessage], context: grpc.aio.ServicerContext
     ) -> als_pb2.StreamAccessLogsResponse:
-        async for message in request_iterator:
-            self.handler.handle(message)
-            if self.draining:
-                break
+        self.open_streams += 1
+        self._all_ended.clear()
+        try:
+            async for message in request_iterator:
+                self.handler.handle(message)
+                if self.draining:
+                    break
+        finally:
+            self.open_streams -= 1
+            if not self.open_streams:
+                self._all_ended.set()
         return als_pb2.StreamAccessLogsResponse()
+
+    async def wait_ended(self, timeout: float) -> None:
+        """Until every open stream has ended (each after its next message) or `timeout`: an Envoy worker with no
+        traffic sends nothing, and its idle stream is then closed by the server's stop (nothing in flight)."""
+        if not self.open_streams:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_ended.wait(), timeout)
