@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
-
-from tests.support.processes import port_open, wait_until
 
 
 def sse_reply() -> str:
@@ -66,19 +63,3 @@ http {{
 
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or (str(Path("/usr/sbin/nginx")) if Path("/usr/sbin/nginx").exists() else None)
-
-
-def start_nginx(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    conf = workdir / "nginx.conf"
-    conf.write_text(nginx_conf(workdir, port))
-    binary = nginx_binary()
-    if binary is None:
-        raise RuntimeError("nginx is not installed (make bench-deps)")
-    log = open(workdir / "nginx.out", "ab")  # noqa: SIM115 - owned by the child
-    proc = subprocess.Popen(
-        [binary, "-c", str(conf), "-p", str(workdir)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    log.close()
-    wait_until(lambda: port_open(port), timeout=15, what="nginx")
-    return proc

@@ -21,8 +21,15 @@ import httpx
 from bench.fixed_upstream import nginx_binary, nginx_conf
 from pooler.config import Config, load_config
 from pooler.supervisor import ChildSpec, Supervisor
-from pooler.up import envoy_binary, http_probe, module_available, python_module, tcp_probe, unix_probe
-from tests.support.processes import free_port
+from pooler.up import (
+    envoy_binary,
+    free_loopback_port,
+    http_probe,
+    module_available,
+    python_module,
+    tcp_probe,
+    unix_probe,
+)
 
 BUDGET = 10**15  # tokens: no quota window ever fills during a benchmark
 
@@ -64,21 +71,21 @@ def make_stack(workdir: Path) -> Stack:
         "POOLER_KEYRING_FILE": str(data / "keyring.env"),
         "POOLER_SECRET_KEYS": "",
         "POOLER_KEY_PEPPER": "",
-        "POOLER_LISTEN_PORT": str(free_port()),
-        "POOLER_ADMIN_PORT": str(free_port()),
-        "POOLER_ENVOY_ADMIN_PORT": str(free_port()),
+        "POOLER_LISTEN_PORT": str(free_loopback_port()),
+        "POOLER_ADMIN_PORT": str(free_loopback_port()),
+        "POOLER_ENVOY_ADMIN_PORT": str(free_loopback_port()),
         "POOLER_LOG_LEVEL": "WARNING",
     }
     stack = Stack(workdir=workdir, config=load_config(env), env=env)
     for name in ("simulator", "nginx", "direct_sim", "direct_nginx", "gateway_sim", "gateway_nginx"):
-        stack.ports[name] = free_port()
+        stack.ports[name] = free_loopback_port()
     return stack
 
 
 def _envoy(stack: Stack, name: str, upstream_url: str, direct: bool) -> ChildSpec:
     from pooler.envoy_config import Endpoint, config_from_env, render
 
-    admin_port = free_port()
+    admin_port = free_loopback_port()
     config = dataclasses.replace(stack.config, listen_port=stack.ports[name], envoy_admin_port=admin_port)
     gateway = dataclasses.replace(
         config_from_env(config, upstream_url=upstream_url),
