@@ -15,10 +15,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from pooler.config import Config, load_config
 from pooler.supervisor import ChildSpec, Probe, Supervisor, install_signal_handlers
+
+if TYPE_CHECKING:
+    from pooler.demo import DemoSeed
 
 READY_PREFIX = "pooler ready:"
 """The one line scripts and tests wait for; everything after it is the client URLs."""
@@ -184,7 +187,7 @@ def render_envoy(config: Config) -> Path:
     return path
 
 
-def run_up(demo: bool, out: IO[str] | None = None, argv_env: dict[str, str] | None = None) -> int:
+def run_up(demo: bool, out: IO[str] | None = None) -> int:
     out = out or sys.stdout
     config = load_config()
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -197,7 +200,7 @@ def run_up(demo: bool, out: IO[str] | None = None, argv_env: dict[str, str] | No
     prepare(config, say)
     simulator_port: int | None = None
     upstream_url: str | None = None
-    seeded = None
+    seeded: DemoSeed | None = None
     if demo:
         from pooler.demo import seed_demo, simulator_port_from_env
 
@@ -211,7 +214,7 @@ def run_up(demo: bool, out: IO[str] | None = None, argv_env: dict[str, str] | No
     missing = [name for name in ("extproc", "admin_flask", "mcp_server", "scheduler") if not module_available(name)]
     if missing:
         say(f"not installed, not started: {', '.join(missing)}")
-    env = {**os.environ, **(argv_env or {}), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     supervisor = Supervisor(specs, out=out, base_env=env)
     install_signal_handlers(supervisor.stop_event)
     supervisor.start_all()
@@ -228,12 +231,11 @@ def run_up(demo: bool, out: IO[str] | None = None, argv_env: dict[str, str] | No
     return 0
 
 
-def print_ready(out: IO[str], urls: Urls, seeded: object | None) -> None:
+def print_ready(out: IO[str], urls: Urls, seeded: DemoSeed | None) -> None:
     lines = [f"{READY_PREFIX} client {urls.client}  codex {urls.codex_base}  admin {urls.admin}"]
     if seeded is not None:
-        from pooler.demo import DemoSeed, demo_instructions
+        from pooler.demo import demo_instructions
 
-        assert isinstance(seeded, DemoSeed)
         lines.append(demo_instructions(urls.client, seeded))
     out.write("\n".join(lines) + "\n")
     out.flush()
