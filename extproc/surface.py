@@ -134,21 +134,26 @@ class Surface:
         return pooled_usage_payload(pooled_usage(pool.policy, pool.candidates, now), now)
 
 
-def _with_ws(payload: dict[str, Any], websocket: bool) -> dict[str, str]:
+class ViewValues(dict[str, str]):
+    """View values plus their header mutation, built once: the pooled view is cached per pool per second, and
+    merging a prebuilt mutation costs ~1 us per attempt against ~13 us for adding the 9 headers one by one."""
+
+    __slots__ = ("mutation",)
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        super().__init__(values)
+        self.mutation = _view_mutation(values)
+
+
+def _with_ws(payload: dict[str, Any], websocket: bool) -> ViewValues:
     values = header_values(payload)
     if websocket and values and (frame := ws_view_value(payload)) is not None:
         values[WS_VIEW_KEY] = frame
-    return values
+    return ViewValues(values)
 
 
-def attach_view(response: ep.ProcessingResponse, values: Mapping[str, str]) -> None:
-    """The view as `x-pooler-view-*` request headers of this attempt, read back by Envoy's downstream response
-    header_mutation with `%REQ(...)%`. Measured: dynamic metadata written by an *upstream* ext_proc is not yet
-    in the downstream stream info when the response headers are encoded (it is by access-log time), so
-    `%DYNAMIC_METADATA%` came out empty; the request header map is shared with the router, so `%REQ%` works."""
-    if not values:
-        return
-    mutation = response.request_headers.response.header_mutation
+def _view_mutation(values: Mapping[str, str]) -> ep.HeaderMutation:
+    mutation = ep.HeaderMutation()
     for key, value in values.items():
         opt = mutation.set_headers.add()
         opt.header.key = VIEW_HEADER_PREFIX + key.replace("_", "-")
@@ -158,3 +163,15 @@ def attach_view(response: ep.ProcessingResponse, values: Mapping[str, str]) -> N
         # Compressed (permessage-deflate) frames cannot be rewritten by the websocket route's Lua filter: the
         # upgrade is sent without the offer, so the upstream answers uncompressed frames. Only when the view is on.
         mutation.remove_headers.append(WS_EXTENSIONS_HEADER)
+    return mutation
+
+
+def attach_view(response: ep.ProcessingResponse, values: Mapping[str, str]) -> None:
+    """The view as `x-pooler-view-*` request headers of this attempt, read back by Envoy's downstream response
+    header_mutation with `%REQ(...)%`. Measured: dynamic metadata written by an *upstream* ext_proc is not yet
+    in the downstream stream info when the response headers are encoded (it is by access-log time), so
+    `%DYNAMIC_METADATA%` came out empty; the request header map is shared with the router, so `%REQ%` works."""
+    if not values:
+        return
+    prebuilt = values.mutation if isinstance(values, ViewValues) else _view_mutation(values)
+    response.request_headers.response.header_mutation.MergeFrom(prebuilt)  # appends to the attempt's own
