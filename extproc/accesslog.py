@@ -38,7 +38,6 @@ FLAG_NAMES = {
     "downstream_connection_termination": "DC",
     "no_cluster_found": "NC",
 }
-PENDING_ATTEMPTS_TTL = 300.0
 
 
 def _seconds(duration: Any) -> float | None:
@@ -108,10 +107,19 @@ class AccessLogHandler:
         common = entry.common_properties
         request_id = entry.request.request_id
         now = time.time()
-        slot = self.state.attempts.setdefault(request_id, (now, []))
-        routed = self.state.requests_in_flight.get(request_id)
-        position = len(slot[1])
-        account_id = routed[1][position] if routed is not None and position < len(routed[1]) else None
+        done = self.state.finished.get(request_id)
+        if done is not None:
+            # Logged after its request's downstream entry: attribute it from the request's tried list, and keep
+            # no slot for it (nothing would ever pop it).
+            slot: tuple[float, list[AttemptRecord]] = (now, [])
+            position, done.seen = done.seen, done.seen + 1
+            account_id = done.accounts[position] if position < len(done.accounts) else None
+            self.state.late_attempts += 1
+        else:
+            slot = self.state.attempts.setdefault(request_id, (now, []))
+            routed = self.state.requests_in_flight.get(request_id)
+            position = len(slot[1])
+            account_id = routed[1][position] if routed is not None and position < len(routed[1]) else None
         record = AttemptRecord(
             request_id=request_id,
             account_id=account_id,
@@ -134,14 +142,20 @@ class AccessLogHandler:
         common = entry.common_properties
         routing = _fields(common, gc.NS_ROUTING)
         request_id = entry.request.request_id
+        routed = self.state.requests_in_flight.get(request_id)
         self.state.finish(request_id)
         now = time.time()
         attempts = self.state.attempts.pop(request_id, (now, []))[1]
-        self._expire(now)
+        self.state.expire_attempts(now)
+        done = self.state.remember_finished(request_id, len(attempts), now)
+        if routed is not None:
+            done.accounts = routed[1]
         if routing is None:
             return  # never reached the ext_proc (health checks, 404s, admin): not a pooled request
         tried_value = routing.get(gc.ROUTING_TRIED) if hasattr(routing, "get") else None
         tried = [int(v.number_value) for v in tried_value.list_value.values] if tried_value is not None else []
+        if tried:
+            done.accounts = tried  # Envoy's own list: also names attempts another replica routed
         if tried and "URX" in _flags(common):
             self._check_retry_budget(_num(routing, gc.ROUTING_POOL_ID), len(tried))
         usage = _fields(common, gc.NS_USAGE)
@@ -217,13 +231,6 @@ class AccessLogHandler:
             effect = attempt_effect(attempt, demotion)
             if effect is not None:
                 self.state.apply_effect(effect, now)
-
-    def _expire(self, now: float) -> None:
-        if len(self.state.attempts) < 1024:
-            return
-        for request_id, (seen, _) in list(self.state.attempts.items()):
-            if now - seen > PENDING_ATTEMPTS_TTL:
-                del self.state.attempts[request_id]
 
 
 class AccessLogMethod:

@@ -94,6 +94,7 @@ class Reloader:
             await self.check()
             # Wall clock, like the start times the processor records (the loop's clock is monotonic).
             self.state.expire_in_flight(time.time())
+            self.state.prune_sticky(time.time())
             wake = asyncio.ensure_future(self.wake.wait())
             stopped = asyncio.ensure_future(stop.wait())
             await asyncio.wait({wake, stopped}, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)

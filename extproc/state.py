@@ -8,6 +8,7 @@ the database is touched only by the reloader and the writer, in worker threads.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +22,22 @@ from pooler.snapshot import Overlay, Snapshot, Sticky, rebuild_pool
 MAX_PENDING_REQUESTS = 200_000
 """Bound on request rows held while the database is away (~100 MB); beyond it the oldest are dropped."""
 IN_FLIGHT_TTL = 4 * 3600.0
+PENDING_ATTEMPTS_TTL = 300.0
+"""How long upstream-log records wait for their request's downstream entry (normally one flush, 0.5 s)."""
+FINISHED_TTL = 30.0
+"""How long a finished request is remembered for upstream-log entries arriving after its downstream entry."""
+MAX_FINISHED = 100_000
+STICKY_PRUNE_INTERVAL = 60.0
+
+
+@dataclass(slots=True)
+class Finished:
+    """A request whose downstream access-log entry was handled: the accounts of its attempts (by position) and
+    how many of its upstream entries were seen, so an upstream entry that arrives late is still attributed."""
+
+    at: float
+    accounts: list[int]
+    seen: int
 
 
 @dataclass
@@ -33,11 +50,19 @@ class GatewayState:
     in_flight: dict[int, int] = field(default_factory=dict)
     requests_in_flight: dict[str, tuple[float, list[int]]] = field(default_factory=dict)
     attempts: dict[str, tuple[float, list[AttemptRecord]]] = field(default_factory=dict)
-    """request id -> upstream-log records of its finished attempts (until its downstream entry arrives)."""
+    """request id -> upstream-log records of its finished attempts (until its downstream entry arrives).
+    Insertion order is arrival order, so expiry pops from the front (`expire_attempts`)."""
+    finished: OrderedDict[str, Finished] = field(default_factory=OrderedDict)
+    """Recently finished requests (bounded by FINISHED_TTL and MAX_FINISHED). Envoy does not always log a
+    request's last attempt before the request itself (measured: a few % of requests under load); without this,
+    such a late entry re-created an `attempts` slot nobody ever popped (kept PENDING_ATTEMPTS_TTL, the ext_proc's
+    RSS growth in docs/BENCHMARKS.md) and lost its account, hence its evidence."""
+    late_attempts: int = 0
     pending: Batch = field(default_factory=Batch)
     finish_hooks: list[Callable[[str], None]] = field(default_factory=list)
     """Called with the request id when its downstream access-log entry arrives (admission slots)."""
     dropped_rows: int = 0
+    _sticky_pruned_at: float = 0.0
 
     # --- snapshot ---------------------------------------------------------------------------------------
     def install(self, snapshot: Snapshot) -> None:
@@ -129,6 +154,36 @@ class GatewayState:
         for request_id, (started, _) in list(self.requests_in_flight.items()):
             if now - started > IN_FLIGHT_TTL:
                 self.finish(request_id)
+
+    def expire_attempts(self, now: float) -> None:
+        """Drop upstream-log records whose downstream entry never came (oldest first: amortised O(1))."""
+        attempts = self.attempts
+        while attempts:
+            request_id, (seen, _) = next(iter(attempts.items()))
+            if now - seen <= PENDING_ATTEMPTS_TTL:
+                break
+            del attempts[request_id]
+
+    def remember_finished(self, request_id: str, seen: int, now: float) -> Finished:
+        """Record that the request's downstream entry was handled after `seen` upstream entries."""
+        done = self.finished.pop(request_id, None) or Finished(now, [], seen)
+        done.at = now
+        self.finished[request_id] = done
+        finished = self.finished
+        while finished and (len(finished) > MAX_FINISHED or now - next(iter(finished.values())).at > FINISHED_TTL):
+            finished.popitem(last=False)
+        return done
+
+    def prune_sticky(self, now: float) -> None:
+        """Drop expired sticky sessions from the live snapshot. `pin_session` adds one per new conversation and
+        only a snapshot reload (a routing-version bump) dropped expired ones, so a gateway whose routing never
+        changed kept every session it ever saw. Once a minute: a full scan, cheap at that rate."""
+        snapshot = self.snapshot
+        if snapshot is None or now - self._sticky_pruned_at < STICKY_PRUNE_INTERVAL:
+            return
+        self._sticky_pruned_at = now
+        for key in [k for k, v in snapshot.sticky.items() if v.expires_at <= now]:
+            del snapshot.sticky[key]
 
     # --- writes -------------------------------------------------------------------------------------------
     def take_pending(self) -> Batch:
