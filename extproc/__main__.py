@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from extproc import memdebug
 from extproc.app import main
 
 if __name__ == "__main__":
+    memdebug.install()  # no-op unless POOLER_EXTPROC_MEMDEBUG is set
     sys.exit(main())
