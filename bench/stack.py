@@ -14,9 +14,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
+import yaml
 
 from bench.fixed_upstream import nginx_binary, nginx_conf
 from pooler.config import Config, load_config
@@ -77,12 +78,28 @@ def make_stack(workdir: Path) -> Stack:
         "POOLER_LOG_LEVEL": "WARNING",
     }
     stack = Stack(workdir=workdir, config=load_config(env), env=env)
-    for name in ("simulator", "nginx", "direct_sim", "direct_nginx", "gateway_sim", "gateway_nginx"):
+    for name in ("simulator", "nginx", "direct_sim", "direct_nginx", "plain_nginx", "gateway_sim", "gateway_nginx"):
         stack.ports[name] = free_loopback_port()
     return stack
 
 
-def _envoy(stack: Stack, name: str, upstream_url: str, direct: bool) -> ChildSpec:
+BODY_FILTERS = ("envoy.filters.http.json_to_metadata", "envoy.filters.http.sse_to_metadata")
+
+
+def _without_body_filters(node: Any) -> None:
+    """The plain-proxy baseline: the body filters stay in the chain but disabled (routes name them in
+    typed_per_filter_config, which an absent filter would fail), so Envoy neither buffers nor parses the body."""
+    if isinstance(node, dict):
+        if node.get("name") in BODY_FILTERS and "typed_config" in node:
+            node["disabled"] = True
+        for value in node.values():
+            _without_body_filters(value)
+    elif isinstance(node, list):
+        for value in node:
+            _without_body_filters(value)
+
+
+def _envoy(stack: Stack, name: str, upstream_url: str, direct: bool, plain: bool = False) -> ChildSpec:
     from pooler.envoy_config import Endpoint, config_from_env, render
 
     admin_port = free_loopback_port()
@@ -93,7 +110,12 @@ def _envoy(stack: Stack, name: str, upstream_url: str, direct: bool) -> ChildSpe
         direct=direct,
     )
     path = stack.workdir / f"envoy-{name}.yaml"
-    path.write_text(render(gateway))
+    text = render(gateway)
+    if plain:
+        doc = yaml.safe_load(text)
+        _without_body_filters(doc)
+        text = yaml.safe_dump(doc, sort_keys=False)
+    path.write_text(text)
     argv = [envoy_binary(), "-c", str(path), "--disable-hot-restart", "--log-level", "error"]
     ready = http_probe(f"http://127.0.0.1:{admin_port}/ready")
     return ChildSpec(name, argv, probe=lambda: ready() and tcp_probe(stack.ports[name])())
@@ -133,6 +155,9 @@ def start(stack: Stack) -> None:
         ),
         _envoy(stack, "direct_sim", sim, direct=True),
         _envoy(stack, "direct_nginx", ngx, direct=True),
+        # Baseline 2: a plain Envoy proxy (direct, json_to_metadata/sse_to_metadata off) - what a proxy without
+        # the gateway's body reads costs; the gateway needs json_to_metadata for `model`/`prompt_cache_key`.
+        _envoy(stack, "plain_nginx", ngx, direct=True, plain=True),
     ]
     if stack.has_gateway:
         specs.append(ChildSpec("extproc", python_module("extproc"), probe=unix_probe(stack.config.extproc_socket)))
