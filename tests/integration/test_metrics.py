@@ -80,7 +80,8 @@ def test_counters_after_traffic_and_no_identifiers(gw: Gateway) -> None:
         response = _scrape(gw)
         assert response.status_code == 200, response.text
         samples = _samples(response.text)
-        done = _value(samples, "pooler_requests_total", pool="metrics-pool", status_class="2xx")
+        # Wait on the responses family itself: the seed's readiness probe adds a 2xx `usage` request to the pool.
+        done = _value(samples, "pooler_requests_total", pool="metrics-pool", route_family="responses")
         return samples if done >= 4 else None
 
     samples = wait_until(scraped, timeout=15, what="request counters")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -148,10 +149,15 @@ def test_job_refreshes_due_and_flagged_accounts_only(session_factory: Factory) -
     oauth = FakeOAuth()
     now = dt.datetime.now(dt.UTC)
     fresh = create_account(session_factory, BOX, refresh_token="rt_fresh")
-    expiring = create_account(session_factory, BOX, expires_at=now + dt.timedelta(hours=2))
+    # A refresh token of its own: the job walks every due account of the (shared) database, and another test's
+    # account holding the fake's only valid token must not consume it first.
+    expiring_token = f"rt_expiring_{secrets.token_hex(4)}"
+    expiring = create_account(
+        session_factory, BOX, expires_at=now + dt.timedelta(hours=2), refresh_token=expiring_token
+    )
     with session_factory.begin() as s:
         request_refresh(s, fresh, now)
-    oauth.valid = "rt_initial"
+    oauth.valid = expiring_token
     counts = refresh_due_tokens(deps_for(session_factory, oauth), now)
     # The flagged one fails (its token is unknown to the fake: reused -> reauth), the expiring one refreshes.
     assert counts["refreshed"] >= 1 and counts["reauth_required"] >= 1
