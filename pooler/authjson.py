@@ -7,14 +7,13 @@ Messages never echo file contents, and the tokens are kept out of `repr` so they
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from pooler.errors import AuthJsonError
+from pooler.oauth.jwt import claim_time, unverified_claims
 
 MAX_AUTH_JSON_BYTES = 64 * 1024
 AUTH_CLAIM = "https://api.openai.com/auth"
@@ -60,21 +59,10 @@ class ParsedAuth:
         return self.access_token_expires_at is not None and self.access_token_expires_at <= now
 
 
-def _b64url_decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
 def decode_jwt_payload(token: str, name: str) -> dict[str, Any]:
     """The claims of a JWT, unverified. `name` only labels the error message."""
-    parts = token.split(".")
-    if len(parts) != 3 or not parts[1]:
-        raise AuthJsonError(msg_bad_jwt(name))
-    try:
-        claims = json.loads(_b64url_decode(parts[1]))
-    except (ValueError, binascii.Error, RecursionError):
-        # ValueError covers bad base64 padding, non-UTF-8 bytes and malformed JSON.
-        raise AuthJsonError(msg_bad_jwt(name)) from None
-    if not isinstance(claims, dict):
+    claims = unverified_claims(token)
+    if claims is None:
         raise AuthJsonError(msg_bad_jwt(name))
     return claims
 
@@ -92,15 +80,6 @@ def _clean_str(value: object, max_chars: int) -> str | None:
 def _sub(claims: dict[str, Any], key: str) -> dict[str, Any]:
     value = claims.get(key)
     return value if isinstance(value, dict) else {}
-
-
-def _timestamp(value: object) -> dt.datetime | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return dt.datetime.fromtimestamp(value, dt.UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def _iso_time(value: object) -> dt.datetime | None:
@@ -169,7 +148,7 @@ def parse_auth_json(data: bytes) -> ParsedAuth:
         plan_type=_clean_str(id_auth.get("chatgpt_plan_type"), MAX_PLAN_CHARS)
         or _clean_str(access_auth.get("chatgpt_plan_type"), MAX_PLAN_CHARS),
         email=email,
-        access_token_expires_at=_timestamp(access_claims.get("exp")),
+        access_token_expires_at=claim_time(access_claims.get("exp")),
         last_refresh_at=_iso_time(doc.get("last_refresh")),
         id_token=tokens["id_token"],
         access_token=tokens["access_token"],

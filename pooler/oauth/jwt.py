@@ -18,18 +18,23 @@ def unverified_claims(token: str) -> dict[str, Any] | None:
     try:
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
         claims = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, RecursionError):
+        # ValueError covers bad padding, non-UTF-8 bytes and malformed JSON; RecursionError pathological nesting.
         return None
     return claims if isinstance(claims, dict) else None
+
+
+def claim_time(value: object) -> dt.datetime | None:
+    """A numeric-date claim (`exp`, `iat`, ...) as an aware UTC datetime, or None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def token_expiry(token: str) -> dt.datetime | None:
     """`exp` of a JWT as an aware UTC datetime, or None."""
     claims = unverified_claims(token)
-    exp = None if claims is None else claims.get("exp")
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
-        return None
-    try:
-        return dt.datetime.fromtimestamp(exp, dt.UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
+    return None if claims is None else claim_time(claims.get("exp"))
