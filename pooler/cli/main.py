@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "pooler.cli.dev",
     "pooler.cli.mcp",
     "pooler.cli.settings",
+    "pooler.cli.metrics",
 ]
 
 

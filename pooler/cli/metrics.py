@@ -1,0 +1,49 @@
+"""`pooler metrics token create|clear`: the optional bearer token of the gateway's `/metrics` route.
+
+Only a keyed hash is stored (pooler.metrics_token, setting `metrics_token_hash`); the raw token is printed
+exactly once, alone on stdout, after the transaction committed, so a failed commit never shows a token that
+does not work. `clear` makes `/metrics` open again (reachable only through the gateway port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pooler.cli.common import command_group, core_context, transaction
+
+
+def _token_create(_args: argparse.Namespace) -> int:
+    from pooler import metrics_token
+    from pooler.services.actors import cli_actor
+
+    with core_context() as ctx, transaction(ctx) as session:
+        raw = metrics_token.create_token(session, ctx.hasher, actor=cli_actor())
+    # Guidance on stderr so `TOKEN=$(pooler metrics token create)` captures the token alone.
+    print(
+        "created the /metrics token (replaces any previous one); shown only once below. "
+        "Scrapers send `Authorization: Bearer <token>`",
+        file=sys.stderr,
+    )
+    print(raw)
+    return 0
+
+
+def _token_clear(_args: argparse.Namespace) -> int:
+    from pooler import metrics_token
+    from pooler.services.actors import cli_actor
+
+    with core_context() as ctx, transaction(ctx) as session:
+        metrics_token.clear_token(session, actor=cli_actor())
+    print("cleared the /metrics token: /metrics is open again (gateway port only)", file=sys.stderr)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    group = command_group(subparsers, "metrics", "the gateway's /metrics endpoint")
+    tokens = command_group(group, "token", "the optional /metrics bearer token")
+    p = tokens.add_parser("create", help="create (or replace) the token; printed once")
+    p.set_defaults(func=_token_create)
+    p = tokens.add_parser("clear", help="remove the token: /metrics open again")
+    p.set_defaults(func=_token_clear)
