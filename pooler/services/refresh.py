@@ -91,6 +91,20 @@ class RefreshDeps:
     poll_interval: float = 0.05
 
 
+def _transition(
+    deps: RefreshDeps,
+    session: Session,
+    account: UpstreamAccount,
+    new_state: AccountState,
+    reason: str,
+    now: dt.datetime,
+) -> None:
+    """A lifecycle transition recorded as the refresh's actor (the scheduler, or whoever built `deps`)."""
+    lifecycle.transition(
+        session, account, new_state, actor_type=deps.actor_type, actor_label=deps.actor_label, reason=reason, now=now
+    )
+
+
 def make_http_client() -> httpx.Client:
     return httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=False)
 
@@ -187,26 +201,10 @@ def _acquire_lease(deps: RefreshDeps, account_id: int, epoch: int, owner: str, n
         if refresh_token is None:
             # Nothing to refresh with: the account needs a new auth.json. Give the lease back in this commit.
             account.refresh_lease_owner, account.refresh_lease_until = None, None
-            lifecycle.transition(
-                session,
-                account,
-                S.REAUTH_REQUIRED,
-                actor_type=deps.actor_type,
-                actor_label=deps.actor_label,
-                reason="no_refresh_token",
-                now=now,
-            )
+            _transition(deps, session, account, S.REAUTH_REQUIRED, "no_refresh_token", now)
             return None
         if S(account.state) in (S.ACTIVE, S.REFRESH_DUE, S.REFRESH_FAILED):
-            lifecycle.transition(
-                session,
-                account,
-                S.REFRESHING,
-                actor_type=deps.actor_type,
-                actor_label=deps.actor_label,
-                reason="refresh_started",
-                now=now,
-            )
+            _transition(deps, session, account, S.REFRESHING, "refresh_started", now)
         return refresh_token
 
 
@@ -261,15 +259,7 @@ def _commit_tokens(deps: RefreshDeps, account_id: int, epoch: int, tokens: Token
         account.refresh_not_before = None
         account.refresh_lease_owner, account.refresh_lease_until = None, None
         if S(account.state) in _CREDENTIAL_STATES:
-            lifecycle.transition(
-                session,
-                account,
-                S.ACTIVE,
-                actor_type=deps.actor_type,
-                actor_label=deps.actor_label,
-                reason="refreshed",
-                now=now,
-            )
+            _transition(deps, session, account, S.ACTIVE, "refreshed", now)
         bump_routing_version(session)  # new bearer for the gateway's snapshot
         access = tokens.access_token or read_token(session, deps.box, account_id, SecretKind.ACCESS_TOKEN)
     log.info("account %s: tokens refreshed (epoch %s)", account_id, epoch + 1)
@@ -311,15 +301,7 @@ def _record_failure(
             outcome = Outcome.TRANSIENT
         account.refresh_not_before = not_before
         if target is not None:
-            lifecycle.transition(
-                session,
-                account,
-                target,
-                actor_type=deps.actor_type,
-                actor_label=deps.actor_label,
-                reason=failure.code,
-                now=now,
-            )
+            _transition(deps, session, account, target, failure.code, now)
         return RefreshResult(outcome, epoch, code=failure.code, not_before=not_before)
 
 
