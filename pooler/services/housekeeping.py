@@ -1,19 +1,26 @@
-"""Job `housekeeping`: request-log retention, expired sticky sessions and stale refresh leases."""
+"""Job `housekeeping`: request-log retention, expired sticky sessions, stale refresh leases, finished OAuth flows
+and expired invites."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pooler import lifecycle
-from pooler.models import RequestLog, StickySession, UpstreamAccount
+from pooler.models import OAuthFlow, OAuthInvite, RequestLog, StickySession, UpstreamAccount
+from pooler.onboarding.types import FlowStatus, InviteStatus
+from pooler.services import audit
 from pooler.services.jobs import LifecycleSettings, load_settings
 from pooler.states import AccountState, ActorType
 
 BATCH = 5000
 """Rows deleted per transaction, so retention never holds a long write lock (SQLite has one writer)."""
+
+OAUTH_FLOW_RETENTION = dt.timedelta(days=1)
+"""Finished flows are kept a day so an operator can still see why a sign-in failed; then they are only clutter
+(a pending-but-expired flow also still holds its sealed PKCE verifier/device ids, useless after expiry)."""
 
 
 def purge_request_logs(factory: sessionmaker[Session], before: dt.datetime) -> int:
@@ -59,6 +66,51 @@ def release_stale_leases(factory: sessionmaker[Session], now: dt.datetime) -> in
     return released
 
 
+def purge_oauth_flows(factory: sessionmaker[Session], now: dt.datetime) -> int:
+    """Deletes flows finished (completed/failed/expired) more than a day ago, and pending flows expired as long."""
+    cutoff = now - OAUTH_FLOW_RETENTION
+    with factory.begin() as session:
+        result = session.execute(
+            delete(OAuthFlow)
+            .where(
+                or_(
+                    and_(
+                        OAuthFlow.status != FlowStatus.PENDING,
+                        func.coalesce(OAuthFlow.finished_at, OAuthFlow.created_at) < cutoff,
+                    ),
+                    and_(OAuthFlow.status == FlowStatus.PENDING, OAuthFlow.expires_at < cutoff),
+                )
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def expire_invites(factory: sessionmaker[Session], now: dt.datetime) -> int:
+    """Marks pending invites past their expiry `expired`, so the stored status (lists, exports, queries) agrees
+    with the effective one the pages already show. Their links already stopped working at expiry."""
+    with factory.begin() as session:
+        # Row locks (PostgreSQL): an invitee completing at this moment either commits first (no longer pending,
+        # not selected) or waits and then sees `expired` (its completion re-checks the invite).
+        expired = session.scalars(
+            select(OAuthInvite)
+            .where(OAuthInvite.status == InviteStatus.PENDING, OAuthInvite.expires_at <= now)
+            .with_for_update()
+        ).all()
+        for invite in expired:
+            invite.status = InviteStatus.EXPIRED
+            audit.record(
+                session,
+                actor_type=ActorType.SCHEDULER,
+                actor_label="scheduler",
+                action="invite.expire",
+                target_type="invite",
+                target_id=invite.id,
+                target_label=invite.label,
+            )
+        return len(expired)
+
+
 def run(factory: sessionmaker[Session], now: dt.datetime, settings: LifecycleSettings | None = None) -> dict[str, int]:
     if settings is None:
         with factory() as session:
@@ -67,4 +119,6 @@ def run(factory: sessionmaker[Session], now: dt.datetime, settings: LifecycleSet
         "request_logs_deleted": purge_request_logs(factory, now - settings.request_log_retention),
         "sticky_sessions_deleted": purge_sticky_sessions(factory, now),
         "leases_released": release_stale_leases(factory, now),
+        "oauth_flows_deleted": purge_oauth_flows(factory, now),
+        "invites_expired": expire_invites(factory, now),
     }

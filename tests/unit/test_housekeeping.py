@@ -72,3 +72,101 @@ def test_floor_slot_is_the_same_grid_everywhere() -> None:
     t = dt.datetime(2026, 1, 1, 12, 0, 59, 900000, tzinfo=dt.UTC)
     assert jobs.floor_slot(t, dt.timedelta(seconds=30)) == dt.datetime(2026, 1, 1, 12, 0, 30, tzinfo=dt.UTC)
     assert jobs.floor_slot(t, dt.timedelta(minutes=5)) == dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def _pool(factory: Factory) -> int:
+    from pooler.models import Pool
+
+    with factory.begin() as s:
+        pool = Pool(name=f"hk-{secrets.token_hex(3)}", label="housekeeping")
+        s.add(pool)
+        s.flush()
+        return pool.id
+
+
+def _flow(factory: Factory, pool_id: int, status: str, *, age: dt.timedelta, expires_in: dt.timedelta) -> int:
+    from pooler.models import OAuthFlow
+
+    created = NOW - age
+    with factory.begin() as s:
+        flow = OAuthFlow(
+            purpose="link",
+            method="device",
+            pool_id=pool_id,
+            status=status,
+            binding_hash=secrets.token_hex(32),
+            expires_at=created + expires_in,
+            key_id="k1",
+            nonce=b"n",
+            ciphertext=b"c",
+            created_at=created,
+            finished_at=None if status == "pending" else created + dt.timedelta(minutes=1),
+        )
+        s.add(flow)
+        s.flush()
+        return flow.id
+
+
+def test_finished_and_long_expired_oauth_flows_are_deleted(session_factory: Factory) -> None:
+    from pooler.models import OAuthFlow
+
+    pool_id = _pool(session_factory)
+    ttl = dt.timedelta(minutes=15)
+    old, recent = dt.timedelta(days=2), dt.timedelta(hours=2)
+    gone = [_flow(session_factory, pool_id, status, age=old, expires_in=ttl) for status in ("completed", "failed")]
+    gone.append(_flow(session_factory, pool_id, "expired", age=old, expires_in=ttl))
+    gone.append(_flow(session_factory, pool_id, "pending", age=old, expires_in=ttl))  # expired, never marked
+    kept = [_flow(session_factory, pool_id, status, age=recent, expires_in=ttl) for status in ("completed", "failed")]
+    kept.append(_flow(session_factory, pool_id, "pending", age=recent, expires_in=ttl))  # expired < a day ago
+    kept.append(_flow(session_factory, pool_id, "pending", age=dt.timedelta(minutes=1), expires_in=ttl))
+    counts = housekeeping.run(session_factory, NOW)
+    assert counts["oauth_flows_deleted"] >= len(gone)
+    with session_factory() as s:
+        left = set(s.scalars(select(OAuthFlow.id).where(OAuthFlow.id.in_(gone + kept))))
+    assert left == set(kept)
+
+
+def test_expired_pending_invites_are_marked_expired(session_factory: Factory) -> None:
+    from pooler.models import AuditEvent, OAuthInvite
+
+    pool_id = _pool(session_factory)
+    rows = {
+        "pending-past": ("pending", NOW - dt.timedelta(minutes=1)),
+        "pending-future": ("pending", NOW + dt.timedelta(days=1)),
+        "accepted-past": ("accepted", NOW - dt.timedelta(days=1)),
+        "revoked-past": ("revoked", NOW - dt.timedelta(days=1)),
+    }
+    ids: dict[str, int] = {}
+    with session_factory.begin() as s:
+        for label, (status, expires_at) in rows.items():
+            invite = OAuthInvite(
+                pool_id=pool_id,
+                token_hash=secrets.token_hex(32),
+                label=label,
+                status=status,
+                expires_at=expires_at,
+                created_at=NOW - dt.timedelta(days=2),
+            )
+            s.add(invite)
+            s.flush()
+            ids[label] = invite.id
+    counts = housekeeping.run(session_factory, NOW)
+    assert counts["invites_expired"] >= 1
+    with session_factory() as s:
+        statuses = {i.label: i.status for i in s.scalars(select(OAuthInvite).where(OAuthInvite.id.in_(ids.values())))}
+        events = s.scalars(
+            select(AuditEvent.target_id).where(AuditEvent.action == "invite.expire", AuditEvent.target_type == "invite")
+        ).all()
+    assert statuses == {
+        "pending-past": "expired",
+        "pending-future": "pending",
+        "accepted-past": "accepted",
+        "revoked-past": "revoked",
+    }
+    assert str(ids["pending-past"]) in {str(e) for e in events}
+    assert str(ids["pending-future"]) not in {str(e) for e in events}
+    # A second run leaves it alone: one audit event per expiry.
+    housekeeping.expire_invites(session_factory, NOW)
+    with session_factory() as s:
+        again = s.scalars(select(AuditEvent.target_id).where(AuditEvent.action == "invite.expire")).all()
+    assert [str(e) for e in again].count(str(ids["pending-past"])) == 1
