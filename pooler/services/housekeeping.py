@@ -1,15 +1,15 @@
-"""Job `housekeeping`: request-log retention, expired sticky sessions, stale refresh leases, finished OAuth flows
-and expired invites."""
+"""Job `housekeeping`: request-log retention, expired sticky sessions, stale refresh leases, finished OAuth flows,
+expired invites and job runs whose runner died."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pooler import lifecycle
-from pooler.models import OAuthFlow, OAuthInvite, RequestLog, StickySession, UpstreamAccount
+from pooler.models import JobRun, OAuthFlow, OAuthInvite, RequestLog, StickySession, UpstreamAccount
 from pooler.onboarding.types import FlowStatus, InviteStatus
 from pooler.services import audit
 from pooler.services.jobs import LifecycleSettings, load_settings
@@ -111,6 +111,25 @@ def expire_invites(factory: sessionmaker[Session], now: dt.datetime) -> int:
         return len(expired)
 
 
+ABANDONED_AFTER = dt.timedelta(hours=1)
+"""A job run still `running` after this is taken as dead (its runner crashed or lost the database before
+finish_run). Generous: every job here finishes in seconds to minutes; a live slow run that still finishes later
+overwrites this with its real outcome (finish_run updates by id)."""
+
+
+def abandon_stale_runs(factory: sessionmaker[Session], now: dt.datetime) -> int:
+    """Marks `running` job runs older than ABANDONED_AFTER as `failed` / `abandoned`, so `pooler jobs`, the metrics
+    and the `job_failing` alert see the failure instead of a run that looks in progress forever."""
+    with factory.begin() as session:
+        result = session.execute(
+            update(JobRun)
+            .where(JobRun.outcome == "running", JobRun.started_at < now - ABANDONED_AFTER)
+            .values(outcome="failed", error_code="abandoned", finished_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
 def run(factory: sessionmaker[Session], now: dt.datetime, settings: LifecycleSettings | None = None) -> dict[str, int]:
     if settings is None:
         with factory() as session:
@@ -121,4 +140,5 @@ def run(factory: sessionmaker[Session], now: dt.datetime, settings: LifecycleSet
         "leases_released": release_stale_leases(factory, now),
         "oauth_flows_deleted": purge_oauth_flows(factory, now),
         "invites_expired": expire_invites(factory, now),
+        "job_runs_abandoned": abandon_stale_runs(factory, now),
     }

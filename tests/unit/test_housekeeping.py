@@ -170,3 +170,31 @@ def test_expired_pending_invites_are_marked_expired(session_factory: Factory) ->
     with session_factory() as s:
         again = s.scalars(select(AuditEvent.target_id).where(AuditEvent.action == "invite.expire")).all()
     assert [str(e) for e in again].count(str(ids["pending-past"])) == 1
+
+
+def test_runs_left_running_by_a_dead_runner_are_marked_abandoned(session_factory: Factory) -> None:
+    job_id = f"test-{secrets.token_hex(3)}"
+    slot = jobs.floor_slot(NOW, dt.timedelta(minutes=1))
+    # Two slots claimed and never finished (the runner died), one of them recently: only the old one is dead.
+    dead = jobs.claim_run(session_factory, job_id, slot - dt.timedelta(hours=2), "dead:1")
+    alive = jobs.claim_run(session_factory, job_id, slot, "alive:2")
+    assert dead is not None and alive is not None
+    with session_factory.begin() as s:
+        row = s.get(JobRun, dead)
+        assert row is not None
+        row.started_at = NOW - housekeeping.ABANDONED_AFTER - dt.timedelta(minutes=1)
+        row = s.get(JobRun, alive)
+        assert row is not None
+        row.started_at = NOW - dt.timedelta(minutes=5)
+    counts = housekeeping.run(session_factory, NOW)
+    assert counts["job_runs_abandoned"] >= 1
+    with session_factory() as s:
+        runs = {r.id: r for r in s.scalars(select(JobRun).where(JobRun.job_id == job_id))}
+    assert (runs[dead].outcome, runs[dead].error_code) == ("failed", "abandoned")
+    assert runs[dead].finished_at is not None
+    assert (runs[alive].outcome, runs[alive].error_code, runs[alive].finished_at) == ("running", None, None)
+    # Finished rows are never touched again: a later run keeps the first finish time.
+    housekeeping.abandon_stale_runs(session_factory, NOW + dt.timedelta(minutes=10))
+    with session_factory() as s:
+        again = s.get(JobRun, dead)
+        assert again is not None and again.finished_at == runs[dead].finished_at
