@@ -7,7 +7,6 @@ the token counts.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -19,63 +18,27 @@ from sqlalchemy import create_engine, select
 
 from pooler.models import RequestLog, UpstreamAccount
 from pooler.simulator.client import SimulatorClient
+from tests.support.codex_cli import MODEL, run_codex_exec, write_codex_config
 from tests.support.databases import psycopg_url, throwaway_postgres_database
 from tests.support.pooler_up import PoolerUp, pooler_up_demo, require_extproc
-from tests.support.processes import REPO_ROOT, wait_until
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.e2e
-CODEX_BIN = REPO_ROOT / "var" / "node" / "node_modules" / ".bin" / "codex"
 ANSWER = "Gateway answer 4711 from {model}."
-MODEL = "gpt-5.1-codex"
 KEY_ENV = "POOLER_API_KEY"
 
 
-def write_codex_config(home: Path, base_url: str, websockets: bool) -> Path:
-    """A Codex home whose only provider is the gateway (what `pooler up --demo` tells an operator to paste)."""
-    home.mkdir(parents=True, exist_ok=True)
-    # Update checks, analytics, feedback and client retries off: nothing may reach for another host, and a
-    # gateway failure must show at once (the gateway does the failover, not the client).
-    (home / "config.toml").write_text(
-        f"""model = "{MODEL}"
-model_provider = "pooler"
-check_for_update_on_startup = false
-
-[analytics]
-enabled = false
-
-[feedback]
-enabled = false
-
-[model_providers.pooler]
-name = "Codex Pooler"
-base_url = "{base_url}"
-env_key = "{KEY_ENV}"
-wire_api = "responses"
-supports_websockets = {"true" if websockets else "false"}
-request_max_retries = 0
-stream_max_retries = 0
-"""
-    )
-    return home
-
-
 def run_codex(base_url: str, key: str, tmp_path: Path, websockets: bool) -> subprocess.CompletedProcess[str]:
-    if not CODEX_BIN.exists():
-        pytest.fail(f"Codex CLI not installed at {CODEX_BIN}: run `make codex-cli` first")
-    home = write_codex_config(tmp_path / "codex-home", base_url, websockets)
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "CODEX_HOME": str(home), KEY_ENV: key}
-    env["NO_COLOR"] = "1"
-    return subprocess.run(
-        [str(CODEX_BIN), "exec", "--strict-config", "--skip-git-repo-check", "-s", "read-only", "say hello"],
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    """The CLI with the gateway as its only provider (what `pooler up --demo` tells an operator to paste)."""
+    home = write_codex_config(
+        tmp_path / "codex-home",
+        provider="pooler",
+        provider_name="Codex Pooler",
+        base_url=base_url,
+        env_key=KEY_ENV,
+        websockets=websockets,
     )
+    return run_codex_exec(tmp_path, home, KEY_ENV, key, timeout=120)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

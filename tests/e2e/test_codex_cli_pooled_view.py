@@ -31,7 +31,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_codex_cli_gateway import ANSWER, MODEL, run_codex
+from tests.e2e.test_codex_cli_gateway import ANSWER, run_codex
+from tests.support.codex_cli import MODEL
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.processes import free_port, wait_until
 from tests.support.simulator import turn_body

@@ -3,74 +3,30 @@ over the websocket transport."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.processes import REPO_ROOT
+from tests.support.codex_cli import MODEL, run_codex_exec, write_codex_config
 from tests.support.simulator import RunningSimulator
 
 pytestmark = pytest.mark.e2e
-CODEX_BIN = REPO_ROOT / "var" / "node" / "node_modules" / ".bin" / "codex"
 ANSWER = "Simulated answer 7319 from {model}."
-MODEL = "gpt-5.1-codex"
 TOKEN_ENV = "POOLER_SIM_ACCESS_TOKEN"
 
 
-def codex_home(root: Path, base_url: str, websockets: bool) -> Path:
-    home = root / "codex-home"
-    home.mkdir()
-    # Update checks, analytics and feedback off, retries off: nothing should reach for another host, and a
-    # failure must show at once rather than after backoff.
-    (home / "config.toml").write_text(
-        f"""model = "{MODEL}"
-model_provider = "simulator"
-check_for_update_on_startup = false
-
-[analytics]
-enabled = false
-
-[feedback]
-enabled = false
-
-[model_providers.simulator]
-name = "Codex simulator"
-base_url = "{base_url}"
-env_key = "{TOKEN_ENV}"
-wire_api = "responses"
-supports_websockets = {"true" if websockets else "false"}
-request_max_retries = 0
-stream_max_retries = 0
-"""
-    )
-    return home
-
-
 def run_codex(sim: RunningSimulator, tmp_path: Path, websockets: bool, token: str) -> subprocess.CompletedProcess[str]:
-    if not CODEX_BIN.exists():
-        pytest.fail(f"Codex CLI not installed at {CODEX_BIN}: run `make codex-cli` first")
-    home = codex_home(tmp_path, sim.codex_base_url, websockets)
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "CODEX_HOME": str(home),
-        TOKEN_ENV: token,
-        "NO_COLOR": "1",
-    }
-    return subprocess.run(
-        [str(CODEX_BIN), "exec", "--strict-config", "--skip-git-repo-check", "-s", "read-only", "say hello"],
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=90,
+    home = write_codex_config(
+        tmp_path / "codex-home",
+        provider="simulator",
+        provider_name="Codex simulator",
+        base_url=sim.codex_base_url,
+        env_key=TOKEN_ENV,
+        websockets=websockets,
     )
+    return run_codex_exec(tmp_path, home, TOKEN_ENV, token, timeout=90)
 
 
 def completed_turns(sim: RunningSimulator) -> list[dict[str, Any]]:
