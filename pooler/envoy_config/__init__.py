@@ -1,0 +1,107 @@
+"""Renders envoy/envoy.yaml: a pure function from a small typed input to the YAML text Envoy loads.
+
+The template holds the shape; this package builds the parts that vary (addresses, the upstream's TLS and
+protocol, routes, retry policy, the ext_proc filter, access logs, local-reply mappers) as plain data and
+substitutes them as JSON, which is YAML flow syntax. Every name shared with the ext_proc comes from
+pooler.gateway_contract, so the two can never disagree.
+
+One module per concern: `inputs` (GatewayConfig, config_from_env), `routes` and `surface_routes`, `clusters`,
+`upstream_filters` (the ext_proc per cluster), the downstream pieces (`ingress`, `header_mutations`,
+`local_replies`, `usage_metadata`, `access_logs`), `lua` (the Lua sources), `timeouts` (and the retry policy)
+and `render` (assembly). Callers import from here.
+"""
+
+from __future__ import annotations
+
+from pooler.envoy_config.access_logs import (
+    LOG_REQUEST_HEADERS,
+    QUOTA_RESPONSE_HEADERS,
+    build_access_logs,
+    build_grpc_access_log,
+)
+from pooler.envoy_config.clusters import (
+    DEFAULT_METRICS_PORT,
+    SURFACE_CLUSTERS,
+    V1_CLUSTERS,
+    build_replica_parts,
+    metrics_endpoint,
+    metrics_socket_for,
+)
+from pooler.envoy_config.header_mutations import (
+    ENVOY_CONTROL_HEADERS,
+    build_request_mutations,
+    build_view_response_mutations,
+)
+from pooler.envoy_config.ingress import build_ingress
+from pooler.envoy_config.inputs import (
+    DEFAULT_NUM_RETRIES,
+    DEFAULT_UPSTREAM_URL,
+    Endpoint,
+    GatewayConfig,
+    Upstream,
+    config_from_env,
+    num_retries_for,
+)
+from pooler.envoy_config.local_replies import build_local_reply_mappers
+from pooler.envoy_config.lua import FILE_SCAN_LUA, WS_VIEW_FILTER, WS_VIEW_LUA, WS_VIEW_SCRIPT
+from pooler.envoy_config.render import RAW_KEYS, TEMPLATE_PATH, render
+from pooler.envoy_config.routes import V1_UNSUPPORTED_MESSAGE, build_routes
+from pooler.envoy_config.surface_routes import build_surface_routes, build_v1_routes
+from pooler.envoy_config.timeouts import (
+    PER_TRY_IDLE_TIMEOUT,
+    RETRY_BASE_INTERVAL,
+    RETRY_MAX_INTERVAL,
+    SSE_IDLE_TIMEOUT,
+    WS_IDLE_TIMEOUT,
+)
+from pooler.envoy_config.upstream_filters import (
+    build_surface_http_filters,
+    build_upstream_http_filters,
+    build_v1_http_filters,
+)
+from pooler.envoy_config.usage_metadata import build_usage_rules
+
+__all__ = [
+    "DEFAULT_METRICS_PORT",
+    "DEFAULT_NUM_RETRIES",
+    "DEFAULT_UPSTREAM_URL",
+    "ENVOY_CONTROL_HEADERS",
+    "FILE_SCAN_LUA",
+    "LOG_REQUEST_HEADERS",
+    "PER_TRY_IDLE_TIMEOUT",
+    "QUOTA_RESPONSE_HEADERS",
+    "RAW_KEYS",
+    "RETRY_BASE_INTERVAL",
+    "RETRY_MAX_INTERVAL",
+    "SSE_IDLE_TIMEOUT",
+    "SURFACE_CLUSTERS",
+    "TEMPLATE_PATH",
+    "V1_CLUSTERS",
+    "V1_UNSUPPORTED_MESSAGE",
+    "WS_IDLE_TIMEOUT",
+    "WS_VIEW_FILTER",
+    "WS_VIEW_LUA",
+    "WS_VIEW_SCRIPT",
+    "Endpoint",
+    "GatewayConfig",
+    "Upstream",
+    "build_access_logs",
+    "build_grpc_access_log",
+    "build_ingress",
+    "build_local_reply_mappers",
+    "build_replica_parts",
+    "build_request_mutations",
+    "build_routes",
+    "build_surface_http_filters",
+    "build_surface_routes",
+    "build_upstream_http_filters",
+    "build_usage_rules",
+    "build_v1_http_filters",
+    "build_v1_routes",
+    "build_view_response_mutations",
+    "config_from_env",
+    "metrics_endpoint",
+    "metrics_socket_for",
+    "num_retries_for",
+    "render",
+]

@@ -1,0 +1,60 @@
+"""Downstream header mutations: client-sent Envoy control headers and client address on requests; the pooled
+view's quota headers on responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pooler import gateway_contract as gc
+from pooler.ratelimit_view import WS_VIEW_REQUEST_HEADER, WS_VIEW_RESPONSE_HEADER
+
+# Client-sent headers that would steer Envoy's own retry/timeout behaviour.
+ENVOY_CONTROL_HEADERS = (
+    "x-envoy-max-retries",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-force-trace",
+)
+
+
+def build_request_mutations() -> list[dict[str, Any]]:
+    """Strip client-sent Envoy control headers; set the derived client address (clients cannot choose it)."""
+    return [
+        *({"remove": name} for name in ENVOY_CONTROL_HEADERS),
+        {
+            "append": {
+                "header": {"key": gc.CLIENT_IP_HEADER, "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        },
+    ]
+
+
+def build_view_response_mutations() -> list[dict[str, Any]]:
+    """x-codex-* quota headers overwritten from NS_VIEW; an absent key gives an empty value, which Envoy drops
+    (keep_empty_value false), leaving the upstream's header untouched."""
+    return [
+        {
+            "append": {
+                "header": {"key": header, "value": f"%REQ(x-pooler-view-{key.replace('_', '-')})%"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                "keep_empty_value": False,
+            }
+        }
+        for header, key in gc.VIEW_HEADERS.items()
+    ] + [
+        {
+            # The websocket frame view, for WS_VIEW_LUA (which removes it); only upgrades carry the request header.
+            "append": {
+                "header": {"key": WS_VIEW_RESPONSE_HEADER, "value": f"%REQ({WS_VIEW_REQUEST_HEADER})%"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                "keep_empty_value": False,
+            }
+        }
+    ]

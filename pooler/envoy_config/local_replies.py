@@ -1,0 +1,60 @@
+"""Local-reply mappers: errors Envoy makes itself become OpenAI-shaped JSON with a safe code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pooler import gateway_contract as gc
+from pooler.envoy_config.fragments import error_body
+
+
+def build_local_reply_mappers() -> list[dict[str, Any]]:
+    """Envoy-made errors -> OpenAI-shaped JSON with a safe code. First match wins."""
+
+    def mapper(filter_: dict[str, Any], status: int, message: str, code: str) -> dict[str, Any]:
+        return {
+            "filter": filter_,
+            "status_code": status,
+            "body": {"inline_string": error_body(message, code)},
+            "body_format_override": {"text_format": "%LOCAL_REPLY_BODY%", "content_type": "application/json"},
+        }
+
+    def status_is(code: int) -> dict[str, Any]:
+        return {
+            "status_code_filter": {
+                "comparison": {"op": "EQ", "value": {"default_value": code, "runtime_key": "pooler.unused"}}
+            }
+        }
+
+    # A 403 that no gateway code answered (the ext_proc's replies carry pooler:error metadata) is the RBAC
+    # client allowlist: give it a JSON body with a safe code.
+    rbac_denied = {
+        "and_filter": {
+            "filters": [
+                status_is(403),
+                {
+                    "metadata_filter": {
+                        "matcher": {
+                            "filter": gc.NS_ROUTING,
+                            "path": [{"key": gc.ROUTING_ERROR}],
+                            "value": {"present_match": False},  # key present: never matches
+                        },
+                        "match_if_key_not_found": True,
+                    }
+                },
+            ]
+        }
+    }
+    return [
+        mapper(rbac_denied, 403, "This address may not use this gateway.", "ip_not_allowed"),
+        # The ext_proc is unreachable or failed (status_on_error = 500): fail closed, fast.
+        mapper(status_is(500), 503, "The gateway is temporarily unavailable.", "gateway_unavailable"),
+        mapper({"response_flag_filter": {"flags": ["UT", "SI"]}}, 504, "The upstream timed out.", "upstream_timeout"),
+        mapper(
+            {"response_flag_filter": {"flags": ["UF", "UH", "UO", "URX", "UC", "UR", "LR", "NC"]}},
+            502,
+            "The upstream is unavailable.",
+            "upstream_unavailable",
+        ),
+        mapper(status_is(413), 413, "The request body is too large.", "request_too_large"),
+    ]
