@@ -1,5 +1,6 @@
-"""Invites: operators create/revoke single-use invites for a pool; the invitee opens the public page
-`/admin/invite/<token>` (which shows nothing but the device-code sign-in) and links their own account."""
+"""Invites: operators create/revoke single-use invites for a pool; the invitee opens the public link
+`/admin/invite/<token>`, is redirected to `/admin/invite/continue` (which shows nothing but the device-code
+sign-in) and links their own account."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pooler.models import OAuthInvite, Pool, UpstreamAccount, utcnow
 from pooler.onboarding import flows, invites
 from pooler.onboarding.errors import OnboardingError
 from pooler.onboarding.priming import prime_account
-from pooler.onboarding.types import LinkOutcome, Purpose, Requester
+from pooler.onboarding.types import InviteStatus, LinkOutcome, Purpose, Requester
 from pooler.services.refresh import make_http_client
 
 PREFIX = "/invites"
@@ -27,6 +28,8 @@ bp = Blueprint("invites", __name__)
 bp.before_request(security.require_login)
 public = Blueprint("invite_public", __name__)
 FLOW_KEY = "invite_flows"
+INVITE_KEY = "invite_id"
+"""Session key: the invite this browser opened by its link (so later URLs need no token)."""
 
 
 def register(app: Flask, url_prefix: str) -> None:
@@ -102,12 +105,24 @@ def revoke(invite_id: int) -> Any:
 
 
 # ---- public side (no login) -------------------------------------------------------------------------------
+# The token is in the link's path, and request lines (gunicorn at DEBUG, proxies) log paths. So the token URL is
+# visited once: it validates the token, puts the invite id in this browser's signed session and redirects to
+# token-free URLs (/invite/continue...). The token then appears in exactly one request line.
 
 
-def _invite(token: str) -> OAuthInvite:
+def _invite_by_token(token: str) -> OAuthInvite:
     invite = invites.find_usable_invite(get_db(), core().hasher, token)
     if invite is None:
         # One answer for unknown, used, revoked and expired: the page reveals nothing about other invites.
+        abort(404)
+    return invite
+
+
+def _current_invite() -> OAuthInvite:
+    """The invite this browser opened by its link; 404 (the same page as a bad link) once it is no longer usable."""
+    invite_id = session.get(INVITE_KEY)
+    invite = get_db().get(OAuthInvite, invite_id) if isinstance(invite_id, int) else None
+    if invite is None or invites.effective_status(invite, utcnow()) != InviteStatus.PENDING:
         abort(404)
     return invite
 
@@ -118,7 +133,14 @@ def _invitee(invite: OAuthInvite) -> Requester:
 
 @public.route("/<token>")
 def show(token: str) -> Any:
-    invite = _invite(token)
+    invite = _invite_by_token(token)
+    session[INVITE_KEY] = invite.id
+    return redirect(url_for("invite_public.resume"))
+
+
+@public.route("/continue")
+def resume() -> Any:
+    invite = _current_invite()
     flow_id = (session.get(FLOW_KEY) or {}).get(str(invite.id))
     view = None
     if isinstance(flow_id, int):
@@ -129,12 +151,12 @@ def show(token: str) -> Any:
             )
         except NotFoundError:
             view = None
-    return render_template("invites/public.html", token=token, view=view, action=ActionForm(), error=None)
+    return render_template("invites/public.html", view=view, action=ActionForm(), error=None)
 
 
-@public.route("/<token>/start", methods=["POST"])
-def start(token: str) -> Any:
-    invite = _invite(token)
+@public.route("/continue/start", methods=["POST"])
+def start() -> Any:
+    invite = _current_invite()
     db, ctx = get_db(), core()
     try:
         with make_http_client() as http:
@@ -152,17 +174,15 @@ def start(token: str) -> Any:
             )
     except OnboardingError as exc:
         db.rollback()
-        return render_template(
-            "invites/public.html", token=token, view=None, action=ActionForm(), error=error_context(exc)
-        ), 400
+        return render_template("invites/public.html", view=None, action=ActionForm(), error=error_context(exc)), 400
     db.commit()
     session[FLOW_KEY] = {**(session.get(FLOW_KEY) or {}), str(invite.id): started.flow_id}
-    return redirect(url_for("invite_public.show", token=token))
+    return redirect(url_for("invite_public.resume"))
 
 
-@public.route("/<token>/poll/<int:flow_id>", methods=["POST"])
-def poll(token: str, flow_id: int) -> Any:
-    invite = _invite(token)
+@public.route("/continue/poll/<int:flow_id>", methods=["POST"])
+def poll(flow_id: int) -> Any:
+    invite = _current_invite()
     db, ctx = get_db(), core()
     try:
         with make_http_client() as http:
@@ -173,12 +193,10 @@ def poll(token: str, flow_id: int) -> Any:
         abort(404)
     except OnboardingError as exc:
         db.commit()
-        return render_template(
-            "invites/public.html", token=token, view=None, action=ActionForm(), error=error_context(exc)
-        ), 400
+        return render_template("invites/public.html", view=None, action=ActionForm(), error=error_context(exc)), 400
     db.commit()
     if isinstance(result, LinkOutcome):
         with make_http_client() as http:
             prime_account(ctx.session_factory, ctx.box, http, result.account_id, actor_label=f"invite #{invite.id}")
         return render_template("invites/accepted.html")
-    return redirect(url_for("invite_public.show", token=token))
+    return redirect(url_for("invite_public.resume"))
