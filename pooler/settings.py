@@ -240,6 +240,18 @@ def get_setting(session: Session, name: str, box: SecretBox | None = None) -> Se
     return value
 
 
+def get_number(session: Session, name: str) -> int | float:
+    """A numeric setting: the stored value, else the catalogue default (also when a stored value is not a
+    number, which `set_setting` never writes)."""
+    value = get_setting(session, name)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    default = definition(name).default
+    if isinstance(default, int | float) and not isinstance(default, bool):
+        return default
+    raise PoolerError(f"setting {name} has no numeric default")
+
+
 def get_json_setting(session: Session, name: str) -> JsonObject | None:
     """A JSON-object setting: the stored object, else the catalogue default (a copy), else None."""
     d = definition(name)

@@ -34,7 +34,7 @@ from pooler.models import (
 from pooler.selection import AccountCandidate, PoolIndex, PoolPolicy, StrategyState, WindowView
 from pooler.services.credentials import open_secret
 from pooler.services.versions import routing_version
-from pooler.settings import get_setting
+from pooler.settings import get_number, get_setting
 from pooler.states import SecretKind
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def load_snapshot(
     overlays = overlays or {}
     version = routing_version(session)
     stale = get_setting(session, "quota_evidence_stale_seconds")
-    demotion = get_setting(session, "demotion_seconds")
+    demotion = get_number(session, "demotion_seconds")
 
     accounts: dict[int, AccountEntry] = {}
     rows = session.scalars(select(UpstreamAccount).where(UpstreamAccount.deleted_at.is_(None))).all()
@@ -270,7 +270,7 @@ def load_snapshot(
         accounts=accounts,
         sticky=sticky,
         tokens_today=tokens_today,
-        demotion_seconds=float(demotion if demotion is not None else 30),
+        demotion_seconds=float(demotion),
         stale_after_seconds=float(stale) if stale else None,
         features=load_features(session),
     )

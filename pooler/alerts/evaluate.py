@@ -26,7 +26,7 @@ from pooler.alerts.webhook import SendResult
 from pooler.context import CoreContext
 from pooler.crypto.secretbox import SecretBox
 from pooler.models import AlertDelivery, AlertIncident
-from pooler.settings import get_setting
+from pooler.settings import get_number, get_setting
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,11 @@ def backoff(attempts: int) -> dt.timedelta:
 
 def load_thresholds(session: Session) -> Thresholds:
     return Thresholds(
-        min_routable=int(get_setting(session, "alert_min_routable_accounts") or 1),
-        quota_percent=float(get_setting(session, "alert_quota_percent") or 100.0),
-        key_error_threshold=int(get_setting(session, "alert_key_error_threshold") or 1),
-        key_error_window=dt.timedelta(minutes=float(get_setting(session, "alert_key_error_window_minutes") or 15)),
-        job_failure_runs=int(get_setting(session, "alert_job_failure_runs") or 1),
+        min_routable=int(get_number(session, "alert_min_routable_accounts")),
+        quota_percent=float(get_number(session, "alert_quota_percent")),
+        key_error_threshold=int(get_number(session, "alert_key_error_threshold")),
+        key_error_window=dt.timedelta(minutes=float(get_number(session, "alert_key_error_window_minutes"))),
+        job_failure_runs=int(get_number(session, "alert_job_failure_runs")),
     )
 
 
@@ -89,7 +89,7 @@ def load_channels(session: Session, box: SecretBox | None, *, with_secrets: bool
             password = str(raw_password) if raw_password else None
         smtp = email_channel.SmtpSettings(
             host=host,
-            port=int(get_setting(session, "smtp_port") or 25),
+            port=int(get_number(session, "smtp_port")),
             sender=_text(session, "alert_email_from") or "pooler@localhost",
             recipients=recipients,
             username=_text(session, "smtp_username"),
@@ -105,7 +105,7 @@ def evaluate(factory: sessionmaker[Session], now: dt.datetime) -> Counter[str]:
         thresholds = load_thresholds(session)
         snapshot = load_snapshot(session, thresholds, now)
         signals = evaluate_rules(snapshot, thresholds)
-        cooldown = dt.timedelta(seconds=float(get_setting(session, "alert_cooldown_seconds") or 0))
+        cooldown = dt.timedelta(seconds=float(get_number(session, "alert_cooldown_seconds")))
         channels = load_channels(session, None, with_secrets=False).names
         transitions = apply_signals(session, signals, now, cooldown=cooldown, channels=channels)
     return Counter(

@@ -18,7 +18,7 @@ from pooler.models import Pool, PoolAssignment, PoolKey, PoolSettings, UpstreamA
 from pooler.services import audit
 from pooler.services.actors import Actor
 from pooler.services.versions import bump_routing_version
-from pooler.settings import get_setting
+from pooler.settings import get_number
 from pooler.states import AccountState, AssignmentStatus, KeyStatus, PoolStatus, Strategy
 
 POOL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -115,7 +115,7 @@ def create_pool(
     if session.scalar(select(Pool.id).where(Pool.name == name)) is not None:
         raise ConflictError(f"pool {name!r} already exists")
     if sticky_ttl_seconds is None:
-        sticky_ttl_seconds = int(get_setting(session, "sticky_ttl_default_seconds") or 0)
+        sticky_ttl_seconds = int(get_number(session, "sticky_ttl_default_seconds"))
     ttl = sticky_ttl_seconds
     if ttl < 0:
         raise PoolerError("sticky TTL must not be negative")

@@ -50,6 +50,18 @@ def test_coerce_parses_and_validates() -> None:
         settings.definition("nope")
 
 
+def test_get_number_reads_the_catalogue_default(session_factory: sessionmaker[Session]) -> None:
+    with session_factory.begin() as s:
+        assert settings.get_number(s, "smtp_port") == 587
+        assert settings.get_number(s, "alert_quota_percent") == 90.0
+        settings.set_setting(s, "demotion_seconds", 0, actor=ACTOR)
+        assert settings.get_number(s, "demotion_seconds") == 0
+        s.get(Setting, "demotion_seconds").value = {"v": None}  # never written by set_setting
+        assert settings.get_number(s, "demotion_seconds") == 30
+        with pytest.raises(PoolerError, match="no numeric default"):
+            settings.get_number(s, "upstream_base_url")
+
+
 @pytest.fixture
 def secret_setting(monkeypatch: pytest.MonkeyPatch) -> str:
     name = "test_webhook_token"
