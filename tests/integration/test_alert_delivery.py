@@ -20,12 +20,12 @@ from sqlalchemy import select
 
 from pooler.alerts import evaluate as alert_eval
 from pooler.alerts.webhook import SIGNATURE_HEADER, verify
-from pooler.models import AlertDelivery, AlertIncident, PoolKey, QuotaWindow, RequestLog, UpstreamAccount
+from pooler.models import AlertDelivery, AlertIncident, PoolKey, RequestLog, UpstreamAccount
 from pooler.services.credentials import store_token
 from pooler.states import SecretKind
 from tests.support.lifecycle_fixtures import make_box
 from tests.support.processes import free_port
-from tests.unit.test_alerts_db import Factory, add_pool, set_settings, set_states
+from tests.unit.test_alerts_db import Factory, add_pool, header_window, set_settings, set_states
 from tests.unit.test_alerts_db import alerts_db_url as alerts_db_url
 from tests.unit.test_alerts_db import factory as factory
 
@@ -228,16 +228,7 @@ def test_alert_text_carries_no_secrets(factory: Factory, receiver: Receiver, smt
         s.add(PoolKey(pool_id=pool_id, label="canary key", prefix="cpk_canary01", key_hash=canaries["key_hash"]))
     t0 = now()
     with factory.begin() as s:
-        s.add(
-            QuotaWindow(
-                account_id=ids[1],
-                window_minutes=300,
-                used_percent=50.0,
-                resets_at=t0 + dt.timedelta(hours=1),
-                source="headers",
-                observed_at=t0,
-            )
-        )
+        s.add(header_window(ids[1], 300, 50.0, resets_at=t0 + dt.timedelta(hours=1), observed_at=t0))
         s.add(
             RequestLog(
                 created_at=t0,

@@ -108,6 +108,20 @@ def add_pool(f: Factory, label: str, states: list[str], **pool_settings: Any) ->
         return pool.id, ids
 
 
+def header_window(
+    account_id: int, window_minutes: int, used_percent: float, *, resets_at: dt.datetime, observed_at: dt.datetime
+) -> QuotaWindow:
+    """A quota window as the gateway records it from response headers."""
+    return QuotaWindow(
+        account_id=account_id,
+        window_minutes=window_minutes,
+        used_percent=used_percent,
+        resets_at=resets_at,
+        source="headers",
+        observed_at=observed_at,
+    )
+
+
 def set_states(f: Factory, ids: list[int], state: str) -> None:
     with f.begin() as s:
         for account_id in ids:
@@ -200,35 +214,12 @@ def test_low_routable_and_quota_threshold(factory: Factory) -> None:
     set_settings(factory, alert_min_routable_accounts=3, alert_quota_percent=80.0, alert_cooldown_seconds=0)
     pool_id, ids = add_pool(factory, "Busy", ["active", "active", "paused"])
     with factory.begin() as s:
-        s.add(
-            QuotaWindow(
-                account_id=ids[0],
-                window_minutes=300,
-                used_percent=85.0,
-                resets_at=T0 + dt.timedelta(hours=1),
-                source="headers",
-                observed_at=T0,
-            )
-        )
-        s.add(
-            QuotaWindow(
-                account_id=ids[1],
-                window_minutes=10080,
-                used_percent=40.0,
-                resets_at=T0 + dt.timedelta(days=2),
-                source="headers",
-                observed_at=T0,
-            )
-        )
+        s.add(header_window(ids[0], 300, 85.0, resets_at=T0 + dt.timedelta(hours=1), observed_at=T0))
+        s.add(header_window(ids[1], 10080, 40.0, resets_at=T0 + dt.timedelta(days=2), observed_at=T0))
         # A full window whose reset already passed is no evidence of pressure.
         s.add(
-            QuotaWindow(
-                account_id=ids[1],
-                window_minutes=300,
-                used_percent=100.0,
-                resets_at=T0 - dt.timedelta(minutes=1),
-                source="headers",
-                observed_at=T0 - dt.timedelta(hours=5),
+            header_window(
+                ids[1], 300, 100.0, resets_at=T0 - dt.timedelta(minutes=1), observed_at=T0 - dt.timedelta(hours=5)
             )
         )
     evaluate(factory, T0)
