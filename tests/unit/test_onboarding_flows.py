@@ -88,6 +88,22 @@ class Env:
             )
         return started.flow_id, started.authorize_url
 
+    def start_device(self, now: dt.datetime) -> DevicePending:
+        """The operator starts a device-code link into the env's pool."""
+        with self.factory.begin() as s:
+            return flows.start_device_flow(
+                s,
+                self.box,
+                self.hasher,
+                self.http,
+                self.config,
+                operator=self.operator,
+                binding=self.binding,
+                purpose=Purpose.LINK,
+                pool_id=self.pool_id,
+                now=now,
+            )
+
     def consent(self, authorize_url: str, login: str) -> str:
         """What the browser ends on: the simulator's redirect to localhost:1455 (never followed)."""
         response = self.http.get(authorize_url + "&" + urlencode({"login_hint": login}))
@@ -342,19 +358,7 @@ def test_device_flow_respects_interval_and_links(env: Env) -> None:
     login = _acct()
     env.sim.client.configure(device_auto_approve_polls=0)
     now = utcnow()
-    with env.factory.begin() as s:
-        started = flows.start_device_flow(
-            s,
-            env.box,
-            env.hasher,
-            env.http,
-            env.config,
-            operator=env.operator,
-            binding=env.binding,
-            purpose=Purpose.LINK,
-            pool_id=env.pool_id,
-            now=now,
-        )
+    started = env.start_device(now)
     assert started.verification_url.endswith("/codex/device") and started.interval == 1
     polls = lambda: len(env.sim.client.journal(route="device"))  # noqa: E731
     before = polls()
@@ -369,19 +373,7 @@ def test_device_flow_respects_interval_and_links(env: Env) -> None:
         account = s.get(UpstreamAccount, done.account_id)
         assert account is not None and account.chatgpt_account_id == login
     # After 15 minutes a pending device flow is expired.
-    with env.factory.begin() as s:
-        late = flows.start_device_flow(
-            s,
-            env.box,
-            env.hasher,
-            env.http,
-            env.config,
-            operator=env.operator,
-            binding=env.binding,
-            purpose=Purpose.LINK,
-            pool_id=env.pool_id,
-            now=now,
-        )
+    late = env.start_device(now)
     with pytest.raises(OnboardingError) as info:
         _poll(env, late.flow_id, env.me, now + dt.timedelta(minutes=15, seconds=1))
     assert info.value.code == "expired_flow"
@@ -389,19 +381,7 @@ def test_device_flow_respects_interval_and_links(env: Env) -> None:
 
 def test_device_flow_upstream_failure(env: Env) -> None:
     now = utcnow()
-    with env.factory.begin() as s:
-        started = flows.start_device_flow(
-            s,
-            env.box,
-            env.hasher,
-            env.http,
-            env.config,
-            operator=env.operator,
-            binding=env.binding,
-            purpose=Purpose.LINK,
-            pool_id=env.pool_id,
-            now=now,
-        )
+    started = env.start_device(now)
     env.sim.client.add_fault("status", status=500, route="device")
     with pytest.raises(OnboardingError) as info:
         _poll(env, started.flow_id, env.me, now + dt.timedelta(seconds=2))
