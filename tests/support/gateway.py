@@ -75,6 +75,9 @@ class Gateway:
     replica_envs: list[dict[str, str]] = field(default_factory=list)
     """Environments of further ext_proc replicas (own sockets, same DB and keyring); see running_gateway."""
     replicas: dict[int, ManagedProcess] = field(default_factory=dict)
+    config: GatewayConfig | None = None
+    """What Envoy was rendered from: a test can render a second Envoy over the same ext_procs (with
+    dataclasses.replace: own listener, admin, local socket) and start it with `start_envoy`."""
 
     @property
     def admin_url(self) -> str:
@@ -242,6 +245,27 @@ def test_environment(db_url: str, data_dir: Path, sock_dir: Path) -> dict[str, s
     }
 
 
+def start_envoy(config: GatewayConfig, log_dir: Path, name: str = "envoy") -> ManagedProcess:
+    """Renders `config` to `<log_dir>/<name>.yaml` and starts Envoy on it (log `<name>.log`); the caller stops it.
+    A random base id, so several Envoys (also of parallel tests) never share shared-memory regions."""
+    envoy_yaml = log_dir / f"{name}.yaml"
+    envoy_yaml.write_text(render(config))
+    return ManagedProcess(
+        name,
+        [
+            str(VENV_BIN / "envoy"),
+            "-c",
+            str(envoy_yaml),
+            "--disable-hot-restart",
+            "--log-level",
+            "warn",
+            "--base-id",
+            str(secrets.randbelow(1_000_000)),
+        ],
+        log_dir / f"{name}.log",
+    ).start()
+
+
 @contextmanager
 def running_gateway(
     db_url: str,
@@ -295,22 +319,7 @@ def running_gateway(
             ),
             **(gateway_options or {}),  # e.g. client_allowlist / trusted_proxies (ingress tests)
         )
-        envoy_yaml = log_dir / "envoy.yaml"
-        envoy_yaml.write_text(render(config))
-        envoy = ManagedProcess(
-            "envoy",
-            [
-                str(VENV_BIN / "envoy"),
-                "-c",
-                str(envoy_yaml),
-                "--disable-hot-restart",
-                "--log-level",
-                "warn",
-                "--base-id",
-                str(secrets.randbelow(1_000_000)),
-            ],
-            log_dir / "envoy.log",
-        ).start()
+        envoy = start_envoy(config, log_dir)
         stack.callback(envoy.stop)
         gw = Gateway(
             url=f"http://127.0.0.1:{port}",
@@ -326,6 +335,7 @@ def running_gateway(
             ctx=ctx,
             admin_app_port=admin_app_port,
             replica_envs=replica_envs,
+            config=config,
         )
         stack.callback(lambda: gw.extproc.stop())
         stack.callback(lambda: [p.stop() for p in gw.replicas.values()])
@@ -345,4 +355,4 @@ def running_gateway(
             raise
 
 
-__all__ = ["Gateway", "SeededPool", "running_gateway"]
+__all__ = ["Gateway", "SeededPool", "running_gateway", "start_envoy"]
