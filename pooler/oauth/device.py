@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from pooler.oauth.errors import FailureKind, RefreshFailure, classify_failure
+from pooler.oauth.errors import FailureKind, RefreshFailure
+from pooler.oauth.transport import json_object, post
 
 DEVICE_TIMEOUT = dt.timedelta(minutes=15)
 DEFAULT_INTERVAL = 5
@@ -47,30 +48,10 @@ def _interval(value: object) -> int:
     return max(MIN_INTERVAL, min(MAX_INTERVAL, seconds))
 
 
-def _post(http: httpx.Client, url: str, payload: dict[str, str]) -> httpx.Response:
-    try:
-        return http.post(url, json=payload, headers={"Accept": "application/json"})
-    except httpx.TimeoutException as exc:
-        raise RefreshFailure(FailureKind.TRANSIENT, "timeout") from exc
-    except httpx.HTTPError as exc:
-        raise RefreshFailure(FailureKind.TRANSIENT, "network_error") from exc
-
-
-def _json(response: httpx.Response) -> object:
-    try:
-        body: object = response.json()
-    except ValueError:
-        return None
-    return body
-
-
 def request_user_code(http: httpx.Client, auth_base_url: str, client_id: str) -> DeviceCode:
-    response = _post(http, auth_base_url.rstrip("/") + "/api/accounts/deviceauth/usercode", {"client_id": client_id})
-    body = _json(response)
-    if response.status_code >= 300:
-        raise classify_failure(response.status_code, body, response.headers.get("retry-after"), dt.datetime.now(dt.UTC))
-    if not isinstance(body, dict):
-        raise RefreshFailure(FailureKind.TRANSIENT, "malformed_response", status=response.status_code)
+    url = auth_base_url.rstrip("/") + "/api/accounts/deviceauth/usercode"
+    response = post(http, url, json={"client_id": client_id})
+    body = json_object(response)
     device_auth_id, user_code = body.get("device_auth_id"), body.get("user_code")
     if not isinstance(device_auth_id, str) or not device_auth_id or not isinstance(user_code, str) or not user_code:
         raise RefreshFailure(FailureKind.TRANSIENT, "malformed_response", status=response.status_code)
@@ -82,14 +63,10 @@ def poll_device_token(
 ) -> DeviceGrant | None:
     """One poll: the grant once approved, None while pending (403/404). Raises RefreshFailure otherwise."""
     url = auth_base_url.rstrip("/") + "/api/accounts/deviceauth/token"
-    response = _post(http, url, {"device_auth_id": device_auth_id, "user_code": user_code})
+    response = post(http, url, json={"device_auth_id": device_auth_id, "user_code": user_code})
     if response.status_code in PENDING_STATUSES:
         return None
-    body = _json(response)
-    if response.status_code >= 300:
-        raise classify_failure(response.status_code, body, response.headers.get("retry-after"), dt.datetime.now(dt.UTC))
-    if not isinstance(body, dict):
-        raise RefreshFailure(FailureKind.TRANSIENT, "malformed_response", status=response.status_code)
+    body = json_object(response)
     code, verifier = body.get("authorization_code"), body.get("code_verifier")
     if not isinstance(code, str) or not code or not isinstance(verifier, str) or not verifier:
         raise RefreshFailure(FailureKind.TRANSIENT, "malformed_response", status=response.status_code)

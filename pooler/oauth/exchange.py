@@ -11,16 +11,11 @@ import datetime as dt
 
 import httpx
 
-from pooler.oauth.errors import FailureKind, RefreshFailure, classify_failure
 from pooler.oauth.refresh import TokenSet
+from pooler.oauth.transport import json_object, post, str_field
 
 BROWSER_REDIRECT_URI = "http://localhost:1455/auth/callback"
 DEVICE_REDIRECT_URI = "https://auth.openai.com/deviceauth/callback"
-
-
-def _field(body: dict[str, object], name: str) -> str | None:
-    value = body.get(name)
-    return value if isinstance(value, str) and value else None
 
 
 def exchange_code(
@@ -42,24 +37,9 @@ def exchange_code(
         "client_id": client_id,
         "code_verifier": code_verifier,
     }
-    try:
-        response = http.post(url, data=form, headers={"Accept": "application/json"})
-    except httpx.TimeoutException as exc:
-        raise RefreshFailure(FailureKind.TRANSIENT, "timeout") from exc
-    except httpx.HTTPError as exc:
-        raise RefreshFailure(FailureKind.TRANSIENT, "network_error") from exc
-    try:
-        body: object = response.json()
-    except ValueError:
-        body = None
-    if response.status_code >= 300:
-        raise classify_failure(
-            response.status_code, body, response.headers.get("retry-after"), now or dt.datetime.now(dt.UTC)
-        )
-    if not isinstance(body, dict):
-        raise RefreshFailure(FailureKind.TRANSIENT, "malformed_response", status=response.status_code)
+    body = json_object(post(http, url, data=form), now)
     return TokenSet(
-        access_token=_field(body, "access_token"),
-        refresh_token=_field(body, "refresh_token"),
-        id_token=_field(body, "id_token"),
+        access_token=str_field(body, "access_token"),
+        refresh_token=str_field(body, "refresh_token"),
+        id_token=str_field(body, "id_token"),
     )

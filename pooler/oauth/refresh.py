@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from pooler.oauth.errors import FailureKind, RefreshFailure, classify_failure
+from pooler.oauth.errors import FailureKind, RefreshFailure
+from pooler.oauth.transport import json_object, post, str_field
 
 DEFAULT_AUTH_BASE_URL = "https://auth.openai.com"
 DEFAULT_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
@@ -31,11 +32,6 @@ class TokenSet:
         return f"TokenSet(present={present})"
 
 
-def _token_field(body: dict[str, object], name: str) -> str | None:
-    value = body.get(name)
-    return value if isinstance(value, str) and value else None
-
-
 def refresh_tokens(
     http: httpx.Client,
     auth_base_url: str,
@@ -52,25 +48,12 @@ def refresh_tokens(
         "refresh_token": refresh_token,
         "scope": REFRESH_SCOPE,
     }
-    try:
-        response = http.post(url, json=payload, headers={"Accept": "application/json"})
-    except httpx.TimeoutException as exc:
-        raise RefreshFailure(FailureKind.TRANSIENT, "timeout") from exc
-    except httpx.HTTPError as exc:
-        raise RefreshFailure(FailureKind.TRANSIENT, "network_error") from exc
-    now = now or dt.datetime.now(dt.UTC)
-    try:
-        body: object = response.json()
-    except ValueError:
-        body = None
-    if response.status_code >= 300:
-        raise classify_failure(response.status_code, body, response.headers.get("retry-after"), now)
-    if not isinstance(body, dict):
-        raise RefreshFailure(FailureKind.TRANSIENT, "malformed_response", status=response.status_code)
+    response = post(http, url, json=payload)
+    body = json_object(response, now)
     tokens = TokenSet(
-        access_token=_token_field(body, "access_token"),
-        refresh_token=_token_field(body, "refresh_token"),
-        id_token=_token_field(body, "id_token"),
+        access_token=str_field(body, "access_token"),
+        refresh_token=str_field(body, "refresh_token"),
+        id_token=str_field(body, "id_token"),
     )
     if tokens.access_token is None and tokens.refresh_token is None and tokens.id_token is None:
         raise RefreshFailure(FailureKind.TRANSIENT, "empty_response", status=response.status_code)
