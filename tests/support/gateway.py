@@ -93,7 +93,7 @@ class Gateway:
         return self.codex_base.replace("http://", "ws://") + "/responses"
 
     # --- processes -----------------------------------------------------------------------------------------
-    def start_extproc(self, timeout: float = 20.0) -> None:
+    def start_extproc(self, timeout: float = 60.0) -> None:
         log_path = self.log_dir / "extproc.log"
         before = log_path.read_text(errors="replace").count(EXTPROC_READY) if log_path.exists() else 0
         self.extproc = ManagedProcess(
@@ -107,7 +107,7 @@ class Gateway:
 
         wait_until(ready, timeout=timeout, what="extproc ready")
 
-    def start_replica(self, n: int, timeout: float = 20.0) -> None:
+    def start_replica(self, n: int, timeout: float = 60.0) -> None:
         """Starts replica n (1-based: the ext_proc of `start_extproc` is replica 0) and waits for its ready line."""
         log_path = self.log_dir / f"extproc-{n}.log"
         before = log_path.read_text(errors="replace").count(EXTPROC_READY) if log_path.exists() else 0
@@ -123,7 +123,7 @@ class Gateway:
 
         wait_until(ready, timeout=timeout, what=f"extproc-{n} ready")
 
-    def wait_replicas_healthy(self, count: int, timeout: float = 20.0) -> None:
+    def wait_replicas_healthy(self, count: int, timeout: float = 60.0) -> None:
         """Until Envoy's health checks put `count` ext_proc endpoints in rotation (admin /clusters)."""
 
         def healthy() -> bool:
@@ -190,7 +190,7 @@ class Gateway:
         self.wait_for_key(seeded)
         return seeded
 
-    def wait_for_key(self, seeded: SeededPool, timeout: float = 15.0) -> None:
+    def wait_for_key(self, seeded: SeededPool, timeout: float = 30.0) -> None:
         """Until the ext_proc's snapshot knows the key (usage answers 200 for it)."""
 
         def known() -> bool:
@@ -217,7 +217,7 @@ class Gateway:
                 _ = row.attempts  # load while the session is open
             return rows
 
-    def wait_for_logs(self, count: int, timeout: float = 15.0, **where: Any) -> list[RequestLog]:
+    def wait_for_logs(self, count: int, timeout: float = 30.0, **where: Any) -> list[RequestLog]:
         def enough() -> list[RequestLog] | None:
             rows = self.request_logs(**where)
             return rows if len(rows) >= count else None
@@ -340,7 +340,7 @@ def running_gateway(
         stack.callback(lambda: gw.extproc.stop())
         stack.callback(lambda: [p.stop() for p in gw.replicas.values()])
         try:
-            wait_until(lambda: port_open(port) or not envoy.alive(), timeout=20, what="envoy listener")
+            wait_until(lambda: port_open(port) or not envoy.alive(), timeout=60, what="envoy listener")
             if not envoy.alive():
                 raise RuntimeError("envoy exited:\n" + envoy.log_text()[-3000:])
             for n in range(1, extproc_replicas):

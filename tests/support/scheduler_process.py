@@ -34,7 +34,7 @@ def start_scheduler(name: str, database_url: str, log_dir: Path, env: dict[str, 
             **env,
         },
     ).start()
-    wait_until(lambda: not proc.alive() or READY in proc.log_text(), timeout=20, what=f"{name} ready")
+    wait_until(lambda: not proc.alive() or READY in proc.log_text(), timeout=60, what=f"{name} ready")
     if not proc.alive():
         raise RuntimeError(f"{name} exited early:\n{proc.log_text()}")
     return proc

@@ -45,7 +45,7 @@ def running_simulator(
             # A dead process ends the wait at once (True), and is reported below with its log.
             return not process.alive() or ("simulator ready on" in process.log_text() and client.health())
 
-        wait_until(ready, timeout=20, what="simulator ready line")
+        wait_until(ready, timeout=60, what="simulator ready line")
         if not process.alive():
             raise RuntimeError(f"simulator exited early:\n{process.log_text()}")
         yield RunningSimulator(base_url, port, client, process)
