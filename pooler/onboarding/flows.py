@@ -351,10 +351,12 @@ def _claim(
         raise _fail(session, flow, "unauthorized_pool", now)
     if flow.invite_id is not None:
         invite = session.get(OAuthInvite, flow.invite_id)
+        # Expiry first: housekeeping marks a lapsed invite `expired`, and the invitee should hear that, not
+        # that the flow is no longer pending.
+        if invite is not None and (invite.expires_at <= now or invite.status == InviteStatus.EXPIRED):
+            raise _fail(session, flow, "expired_flow", now)
         if invite is None or invite.status != InviteStatus.PENDING:
             raise _fail(session, flow, "flow_not_pending", now)
-        if invite.expires_at <= now:
-            raise _fail(session, flow, "expired_flow", now)
     return flow, _open(box, flow)
 
 

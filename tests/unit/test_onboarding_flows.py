@@ -460,3 +460,36 @@ def test_link_reuses_the_accounts_service(env: Env) -> None:
     with env.factory() as s:
         summary = [a for a in accounts.list_accounts(s) if a.id == outcome.account_id]
         assert summary and summary[0].credential_epoch == 1
+
+
+def test_invite_marked_expired_by_housekeeping_reads_as_expired_flow(env: Env) -> None:
+    """Housekeeping sets a lapsed invite's status to `expired`; an invitee still polling must hear expired_flow."""
+    with env.factory.begin() as s:
+        invite, token = invites.create_invite(
+            s, env.hasher, operator=env.operator, pool_id=env.pool_id, label="lapsing", actor=ACTOR
+        )
+        invite_id = invite.id
+    invitee = Requester(None, "invitee-lapsing", invite_id)
+    now = utcnow()
+    with env.factory.begin() as s:
+        found = invites.find_usable_invite(s, env.hasher, token)
+        started = flows.start_device_flow(
+            s,
+            env.box,
+            env.hasher,
+            env.http,
+            env.config,
+            operator=None,
+            binding=invitee.binding,
+            purpose=Purpose.INVITE,
+            pool_id=None,
+            invite=found,
+            now=now,
+        )
+    with env.factory.begin() as s:
+        row = s.get(OAuthInvite, invite_id)
+        assert row is not None
+        row.status = InviteStatus.EXPIRED
+    with pytest.raises(OnboardingError) as info:
+        _poll(env, started.flow_id, invitee, now + dt.timedelta(seconds=2))
+    assert info.value.code == "expired_flow"
