@@ -137,7 +137,9 @@ def seed(stack: Stack) -> None:
     stack.account_token = doc["tokens"]["access_token"]
 
 
-def start(stack: Stack) -> None:
+def start(stack: Stack, extproc_env: dict[str, str] | None = None) -> None:
+    """`extproc_env`: extra environment for the ext_proc child only (memory probes: allocator settings,
+    POOLER_EXTPROC_MEMDEBUG), so Envoy, nginx and the simulator run exactly as in every other run."""
     sim, ngx = stack.url("simulator"), stack.url("nginx")
     nginx_dir = stack.workdir / "nginx"
     nginx_dir.mkdir(parents=True, exist_ok=True)
@@ -160,7 +162,14 @@ def start(stack: Stack) -> None:
         _envoy(stack, "plain_nginx", ngx, direct=True, plain=True),
     ]
     if stack.has_gateway:
-        specs.append(ChildSpec("extproc", python_module("extproc"), probe=unix_probe(stack.config.extproc_socket)))
+        specs.append(
+            ChildSpec(
+                "extproc",
+                python_module("extproc"),
+                env=extproc_env or {},
+                probe=unix_probe(stack.config.extproc_socket),
+            )
+        )
         specs.append(_envoy(stack, "gateway_sim", sim, direct=False))
         specs.append(_envoy(stack, "gateway_nginx", ngx, direct=False))
     stack.log = open(stack.workdir / "processes.log", "a")  # noqa: SIM115 - closed in Stack.stop
