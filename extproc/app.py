@@ -51,8 +51,9 @@ def _bind_unix(server: grpc.aio.Server, path: Path) -> None:
 # `request_id IN (...)` check and the ORM's multi-row INSERT render one SQL text per batch size, so the default cache
 # slowly filled with up to 128 large prepared statements per pooled connection: SQLite's own heap
 # (sqlite3_memory_used) grew 0.9 -> 20.9 MiB over 125k gateway requests and was most of the ext_proc's RSS growth.
-# With 16 it stays at 2-4 MiB (RSS at ~85k requests 140.6 -> 124.9 MiB, docs/BENCHMARKS.md); the statements this
-# process repeats are few, and re-preparing an evicted one costs microseconds every 0.5 s flush at most.
+# With 16 it stays at 2-6 MiB: RSS at ~85k requests 140.6 -> 125-135 MiB, growth 3.1 -> 1.3-2.3 MiB per 10k requests
+# (docs/BENCHMARKS.md, 2026-11-24). The statements this process repeats are few; re-preparing an evicted one
+# costs microseconds, at most once per 0.5 s flush.
 SQLITE_CACHED_STATEMENTS = 16
 
 
