@@ -82,7 +82,9 @@ def test_counters_after_traffic_and_no_identifiers(gw: Gateway) -> None:
         samples = _samples(response.text)
         # Wait on the responses family itself: the seed's readiness probe adds a 2xx `usage` request to the pool.
         done = _value(samples, "pooler_requests_total", pool="metrics-pool", route_family="responses")
-        return samples if done >= 4 else None
+        # The quota gauge reads the snapshot, which takes the 429's evidence on its own (asynchronous) path.
+        quota = _value(samples, "pooler_quota_used_percent", account="acct-m1", window="5h")
+        return samples if done >= 4 and quota == 100 else None
 
     samples = wait_until(scraped, timeout=15, what="request counters")
     assert _value(samples, "pooler_requests_total", pool="metrics-pool", route_family="responses") == 4

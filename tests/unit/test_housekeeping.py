@@ -75,10 +75,11 @@ def test_floor_slot_is_the_same_grid_everywhere() -> None:
 
 
 def _pool(factory: Factory) -> int:
-    from pooler.models import Pool
+    from pooler.models import Pool, PoolSettings
 
     with factory.begin() as s:
-        pool = Pool(name=f"hk-{secrets.token_hex(3)}", label="housekeeping")
+        # With its settings row, as every pool has one (other tests list every pool of the shared database).
+        pool = Pool(name=f"hk-{secrets.token_hex(3)}", label="housekeeping", settings=PoolSettings())
         s.add(pool)
         s.flush()
         return pool.id
