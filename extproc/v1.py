@@ -22,10 +22,10 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
+from extproc.bodyops import set_headers, status_of
 from pooler import gateway_contract as gc
 from pooler.v1.chat_request import chat_to_responses
 from pooler.v1.chat_stream import ChatStream
@@ -39,7 +39,6 @@ from pooler.v1.usage import token_counts
 CODEX_RESPONSES_PATH = "/backend-api/codex/responses"
 STREAMED = processing_mode_pb2.ProcessingMode.STREAMED
 BUFFERED = processing_mode_pb2.ProcessingMode.BUFFERED
-OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 JSON = b"application/json"
 EVENT_STREAM = b"text/event-stream"
 
@@ -104,7 +103,7 @@ class V1Processor:
         data = json.dumps(self.request.body, separators=(",", ":"), ensure_ascii=False).encode()
         resp = ep.ProcessingResponse()
         common = resp.request_body.response
-        _set_headers(common.header_mutation, (*UPSTREAM_REQUEST_HEADERS, ("content-length", b"%d" % len(data))))
+        set_headers(common.header_mutation, (*UPSTREAM_REQUEST_HEADERS, ("content-length", b"%d" % len(data))))
         common.body_mutation.body = data
         # The Codex processor recorded the family from this attempt's :path, which a retry sees rewritten.
         routing = resp.dynamic_metadata.fields[gc.NS_ROUTING].struct_value.fields
@@ -122,7 +121,7 @@ class V1Processor:
 
     # --- response --------------------------------------------------------------------------------------------
     def response_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
-        self.status = _status(headers)
+        self.status = status_of(headers)
         resp = ep.ProcessingResponse()
         common = resp.response_headers.response
         streaming = self.request is not None and self.request.stream and 200 <= self.status < 300
@@ -133,7 +132,7 @@ class V1Processor:
             else:
                 self._passthrough = ResponsesStream()
             resp.mode_override.response_body_mode = STREAMED
-            _set_headers(common.header_mutation, (("content-type", EVENT_STREAM),))
+            set_headers(common.header_mutation, (("content-type", EVENT_STREAM),))
         else:
             if 200 <= self.status < 300:
                 self._collector = ResponsesCollector()
@@ -183,7 +182,7 @@ class V1Processor:
         headers = [("content-type", JSON), ("content-length", b"%d" % len(out))]
         if status != self.status:
             headers.append((":status", b"%d" % status))
-        _set_headers(common.header_mutation, headers)
+        set_headers(common.header_mutation, headers)
         common.body_mutation.body = out
         return resp
 
@@ -211,7 +210,7 @@ def models_reply(
         imm.status.code = 200
         imm.body = json.dumps(payload, separators=(",", ":")).encode()
         imm.details = "pooler_answer"
-        _set_headers(imm.headers, (("content-type", JSON),))
+        set_headers(imm.headers, (("content-type", JSON),))
     fields = resp.dynamic_metadata.fields[gc.NS_ROUTING].struct_value.fields
     for name, value in (routing or {}).items():
         if isinstance(value, str):
@@ -226,27 +225,11 @@ def immediate(err: V1Error) -> ep.ProcessingResponse:
     imm = resp.immediate_response
     imm.status.code = err.status
     imm.body = err.body()
-    _set_headers(imm.headers, (("content-type", JSON),))
+    set_headers(imm.headers, (("content-type", JSON),))
     imm.details = f"pooler_v1_{err.code or 'error'}"
     err_ns = resp.dynamic_metadata.fields[gc.NS_ROUTING].struct_value
     err_ns.fields[gc.ROUTING_ERROR].string_value = err.code or "invalid_request"
     return resp
-
-
-def _set_headers(mutation: ep.HeaderMutation, headers: Any) -> None:
-    for key, value in headers:
-        opt = mutation.set_headers.add()
-        opt.header.key = key
-        opt.header.raw_value = value
-        opt.append_action = OVERWRITE
-
-
-def _status(headers: ep.HttpHeaders) -> int:
-    for h in headers.headers.headers:
-        if h.key == ":status":
-            raw = h.raw_value or h.value.encode()
-            return int(raw) if raw.isdigit() else 0
-    return 0
 
 
 def _usage_metadata(resp: ep.ProcessingResponse, usage: dict[str, Any] | None) -> None:
