@@ -388,6 +388,25 @@ def test_device_flow_upstream_failure(env: Env) -> None:
     assert info.value.code == "token_exchange_failed"
 
 
+def _start_invite_device(env: Env, token: str, invitee: Requester, now: dt.datetime) -> DevicePending:
+    """What the public invite page does: the invitee (no operator) starts a device flow for the invite."""
+    with env.factory.begin() as s:
+        found = invites.find_usable_invite(s, env.hasher, token)
+        return flows.start_device_flow(
+            s,
+            env.box,
+            env.hasher,
+            env.http,
+            env.config,
+            operator=None,
+            binding=invitee.binding,
+            purpose=Purpose.INVITE,
+            pool_id=None,
+            invite=found,
+            now=now,
+        )
+
+
 def test_invite_single_use_states(env: Env) -> None:
     login = _acct()
     with env.factory.begin() as s:
@@ -403,21 +422,7 @@ def test_invite_single_use_states(env: Env) -> None:
         assert invites.find_usable_invite(s, env.hasher, token + "x") is None
     invitee = Requester(None, "invitee-browser", invite_id)
     now = utcnow()
-    with env.factory.begin() as s:
-        found = invites.find_usable_invite(s, env.hasher, token)
-        started = flows.start_device_flow(
-            s,
-            env.box,
-            env.hasher,
-            env.http,
-            env.config,
-            operator=None,
-            binding=invitee.binding,
-            purpose=Purpose.INVITE,
-            pool_id=None,
-            invite=found,
-            now=now,
-        )
+    started = _start_invite_device(env, token, invitee, now)
     env.sim.client.approve_device(started.user_code, login)
     done = _poll(env, started.flow_id, invitee, now + dt.timedelta(seconds=2))
     assert isinstance(done, LinkOutcome) and done.purpose == "invite"
@@ -471,21 +476,7 @@ def test_invite_marked_expired_by_housekeeping_reads_as_expired_flow(env: Env) -
         invite_id = invite.id
     invitee = Requester(None, "invitee-lapsing", invite_id)
     now = utcnow()
-    with env.factory.begin() as s:
-        found = invites.find_usable_invite(s, env.hasher, token)
-        started = flows.start_device_flow(
-            s,
-            env.box,
-            env.hasher,
-            env.http,
-            env.config,
-            operator=None,
-            binding=invitee.binding,
-            purpose=Purpose.INVITE,
-            pool_id=None,
-            invite=found,
-            now=now,
-        )
+    started = _start_invite_device(env, token, invitee, now)
     with env.factory.begin() as s:
         row = s.get(OAuthInvite, invite_id)
         assert row is not None
