@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from pooler.evidence import AccountEffect, RequestRecord
@@ -89,6 +89,8 @@ def write_batch(session: Session, batch: Batch) -> None:
 
 
 def _write_requests(session: Session, records: list[RequestRecord]) -> None:
+    """Bulk INSERT ... RETURNING (one statement per table and batch) rather than ORM objects: the unit of work
+    cost ~25% of the ext_proc's CPU under load, on the thread that shares the GIL with the request path."""
     if not records:
         return
     ids = [r.request_id for r in records]
@@ -98,32 +100,50 @@ def _write_requests(session: Session, records: list[RequestRecord]) -> None:
     for start in range(0, len(ids), EXISTING_IDS_PER_QUERY):
         chunk = ids[start : start + EXISTING_IDS_PER_QUERY]
         existing.update(session.scalars(select(RequestLog.request_id).where(RequestLog.request_id.in_(chunk))))
+    fresh: list[RequestRecord] = []
     for record in records:
-        if record.request_id in existing:
-            continue
-        existing.add(record.request_id)
-        row = RequestLog(
-            created_at=record.created_at,
-            request_id=record.request_id,
-            pool_id=record.pool_id,
-            key_prefix=record.key_prefix,
-            account_id=record.account_id,
-            route_family=record.route_family,
-            method=record.method[:8],
-            model=(record.model or None) and record.model[:MAX_MODEL_LENGTH],
-            status_code=record.status_code,
-            attempt_count=max(1, len(record.attempts)),
-            error_code=record.error_code,
-            ttfb_ms=record.ttfb_ms,
-            duration_ms=record.duration_ms,
-            input_tokens=record.tokens.get("input_tokens"),
-            cached_tokens=record.tokens.get("cached_tokens"),
-            output_tokens=record.tokens.get("output_tokens"),
-            reasoning_tokens=record.tokens.get("reasoning_tokens"),
-            total_tokens=record.tokens.get("total_tokens"),
-        )
-        row.attempts = [
-            RequestAttempt(attempt_number=n, account_id=account, status_code=status, outcome=outcome)
-            for n, (account, status, outcome) in enumerate(record.attempts, start=1)
-        ]
-        session.add(row)
+        if record.request_id not in existing:
+            existing.add(record.request_id)
+            fresh.append(record)
+    if not fresh:
+        return
+    log_ids = session.scalars(
+        insert(RequestLog).returning(RequestLog.id, sort_by_parameter_order=True),
+        [_request_row(record) for record in fresh],
+    ).all()
+    attempts = [
+        {
+            "request_log_id": log_id,
+            "attempt_number": n,
+            "account_id": account,
+            "status_code": status,
+            "outcome": outcome,
+        }
+        for log_id, record in zip(log_ids, fresh, strict=True)
+        for n, (account, status, outcome) in enumerate(record.attempts, start=1)
+    ]
+    if attempts:
+        session.execute(insert(RequestAttempt), attempts)
+
+
+def _request_row(record: RequestRecord) -> dict[str, object]:
+    return {
+        "created_at": record.created_at,
+        "request_id": record.request_id,
+        "pool_id": record.pool_id,
+        "key_prefix": record.key_prefix,
+        "account_id": record.account_id,
+        "route_family": record.route_family,
+        "method": record.method[:8],
+        "model": (record.model or None) and record.model[:MAX_MODEL_LENGTH],
+        "status_code": record.status_code,
+        "attempt_count": max(1, len(record.attempts)),
+        "error_code": record.error_code,
+        "ttfb_ms": record.ttfb_ms,
+        "duration_ms": record.duration_ms,
+        "input_tokens": record.tokens.get("input_tokens"),
+        "cached_tokens": record.tokens.get("cached_tokens"),
+        "output_tokens": record.tokens.get("output_tokens"),
+        "reasoning_tokens": record.tokens.get("reasoning_tokens"),
+        "total_tokens": record.tokens.get("total_tokens"),
+    }
