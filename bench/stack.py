@@ -83,7 +83,7 @@ def make_stack(workdir: Path) -> Stack:
     return stack
 
 
-BODY_FILTERS = ("envoy.filters.http.json_to_metadata", "envoy.filters.http.sse_to_metadata")
+BODY_FILTERS = ("envoy.filters.http.lua", "envoy.filters.http.sse_to_metadata")
 
 
 def _without_body_filters(node: Any) -> None:
@@ -157,8 +157,8 @@ def start(stack: Stack, extproc_env: dict[str, str] | None = None) -> None:
         ),
         _envoy(stack, "direct_sim", sim, direct=True),
         _envoy(stack, "direct_nginx", ngx, direct=True),
-        # Baseline 2: a plain Envoy proxy (direct, json_to_metadata/sse_to_metadata off) - what a proxy without
-        # the gateway's body reads costs; the gateway needs json_to_metadata for `model`/`prompt_cache_key`.
+        # Baseline 2: a plain Envoy proxy (direct, the Lua request scanner and sse_to_metadata off) - what a proxy
+        # without the gateway's body reads costs; the gateway needs the scanner for `model`/`prompt_cache_key`.
         _envoy(stack, "plain_nginx", ngx, direct=True, plain=True),
     ]
     if stack.has_gateway:

@@ -7,11 +7,11 @@ uses is defined here once.
 from __future__ import annotations
 
 # --- Dynamic metadata namespaces -------------------------------------------------------------------------
-# Written by envoy.filters.http.json_to_metadata from the JSON request body (C++, no Python parsing).
+# Written by Envoy's Lua request scanner (envoy_config.REQUEST_SCAN_LUA) from JSON request bodies: the top-level
+# `model` and `prompt_cache_key` strings, and the files the body references (no Python body parsing).
 NS_REQUEST = "pooler.request"
 REQUEST_MODEL = "model"
 REQUEST_PROMPT_CACHE_KEY = "prompt_cache_key"
-# Written by the Lua body scanner (envoy_config.FILE_SCAN_LUA) on JSON bodies that reference files/tools.
 REQUEST_FILE_IDS = "file_ids"  # comma-separated upstream file ids found as "file_id": "..." in the body
 REQUEST_IMAGE_TOOL = "image_tool"  # "1" when the body asks for the image_generation tool
 

@@ -43,7 +43,7 @@ from pooler.envoy_config.inputs import (
     num_retries_for,
 )
 from pooler.envoy_config.local_replies import build_local_reply_mappers
-from pooler.envoy_config.lua import FILE_SCAN_LUA, WS_VIEW_FILTER, WS_VIEW_LUA, WS_VIEW_SCRIPT
+from pooler.envoy_config.lua import REQUEST_SCAN_LUA, WS_VIEW_FILTER, WS_VIEW_LUA, WS_VIEW_SCRIPT
 from pooler.envoy_config.render import RAW_KEYS, TEMPLATE_PATH, render
 from pooler.envoy_config.routes import V1_UNSUPPORTED_MESSAGE, build_routes
 from pooler.envoy_config.surface_routes import build_surface_routes, build_v1_routes
@@ -66,11 +66,11 @@ __all__ = [
     "DEFAULT_NUM_RETRIES",
     "DEFAULT_UPSTREAM_URL",
     "ENVOY_CONTROL_HEADERS",
-    "FILE_SCAN_LUA",
     "LOG_REQUEST_HEADERS",
     "PER_TRY_IDLE_TIMEOUT",
     "QUOTA_RESPONSE_HEADERS",
     "RAW_KEYS",
+    "REQUEST_SCAN_LUA",
     "RETRY_BASE_INTERVAL",
     "RETRY_MAX_INTERVAL",
     "SSE_IDLE_TIMEOUT",

@@ -1,4 +1,4 @@
-"""The Lua sources Envoy runs: the file-id body scanner and the websocket pooled-view frame rewriter."""
+"""The Lua sources Envoy runs: the request body scanner and the websocket pooled-view frame rewriter."""
 
 from __future__ import annotations
 
@@ -7,60 +7,34 @@ import json
 from pooler import gateway_contract as gc
 from pooler.ratelimit_view import WS_VIEW_RESPONSE_HEADER
 
-# Lua, on JSON POST bodies only: a plain substring search first (memchr speed), the pattern only when a
-# `"file_id"` key is present. Escaped quotes inside JSON strings (a prompt quoting JSON) do not match.
-FILE_SCAN_LUA = """
-function envoy_on_request(handle)
-  local headers = handle:headers()
-  if headers:get(":method") ~= "POST" then return end
-  local ct = headers:get("content-type")
-  if ct == nil or string.find(ct, "json", 1, true) == nil then return end
-  local body = handle:body()
-  if body == nil then return end
-  local s = body:getBytes(0, body:length())
-  if string.find(s, '"file_id"', 1, true) == nil then return end
-  local ids, n = {}, 0
-  for id in string.gmatch(s, '"file_id"%s*:%s*"([%w_%-]+)"') do
-    n = n + 1
-    ids[n] = id
-    if n >= 16 then break end
-  end
-  if n > 0 then
-    handle:streamInfo():dynamicMetadata():set("NS", "KEY", table.concat(ids, ","))
-  end
-end
-""".replace('"NS"', json.dumps(gc.NS_REQUEST)).replace('"KEY"', json.dumps(gc.REQUEST_FILE_IDS))
+# JSON helpers both scripts start with; positions are 1-based byte indexes. Strings are skipped by finds that
+# jump from quote to backslash (C speed); only the structure between strings is walked in Lua.
+JSON_LUA = """
+local find, byte, sub = string.find, string.byte, string.sub
 
-# Pooled view on websocket frames (issue 10, docs/GATEWAY_SURFACE.md): on the websocket route only, server ->
-# client text frames whose top-level JSON `type` is `codex.rate_limits` get the pool's `plan_type` and
-# `rate_limits` (from the WS_VIEW_RESPONSE_HEADER the downstream header_mutation put on the 101; this filter
-# removes it). Streaming: frames are parsed across chunk boundaries; a small unfragmented text frame is held
-# until complete (bytes of every other frame flow on as they come, payloads not even read); a rewritten frame
-# is re-encoded with its new length. Everything else passes byte for byte. Compressed frames (RSV1) are never
-# touched: the ext_proc drops the permessage-deflate offer when the view is on, and an upgrade that still
-# negotiated an extension is left alone.
-WS_VIEW_LUA = """
-local MAX_INSPECT = 65536
-
+-- One past the closing quote of the string opening at i: plain finds for '"' (memchr), then the quote counts
+-- only after an even run of backslashes. (A pattern find walks byte by byte: 10x slower on a Codex body.)
 local function skip_string(s, i)
   local j = i + 1
   while true do
-    local q = string.find(s, '["\\\\]', j)
+    local q = find(s, '"', j, true)
     if q == nil then return nil end
-    if string.byte(s, q) == 34 then return q + 1 end
-    j = q + 2
+    local k = q - 1
+    while byte(s, k) == 92 do k = k - 1 end
+    if (q - k) % 2 == 1 then return q + 1 end
+    j = q + 1
   end
 end
 
 local function skip_value(s, i)
-  local c = string.byte(s, i)
+  local c = byte(s, i)
   if c == 34 then return skip_string(s, i) end
   if c == 123 or c == 91 then
     local depth, j = 0, i
     while true do
-      local k = string.find(s, '[%[%]{}"]', j)
+      local k = find(s, '[%[%]{}"]', j)
       if k == nil then return nil end
-      local d = string.byte(s, k)
+      local d = byte(s, k)
       if d == 34 then
         j = skip_string(s, k)
         if j == nil then return nil end
@@ -71,54 +45,158 @@ local function skip_value(s, i)
       end
     end
   end
-  local _, e = string.find(s, '^[%w%.%+%-]+', i)
+  local _, e = find(s, '^[%w%.%+%-]+', i)
   if e == nil then return nil end
   return e + 1
 end
 
+-- visit(raw_key, value_start, value_end) for every member of the top-level object in s, in order (raw_key: the
+-- key between its quotes, escapes not decoded; value_end: one past the value). false when s is not a JSON
+-- object this walk understands.
+local function each_member(s, visit)
+  local i = find(s, '[^ \\t\\r\\n]')
+  if i == nil or byte(s, i) ~= 123 then return false end
+  i = i + 1
+  while true do
+    i = find(s, '[^ \\t\\r\\n]', i)
+    if i == nil then return false end
+    local c = byte(s, i)
+    if c == 125 then return true end
+    if c == 44 then
+      i = find(s, '[^ \\t\\r\\n]', i + 1)
+      if i == nil then return false end
+    end
+    if byte(s, i) ~= 34 then return false end
+    local ke = skip_string(s, i)
+    if ke == nil then return false end
+    local key = sub(s, i + 1, ke - 2)
+    i = find(s, '[^ \\t\\r\\n]', ke)
+    if i == nil or byte(s, i) ~= 58 then return false end
+    local vs = find(s, '[^ \\t\\r\\n]', i + 1)
+    if vs == nil then return false end
+    local ve = skip_value(s, vs)
+    if ve == nil then return false end
+    visit(key, vs, ve)
+    i = ve
+  end
+end
+
+local ESCAPES = {['"'] = '"', ['\\\\'] = '\\\\', ['/'] = '/', b = '\\b', f = '\\f', n = '\\n', r = '\\r', t = '\\t'}
+
+local function utf8_char(cp)
+  if cp < 128 then return string.char(cp) end
+  if cp < 2048 then return string.char(192 + math.floor(cp / 64), 128 + cp % 64) end
+  return string.char(224 + math.floor(cp / 4096), 128 + math.floor(cp / 64) % 64, 128 + cp % 64)
+end
+
+-- The text of a JSON string's raw contents, escapes decoded in one pass (so `\\\\u0041` stays `\\u0041`); nil
+-- for an invalid escape. Surrogate pairs are not joined: such text never equals a key or model name we know.
+local function unescape(raw)
+  local j = find(raw, '\\\\', 1, true)
+  if j == nil then return raw end
+  local out, i = {}, 1
+  while j ~= nil do
+    out[#out + 1] = sub(raw, i, j - 1)
+    local c = sub(raw, j + 1, j + 1)
+    if c == 'u' then
+      local hex = sub(raw, j + 2, j + 5)
+      if find(hex, '^%x%x%x%x$') == nil then return nil end
+      out[#out + 1] = utf8_char(tonumber(hex, 16))
+      i = j + 6
+    else
+      if ESCAPES[c] == nil then return nil end
+      out[#out + 1] = ESCAPES[c]
+      i = j + 2
+    end
+    j = find(raw, '\\\\', i, true)
+  end
+  out[#out + 1] = sub(raw, i)
+  return table.concat(out)
+end
+"""
+
+# On JSON POST bodies (the HCM's request scanner, replacing json_to_metadata: that filter builds a full DOM of
+# the ~40 KB Codex body and cost Envoy ~60% of its proxy throughput; this walk only visits the top level):
+# - `model` and `prompt_cache_key`: the string values of those top-level keys (every member is visited and the
+#   last of a repeated key wins, as in the upstream's parser; keys are compared after decoding escapes, so
+#   `"mod\\u0065l"` is `model`). Printable ASCII only (anything else becomes `?`, which no allow-list holds),
+#   at most 256 bytes.
+# - `file_ids`: `"file_id": "..."` references anywhere (a plain substring search first, memchr speed; escaped
+#   quotes inside strings, e.g. a prompt quoting JSON, do not match).
+REQUEST_SCAN_LUA = (
+    JSON_LUA
+    + """
+local FIELDS = {[REQUEST_MODEL] = true, [REQUEST_PROMPT_CACHE_KEY] = true}
+
+local function safe(value)
+  return sub((string.gsub(value, '[^\\32-\\126]', '?')), 1, 256)
+end
+
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  if headers:get(":method") ~= "POST" then return end
+  local ct = headers:get("content-type")
+  if ct == nil or find(ct, "json", 1, true) == nil then return end
+  local body = handle:body()
+  if body == nil then return end
+  local s = body:getBytes(0, body:length())
+  local metadata = handle:streamInfo():dynamicMetadata()
+  local found = {}
+  each_member(s, function(raw_key, vs, ve)
+    local key = unescape(raw_key)
+    if key ~= nil and FIELDS[key] then
+      found[key] = byte(s, vs) == 34 and unescape(sub(s, vs + 1, ve - 2)) or nil
+    end
+  end)
+  for key, value in pairs(found) do metadata:set(NS_REQUEST, key, safe(value)) end
+  if find(s, '"file_id"', 1, true) == nil then return end
+  local ids, n = {}, 0
+  for id in string.gmatch(s, '"file_id"%s*:%s*"([%w_%-]+)"') do
+    n = n + 1
+    ids[n] = id
+    if n >= 16 then break end
+  end
+  if n > 0 then metadata:set(NS_REQUEST, REQUEST_FILE_IDS, table.concat(ids, ",")) end
+end
+"""
+)
+for _name in ("NS_REQUEST", "REQUEST_MODEL", "REQUEST_PROMPT_CACHE_KEY", "REQUEST_FILE_IDS"):
+    REQUEST_SCAN_LUA = REQUEST_SCAN_LUA.replace(_name, json.dumps(getattr(gc, _name)))
+
+# Pooled view on websocket frames (issue 10, docs/GATEWAY_SURFACE.md): on the websocket route only, server ->
+# client text frames whose top-level JSON `type` is `codex.rate_limits` get the pool's `plan_type` and
+# `rate_limits` (from the WS_VIEW_RESPONSE_HEADER the downstream header_mutation put on the 101; this filter
+# removes it). Streaming: frames are parsed across chunk boundaries; a small unfragmented text frame is held
+# until complete (bytes of every other frame flow on as they come, payloads not even read); a rewritten frame
+# is re-encoded with its new length. Everything else passes byte for byte. Compressed frames (RSV1) are never
+# touched: the ext_proc drops the permessage-deflate offer when the view is on, and an upgrade that still
+# negotiated an extension is left alone.
+WS_VIEW_LUA = (
+    JSON_LUA
+    + """
+local MAX_INSPECT = 65536
+
 -- The payload with the top-level plan_type and rate_limits values replaced; nil when it is not a
 -- codex.rate_limits event (or not a JSON object this scanner understands: then it is left as it is).
 local function rewrite_event(s, plan_json, limits)
-  local i = string.find(s, '[^ \\t\\r\\n]')
-  if i == nil or string.byte(s, i) ~= 123 then return nil end
-  i = i + 1
   local is_event, spans = false, {}
-  while true do
-    i = string.find(s, '[^ \\t\\r\\n]', i)
-    if i == nil then return nil end
-    local c = string.byte(s, i)
-    if c == 125 then break end
-    if c == 44 then
-      i = string.find(s, '[^ \\t\\r\\n]', i + 1)
-      if i == nil then return nil end
-    end
-    if string.byte(s, i) ~= 34 then return nil end
-    local ke = skip_string(s, i)
-    if ke == nil then return nil end
-    local key = string.sub(s, i + 1, ke - 2)
-    i = string.find(s, '[^ \\t\\r\\n]', ke)
-    if i == nil or string.byte(s, i) ~= 58 then return nil end
-    local vs = string.find(s, '[^ \\t\\r\\n]', i + 1)
-    if vs == nil then return nil end
-    local ve = skip_value(s, vs)
-    if ve == nil then return nil end
+  local ok = each_member(s, function(key, vs, ve)
     if key == "type" then
-      is_event = string.sub(s, vs, ve - 1) == '"codex.rate_limits"'
+      is_event = sub(s, vs, ve - 1) == '"codex.rate_limits"'
     elseif key == "rate_limits" then
       spans[#spans + 1] = {vs, ve, limits}
     elseif key == "plan_type" then
       spans[#spans + 1] = {vs, ve, plan_json}
     end
-    i = ve
-  end
-  if not is_event or #spans == 0 then return nil end
+  end)
+  if not ok or not is_event or #spans == 0 then return nil end
   local out, pos = {}, 1
   for _, span in ipairs(spans) do
-    out[#out + 1] = string.sub(s, pos, span[1] - 1)
+    out[#out + 1] = sub(s, pos, span[1] - 1)
     out[#out + 1] = span[3]
     pos = span[2]
   end
-  out[#out + 1] = string.sub(s, pos)
+  out[#out + 1] = sub(s, pos)
   return table.concat(out)
 end
 
@@ -220,6 +298,7 @@ function envoy_on_response(handle)
     end
   end
 end
-""".replace("WS_VIEW_HEADER", WS_VIEW_RESPONSE_HEADER)
+"""
+).replace("WS_VIEW_HEADER", WS_VIEW_RESPONSE_HEADER)
 WS_VIEW_FILTER = "pooler.ws_rate_limits"
 WS_VIEW_SCRIPT = "ws_view"

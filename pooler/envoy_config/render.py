@@ -9,7 +9,6 @@ from typing import Any
 
 import yaml
 
-from pooler import gateway_contract as gc
 from pooler.envoy_config.access_logs import build_access_logs, build_grpc_access_log
 from pooler.envoy_config.clusters import (
     SURFACE_CLUSTERS,
@@ -24,7 +23,7 @@ from pooler.envoy_config.header_mutations import build_request_mutations, build_
 from pooler.envoy_config.ingress import build_ingress
 from pooler.envoy_config.inputs import GatewayConfig, Upstream
 from pooler.envoy_config.local_replies import build_local_reply_mappers
-from pooler.envoy_config.lua import FILE_SCAN_LUA, WS_VIEW_FILTER, WS_VIEW_LUA
+from pooler.envoy_config.lua import REQUEST_SCAN_LUA, WS_VIEW_FILTER, WS_VIEW_LUA
 from pooler.envoy_config.routes import build_routes, with_host_rewrite
 from pooler.envoy_config.upstream_filters import (
     build_surface_http_filters,
@@ -57,14 +56,11 @@ def render(config: GatewayConfig, template: str | None = None) -> str:
         "local_reply_mappers": build_local_reply_mappers(),
         "strip_envoy_headers": build_request_mutations(),
         "view_response_mutations": build_view_response_mutations(),
-        "file_scan_lua": FILE_SCAN_LUA,
+        "request_scan_lua": REQUEST_SCAN_LUA,
         "ws_view_lua": WS_VIEW_LUA,
         "ws_view_filter": WS_VIEW_FILTER,
         **build_ingress(config),
         **{f"{name}_http_filters": build_surface_http_filters(config, name) for name in SURFACE_CLUSTERS},
-        "ns_request": gc.NS_REQUEST,
-        "request_model": gc.REQUEST_MODEL,
-        "request_prompt_cache_key": gc.REQUEST_PROMPT_CACHE_KEY,
         "usage_rules": build_usage_rules(),
         "routes": with_host_rewrite(build_routes(config), upstream),
         "local_fallback_body": error_body("The gateway could not answer this request.", "internal_error"),

@@ -52,11 +52,7 @@ def build_routes(config: GatewayConfig) -> list[dict[str, Any]]:
             },
             # Headers-only on upgrades: body-processing filters on websocket routes are a known hang risk.
             "typed_per_filter_config": {
-                **disabled_filters(
-                    "envoy.filters.http.json_to_metadata",
-                    "envoy.filters.http.sse_to_metadata",
-                    "envoy.filters.http.lua",
-                ),
+                **disabled_filters("envoy.filters.http.sse_to_metadata", "envoy.filters.http.lua"),
                 # Disabled everywhere else: the pooled view's frame rewriter (WS_VIEW_LUA) streams frames through.
                 WS_VIEW_FILTER: {
                     "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",

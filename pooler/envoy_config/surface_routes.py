@@ -13,7 +13,7 @@ from pooler.envoy_config.timeouts import SSE_IDLE_TIMEOUT
 def build_surface_routes(retry: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 10 (docs/GATEWAY_SURFACE.md): files, transcription, images on the Codex backend. /v1 flavours are
     path-rewritten here, so the ext_proc sees one family per backend route on every attempt."""
-    no_scan = disabled_filters("envoy.filters.http.lua", "envoy.filters.http.json_to_metadata")
+    no_scan = disabled_filters("envoy.filters.http.lua")
     upload = {"timeout": "300s", "retry_policy": retry}
     return [
         {

@@ -38,7 +38,7 @@ def build_upstream_http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
                     "response_trailer_mode": "SKIP",
                 },
                 "metadata_options": {
-                    # NS_ROUTING: the principal and tried accounts of earlier attempts; NS_REQUEST: json_to_metadata.
+                    # NS_ROUTING: the principal and tried accounts of earlier attempts; NS_REQUEST: the request scanner.
                     "forwarding_namespaces": {"untyped": [gc.NS_ROUTING, gc.NS_REQUEST]},
                     "receiving_namespaces": {"untyped": [gc.NS_ROUTING]},
                 },

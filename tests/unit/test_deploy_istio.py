@@ -61,13 +61,9 @@ def test_sockets_clusters_and_access_log_match() -> None:
     assert router["patch"]["value"]["typed_config"]["upstream_log"] == [log]
     hcm = next(p for p in patches if p["applyTo"] == "NETWORK_FILTER")
     assert hcm["patch"]["value"]["typed_config"]["access_log"] == [log]
-    json_meta = next(p for p in patches if p["patch"]["value"].get("name") == "envoy.filters.http.json_to_metadata")
-    assert json_meta["patch"]["operation"] == "INSERT_BEFORE"  # before the router, after the mesh's own filters
-    namespaces = {
-        r["on_present"]["metadata_namespace"]
-        for r in json_meta["patch"]["value"]["typed_config"]["request_rules"]["rules"]
-    }
-    assert namespaces == {gc.NS_REQUEST}
+    scanner = next(p for p in patches if p["patch"]["value"].get("name") == "envoy.filters.http.lua")
+    assert scanner["patch"]["operation"] == "INSERT_BEFORE"  # before the router, after the mesh's own filters
+    assert scanner["patch"]["value"]["typed_config"]["default_source_code"]["inline_string"] == ec.REQUEST_SCAN_LUA
 
 
 def test_gateway_pod_shares_the_socket_directory() -> None:
