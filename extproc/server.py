@@ -24,6 +24,11 @@ from extproc.v1 import processor_for
 
 log = logging.getLogger(__name__)
 
+# How long a stream that Envoy ended waits for the reset that follows before returning (see `Process`). Envoy's
+# reset reaches the handler within ~12 ms under load (measured: p50 0.14 ms, p99 2.5 ms, max 12 ms over 19k
+# streams, loaded 2-core box); an Envoy that closes gracefully (half-close only) gets its status this much later.
+RESET_GRACE_S = 0.1
+
 # Phases this processor never asks for answer "continue" of the matching kind.
 _CONTINUE = {
     "response_headers": lambda: ep.ProcessingResponse(response_headers=ep.HeadersResponse()),
@@ -76,6 +81,13 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
                     yield responses.error("internal_error")
             elif kind in _CONTINUE:
                 yield _CONTINUE[kind]()
+        # Envoy ends every ext_proc stream with END_STREAM immediately followed by RST_STREAM
+        # (ExternalProcessorStreamImpl::close: closeStream() then resetStream()). Returning now makes grpc.aio start
+        # the final-status batch on a call that is being reset: the batch fails, grpc.aio ignores the error, and
+        # grpcio (1.85, grpc/grpc#43360) never frees the batch's gpr_malloc'd grpc_op array - 80 bytes (a 96-byte
+        # glibc chunk) per stream, the ~0.9 MiB per 10,000 requests of native heap growth in docs/BENCHMARKS.md.
+        # Waiting lets gRPC deliver the reset first: it cancels this handler and no status batch is ever started.
+        await asyncio.sleep(RESET_GRACE_S)
 
 
 class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]
