@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
@@ -21,6 +22,7 @@ from extproc.admission import Deferred
 from extproc.processor import AttemptProcessor, Exhausted
 from extproc.shared import SharedState
 from extproc.v1 import processor_for
+from pooler import gateway_contract as gc
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +50,11 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
     async def Process(
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ep.ProcessingResponse]:
+        metadata = context.invocation_metadata()
         # /v1 clusters name their processor in the filter's gRPC initial metadata; picked once per stream.
-        v1 = processor_for(context.invocation_metadata())
+        v1 = processor_for(metadata)
         # Issue-10 clusters (files, /v1 files, /v1 audio) name theirs the same way.
-        surface = None if v1 is not None else self.processor.surface.processor_for(context.invocation_metadata())
+        surface = None if v1 is not None else self.processor.surface.processor_for(metadata)
         async for request in request_iterator:
             kind = request.WhichOneof("request")
             if v1 is not None and kind != "request_headers":
@@ -81,13 +84,22 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
                     yield responses.error("internal_error")
             elif kind in _CONTINUE:
                 yield _CONTINUE[kind]()
-        # Envoy ends every ext_proc stream with END_STREAM immediately followed by RST_STREAM
+        # By default Envoy ends every ext_proc stream with END_STREAM immediately followed by RST_STREAM
         # (ExternalProcessorStreamImpl::close: closeStream() then resetStream()). Returning now makes grpc.aio start
         # the final-status batch on a call that is being reset: the batch fails, grpc.aio ignores the error, and
         # grpcio (1.85, grpc/grpc#43360) never frees the batch's gpr_malloc'd grpc_op array - 80 bytes (a 96-byte
         # glibc chunk) per stream, the ~0.9 MiB per 10,000 requests of native heap growth in docs/BENCHMARKS.md.
         # Waiting lets gRPC deliver the reset first: it cancels this handler and no status batch is ever started.
-        await asyncio.sleep(RESET_GRACE_S)
+        # Our own Envoy config turns on graceful close (no reset; it waits for our status) and says so.
+        if not _graceful_close(metadata):
+            await asyncio.sleep(RESET_GRACE_S)
+
+
+def _graceful_close(invocation_metadata: Any) -> bool:
+    return any(
+        key == gc.STREAM_CLOSE_METADATA_KEY and value == gc.STREAM_CLOSE_GRACEFUL
+        for key, value in invocation_metadata or ()
+    )
 
 
 class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]

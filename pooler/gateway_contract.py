@@ -62,6 +62,11 @@ overwriting any client-sent copy; read by the ext_proc for per-key allowlists an
 # --- ext_proc processors ----------------------------------------------------------------------------------
 PROCESSOR_METADATA_KEY = "x-pooler-processor"
 """gRPC initial metadata of an ext_proc filter naming the processor for its streams (absent: by path)."""
+STREAM_CLOSE_METADATA_KEY = "x-pooler-stream-close"
+STREAM_CLOSE_GRACEFUL = "graceful"
+"""gRPC initial metadata of the ext_proc filters in our rendered Envoy config, whose runtime turns on
+`ext_proc_graceful_grpc_close`: that Envoy half-closes each ext_proc stream and waits for our status instead of
+resetting the stream, so the ext_proc may return at once (extproc/server.py explains the wait otherwise)."""
 PROCESSOR_V1_RESPONSES = "v1_responses"
 PROCESSOR_V1_CHAT = "v1_chat"
 PROCESSOR_FILES = "files"  # POST /backend-api/files: learns file id -> account, validates the upload URL

@@ -10,8 +10,13 @@ from pooler.envoy_config.fragments import duration
 from pooler.envoy_config.inputs import GatewayConfig
 
 
-def build_upstream_http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
+def build_upstream_http_filters(config: GatewayConfig, graceful_close: bool = True) -> list[dict[str, Any]]:
+    """`graceful_close`: the Envoy runs with our bootstrap's runtime (`ext_proc_graceful_grpc_close` on, see
+    envoy/envoy.yaml); false for an Envoy configured elsewhere (the Istio EnvoyFilter)."""
     timeout = duration(config.extproc_timeout_seconds)
+    grpc_service: dict[str, Any] = {"envoy_grpc": {"cluster_name": "pooler_extproc"}, "timeout": timeout}
+    if graceful_close:
+        grpc_service["initial_metadata"] = [{"key": gc.STREAM_CLOSE_METADATA_KEY, "value": gc.STREAM_CLOSE_GRACEFUL}]
     codec = {
         "name": "envoy.filters.http.upstream_codec",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
@@ -23,7 +28,7 @@ def build_upstream_http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
             "name": "envoy.filters.http.ext_proc",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
-                "grpc_service": {"envoy_grpc": {"cluster_name": "pooler_extproc"}, "timeout": timeout},
+                "grpc_service": grpc_service,
                 # Fail closed: without the ext_proc's decision there is no account token to send, and the client
                 # must get a fast JSON 503 (local_reply maps this 500), never the upstream with its Pool key.
                 "failure_mode_allow": False,
@@ -56,7 +61,7 @@ def build_v1_http_filters(config: GatewayConfig, processor: str) -> list[dict[st
     if config.direct:  # the benchmark baseline has no ext_proc on any cluster
         return filters
     ext = filters[0]["typed_config"]
-    ext["grpc_service"]["initial_metadata"] = [{"key": gc.PROCESSOR_METADATA_KEY, "value": processor}]
+    _name_processor(ext, processor)
     ext["processing_mode"] = {
         **ext["processing_mode"],
         "request_body_mode": "BUFFERED",  # translated and replaced by the ext_proc
@@ -75,7 +80,7 @@ def build_surface_http_filters(config: GatewayConfig, processor: str) -> list[di
     if config.direct:
         return filters
     ext = filters[0]["typed_config"]
-    ext["grpc_service"]["initial_metadata"] = [{"key": gc.PROCESSOR_METADATA_KEY, "value": processor}]
+    _name_processor(ext, processor)
     mode = dict(ext["processing_mode"])
     if processor in (gc.PROCESSOR_FILES, gc.PROCESSOR_V1_FILES):
         mode.update(response_header_mode="SEND", response_body_mode="BUFFERED")
@@ -83,3 +88,9 @@ def build_surface_http_filters(config: GatewayConfig, processor: str) -> list[di
         mode["request_body_mode"] = "BUFFERED"
     ext["processing_mode"] = mode
     return filters
+
+
+def _name_processor(ext_proc: dict[str, Any], processor: str) -> None:
+    """The processor for this filter's streams, as gRPC initial metadata (after any the base filter sends)."""
+    metadata = ext_proc["grpc_service"].setdefault("initial_metadata", [])
+    metadata.append({"key": gc.PROCESSOR_METADATA_KEY, "value": processor})
