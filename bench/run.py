@@ -5,7 +5,8 @@ Measures, with a ~40 KB Codex CLI request body (bench/codex_body.py):
   (a) nginx with a fixed Codex SSE reply - the header-path comparison, where the upstream costs almost nothing -
   and (b) the simulator flat out, plus the simulator's own ceiling without Envoy;
 - SSE time to first byte through both paths (simulator);
-- ext_proc resident memory after warm-up, after 10,000 more gateway requests, and its slope over 4 more blocks;
+- ext_proc memory after warm-up, after 10,000 more gateway requests, and the slopes of RSS and of the glibc
+  heap in use (extproc/memdebug.py stats line) over 6 more blocks;
 - selection cost for 1,000 accounts (bench/selection_bench.py, when present).
 Bounded: about --seconds per wrk run (default 10; ~3 minutes in all). Traffic only to 127.0.0.1.
 """
@@ -19,6 +20,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -39,11 +41,16 @@ RESULTS_DIR = REPO / "var" / "bench"
 BLOCK_START, BLOCK_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
 PATH = "/backend-api/codex/responses"
 MEMORY_REQUESTS = 10_000  # one memory block
-MEMORY_BLOCKS = 5  # the first block is reported on its own; the slope is fitted over the later ones
-# "Flat" (issue 4): after warm-up, RSS grows by less than 1 MiB per 10,000 requests (~100 bytes per request),
-# judged on the least-squares slope of blocks 2..5 - one block's difference is dominated by allocator noise
-# (±2 MiB seen between runs), and the first block after a load change still settles the heap.
+MEMORY_BLOCKS = 7  # the first block is reported on its own; the slopes are fitted over the later ones
+# "Flat" (issue 4), judged on least-squares slopes over blocks 2..7 (one block's difference is dominated by
+# allocator noise, ±2 MiB seen between runs, and the first block after a load change still settles the heap):
+# - RSS grows by less than 1 MiB per 10,000 requests (~100 bytes per request), and
+# - the glibc heap in use (mallinfo2 uordblks, from extproc/memdebug.py) by less than 256 KiB per 10,000: the
+#   live-memory signal. RSS also moves with fragmentation and SQLite's page cache; the grpcio leak this caught
+#   (grpc/grpc#43360, 96 bytes per request = 0.9 MiB per 10k) showed in the heap while RSS looked nearly flat.
 FLAT_SLOPE_KIB = 1024
+FLAT_HEAP_SLOPE_KIB = 256
+MEMDEBUG_FILE = "extproc-memdebug.log"
 TARGETS = {"added_p50_ms": 1.5, "throughput_ratio": 0.25, "selection_us": 50.0}
 
 
@@ -150,7 +157,8 @@ def run(seconds: float, rounds: int, ttfb_count: int) -> dict[str, Any]:
     try:
         eprint(f"bench: seeding and starting processes in {workdir}")
         seed(stack)
-        start(stack)
+        # The memory probe's heap figures: SIGUSR1 -> one stats line (no tracemalloc, so no slowdown).
+        start(stack, {"POOLER_EXTPROC_MEMDEBUG": str(workdir / MEMDEBUG_FILE), "POOLER_EXTPROC_MEMDEBUG_TRACE": "0"})
         runner = Runner(stack, seconds)
         results["body_bytes"] = len(runner.body)
         paths = ["direct_nginx", "plain_nginx", "direct_sim"] + (
@@ -206,32 +214,58 @@ def slope_kib_per_block(points: list[tuple[int, int]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / sxx * MEMORY_REQUESTS if sxx else 0.0
 
 
+def heap_in_use_kib(pid: int | None, memdebug: Path) -> int | None:
+    """The ext_proc's glibc heap in use: SIGUSR1 makes it append a `stats {json}` line to `memdebug`."""
+    if pid is None:
+        return None
+    before = memdebug.read_text().count("\nstats ") if memdebug.exists() else 0
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = "\n" + memdebug.read_text() if memdebug.exists() else ""
+        if text.count("\nstats ") > before:
+            line = text.rsplit("\nstats ", 1)[1].split("\n", 1)[0]
+            uordblks = json.loads(line).get("mallinfo2", {}).get("uordblks")
+            return uordblks // 1024 if isinstance(uordblks, int) else None
+        time.sleep(0.05)
+    return None
+
+
 def memory_probe(runner: Runner) -> dict[str, Any]:
     """Steady state: everything before warmed the ext_proc up; then MEMORY_BLOCKS blocks of 10,000 gateway
-    requests (c=16, nginx), RSS after each. Reported: RSS at the start, after the first 10,000, and the slope
-    over the later blocks (what "flat" is judged on)."""
+    requests (c=16, nginx), RSS and heap in use after each. Reported: RSS at the start, after the first 10,000,
+    and the slopes over the later blocks (what "flat" is judged on)."""
     pid = runner.stack.pid("extproc")
+    memdebug = runner.stack.workdir / MEMDEBUG_FILE
     eprint(f"bench: ext_proc memory across {MEMORY_BLOCKS} blocks of {MEMORY_REQUESTS:,} gateway requests")
     time.sleep(1.5)  # the writer's last flush of the previous load
     counted_from = runner.gateway_requests
     rss_start = rss_kib(pid)
-    points: list[tuple[int, int]] = []
+    blocks: list[dict[str, Any]] = []
     for _ in range(MEMORY_BLOCKS):
         block_from = runner.gateway_requests
         while runner.gateway_requests - block_from < MEMORY_REQUESTS:
             left = MEMORY_REQUESTS - (runner.gateway_requests - block_from)
             runner.wrk("gateway_nginx", 16, seconds=max(2, min(5, left // 800 + 1)))
-        time.sleep(1.5)  # let the access-log batch of the block be written before reading RSS
-        points.append((runner.gateway_requests - counted_from, rss_kib(pid)))
-        eprint(f"  ext_proc RSS {points[-1][1] / 1024:.1f} MiB after {points[-1][0]:,} requests")
-    later = points[1:]
+        time.sleep(1.5)  # let the access-log batch of the block be written before reading memory
+        block = {
+            "requests": runner.gateway_requests - counted_from,
+            "rss_kib": rss_kib(pid),
+            "heap_in_use_kib": heap_in_use_kib(pid, memdebug),
+        }
+        blocks.append(block)
+        heap = f", heap in use {block['heap_in_use_kib'] / 1024:.1f} MiB" if block["heap_in_use_kib"] else ""
+        eprint(f"  ext_proc RSS {block['rss_kib'] / 1024:.1f} MiB{heap} after {block['requests']:,} requests")
+    later = blocks[1:]
+    heap_points = [(b["requests"], b["heap_in_use_kib"]) for b in later if b["heap_in_use_kib"] is not None]
     return {
         "rss_start_kib": rss_start,
-        "blocks": [{"requests": n, "rss_kib": kib} for n, kib in points],
-        "rss_after_first_kib": points[0][1],
-        "first_block_requests": points[0][0],
-        "slope_kib_per_10k": slope_kib_per_block(later),
-        "slope_requests": later[-1][0] - points[0][0],
+        "blocks": blocks,
+        "rss_after_first_kib": blocks[0]["rss_kib"],
+        "first_block_requests": blocks[0]["requests"],
+        "slope_kib_per_10k": slope_kib_per_block([(b["requests"], b["rss_kib"]) for b in later]),
+        "heap_slope_kib_per_10k": slope_kib_per_block(heap_points) if len(heap_points) == len(later) else None,
+        "slope_requests": later[-1]["requests"] - blocks[0]["requests"],
     }
 
 
@@ -281,7 +315,7 @@ def markdown(results: dict[str, Any]) -> str:
     for target, by_c in results.get("wrk", {}).items():
         kind, upstream = target.split("_", 1)
         if kind == "plain":  # second, clearly labelled baseline: a proxy that does not read the body
-            kind = "plain Envoy (no json/sse_to_metadata)"
+            kind = "plain Envoy (no body filters)"
         for c, r in sorted(by_c.items(), key=lambda kv: int(kv[0])):
             cells = f"{r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']}"
             lines.append(f"| {kind} | {upstream} | {c} | {cells} |")
@@ -322,15 +356,25 @@ def markdown(results: dict[str, Any]) -> str:
         start, first = mem["rss_start_kib"] / 1024, mem["rss_after_first_kib"] / 1024
         later = ", ".join(f"{b['rss_kib'] / 1024:.1f}" for b in mem["blocks"][1:])
         slope = mem["slope_kib_per_10k"] / 1024
-        flat = verdict(mem["slope_kib_per_10k"] < FLAT_SLOPE_KIB)
+        heap_slope = mem.get("heap_slope_kib_per_10k")
+        flat = verdict(
+            mem["slope_kib_per_10k"] < FLAT_SLOPE_KIB and heap_slope is not None and heap_slope < FLAT_HEAP_SLOPE_KIB
+        )
         lines.append(
             f"| ext_proc RSS after warm-up → after {mem['first_block_requests']:,} more requests | "
             f"{start:.1f} → {first:.1f} MiB ({first - start:+.1f}) | - | |"
         )
         lines.append(
             f"| ext_proc RSS slope over the next {mem['slope_requests']:,} requests (blocks: {later} MiB) | "
-            f"{slope:+.2f} MiB per 10k | flat (< 1 MiB per 10k) | {flat} |"
+            f"{slope:+.2f} MiB per 10k | < 1 MiB per 10k | |"
         )
+        if heap_slope is not None:
+            heaps = ", ".join(f"{b['heap_in_use_kib'] / 1024:.1f}" for b in mem["blocks"][1:])
+            lines.append(
+                f"| ext_proc glibc heap in use, slope over the same blocks ({heaps} MiB) | "
+                f"{heap_slope / 1024:+.2f} MiB per 10k | < 0.25 MiB per 10k | |"
+            )
+        lines.append(f"| ext_proc memory flat (both slopes under their limits) | | | {flat} |")
     sel = results.get("selection")
     if sel and "worst_us" in sel:
         lines.append(
