@@ -46,6 +46,18 @@ def _seconds(duration: Any) -> float | None:
     return float(duration.seconds + duration.nanos / 1e9)
 
 
+def answered_at(common: AccessLogCommon, default: float) -> float:
+    """When this attempt's upstream answered (start + time to its first byte), wall clock; `default` when Envoy
+    did not record it. Evidence is ordered by this, not by when the entry reached us: each Envoy worker streams
+    its own access log on its own flush timer, so an older answer can arrive after a newer one (a 200 with its
+    0% headers after a later 429 on another worker would otherwise undo the limit)."""
+    start = common.start_time
+    first_byte = _seconds(common.time_to_first_upstream_rx_byte)
+    if not start.seconds or first_byte is None:
+        return default
+    return start.seconds + start.nanos / 1e9 + first_byte
+
+
 def _flags(common: AccessLogCommon) -> frozenset[str]:
     if not common.HasField("response_flags"):
         return frozenset()
@@ -126,7 +138,7 @@ class AccessLogHandler:
             status=entry.response.response_code.value if entry.response.HasField("response_code") else 0,
             flags=_flags(common),
             headers={k.lower(): v for k, v in entry.response.response_headers.items()},
-            observed_at=now,
+            observed_at=answered_at(common, now),
         )
         slot[1].append(record)
         log.debug("attempt request=%s n=%d account=%s status=%s", request_id, position + 1, account_id, record.status)
@@ -136,7 +148,7 @@ class AccessLogHandler:
         demotion = snapshot.demotion_seconds if snapshot is not None else 30.0
         effect = attempt_effect(record, demotion)
         if effect is not None:
-            self.state.apply_effect(effect, now)
+            self.state.apply_effect(effect, record.observed_at)
 
     def _downstream(self, entry: HTTPAccessLogEntry) -> None:
         common = entry.common_properties

@@ -95,6 +95,9 @@ class GatewayState:
         for obs in (*effect.observations, *limit):
             if obs.limit_family != "codex":
                 continue
+            seen = overlay.windows.get(obs.window_minutes)
+            if seen is not None and seen.observed_at > observed_at:
+                continue  # older evidence that arrived late (see extproc.accesslog.answered_at)
             overlay.windows[obs.window_minutes] = WindowView(
                 obs.window_minutes,
                 obs.used_percent,
