@@ -41,6 +41,7 @@ FLAG_NAMES = {
 
 
 def _seconds(duration: Any) -> float | None:
+    """A protobuf Duration or Timestamp in seconds; None when unset (zero)."""
     if duration is None or (duration.seconds == 0 and duration.nanos == 0):
         return None
     return float(duration.seconds + duration.nanos / 1e9)
@@ -51,11 +52,11 @@ def answered_at(common: AccessLogCommon, default: float) -> float:
     did not record it. Evidence is ordered by this, not by when the entry reached us: each Envoy worker streams
     its own access log on its own flush timer, so an older answer can arrive after a newer one (a 200 with its
     0% headers after a later 429 on another worker would otherwise undo the limit)."""
-    start = common.start_time
+    start = _seconds(common.start_time)
     first_byte = _seconds(common.time_to_first_upstream_rx_byte)
-    if not start.seconds or first_byte is None:
+    if start is None or first_byte is None:
         return default
-    return start.seconds + start.nanos / 1e9 + first_byte
+    return start + first_byte
 
 
 def _flags(common: AccessLogCommon) -> frozenset[str]:
@@ -174,12 +175,8 @@ class AccessLogHandler:
         tokens = {k: v for k in gc.USAGE_KEYS if (v := _num(usage, k)) is not None}
         request_ns = _fields(common, gc.NS_REQUEST)
         status = entry.response.response_code.value if entry.response.HasField("response_code") else 0
-        start = common.start_time
-        created = (
-            dt.datetime.fromtimestamp(start.seconds + start.nanos / 1e9, dt.UTC)
-            if start.seconds
-            else dt.datetime.now(dt.UTC)
-        )
+        start = _seconds(common.start_time)
+        created = dt.datetime.fromtimestamp(start, dt.UTC) if start is not None else dt.datetime.now(dt.UTC)
         ttfb = _seconds(common.time_to_first_downstream_tx_byte)
         total = _seconds(common.duration) or _seconds(common.time_to_last_downstream_tx_byte)
         error = _str(routing, gc.ROUTING_ERROR)
