@@ -22,21 +22,10 @@ from dataclasses import dataclass, field
 
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingResponse
 
-from pooler import gateway_contract as gc
 from pooler.gateway_features import Admission
 
 SLOT_TTL_SECONDS = 2 * 3600.0
 """A slot whose access-log entry never arrived (Envoy restarted) is reclaimed after this long."""
-
-FAMILY_OF_ROUTE = {
-    gc.ROUTE_RESPONSES: "responses",
-    gc.ROUTE_RESPONSES_WS: "responses_ws",
-    gc.ROUTE_COMPACT: "compact",
-    gc.ROUTE_V1: "v1",
-    gc.ROUTE_FILES: "files",
-    gc.ROUTE_TRANSCRIBE: "media",
-    gc.ROUTE_IMAGES: "media",
-}
 
 
 @dataclass(slots=True)

@@ -75,6 +75,12 @@ class GatewayMetrics:
             ["pool", "reason"],
             registry=r,
         )
+        self.unrouted = Counter(
+            "pooler_route_not_configured",
+            "Requests refused because they did not come through the routes, clusters and filters the route table "
+            "renders (a hand-written route or a missing fragment)",
+            registry=r,
+        )
         self.tokens = Counter("pooler_tokens", "Tokens", ["pool", "key_prefix", "model", "kind"], registry=r)
         self.phase = Histogram(
             "pooler_extproc_phase_seconds", "ext_proc time per phase", ["phase"], buckets=PHASE_BUCKETS, registry=r
@@ -98,6 +104,9 @@ class GatewayMetrics:
     def no_eligible_reasons(self, pool: str, reasons: Iterator[str]) -> None:
         for reason in reasons:
             self._child(self.no_eligible, pool, reason).inc()
+
+    def route_not_configured(self) -> None:
+        self.unrouted.inc()
 
     def observe_phase(self, phase: str, seconds: float) -> None:
         self._phases[phase].observe(seconds)

@@ -22,12 +22,13 @@ from typing import Any
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
 
 from extproc import responses, v1
-from extproc.admission import FAMILY_OF_ROUTE, Deferred
+from extproc.admission import Deferred
 from extproc.ingress import key_allows_client
 from extproc.metrics import METRICS
 from extproc.state import GatewayState
 from extproc.surface import Surface, attach_view
 from pooler import gateway_contract as gc
+from pooler import route_table as rt
 from pooler.poolkeys import key_matches, key_prefix
 from pooler.selection import SelectionRequest, select_account
 from pooler.selection.eligibility import ineligibility
@@ -37,32 +38,28 @@ from pooler.states import KeyStatus
 
 log = logging.getLogger(__name__)
 
-USAGE_PATHS = frozenset({"/backend-api/wham/usage", "/api/codex/usage"})
-READY_PATH = "/readyz"
 EVIDENCE_WAIT_SECONDS = 1.5
 """Longest wait for the access log (flushed every 0.5 s) before answering a request whose accounts all failed."""
 STICKY_REFRESH_FRACTION = 0.25
 """A kept sticky session is re-written only once a quarter of its TTL has passed (fewer writes)."""
 
 
-def route_family(path: str, upgrade: bool) -> str:
-    if path.startswith("/backend-api/codex/responses/compact"):
-        return gc.ROUTE_COMPACT
-    if path.startswith("/backend-api/codex/responses"):
-        return gc.ROUTE_RESPONSES_WS if upgrade else gc.ROUTE_RESPONSES
-    if path.startswith("/backend-api/codex/models"):
-        return gc.ROUTE_MODELS
-    if path in USAGE_PATHS:
-        return gc.ROUTE_USAGE
-    if path.startswith("/v1/"):
-        return gc.ROUTE_V1
-    if path.startswith("/backend-api/files"):
-        return gc.ROUTE_FILES
-    if path == "/backend-api/transcribe":
-        return gc.ROUTE_TRANSCRIBE
-    if path.startswith("/backend-api/images/"):
-        return gc.ROUTE_IMAGES
-    return gc.ROUTE_OTHER
+def route_of(headers: Mapping[str, str]) -> rt.Route | None:
+    """The route table row Envoy's route named (its `x-pooler-route` header); None for anything else."""
+    route = rt.ROUTES_BY_NAME.get(headers.get(rt.ROUTE_HEADER, ""))
+    return route if route is not None and route.through_extproc else None
+
+
+def misconfigured(route: rt.Route | None, stream_processor: str | None, request_ns: Any) -> bool:
+    """True when this request did not come through what the route table renders for its row: no row, a cluster
+    whose filter names another body processor (a /v1 route sent to the plain Codex cluster would go upstream
+    untranslated), or a scanning row whose request scanner did not run (model allow-lists would see no model)."""
+    if route is None:
+        return True
+    expected = None if route.spec.headers_only else route.processor
+    if stream_processor != expected:
+        return True
+    return route.body is rt.Body.SCAN and _string(request_ns, gc.REQUEST_SCANNED) != "1"
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -123,24 +120,31 @@ class AttemptProcessor:
         self.hasher = state.ctx.hasher
         self.surface = Surface(state)
 
-    def request_headers(self, request: ProcessingRequest) -> ProcessingResponse | Exhausted | Deferred:
+    def request_headers(
+        self, request: ProcessingRequest, stream_processor: str | None = None
+    ) -> ProcessingResponse | Exhausted | Deferred:
+        """`stream_processor`: the body-reading processor the cluster's filter names (None: headers only)."""
         headers = {
             h.key: h.raw_value.decode("latin-1") if h.raw_value else h.value
             for h in request.request_headers.headers.headers
         }
+        metadata = request.metadata_context.filter_metadata
+        routing = metadata.get(gc.NS_ROUTING, None)
+        request_ns = metadata.get(gc.NS_REQUEST, None)
+        route = route_of(headers)
+        if route is None or misconfigured(route, stream_processor, request_ns):
+            METRICS.route_not_configured()
+            return responses.error("route_not_configured")
         path = headers.get(":path", "").split("?", 1)[0]
         snapshot = self.state.snapshot
-        if path == READY_PATH:
+        if route.processor == rt.PROCESSOR_READY:
             if snapshot is None:
                 return responses.error("gateway_not_ready")
             return responses.json_reply(200, {"status": "ready", "routing_version": snapshot.version})
         if snapshot is None:
             return responses.error("gateway_not_ready")
-        upgrade = headers.get("upgrade", "").lower() == "websocket"
-        family = route_family(path, upgrade)
-        metadata = request.metadata_context.filter_metadata
-        routing = metadata.get(gc.NS_ROUTING, None)
-        request_ns = metadata.get(gc.NS_REQUEST, None)
+        upgrade = route.websocket
+        family = route.family
         model = _string(request_ns, gc.REQUEST_MODEL) or model_from_turn_metadata(headers.get("x-codex-turn-metadata"))
         now = time.time()
 
@@ -173,9 +177,9 @@ class AttemptProcessor:
         pool = snapshot.pools.get(principal.pool_id)
         if pool is None:
             return responses.error("no_eligible_account", base)
-        if family == gc.ROUTE_USAGE:
+        if route.processor == rt.PROCESSOR_USAGE:
             return responses.json_reply(200, self.surface.usage_payload(snapshot, pool, principal.key_id, now), base)
-        if family == gc.ROUTE_V1 and path.startswith("/v1/models"):
+        if route.processor == rt.PROCESSOR_V1_MODELS:
             key = snapshot.keys.get(principal.key_prefix)
             return v1.models_reply(path, pool.policy.allowed_models, key.allowed_models if key else None, base)
         # Issue 10: feature gates, file affinity, admission (first attempt only), the client's quota view.
@@ -191,12 +195,12 @@ class AttemptProcessor:
                 snapshot, pool, principal, headers, request_ns, model, tried, upgrade, base, now, pinned or None
             )
             if isinstance(decision, ProcessingResponse) and decision.HasField("request_headers"):
-                attach_view(decision, self.surface.view_values(snapshot, pool, principal.key_id, family, now))
+                attach_view(decision, self.surface.view_values(snapshot, pool, principal.key_id, route, now))
             return decision
 
         if key_id is not None:
             return pick()
-        admission_family = FAMILY_OF_ROUTE.get(family)
+        admission_family = route.admission
         request_id = headers.get("x-request-id")
         config = snapshot.features.admission
         admitted = self.surface.admission.try_acquire(admission_family, request_id, config)

@@ -38,6 +38,13 @@ ERRORS: dict[str, tuple[int, str, str]] = {
     "no_eligible_account": (503, "server_error", "No upstream account can serve this request right now."),
     "gateway_not_ready": (503, "server_error", "The gateway is starting."),
     "internal_error": (500, "server_error", "The gateway failed to process this request."),
+    # The request reached the ext_proc without the route, cluster or filters the route table renders (a route
+    # written by hand, or a missing fragment): refused, never forwarded with an account token.
+    "route_not_configured": (
+        503,
+        "server_error",
+        "This gateway's Envoy is not configured for this route; re-render its pooler routes, clusters and filters.",
+    ),
     # Issue 10 (docs/GATEWAY_SURFACE.md).
     "ip_not_allowed": (403, "invalid_request_error", "This Pool API key may not be used from this address."),
     "image_generation_disabled": (403, "invalid_request_error", "Image generation is disabled for this pool."),

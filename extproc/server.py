@@ -51,7 +51,8 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ep.ProcessingResponse]:
         metadata = context.invocation_metadata()
-        # /v1 clusters name their processor in the filter's gRPC initial metadata; picked once per stream.
+        # Body-reading clusters name their processor in the filter's gRPC initial metadata; picked once per stream.
+        named = _processor_name(metadata)
         v1 = processor_for(metadata)
         # Issue-10 clusters (files, /v1 files, /v1 audio) name theirs the same way.
         surface = None if v1 is not None else self.processor.surface.processor_for(metadata)
@@ -67,7 +68,7 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
                     if isinstance(prepared, ep.ProcessingResponse):  # refused by a limit shared across replicas
                         yield prepared
                         continue
-                    decision = self.processor.request_headers(request)
+                    decision = self.processor.request_headers(request, named)
                     if isinstance(decision, Deferred):  # waiting for an admission slot (bounded wait)
                         decision = await decision.resolve()
                     if isinstance(decision, Exhausted):
@@ -93,6 +94,13 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
         # Our own Envoy config turns on graceful close (no reset; it waits for our status) and says so.
         if not _graceful_close(metadata):
             await asyncio.sleep(RESET_GRACE_S)
+
+
+def _processor_name(invocation_metadata: Any) -> str | None:
+    for key, value in invocation_metadata or ():
+        if key == gc.PROCESSOR_METADATA_KEY:
+            return value if isinstance(value, str) else bytes(value).decode()
+    return None
 
 
 def _graceful_close(invocation_metadata: Any) -> bool:

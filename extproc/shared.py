@@ -25,7 +25,7 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, 
 from sqlalchemy.exc import SQLAlchemyError
 
 from extproc import responses
-from extproc.processor import presented_key, route_family
+from extproc.processor import presented_key, route_of
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
 from pooler.poolkeys import key_matches, key_prefix
@@ -100,8 +100,8 @@ class SharedState:
             except SQLAlchemyError:
                 wait = None  # database away: the per-replica limiter in the processor still applies
             if wait is not None:
-                path = headers.get(":path", "").split("?", 1)[0]
-                family = route_family(path, headers.get("upgrade", "").lower() == "websocket")
+                route = route_of(headers)
+                family = route.family if route is not None else gc.ROUTE_OTHER
                 base = {
                     gc.ROUTING_POOL_ID: key.pool_id,
                     gc.ROUTING_KEY_ID: key.key_id,

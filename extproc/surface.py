@@ -16,13 +16,13 @@ from extproc.files import FilePins, FilesProcessor
 from extproc.media import V1AudioProcessor
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
+from pooler import route_table as rt
 from pooler.files import file_hash, file_id_from_path, file_ids_from_metadata
 from pooler.ratelimit_view import WS_VIEW_KEY, header_values, key_usage_payload, ws_view_value
 from pooler.selection import pooled_usage, pooled_usage_payload
 from pooler.snapshot import PoolEntry, Snapshot
 
 VIEW_HEADER_PREFIX = "x-pooler-view-"
-VIEW_FAMILIES = frozenset({gc.ROUTE_RESPONSES, gc.ROUTE_RESPONSES_WS, gc.ROUTE_COMPACT, gc.ROUTE_V1})
 WS_EXTENSIONS_HEADER = "sec-websocket-extensions"
 
 
@@ -103,11 +103,13 @@ class Surface:
         return next(iter(found)) if found else None
 
     # --- the client's quota view ----------------------------------------------------------------------------
-    def view_values(self, snapshot: Snapshot, pool: PoolEntry, key_id: int, family: str, now: float) -> dict[str, str]:
-        if family not in VIEW_FAMILIES:
+    def view_values(
+        self, snapshot: Snapshot, pool: PoolEntry, key_id: int, route: rt.Route, now: float
+    ) -> dict[str, str]:
+        if not route.pooled_view:
             return {}
         features = snapshot.features
-        websocket = family == gc.ROUTE_RESPONSES_WS
+        websocket = route.websocket
         if features.key(key_id).hide_upstream_quota:
             return _with_ws(self.key_payload(snapshot, key_id, pool, now), websocket)
         if not features.pool(pool.pool_id).pooled_rate_limits:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pooler import gateway_contract as gc
-from pooler.envoy_config.fragments import duration
 from pooler.envoy_config.inputs import GatewayConfig
+from pooler.envoy_config.parts import duration
 
 # Response headers the gRPC access log carries to Python (quota evidence).
 _QUOTA_WINDOW_HEADERS = tuple(

@@ -1,65 +1,13 @@
-"""Clusters: the /v1 and issue-10 body clusters by processor, the upstream's address, TLS and protocol, the
-ext_proc/access-log replica endpoints, and the static MCP and metrics clusters."""
+"""Clusters of the gateway's own processes: the ext_proc/access-log replica endpoints, and the static MCP and
+metrics clusters (the route table's upstream clusters: upstream_clusters.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from pooler import gateway_contract as gc
-from pooler.envoy_config.fragments import duration
-from pooler.envoy_config.inputs import Endpoint, GatewayConfig, Upstream
-
-# /v1 (pooler/v1): ext_proc processor name -> cluster (routes.py answers every other /v1 path with a 404).
-V1_CLUSTERS = {gc.PROCESSOR_V1_RESPONSES: "codex_upstream_v1_responses", gc.PROCESSOR_V1_CHAT: "codex_upstream_v1_chat"}
-# Issue 10 clusters whose ext_proc reads bodies: processor name -> cluster (body modes: upstream_filters.py).
-SURFACE_CLUSTERS = {
-    gc.PROCESSOR_FILES: "codex_upstream_files",
-    gc.PROCESSOR_V1_FILES: "codex_upstream_v1_files",
-    gc.PROCESSOR_V1_AUDIO: "codex_upstream_v1_audio",
-}
-
-
-def upstream_parts(upstream: Upstream) -> dict[str, Any]:
-    address = {"socket_address": {"address": upstream.host, "port_value": upstream.port}}
-    raw = {
-        "name": "envoy.transport_sockets.raw_buffer",
-        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"},
-    }
-
-    def tls(alpn: list[str]) -> dict[str, Any]:
-        return {
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                "sni": upstream.host,
-                "common_tls_context": {
-                    "alpn_protocols": alpn,
-                    "validation_context": {
-                        "trusted_ca": {"filename": "/etc/ssl/certs/ca-certificates.crt"},
-                        "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": upstream.host}}],
-                    },
-                },
-            },
-        }
-
-    if upstream.tls:
-        return {
-            "upstream_address": address,
-            "upstream_transport_socket": tls(["h2", "http/1.1"]),
-            "upstream_transport_socket_http1": tls(["http/1.1"]),
-            "upstream_protocol_key": "auto_config",
-            "upstream_protocol": {"http_protocol_options": {}, "http2_protocol_options": {}},
-            "upstream_discovery": "STATIC" if upstream.is_ip else "LOGICAL_DNS",
-        }
-    return {
-        "upstream_address": address,
-        "upstream_transport_socket": raw,
-        "upstream_transport_socket_http1": raw,
-        "upstream_protocol_key": "explicit_http_config",
-        "upstream_protocol": {"http_protocol_options": {}},
-        "upstream_discovery": "STATIC" if upstream.is_ip else "LOGICAL_DNS",
-    }
+from pooler.envoy_config.inputs import Endpoint, GatewayConfig
+from pooler.envoy_config.parts import duration
 
 
 def metrics_endpoint(config: GatewayConfig) -> Endpoint:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pooler import gateway_contract as gc
-from pooler.envoy_config.fragments import error_body
+from pooler.envoy_config.parts import error_body
+from pooler.route_table import ROUTE_HEADER
 
 
 def build_local_reply_mappers() -> list[dict[str, Any]]:
@@ -45,16 +46,40 @@ def build_local_reply_mappers() -> list[dict[str, Any]]:
             ]
         }
     }
+    # Only requests of the pooler's routes (an Envoy we are added to keeps its own error bodies elsewhere): the
+    # route header every row sets, or - for a body too large for the request scanner, which refuses it before
+    # the router runs - the scanner's mark.
+    routed: dict[str, Any] = {"header_filter": {"header": {"name": ROUTE_HEADER, "present_match": True}}}
+    scanned = {
+        "metadata_filter": {
+            "matcher": {
+                "filter": gc.NS_REQUEST,
+                "path": [{"key": gc.REQUEST_SCANNED}],
+                "value": {"string_match": {"exact": "1"}},
+            }
+        }
+    }
+
+    def ours(filter_: dict[str, Any], mark: dict[str, Any] = routed) -> dict[str, Any]:
+        return {"and_filter": {"filters": [mark, filter_]}}
+
     return [
         mapper(rbac_denied, 403, "This address may not use this gateway.", "ip_not_allowed"),
         # The ext_proc is unreachable or failed (status_on_error = 500): fail closed, fast.
-        mapper(status_is(500), 503, "The gateway is temporarily unavailable.", "gateway_unavailable"),
-        mapper({"response_flag_filter": {"flags": ["UT", "SI"]}}, 504, "The upstream timed out.", "upstream_timeout"),
+        mapper(ours(status_is(500)), 503, "The gateway is temporarily unavailable.", "gateway_unavailable"),
         mapper(
-            {"response_flag_filter": {"flags": ["UF", "UH", "UO", "URX", "UC", "UR", "LR", "NC"]}},
+            ours({"response_flag_filter": {"flags": ["UT", "SI"]}}), 504, "The upstream timed out.", "upstream_timeout"
+        ),
+        mapper(
+            ours({"response_flag_filter": {"flags": ["UF", "UH", "UO", "URX", "UC", "UR", "LR", "NC"]}}),
             502,
             "The upstream is unavailable.",
             "upstream_unavailable",
         ),
-        mapper(status_is(413), 413, "The request body is too large.", "request_too_large"),
+        mapper(
+            ours(status_is(413), {"or_filter": {"filters": [routed, scanned]}}),
+            413,
+            "The request body is too large.",
+            "request_too_large",
+        ),
     ]

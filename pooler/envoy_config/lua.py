@@ -133,6 +133,9 @@ local function safe(value)
 end
 
 function envoy_on_request(handle)
+  local metadata = handle:streamInfo():dynamicMetadata()
+  -- Proof for the ext_proc that this filter ran: a route whose row scans bodies is refused without it.
+  metadata:set(NS_REQUEST, REQUEST_SCANNED, "1")
   local headers = handle:headers()
   if headers:get(":method") ~= "POST" then return end
   local ct = headers:get("content-type")
@@ -140,7 +143,6 @@ function envoy_on_request(handle)
   local body = handle:body()
   if body == nil then return end
   local s = body:getBytes(0, body:length())
-  local metadata = handle:streamInfo():dynamicMetadata()
   local found = {}
   each_member(s, function(raw_key, vs, ve)
     local key = unescape(raw_key)
@@ -160,7 +162,7 @@ function envoy_on_request(handle)
 end
 """
 )
-for _name in ("NS_REQUEST", "REQUEST_MODEL", "REQUEST_PROMPT_CACHE_KEY", "REQUEST_FILE_IDS"):
+for _name in ("NS_REQUEST", "REQUEST_MODEL", "REQUEST_PROMPT_CACHE_KEY", "REQUEST_FILE_IDS", "REQUEST_SCANNED"):
     REQUEST_SCAN_LUA = REQUEST_SCAN_LUA.replace(_name, json.dumps(getattr(gc, _name)))
 
 # Pooled view on websocket frames (issue 10, docs/GATEWAY_SURFACE.md): on the websocket route only, server ->
@@ -300,5 +302,5 @@ function envoy_on_response(handle)
 end
 """
 ).replace("WS_VIEW_HEADER", WS_VIEW_RESPONSE_HEADER)
-WS_VIEW_FILTER = "pooler.ws_rate_limits"
+
 WS_VIEW_SCRIPT = "ws_view"

@@ -10,31 +10,22 @@ from typing import Any
 import yaml
 
 from pooler.envoy_config.access_logs import build_access_logs, build_grpc_access_log
-from pooler.envoy_config.clusters import (
-    SURFACE_CLUSTERS,
-    V1_CLUSTERS,
-    build_replica_parts,
-    metrics_endpoint,
-    static_cluster,
-    upstream_parts,
-)
-from pooler.envoy_config.fragments import error_body
-from pooler.envoy_config.header_mutations import build_request_mutations, build_view_response_mutations
+from pooler.envoy_config.clusters import build_replica_parts, metrics_endpoint, static_cluster
+from pooler.envoy_config.http_filters import build_http_filters
 from pooler.envoy_config.ingress import build_ingress
 from pooler.envoy_config.inputs import GatewayConfig, Upstream
 from pooler.envoy_config.local_replies import build_local_reply_mappers
-from pooler.envoy_config.lua import REQUEST_SCAN_LUA, WS_VIEW_FILTER, WS_VIEW_LUA
-from pooler.envoy_config.routes import build_routes, with_host_rewrite
-from pooler.envoy_config.upstream_filters import (
-    build_surface_http_filters,
-    build_upstream_http_filters,
-    build_v1_http_filters,
-)
-from pooler.envoy_config.usage_metadata import build_usage_rules
+from pooler.envoy_config.parts import error_body
+from pooler.envoy_config.routes import build_routes
+from pooler.envoy_config.upstream_clusters import build_route_clusters
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"
-# Substituted as they are, not JSON-quoted: the template uses these as mapping keys.
-RAW_KEYS = {"upstream_protocol_key"}
+# Substituted as they are: block-sequence items (one JSON flow mapping per line) at their template indentation.
+RAW_KEYS = {"pooler_http_filters", "route_clusters"}
+
+
+def _items(values: list[dict[str, Any]], indent: int) -> str:
+    return "\n".join(" " * indent + "- " + json.dumps(value) for value in values)
 
 
 def render(config: GatewayConfig, template: str | None = None) -> str:
@@ -54,21 +45,13 @@ def render(config: GatewayConfig, template: str | None = None) -> str:
         "access_logs": build_access_logs(config),
         "upstream_logs": [] if config.direct else [build_grpc_access_log(config)],
         "local_reply_mappers": build_local_reply_mappers(),
-        "strip_envoy_headers": build_request_mutations(),
-        "view_response_mutations": build_view_response_mutations(),
-        "request_scan_lua": REQUEST_SCAN_LUA,
-        "ws_view_lua": WS_VIEW_LUA,
-        "ws_view_filter": WS_VIEW_FILTER,
         **build_ingress(config),
-        **{f"{name}_http_filters": build_surface_http_filters(config, name) for name in SURFACE_CLUSTERS},
-        "usage_rules": build_usage_rules(),
-        "routes": with_host_rewrite(build_routes(config), upstream),
+        "routes": build_routes(config.num_retries, upstream),
         "local_fallback_body": error_body("The gateway could not answer this request.", "internal_error"),
-        "upstream_http_filters": build_upstream_http_filters(config),
-        **{f"{name}_http_filters": build_v1_http_filters(config, name) for name in V1_CLUSTERS},
-        **upstream_parts(upstream),
     }
-    rendered = {k: v if k in RAW_KEYS else json.dumps(v) for k, v in values.items()}
+    rendered = {k: json.dumps(v) for k, v in values.items()}
+    rendered["pooler_http_filters"] = _items(build_http_filters(), 10)
+    rendered["route_clusters"] = _items(build_route_clusters(config, upstream), 2)
     text = string.Template(template if template is not None else TEMPLATE_PATH.read_text()).substitute(rendered)
     yaml.safe_load(text)  # fail here, not in Envoy, if a substitution broke the YAML
     return text

@@ -1,121 +1,91 @@
-"""The route table, first match wins: Codex backend routes, gateway-answered paths, admin, MCP, metrics and a
-JSON 404 for the rest."""
+"""Envoy routes rendered from the route table (pooler/route_table.py): one Envoy route per row, first match wins."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pooler.envoy_config.fragments import disabled_filters, error_body
-from pooler.envoy_config.inputs import GatewayConfig, Upstream
-from pooler.envoy_config.lua import WS_VIEW_FILTER, WS_VIEW_SCRIPT
-from pooler.envoy_config.surface_routes import build_surface_routes, build_v1_routes
-from pooler.envoy_config.timeouts import SSE_IDLE_TIMEOUT, WS_IDLE_TIMEOUT, retry_policy
-
-# The deterministic 404 for every /v1 path the gateway does not serve.
-V1_UNSUPPORTED_MESSAGE = (
-    "This endpoint is not supported by this gateway; supported: GET /v1/models, POST /v1/responses, "
-    "POST /v1/chat/completions, POST /v1/files, POST /v1/audio/transcriptions, POST /v1/images/generations, "
-    "POST /v1/images/edits."
+from pooler import route_table as rt
+from pooler.envoy_config.http_filters import (
+    HEADERS_FILTER,
+    REQUEST_SCAN_FILTER,
+    REQUEST_SCAN_SCRIPT,
+    USAGE_FILTER,
+    WS_VIEW_FILTER,
+    headers_on,
+    lua_on,
 )
+from pooler.envoy_config.inputs import Upstream
+from pooler.envoy_config.lua import WS_VIEW_SCRIPT
+from pooler.envoy_config.parts import disabled_filters, error_body, json_content_type
+from pooler.envoy_config.timeouts import retry_policy
+
+# Kept here for callers that imported it from the renderer.
+V1_UNSUPPORTED_MESSAGE = rt.V1_UNSUPPORTED_MESSAGE
 
 
-def _direct(status: int, body: str) -> dict[str, Any]:
-    return {
-        "direct_response": {"status": status, "body": {"inline_string": body}},
-        "response_headers_to_add": [
+def build_route(route: rt.Route, num_retries: int, upstream: Upstream) -> dict[str, Any]:
+    """The Envoy route of one table row."""
+    match: dict[str, Any] = {"path": route.path} if route.path is not None else {"prefix": route.prefix}
+    headers: list[dict[str, Any]] = []
+    if route.websocket:
+        headers.append({"name": "upgrade", "string_match": {"exact": "websocket", "ignore_case": True}})
+    if route.method is not None:
+        headers.append({"name": ":method", "string_match": {"exact": route.method}})
+    if headers:
+        match["headers"] = headers
+    out: dict[str, Any] = {"name": route.name, "match": match}
+    if route.target is rt.Target.DIRECT:
+        body = '{"status":"ok"}' if route.status == 200 else error_body(route.message, route.code, _kind(route))
+        out["direct_response"] = {"status": route.status, "body": {"inline_string": body}}
+        out["response_headers_to_add"] = [json_content_type()]
+        return out
+    action: dict[str, Any] = {"cluster": rt.cluster_name(route), "timeout": route.timeout}
+    if route.idle_timeout is not None:
+        action["idle_timeout"] = route.idle_timeout
+    if route.prefix_rewrite is not None:
+        action["prefix_rewrite"] = route.prefix_rewrite
+    if route.retry_statuses and route.target in (rt.Target.CODEX, rt.Target.CODEX_WS):
+        action["retry_policy"] = retry_policy(num_retries, route.retry_statuses)
+    if route.target in (rt.Target.CODEX, rt.Target.CODEX_WS):
+        # Every route to the upstream sends the upstream's own authority, not the client's Host.
+        action["host_rewrite_literal"] = upstream.authority
+    if route.websocket:
+        # On the route, so the upgrade works in an Envoy whose connection manager does not enable websockets.
+        action["upgrade_configs"] = [{"upgrade_type": "websocket", "enabled": True}]
+    out["route"] = action
+    if route.through_extproc:
+        # The ext_proc finds this row by name (overwriting any client-sent copy); see pooler/route_table.py.
+        out["request_headers_to_add"] = [
             {
-                "header": {"key": "content-type", "value": "application/json"},
+                "header": {"key": rt.ROUTE_HEADER, "value": route.name},
                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
             }
-        ],
-    }
+        ]
+    out["typed_per_filter_config"] = _filters(route)
+    return out
 
 
-def build_routes(config: GatewayConfig) -> list[dict[str, Any]]:
-    retry = retry_policy(config.num_retries)
-    upstream = "codex_upstream"
-    codex = "/backend-api/codex"
-    return [
-        {"name": "healthz", "match": {"path": "/healthz"}, **_direct(200, '{"status":"ok"}')},
-        {"name": "readyz", "match": {"path": "/readyz"}, "route": {"cluster": "gateway_local", "timeout": "5s"}},
-        {
-            "name": "responses_ws",
-            "match": {
-                "path": f"{codex}/responses",
-                "headers": [{"name": "upgrade", "string_match": {"exact": "websocket", "ignore_case": True}}],
-            },
-            "route": {
-                "cluster": "codex_upstream_ws",
-                "timeout": "0s",
-                "idle_timeout": WS_IDLE_TIMEOUT,
-                "retry_policy": retry,
-            },
-            # Headers-only on upgrades: body-processing filters on websocket routes are a known hang risk.
-            "typed_per_filter_config": {
-                **disabled_filters("envoy.filters.http.sse_to_metadata", "envoy.filters.http.lua"),
-                # Disabled everywhere else: the pooled view's frame rewriter (WS_VIEW_LUA) streams frames through.
-                WS_VIEW_FILTER: {
-                    "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
-                    "config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
-                        "name": WS_VIEW_SCRIPT,
-                    },
-                },
-            },
-        },
-        {
-            "name": "responses",
-            "match": {"path": f"{codex}/responses"},
-            "route": {"cluster": upstream, "timeout": "0s", "idle_timeout": SSE_IDLE_TIMEOUT, "retry_policy": retry},
-        },
-        {
-            "name": "compact",
-            "match": {"path": f"{codex}/responses/compact"},
-            "route": {"cluster": upstream, "timeout": "0s", "idle_timeout": SSE_IDLE_TIMEOUT, "retry_policy": retry},
-        },
-        {
-            "name": "models",
-            "match": {"path": f"{codex}/models"},
-            "route": {"cluster": upstream, "timeout": "60s", "retry_policy": retry},
-        },
-        {
-            "name": "codex_other",
-            "match": {"prefix": f"{codex}/"},
-            "route": {"cluster": upstream, "timeout": "0s", "idle_timeout": SSE_IDLE_TIMEOUT, "retry_policy": retry},
-        },
-        *build_surface_routes(retry),
-        {
-            "name": "usage_wham",
-            "match": {"path": "/backend-api/wham/usage"},
-            "route": {"cluster": "gateway_local", "timeout": "10s"},
-        },
-        {
-            "name": "usage_codex",
-            "match": {"path": "/api/codex/usage"},
-            "route": {"cluster": "gateway_local", "timeout": "10s"},
-        },
-        *build_v1_routes(retry),
-        {
-            "name": "v1",
-            "match": {"prefix": "/v1/"},
-            **_direct(404, error_body(V1_UNSUPPORTED_MESSAGE, "unsupported_endpoint", "invalid_request_error")),
-        },
-        {"name": "admin", "match": {"prefix": "/admin"}, "route": {"cluster": "pooler_admin", "timeout": "60s"}},
-        # Exact paths: the MCP server (its own bearer tokens) and the ext_proc's Prometheus exposition.
-        {"name": "mcp", "match": {"path": "/mcp"}, "route": {"cluster": "pooler_mcp", "timeout": "60s"}},
-        {"name": "metrics", "match": {"path": "/metrics"}, "route": {"cluster": "pooler_metrics", "timeout": "10s"}},
-        {
-            "name": "not_found",
-            "match": {"prefix": "/"},
-            **_direct(404, error_body("Not found.", "not_found", "invalid_request_error")),
-        },
-    ]
+def _kind(route: rt.Route) -> str:
+    return "invalid_request_error" if route.status < 500 else "server_error"
 
 
-def with_host_rewrite(routes: list[dict[str, Any]], upstream: Upstream) -> list[dict[str, Any]]:
-    """Every route to an upstream cluster sends the upstream's own authority, not the client's Host."""
-    for route in routes:
-        action = route.get("route")
-        if action and action["cluster"].startswith("codex_upstream"):
-            action["host_rewrite_literal"] = upstream.authority
-    return routes
+def _filters(route: rt.Route) -> dict[str, Any]:
+    """The pooler's connection-manager filters this row needs (envoy_config.http_filters)."""
+    filters: dict[str, Any] = {HEADERS_FILTER: headers_on()}
+    if not route.through_extproc:
+        # The admin and MCP get the control-header strip and the derived client address, nothing else.
+        return {**filters, **disabled_filters(USAGE_FILTER)}
+    if route.body is rt.Body.SCAN:
+        filters[REQUEST_SCAN_FILTER] = lua_on(REQUEST_SCAN_SCRIPT)
+    if not route.usage_events:
+        filters.update(disabled_filters(USAGE_FILTER))
+    if route.websocket:
+        # The pooled view's frame rewriter streams websocket frames through this route only.
+        filters[WS_VIEW_FILTER] = lua_on(WS_VIEW_SCRIPT)
+    return filters
+
+
+def build_routes(
+    num_retries: int, upstream: Upstream, routes: tuple[rt.Route, ...] = rt.ROUTES
+) -> list[dict[str, Any]]:
+    return [build_route(route, num_retries, upstream) for route in routes]

@@ -1,28 +1,60 @@
-"""Upstream HTTP filters per cluster: the ext_proc (fail closed, headers only on Codex routes, plus the body
-phases the /v1 and issue-10 processors need) before the upstream codec."""
+"""Upstream HTTP filters per cluster: the ext_proc (fail closed; headers only, plus the body phases a
+body-reading processor needs, from its ProcessorSpec in the route table) before the upstream codec."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pooler import gateway_contract as gc
-from pooler.envoy_config.fragments import duration
 from pooler.envoy_config.inputs import GatewayConfig
+from pooler.envoy_config.parts import duration
+from pooler.route_table import PROCESSORS
+
+_CODEC = {
+    "name": "envoy.filters.http.upstream_codec",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
+}
 
 
-def build_upstream_http_filters(config: GatewayConfig, graceful_close: bool = True) -> list[dict[str, Any]]:
-    """`graceful_close`: the Envoy runs with our bootstrap's runtime (`ext_proc_graceful_grpc_close` on, see
-    envoy/envoy.yaml); false for an Envoy configured elsewhere (the Istio EnvoyFilter)."""
+def build_upstream_http_filters(
+    config: GatewayConfig, processor: str | None = None, graceful_close: bool = True
+) -> list[dict[str, Any]]:
+    """The ext_proc for one cluster. `processor`: the body-reading processor of the cluster's routes (None:
+    headers only), named to the ext_proc as gRPC initial metadata. `graceful_close`: the Envoy runs with the
+    runtime key `ext_proc_graceful_grpc_close` on (see envoy/envoy.yaml)."""
+    if config.direct:  # the benchmark baseline has no ext_proc on any cluster
+        return [_CODEC]
     timeout = duration(config.extproc_timeout_seconds)
-    grpc_service: dict[str, Any] = {"envoy_grpc": {"cluster_name": "pooler_extproc"}, "timeout": timeout}
+    metadata: list[dict[str, str]] = []
     if graceful_close:
-        grpc_service["initial_metadata"] = [{"key": gc.STREAM_CLOSE_METADATA_KEY, "value": gc.STREAM_CLOSE_GRACEFUL}]
-    codec = {
-        "name": "envoy.filters.http.upstream_codec",
-        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
+        metadata.append({"key": gc.STREAM_CLOSE_METADATA_KEY, "value": gc.STREAM_CLOSE_GRACEFUL})
+    mode = {
+        "request_header_mode": "SEND",
+        "response_header_mode": "SKIP",
+        "request_body_mode": "NONE",
+        "response_body_mode": "NONE",
+        "request_trailer_mode": "SKIP",
+        "response_trailer_mode": "SKIP",
     }
-    if config.direct:
-        return [codec]
+    receiving = [gc.NS_ROUTING]
+    extra: dict[str, Any] = {}
+    if processor is not None:
+        spec = PROCESSORS[processor]
+        # Picked once per stream by this name: a retried attempt sees the :path an earlier attempt rewrote.
+        metadata.append({"key": gc.PROCESSOR_METADATA_KEY, "value": processor})
+        if spec.request_body:
+            mode["request_body_mode"] = "BUFFERED"
+        if spec.response_headers:
+            mode["response_header_mode"] = "SEND"
+        if spec.response_body:
+            mode["response_body_mode"] = "BUFFERED"
+        if spec.mode_override:
+            extra["allow_mode_override"] = True  # the response body mode is chosen per response
+        if spec.receives_usage:
+            receiving.append(gc.NS_USAGE)
+    grpc_service: dict[str, Any] = {"envoy_grpc": {"cluster_name": "pooler_extproc"}, "timeout": timeout}
+    if metadata:
+        grpc_service["initial_metadata"] = metadata
     return [
         {
             "name": "envoy.filters.http.ext_proc",
@@ -33,64 +65,14 @@ def build_upstream_http_filters(config: GatewayConfig, graceful_close: bool = Tr
                 # must get a fast JSON 503 (local_reply maps this 500), never the upstream with its Pool key.
                 "failure_mode_allow": False,
                 "message_timeout": timeout,
-                # One synchronous message per attempt: request headers only.
-                "processing_mode": {
-                    "request_header_mode": "SEND",
-                    "response_header_mode": "SKIP",
-                    "request_body_mode": "NONE",
-                    "response_body_mode": "NONE",
-                    "request_trailer_mode": "SKIP",
-                    "response_trailer_mode": "SKIP",
-                },
+                "processing_mode": mode,
+                **extra,
                 "metadata_options": {
                     # NS_ROUTING: the principal and tried accounts of earlier attempts; NS_REQUEST: the request scanner.
                     "forwarding_namespaces": {"untyped": [gc.NS_ROUTING, gc.NS_REQUEST]},
-                    "receiving_namespaces": {"untyped": [gc.NS_ROUTING]},
+                    "receiving_namespaces": {"untyped": receiving},
                 },
             },
         },
-        codec,
+        _CODEC,
     ]
-
-
-def build_v1_http_filters(config: GatewayConfig, processor: str) -> list[dict[str, Any]]:
-    """The upstream filters of a /v1 cluster: the same ext_proc (same auth and account pick on request headers)
-    plus the body phases the translation needs. `processor` travels as gRPC initial metadata so the ext_proc
-    picks the /v1 processor on every attempt (a retried attempt sees the rewritten Codex :path)."""
-    filters = build_upstream_http_filters(config)
-    if config.direct:  # the benchmark baseline has no ext_proc on any cluster
-        return filters
-    ext = filters[0]["typed_config"]
-    _name_processor(ext, processor)
-    ext["processing_mode"] = {
-        **ext["processing_mode"],
-        "request_body_mode": "BUFFERED",  # translated and replaced by the ext_proc
-        "response_header_mode": "SEND",  # picks the response body mode (STREAMED or BUFFERED) per response
-    }
-    ext["allow_mode_override"] = True
-    ext["metadata_options"]["receiving_namespaces"]["untyped"] = [gc.NS_ROUTING, gc.NS_USAGE]
-    return filters
-
-
-def build_surface_http_filters(config: GatewayConfig, processor: str) -> list[dict[str, Any]]:
-    """Upstream filters of the issue-10 body clusters: the same ext_proc (auth, pick on request headers) plus the
-    phases the processor needs - files: response headers + buffered response body (pin, URL check); /v1 files:
-    also the request body; /v1 audio: the request body only."""
-    filters = build_upstream_http_filters(config)
-    if config.direct:
-        return filters
-    ext = filters[0]["typed_config"]
-    _name_processor(ext, processor)
-    mode = dict(ext["processing_mode"])
-    if processor in (gc.PROCESSOR_FILES, gc.PROCESSOR_V1_FILES):
-        mode.update(response_header_mode="SEND", response_body_mode="BUFFERED")
-    if processor in (gc.PROCESSOR_V1_FILES, gc.PROCESSOR_V1_AUDIO):
-        mode["request_body_mode"] = "BUFFERED"
-    ext["processing_mode"] = mode
-    return filters
-
-
-def _name_processor(ext_proc: dict[str, Any], processor: str) -> None:
-    """The processor for this filter's streams, as gRPC initial metadata (after any the base filter sends)."""
-    metadata = ext_proc["grpc_service"].setdefault("initial_metadata", [])
-    metadata.append({"key": gc.PROCESSOR_METADATA_KEY, "value": processor})

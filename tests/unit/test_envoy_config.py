@@ -11,6 +11,8 @@ import yaml
 
 from pooler import gateway_contract as gc
 from pooler.envoy_config import (
+    HEADERS_FILTER,
+    USAGE_FILTER,
     WS_VIEW_FILTER,
     WS_VIEW_SCRIPT,
     Endpoint,
@@ -19,6 +21,7 @@ from pooler.envoy_config import (
     num_retries_for,
     render,
 )
+from pooler.envoy_config.parts import FILTER_CONFIG
 from tests.support.processes import VENV_BIN
 
 
@@ -93,9 +96,11 @@ def test_websocket_route_is_headers_only_on_an_http1_cluster(tmp_path: Path) -> 
     ws = _routes(doc)["responses_ws"]
     assert ws["route"]["cluster"] == "codex_upstream_ws"
     per_filter = dict(ws["typed_per_filter_config"])
-    # The only filter enabled here is the pooled view's frame rewriter (a streaming Lua filter, no body modes).
+    # Enabled here: the header filter and the pooled view's frame rewriter (a streaming Lua filter, no body
+    # modes); the request scanner stays off (default) and the SSE usage reader is turned off.
     assert per_filter.pop(WS_VIEW_FILTER)["config"]["name"] == WS_VIEW_SCRIPT
-    assert all(cfg["disabled"] for cfg in per_filter.values())
+    assert per_filter.pop(HEADERS_FILTER)["config"]
+    assert per_filter == {USAGE_FILTER: {"@type": FILTER_CONFIG, "disabled": True}}
     clusters = {c["name"]: c for c in doc["static_resources"]["clusters"]}
     options = clusters["codex_upstream_ws"]["typed_extension_protocol_options"]
     http = options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]

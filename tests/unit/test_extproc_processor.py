@@ -5,22 +5,48 @@ from __future__ import annotations
 import json
 import time
 
+from google.protobuf.struct_pb2 import Struct
+
 from extproc import responses
 from extproc.limits import RequestRateLimiter
-from extproc.processor import model_from_turn_metadata, presented_key, route_family
+from extproc.processor import misconfigured, model_from_turn_metadata, presented_key, route_of
 from pooler import gateway_contract as gc
+from pooler import route_table as rt
 from pooler.crypto.hashing import KeyedHasher
 from pooler.evidence import AttemptRecord, attempt_effect, attempt_outcomes
 from pooler.sessions import session_hash, session_key
 
 
-def test_route_families() -> None:
-    assert route_family("/backend-api/codex/responses", False) == gc.ROUTE_RESPONSES
-    assert route_family("/backend-api/codex/responses", True) == gc.ROUTE_RESPONSES_WS
-    assert route_family("/backend-api/codex/responses/compact", False) == gc.ROUTE_COMPACT
-    assert route_family("/backend-api/codex/models", False) == gc.ROUTE_MODELS
-    assert route_family("/backend-api/wham/usage", False) == gc.ROUTE_USAGE
-    assert route_family("/backend-api/codex/other", False) == gc.ROUTE_OTHER
+def _scanned() -> Struct:
+    struct = Struct()
+    struct.update({gc.REQUEST_SCANNED: "1"})
+    return struct
+
+
+def test_the_route_comes_from_the_route_header_not_the_path() -> None:
+    ws = route_of({rt.ROUTE_HEADER: "responses_ws", ":path": "/anything"})
+    assert ws is not None and ws.family == gc.ROUTE_RESPONSES_WS and ws.websocket
+    compact = route_of({rt.ROUTE_HEADER: "compact"})
+    assert compact is not None and compact.family == gc.ROUTE_COMPACT and compact.admission == "compact"
+    assert route_of({":path": "/backend-api/codex/responses"}) is None  # no route header: no row
+    assert route_of({rt.ROUTE_HEADER: "no_such_route"}) is None
+    assert route_of({rt.ROUTE_HEADER: "admin"}) is None  # not an ext_proc route
+
+
+def test_a_request_that_skipped_a_rendered_piece_is_misconfigured() -> None:
+    responses_row = rt.ROUTES_BY_NAME["responses"]
+    chat = rt.ROUTES_BY_NAME["v1_chat_completions"]
+    usage = rt.ROUTES_BY_NAME["usage_wham"]
+    assert not misconfigured(responses_row, None, _scanned())
+    assert misconfigured(responses_row, None, None)  # the request scanner did not run
+    assert misconfigured(None, None, _scanned())
+    # /v1 chat on the plain Codex cluster would go upstream untranslated: refused.
+    assert misconfigured(chat, None, None)
+    assert misconfigured(chat, gc.PROCESSOR_V1_RESPONSES, None)
+    assert not misconfigured(chat, gc.PROCESSOR_V1_CHAT, None)
+    # A Codex route on a /v1 cluster would be translated as if it were /v1.
+    assert misconfigured(responses_row, gc.PROCESSOR_V1_CHAT, _scanned())
+    assert not misconfigured(usage, None, None)  # headers only, no scan needed
 
 
 def test_presented_key_bearer_or_x_api_key() -> None:
