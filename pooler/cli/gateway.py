@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,17 @@ def register(subparsers: Any) -> None:
         ),
     )
     envoy.add_argument("--out", type=Path, help="write here instead of stdout")
+    envoy.add_argument(
+        "--fragments",
+        type=Path,
+        metavar="DIR",
+        help="write the pieces for an Envoy you already run (clusters, http_filters, routes, local_reply, "
+        "listeners, runtime, access_log: one YAML file each, see docs/INTEGRATION.md) instead of a whole config",
+    )
+    envoy.add_argument(
+        "--local-socket",
+        help="unix socket path of the internal gateway_local listener (default: $POOLER_DATA_DIR/gateway-local.sock)",
+    )
     envoy.add_argument(
         "--upstream", help="upstream base URL (https://chatgpt.com, or http://127.0.0.1:N for the simulator)"
     )
@@ -76,7 +88,8 @@ def _from_database(config: Any) -> tuple[str | None, list[int]]:
 
 def _envoy_config(args: argparse.Namespace) -> int:
     from pooler.cli.common import load_cli_config
-    from pooler.envoy_config import DEFAULT_UPSTREAM_URL, config_from_env, num_retries_for, render
+    from pooler.envoy_config import DEFAULT_UPSTREAM_URL, Endpoint, config_from_env, num_retries_for, render
+    from pooler.envoy_config.fragments import FRAGMENT_FILES, render_fragments
 
     config = load_cli_config()
     upstream, attempts = (
@@ -84,14 +97,25 @@ def _envoy_config(args: argparse.Namespace) -> int:
     )
     if upstream is None and not args.upstream:
         print("pooler: warning: database not readable; using defaults for upstream and retries", file=sys.stderr)
-    text = render(
-        config_from_env(
-            config,
-            upstream_url=args.upstream or upstream or DEFAULT_UPSTREAM_URL,
-            num_retries=args.num_retries if args.num_retries is not None else num_retries_for(attempts),
-            access_log_path=args.access_log,
-        )
+    gateway = config_from_env(
+        config,
+        upstream_url=args.upstream or upstream or DEFAULT_UPSTREAM_URL,
+        num_retries=args.num_retries if args.num_retries is not None else num_retries_for(attempts),
+        access_log_path=args.access_log,
     )
+    if args.local_socket:
+        gateway = dataclasses.replace(gateway, local=Endpoint.unix(args.local_socket))
+    if args.fragments:
+        try:
+            args.fragments.mkdir(parents=True, exist_ok=True)
+            for name, content in render_fragments(gateway).items():
+                (args.fragments / name).write_text(content)
+        except OSError as exc:
+            print(f"pooler: cannot write fragments to {args.fragments}: {exc.strerror}", file=sys.stderr)
+            return 1
+        print(f"wrote {len(FRAGMENT_FILES)} fragments to {args.fragments} (see docs/INTEGRATION.md)")
+        return 0
+    text = render(gateway)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

@@ -9,8 +9,9 @@ from pooler.envoy_config.parts import error_body
 from pooler.route_table import ROUTE_HEADER
 
 
-def build_local_reply_mappers() -> list[dict[str, Any]]:
-    """Envoy-made errors -> OpenAI-shaped JSON with a safe code. First match wins."""
+def build_local_reply_mappers(client_allowlist: bool = True) -> list[dict[str, Any]]:
+    """Envoy-made errors -> OpenAI-shaped JSON with a safe code. First match wins. `client_allowlist`: the
+    bundled config's RBAC allowlist 403 mapper (an Envoy we are added to keeps its own RBAC answers)."""
 
     def mapper(filter_: dict[str, Any], status: int, message: str, code: str) -> dict[str, Any]:
         return {
@@ -63,8 +64,9 @@ def build_local_reply_mappers() -> list[dict[str, Any]]:
     def ours(filter_: dict[str, Any], mark: dict[str, Any] = routed) -> dict[str, Any]:
         return {"and_filter": {"filters": [mark, filter_]}}
 
+    allowlist = [mapper(rbac_denied, 403, "This address may not use this gateway.", "ip_not_allowed")]
     return [
-        mapper(rbac_denied, 403, "This address may not use this gateway.", "ip_not_allowed"),
+        *(allowlist if client_allowlist else []),
         # The ext_proc is unreachable or failed (status_on_error = 500): fail closed, fast.
         mapper(ours(status_is(500)), 503, "The gateway is temporarily unavailable.", "gateway_unavailable"),
         mapper(

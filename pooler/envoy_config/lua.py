@@ -133,9 +133,9 @@ local function safe(value)
 end
 
 function envoy_on_request(handle)
-  local metadata = handle:streamInfo():dynamicMetadata()
-  -- Proof for the ext_proc that this filter ran: a route whose row scans bodies is refused without it.
-  metadata:set(NS_REQUEST, REQUEST_SCANNED, "1")
+  -- Proof for the ext_proc that this filter ran: a route whose row scans bodies is refused without it. (A
+  -- wrapper object must not outlive the body() yield below: Lua objects are scoped to one resumption.)
+  handle:streamInfo():dynamicMetadata():set(NS_REQUEST, REQUEST_SCANNED, "1")
   local headers = handle:headers()
   if headers:get(":method") ~= "POST" then return end
   local ct = headers:get("content-type")
@@ -143,6 +143,7 @@ function envoy_on_request(handle)
   local body = handle:body()
   if body == nil then return end
   local s = body:getBytes(0, body:length())
+  local metadata = handle:streamInfo():dynamicMetadata()
   local found = {}
   each_member(s, function(raw_key, vs, ve)
     local key = unescape(raw_key)
