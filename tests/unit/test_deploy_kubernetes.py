@@ -397,7 +397,10 @@ def test_istio_overlay_injects_sidecars_and_keeps_istio_resources_in_place(
     assert job["spec"]["template"]["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
     for workload, template in pod_specs(objects):
         if workload["kind"] != "Job":
-            assert "sidecar.istio.io/inject" not in template["metadata"].get("annotations", {})
+            annotations = template["metadata"].get("annotations", {})
+            assert "sidecar.istio.io/inject" not in annotations
+            # The processes connect to PostgreSQL at start: only once the sidecar can carry it.
+            assert yaml.safe_load(annotations["proxy.istio.io/config"]) == {"holdApplicationUntilProxyStarts": True}
     # The VirtualService sends /admin to the admin Service of this namespace.
     virtual_service = named(objects, "VirtualService", "pooler")
     hosts = {r["destination"]["host"] for h in virtual_service["spec"]["http"] for r in h["route"]}
