@@ -44,22 +44,32 @@ STICKY_REFRESH_FRACTION = 0.25
 """A kept sticky session is re-written only once a quarter of its TTL has passed (fewer writes)."""
 
 
-def route_of(headers: Mapping[str, str]) -> rt.Route | None:
-    """The route table row Envoy's route named (its `x-pooler-route` header); None for anything else."""
-    route = rt.ROUTES_BY_NAME.get(headers.get(rt.ROUTE_HEADER, ""))
+def route_of(headers: Mapping[str, str], routing: Any = None) -> rt.Route | None:
+    """The route table row of this request; None for anything else. Attempt 1: the `x-pooler-route` header
+    Envoy's route set. Later attempts: the row attempt 1 recorded in NS_ROUTING (metadata only Envoy carries;
+    the header itself was removed before the upstream, and that removal persists into every later attempt)."""
+    name = _string(routing, gc.ROUTING_ROUTE) or headers.get(rt.ROUTE_HEADER, "")
+    route = rt.ROUTES_BY_NAME.get(name)
     return route if route is not None and route.through_extproc else None
 
 
-def misconfigured(route: rt.Route | None, stream_processor: str | None, request_ns: Any) -> bool:
+def misconfigured(
+    route: rt.Route | None, stream_processor: str | None, request_ns: Any, path: str = "", websocket: bool = False
+) -> bool:
     """True when this request did not come through what the route table renders for its row: no row, a cluster
     whose filter names another body processor (a /v1 route sent to the plain Codex cluster would go upstream
-    untranslated), or a scanning row whose request scanner did not run (model allow-lists would see no model)."""
+    untranslated), a scanning row whose request scanner did not run (model allow-lists would see no model), or -
+    for the rows whose processor forwards as it is - a path or upgrade the row's route cannot have matched (a
+    hand-written route with a client-sent row name). Body processors are bound to their cluster, so their
+    retried attempts (which see the path an earlier attempt rewrote) need no path check."""
     if route is None:
         return True
     expected = None if route.spec.headers_only else route.processor
     if stream_processor != expected:
         return True
-    return route.body is rt.Body.SCAN and _string(request_ns, gc.REQUEST_SCANNED) != "1"
+    if route.body is rt.Body.SCAN and _string(request_ns, gc.REQUEST_SCANNED) != "1":
+        return True
+    return expected is None and not route.admits(path, websocket)
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -131,11 +141,12 @@ class AttemptProcessor:
         metadata = request.metadata_context.filter_metadata
         routing = metadata.get(gc.NS_ROUTING, None)
         request_ns = metadata.get(gc.NS_REQUEST, None)
-        route = route_of(headers)
-        if route is None or misconfigured(route, stream_processor, request_ns):
+        route = route_of(headers, routing)
+        path = headers.get(":path", "").split("?", 1)[0]
+        websocket = headers.get("upgrade", "").lower() == "websocket"
+        if route is None or misconfigured(route, stream_processor, request_ns, path, websocket):
             METRICS.route_not_configured()
             return responses.error("route_not_configured")
-        path = headers.get(":path", "").split("?", 1)[0]
         snapshot = self.state.snapshot
         if route.processor == rt.PROCESSOR_READY:
             if snapshot is None:
@@ -173,6 +184,7 @@ class AttemptProcessor:
             gc.ROUTING_KEY_ID: principal.key_id,
             gc.ROUTING_KEY_PREFIX: principal.key_prefix,
             gc.ROUTING_ROUTE_FAMILY: family,
+            gc.ROUTING_ROUTE: route.name,
         }
         pool = snapshot.pools.get(principal.pool_id)
         if pool is None:

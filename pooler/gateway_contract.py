@@ -27,6 +27,7 @@ ROUTING_TRIED = "tried"  # account ids of every attempt so far, in order (list o
 ROUTING_ACCOUNT_ID = "account_id"  # account of the current (last) attempt
 ROUTING_ERROR = "error"  # safe error code of a gateway-made reply
 ROUTING_ROUTE_FAMILY = "route_family"
+ROUTING_ROUTE = "route"  # the route table row (attempts >= 2 no longer carry its header: it is never forwarded)
 
 # Written by envoy.filters.http.sse_to_metadata from the `response.completed` SSE event.
 NS_USAGE = "pooler.usage"

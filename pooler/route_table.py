@@ -152,6 +152,17 @@ class Route:
     def spec(self) -> ProcessorSpec:
         return PROCESSORS[self.processor]
 
+    def admits(self, path: str, websocket: bool) -> bool:
+        """Whether a request the ext_proc sees (path after any prefix_rewrite, query removed) can have come
+        through this row's route. Only a check that a row name was not borrowed by a route written by hand: the
+        row, not the path, says what the request is."""
+        if self.websocket and not websocket:
+            return False
+        for candidate in (self.path, self.prefix_rewrite) if self.path is not None else (self.prefix,):
+            if candidate is not None and (path == candidate if self.path is not None else path.startswith(candidate)):
+                return True
+        return self.prefix is not None and self.prefix_rewrite is not None and path.startswith(self.prefix_rewrite)
+
     @property
     def through_extproc(self) -> bool:
         return self.target in (Target.CODEX, Target.CODEX_WS, Target.LOCAL)

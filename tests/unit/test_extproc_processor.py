@@ -37,16 +37,27 @@ def test_a_request_that_skipped_a_rendered_piece_is_misconfigured() -> None:
     responses_row = rt.ROUTES_BY_NAME["responses"]
     chat = rt.ROUTES_BY_NAME["v1_chat_completions"]
     usage = rt.ROUTES_BY_NAME["usage_wham"]
-    assert not misconfigured(responses_row, None, _scanned())
-    assert misconfigured(responses_row, None, None)  # the request scanner did not run
+    codex = "/backend-api/codex/responses"
+    assert not misconfigured(responses_row, None, _scanned(), codex)
+    assert misconfigured(responses_row, None, None, codex)  # the request scanner did not run
     assert misconfigured(None, None, _scanned())
     # /v1 chat on the plain Codex cluster would go upstream untranslated: refused.
     assert misconfigured(chat, None, None)
     assert misconfigured(chat, gc.PROCESSOR_V1_RESPONSES, None)
     assert not misconfigured(chat, gc.PROCESSOR_V1_CHAT, None)
     # A Codex route on a /v1 cluster would be translated as if it were /v1.
-    assert misconfigured(responses_row, gc.PROCESSOR_V1_CHAT, _scanned())
-    assert not misconfigured(usage, None, None)  # headers only, no scan needed
+    assert misconfigured(responses_row, gc.PROCESSOR_V1_CHAT, _scanned(), codex)
+    assert not misconfigured(usage, None, None, "/backend-api/wham/usage")  # headers only, no scan needed
+    # A borrowed row name: the websocket row needs the upgrade and its path; prefix rows their prefix.
+    ws = rt.ROUTES_BY_NAME["responses_ws"]
+    assert not misconfigured(ws, None, None, codex, websocket=True)
+    assert misconfigured(ws, None, None, codex, websocket=False)
+    assert misconfigured(ws, None, None, "/v1/chat/completions", websocket=True)
+    images = rt.ROUTES_BY_NAME["v1_images_generations"]
+    assert not misconfigured(images, None, _scanned(), "/backend-api/images/generations")  # after prefix_rewrite
+    assert misconfigured(images, None, _scanned(), "/backend-api/files")
+    item = rt.ROUTES_BY_NAME["files_item"]
+    assert not misconfigured(item, None, _scanned(), "/backend-api/files/file_1")
 
 
 def test_presented_key_bearer_or_x_api_key() -> None:
