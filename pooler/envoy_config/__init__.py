@@ -24,6 +24,7 @@ from pooler.envoy_config.clusters import (
     SURFACE_CLUSTERS,
     V1_CLUSTERS,
     build_replica_parts,
+    discovery_type,
     metrics_endpoint,
     metrics_socket_for,
 )
@@ -37,10 +38,13 @@ from pooler.envoy_config.inputs import (
     DEFAULT_NUM_RETRIES,
     DEFAULT_UPSTREAM_URL,
     Endpoint,
+    ExtprocOptions,
+    ExtprocTls,
     GatewayConfig,
     Upstream,
     config_from_env,
     num_retries_for,
+    with_extproc_options,
 )
 from pooler.envoy_config.local_replies import build_local_reply_mappers
 from pooler.envoy_config.lua import REQUEST_SCAN_LUA, WS_VIEW_FILTER, WS_VIEW_LUA, WS_VIEW_SCRIPT
@@ -83,6 +87,8 @@ __all__ = [
     "WS_VIEW_LUA",
     "WS_VIEW_SCRIPT",
     "Endpoint",
+    "ExtprocOptions",
+    "ExtprocTls",
     "GatewayConfig",
     "Upstream",
     "build_access_logs",
@@ -100,8 +106,10 @@ __all__ = [
     "build_v1_routes",
     "build_view_response_mutations",
     "config_from_env",
+    "discovery_type",
     "metrics_endpoint",
     "metrics_socket_for",
     "num_retries_for",
     "render",
+    "with_extproc_options",
 ]
