@@ -5,14 +5,16 @@ checked by load_config with every problem at once; the PEM files checked by read
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from pooler.config import ListenAddress, ServerTls, load_config, read_server_tls
+from pooler.crypto.keyring import new_key_material
 from pooler.errors import ConfigError
-from tests.support.processes import REPO_ROOT, VENV_BIN
+from tests.support.processes import REPO_ROOT, VENV_BIN, free_port
 from tests.support.tls import Pki, make_pki
 
 
@@ -138,3 +140,35 @@ def test_extproc_with_a_bad_certificate_stops_with_one_line(pki: Pki, tmp_path: 
     lines = proc.stderr.strip().splitlines()
     assert lines == [f"extproc: invalid configuration: POOLER_EXTPROC_TLS_CERT: {junk} holds no PEM certificate"]
     assert "BEGIN" not in proc.stderr
+
+
+@pytest.mark.parametrize("variable", ["POOLER_EXTPROC_LISTEN", "POOLER_METRICS_LISTEN"])
+def test_extproc_on_a_busy_port_names_the_variable(variable: str, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = f"127.0.0.1:{busy.getsockname()[1]}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("POOLER_", "DATABASE_URL"))}
+        env.update(
+            POOLER_DATA_DIR=str(tmp_path),
+            POOLER_SECRET_KEYS=f"t1:{new_key_material()}",
+            POOLER_KEY_PEPPER=new_key_material(),
+            POOLER_EXTPROC_LISTEN=f"127.0.0.1:{free_port()}",
+        )
+        env[variable] = taken
+        proc = subprocess.run(
+            [str(VENV_BIN / "python"), "-m", "extproc"],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    # grpc's C core may log its own bind line first; ours is the last, naming the variable to change.
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"extproc: invalid configuration: {variable}: cannot listen on {taken}")
+    )
