@@ -1,4 +1,5 @@
-"""Wiring of the ext_proc process: config, state, gRPC server on unix sockets, background tasks, shutdown.
+"""Wiring of the ext_proc process: config, state, gRPC server (unix sockets, optionally a TCP address with TLS),
+background tasks, shutdown.
 
 `python -m extproc` prints READY_LINE once the server listens and the first snapshot is loaded.
 """
@@ -30,7 +31,7 @@ from extproc.server import AccessLogService, ExternalProcessorService
 from extproc.shared import SharedState
 from extproc.state import GatewayState
 from extproc.writer import Writer
-from pooler.config import Config, load_config
+from pooler.config import Config, ServerTlsMaterial, load_config, read_server_tls
 from pooler.context import open_context
 from pooler.envoy_config import metrics_socket_for
 from pooler.errors import ConfigError
@@ -45,6 +46,26 @@ def _bind_unix(server: grpc.aio.Server, path: Path) -> None:
     if path.exists() or path.is_symlink():
         path.unlink()  # a stale socket of a previous run
     server.add_insecure_port(f"unix:{path}")
+
+
+def _bind_tcp(server: grpc.aio.Server, config: Config, tls: ServerTlsMaterial | None) -> None:
+    """POOLER_EXTPROC_LISTEN: the same services (ext_proc, access log, health) on TCP, for an Envoy elsewhere."""
+    if config.extproc_listen is None:
+        return
+    target = config.extproc_listen.target
+    try:
+        if tls is None:
+            server.add_insecure_port(target)
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(tls.private_key, tls.cert_chain)],
+                root_certificates=tls.client_ca,
+                require_client_auth=tls.client_ca is not None,
+            )
+            server.add_secure_port(target, credentials)
+    except RuntimeError:
+        # grpc raises a bare "Failed to bind" here (busy port, unknown host): say which setting to change.
+        raise ConfigError([f"POOLER_EXTPROC_LISTEN: cannot listen on {target}"]) from None
 
 
 # Prepared statements each SQLite connection keeps (Python's sqlite3 default: 128). The writer's
@@ -67,6 +88,8 @@ def _bound_sqlite_statement_cache(engine: Engine) -> None:
 
 
 async def serve(config: Config) -> int:
+    # Read before anything else starts: a bad certificate stops the process with one line, not half-way up.
+    tls = read_server_tls(config.extproc_tls) if config.extproc_tls is not None else None
     ctx = open_context(config, hide_parameters=True)
     _bound_sqlite_statement_cache(ctx.engine)
     state = GatewayState(ctx)
@@ -84,9 +107,11 @@ async def serve(config: Config) -> int:
     _bind_unix(server, config.extproc_socket)
     if config.accesslog_socket != config.extproc_socket:
         _bind_unix(server, config.accesslog_socket)
-    await server.start()
+    _bind_tcp(server, config, tls)
     metrics = MetricsServer(METRICS, lambda: state.snapshot, ctx)
-    await metrics.start(Path(metrics_socket_for(config.extproc_socket.resolve())))
+    # Before the gRPC server starts: a busy metrics port is reported while nothing serves yet.
+    await metrics.start(Path(metrics_socket_for(config.extproc_socket.resolve())), config.metrics_listen)
+    await server.start()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -113,9 +138,11 @@ async def serve(config: Config) -> int:
     if not stop.is_set():
         print(READY_LINE, flush=True)
         log.info(
-            "serving: ext_proc %s, access log %s, snapshot version %s",
+            "serving: ext_proc %s, access log %s, tcp %s, metrics tcp %s, snapshot version %s",
             config.extproc_socket,
             config.accesslog_socket,
+            _describe_tcp(config),
+            config.metrics_listen.target if config.metrics_listen else "off",
             state.snapshot.version if state.snapshot else None,
         )
 
@@ -143,6 +170,14 @@ async def serve(config: Config) -> int:
     ctx.dispose()
     log.info("stopped")
     return 0
+
+
+def _describe_tcp(config: Config) -> str:
+    if config.extproc_listen is None:
+        return "off"
+    tls = config.extproc_tls
+    mode = "plaintext" if tls is None else ("mTLS" if tls.client_ca_file is not None else "TLS")
+    return f"{config.extproc_listen.target} ({mode})"
 
 
 def main() -> int:

@@ -8,8 +8,9 @@ the routing snapshot (accounts, states, quota windows) in memory. So one process
 - scheduler job outcomes and open alert incidents read from the database at scrape time (cached a few
   seconds), because the scheduler may run anywhere and the database already holds `job_runs`.
 
-Exposition: plain HTTP on a unix socket beside the ext_proc socket (`<socket>.metrics`), routed by Envoy at
-`/metrics`. Served on the event loop, so collectors read the snapshot without racing its mutations.
+Exposition: plain HTTP on a unix socket beside the ext_proc socket (`<socket>.metrics`), and also on
+POOLER_METRICS_LISTEN when set (an Envoy in another pod cannot reach the socket); routed by Envoy at `/metrics`.
+Served on the event loop, so collectors read the snapshot without racing its mutations.
 Labels never carry account ids, ChatGPT ids, emails or tokens.
 """
 
@@ -28,6 +29,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from pooler.config import ListenAddress
+from pooler.errors import ConfigError
 from pooler.evidence import RequestRecord
 from pooler.metrics_token import allowed, stored_hash
 from pooler.models import AlertIncident, JobRun
@@ -211,7 +214,8 @@ METRICS = GatewayMetrics()
 
 
 class MetricsServer:
-    """`GET /metrics` over HTTP/1.1 on a unix socket, on the event loop (no thread touches the snapshot)."""
+    """`GET /metrics` over HTTP/1.1 on a unix socket (and optionally TCP), on the event loop (no thread touches the
+    snapshot)."""
 
     def __init__(self, metrics: GatewayMetrics, snapshot: Callable[[], Snapshot | None], ctx: Any) -> None:
         self.metrics = metrics
@@ -219,19 +223,26 @@ class MetricsServer:
         self.db = DatabaseCollector()
         metrics.registry.register(SnapshotCollector(snapshot))
         metrics.registry.register(self.db)
-        self._server: asyncio.AbstractServer | None = None
+        self._servers: list[asyncio.AbstractServer] = []
 
-    async def start(self, path: Path) -> None:
+    async def start(self, path: Path, tcp: ListenAddress | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists() or path.is_symlink():
             path.unlink()
-        self._server = await asyncio.start_unix_server(self._handle, path=str(path))
+        self._servers.append(await asyncio.start_unix_server(self._handle, path=str(path)))
+        if tcp is not None:
+            try:
+                self._servers.append(await asyncio.start_server(self._handle, host=tcp.host, port=tcp.port))
+            except OSError as exc:
+                raise ConfigError(
+                    [f"POOLER_METRICS_LISTEN: cannot listen on {tcp.target} ({exc.strerror or type(exc).__name__})"]
+                ) from None
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
+                await asyncio.wait_for(server.wait_closed(), 2)
 
     async def _refresh_db(self) -> None:
         if time.monotonic() - self.db.loaded_at < DB_CACHE_SECONDS:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pooler.errors import ConfigError
@@ -41,6 +41,44 @@ class Config:
     """POOLER_CLIENT_ALLOWLIST: comma-separated IPs/CIDRs allowed on every route (empty: everyone)."""
     trusted_proxies: tuple[str, ...] = ()
     """POOLER_TRUSTED_PROXIES: comma-separated CIDRs whose x-forwarded-for is believed (empty: never)."""
+    extproc_listen: ListenAddress | None = None
+    """POOLER_EXTPROC_LISTEN: the ext_proc also serves ext_proc, access log and gRPC health on this TCP address
+    (for an Envoy in another pod or host); the unix sockets are served either way."""
+    extproc_tls: ServerTls | None = None
+    """POOLER_EXTPROC_TLS_CERT/_KEY (+ _CLIENT_CA for mTLS): TLS on the ext_proc's TCP address."""
+    metrics_listen: ListenAddress | None = None
+    """POOLER_METRICS_LISTEN: the ext_proc also serves /metrics on this TCP address (beside its unix socket)."""
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """A TCP address to listen on: `host:port`, an IPv6 host in brackets (`[::]:9000`)."""
+
+    host: str
+    port: int
+
+    @property
+    def target(self) -> str:
+        """`host:port` as gRPC and humans write it (IPv6 bracketed)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """PEM files for the ext_proc's TCP port; with `client_ca_file`, clients must present a certificate it signed."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServerTlsMaterial:
+    """The contents of a ServerTls's files, checked to be what they claim (read by the ext_proc at start)."""
+
+    cert_chain: bytes
+    private_key: bytes = field(repr=False)
+    client_ca: bytes | None = None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
@@ -67,6 +105,91 @@ def _cidrs(env: Mapping[str, str], name: str, problems: list[str]) -> tuple[str,
     return values
 
 
+def _listen(env: Mapping[str, str], name: str, problems: list[str]) -> ListenAddress | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    host, sep, port = raw.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        host = ""  # an IPv6 host must be bracketed, or its last group would read as the port
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        problems.append(f"{name} must be host:port with a port 1-65535 (IPv6 as [::]:9000), got {raw!r}")
+        return None
+    return ListenAddress(host, int(port))
+
+
+TLS_CERT = "POOLER_EXTPROC_TLS_CERT"
+TLS_KEY = "POOLER_EXTPROC_TLS_KEY"
+TLS_CLIENT_CA = "POOLER_EXTPROC_TLS_CLIENT_CA"
+
+
+def _server_tls(env: Mapping[str, str], problems: list[str]) -> ServerTls | None:
+    cert, key, client_ca = (env.get(name, "").strip() for name in (TLS_CERT, TLS_KEY, TLS_CLIENT_CA))
+    if not (cert or key or client_ca):
+        return None
+    if bool(cert) != bool(key):
+        problems.append(f"{TLS_CERT} and {TLS_KEY} must be set together")
+        return None
+    if not cert:
+        problems.append(f"{TLS_CLIENT_CA} needs {TLS_CERT} and {TLS_KEY} (the server's own certificate)")
+        return None
+    if not env.get("POOLER_EXTPROC_LISTEN", "").strip():
+        # TLS applies to the TCP port only; accepting it without one would look like protection that is not there.
+        # (The raw variable, not the parsed one: an invalid POOLER_EXTPROC_LISTEN is already reported.)
+        problems.append(f"{TLS_CERT} needs POOLER_EXTPROC_LISTEN (TLS is served on the TCP address)")
+        return None
+    return ServerTls(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+
+
+def read_server_tls(tls: ServerTls) -> ServerTlsMaterial:
+    """Reads and checks the PEM files of `tls`; every unreadable or invalid one is reported at once (ConfigError,
+    naming the variable and path, never the contents)."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    problems: list[str] = []
+
+    def read(name: str, path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            problems.append(f"{name}: cannot read {path} ({exc.strerror or type(exc).__name__})")
+            return None
+
+    def certificates(name: str, path: Path, data: bytes | None) -> list[x509.Certificate]:
+        if data is None:
+            return []
+        try:
+            found = x509.load_pem_x509_certificates(data)
+        except ValueError:
+            found = []
+        if not found:
+            problems.append(f"{name}: {path} holds no PEM certificate")
+        return found
+
+    cert_data = read(TLS_CERT, tls.cert_file)
+    key_data = read(TLS_KEY, tls.key_file)
+    ca_data = read(TLS_CLIENT_CA, tls.client_ca_file) if tls.client_ca_file is not None else None
+    chain = certificates(TLS_CERT, tls.cert_file, cert_data)
+    if tls.client_ca_file is not None:
+        certificates(TLS_CLIENT_CA, tls.client_ca_file, ca_data)
+    if key_data is not None:
+        try:
+            key = serialization.load_pem_private_key(key_data, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            problems.append(f"{TLS_KEY}: {tls.key_file} is not an unencrypted PEM private key")
+        else:
+            raw = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            if chain and key.public_key().public_bytes(*raw) != chain[0].public_key().public_bytes(*raw):
+                problems.append(f"{TLS_KEY}: {tls.key_file} is not the key of the certificate in {TLS_CERT}")
+    if problems or cert_data is None or key_data is None:
+        raise ConfigError(problems)
+    return ServerTlsMaterial(cert_data, key_data, ca_data)
+
+
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     problems: list[str] = []
@@ -82,6 +205,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     log_level = env.get("POOLER_LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         problems.append(f"POOLER_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+    extproc_listen = _listen(env, "POOLER_EXTPROC_LISTEN", problems)
     config = Config(
         database_url=database_url,
         data_dir=data_dir,
@@ -98,6 +222,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         log_level=log_level,
         client_allowlist=_cidrs(env, "POOLER_CLIENT_ALLOWLIST", problems),
         trusted_proxies=_cidrs(env, "POOLER_TRUSTED_PROXIES", problems),
+        extproc_listen=extproc_listen,
+        extproc_tls=_server_tls(env, problems),
+        metrics_listen=_listen(env, "POOLER_METRICS_LISTEN", problems),
     )
     if problems:
         raise ConfigError(problems)

@@ -6,7 +6,10 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pooler.envoy_config import ExtprocOptions
 
 
 def register(subparsers: Any) -> None:
@@ -36,6 +39,7 @@ def register(subparsers: Any) -> None:
     )
     envoy.add_argument("--num-retries", type=int, help="Envoy retries per request (default: from the pools)")
     envoy.add_argument("--access-log", help="also write a metadata-only JSON access log to this path")
+    add_extproc_arguments(envoy)
     envoy.set_defaults(func=_envoy_config)
 
     up = subparsers.add_parser(
@@ -53,6 +57,42 @@ def register(subparsers: Any) -> None:
         help="also start the Codex simulator with 3 accounts, seed a 'demo' pool and print a Pool key",
     )
     up.set_defaults(func=_up)
+
+
+def add_extproc_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags saying where Envoy reaches the ext_proc (any rendering command; read with `extproc_options`)."""
+    group = parser.add_argument_group(
+        "ext_proc address",
+        "Default: the unix sockets of POOLER_EXTPROC_SOCKET / POOLER_ACCESSLOG_SOCKET. Over TCP, point at the "
+        "ext_proc's POOLER_EXTPROC_LISTEN (a DNS name such as a Kubernetes Service is resolved by Envoy).",
+    )
+    group.add_argument("--extproc", metavar="ADDR", help="host:port or unix:/path of the ext_proc")
+    group.add_argument("--accesslog", metavar="ADDR", help="the gRPC access log receiver (default: --extproc)")
+    group.add_argument(
+        "--metrics",
+        metavar="ADDR",
+        help="the ext_proc's /metrics: its POOLER_METRICS_LISTEN (default: beside the socket, or port 9464 of a TCP "
+        "--extproc host)",
+    )
+    group.add_argument("--extproc-tls-ca", metavar="FILE", help="TLS to the ext_proc: CA that signed its certificate")
+    group.add_argument("--extproc-tls-cert", metavar="FILE", help="Envoy's client certificate (mTLS), with the key")
+    group.add_argument("--extproc-tls-key", metavar="FILE", help="the client certificate's private key")
+    group.add_argument("--extproc-tls-sni", metavar="NAME", help="SNI sent; the ext_proc's certificate must name it")
+
+
+def extproc_options(args: argparse.Namespace) -> ExtprocOptions:
+    """The ExtprocOptions of the flags `add_extproc_arguments` added."""
+    from pooler.envoy_config import ExtprocOptions
+
+    return ExtprocOptions(
+        extproc=args.extproc,
+        accesslog=args.accesslog,
+        metrics=args.metrics,
+        tls_ca=args.extproc_tls_ca,
+        tls_cert=args.extproc_tls_cert,
+        tls_key=args.extproc_tls_key,
+        tls_sni=args.extproc_tls_sni,
+    )
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -88,8 +128,16 @@ def _from_database(config: Any) -> tuple[str | None, list[int]]:
 
 def _envoy_config(args: argparse.Namespace) -> int:
     from pooler.cli.common import load_cli_config
-    from pooler.envoy_config import DEFAULT_UPSTREAM_URL, Endpoint, config_from_env, num_retries_for, render
+    from pooler.envoy_config import (
+        DEFAULT_UPSTREAM_URL,
+        Endpoint,
+        config_from_env,
+        num_retries_for,
+        render,
+        with_extproc_options,
+    )
     from pooler.envoy_config.fragments import FRAGMENT_FILES, render_fragments
+    from pooler.errors import PoolerError
 
     config = load_cli_config()
     upstream, attempts = (
@@ -105,17 +153,24 @@ def _envoy_config(args: argparse.Namespace) -> int:
     )
     if args.local_socket:
         gateway = dataclasses.replace(gateway, local=Endpoint.unix(args.local_socket))
+    try:
+        gateway = with_extproc_options(gateway, extproc_options(args))
+        if args.fragments:
+            fragments = render_fragments(gateway)
+        else:
+            text = render(gateway)
+    except ValueError as exc:
+        raise PoolerError(str(exc)) from None
     if args.fragments:
         try:
             args.fragments.mkdir(parents=True, exist_ok=True)
-            for name, content in render_fragments(gateway).items():
+            for name, content in fragments.items():
                 (args.fragments / name).write_text(content)
         except OSError as exc:
             print(f"pooler: cannot write fragments to {args.fragments}: {exc.strerror}", file=sys.stderr)
             return 1
         print(f"wrote {len(FRAGMENT_FILES)} fragments to {args.fragments} (see docs/INTEGRATION.md)")
         return 0
-    text = render(gateway)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

@@ -24,6 +24,7 @@ from pooler.envoy_config.access_logs import (
 from pooler.envoy_config.clusters import (
     DEFAULT_METRICS_PORT,
     build_replica_parts,
+    discovery_type,
     metrics_endpoint,
     metrics_socket_for,
 )
@@ -45,10 +46,13 @@ from pooler.envoy_config.inputs import (
     DEFAULT_NUM_RETRIES,
     DEFAULT_UPSTREAM_URL,
     Endpoint,
+    ExtprocOptions,
+    ExtprocTls,
     GatewayConfig,
     Upstream,
     config_from_env,
     num_retries_for,
+    with_extproc_options,
 )
 from pooler.envoy_config.local_replies import build_local_reply_mappers
 from pooler.envoy_config.lua import REQUEST_SCAN_LUA, WS_VIEW_LUA, WS_VIEW_SCRIPT
@@ -89,6 +93,8 @@ __all__ = [
     "WS_VIEW_LUA",
     "WS_VIEW_SCRIPT",
     "Endpoint",
+    "ExtprocOptions",
+    "ExtprocTls",
     "GatewayConfig",
     "Upstream",
     "build_access_logs",
@@ -105,10 +111,12 @@ __all__ = [
     "build_usage_rules",
     "build_view_response_mutations",
     "config_from_env",
+    "discovery_type",
     "gateway_local_cluster",
     "metrics_endpoint",
     "metrics_socket_for",
     "num_retries_for",
     "render",
     "upstream_cluster",
+    "with_extproc_options",
 ]

@@ -1,12 +1,16 @@
-"""Clusters of the gateway's own processes: the ext_proc/access-log replica endpoints, and the static MCP and
-metrics clusters (the route table's upstream clusters: upstream_clusters.py)."""
+"""Clusters of the gateway's own processes: the ext_proc/access-log replica endpoints (discovery, client TLS),
+and the single-endpoint admin, MCP and metrics clusters (the route table's upstream clusters: upstream_clusters.py).
+
+Discovery: an endpoint named by DNS (a Kubernetes Service such as `pooler-extproc.pooler.svc:9000`) makes its
+cluster STRICT_DNS - every address the name resolves to is an endpoint, re-resolved as pods come and go; IPs and
+unix paths stay STATIC."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from pooler.envoy_config.inputs import Endpoint, GatewayConfig
+from pooler.envoy_config.inputs import Endpoint, ExtprocTls, GatewayConfig
 from pooler.envoy_config.parts import duration
 
 
@@ -15,7 +19,8 @@ def metrics_endpoint(config: GatewayConfig) -> Endpoint:
         return config.metrics
     if config.extproc.path is not None:
         return Endpoint.unix(metrics_socket_for(config.extproc.path))
-    return Endpoint.tcp("127.0.0.1", DEFAULT_METRICS_PORT)
+    # The metrics are served by the ext_proc process: same host, its POOLER_METRICS_LISTEN port.
+    return Endpoint.tcp(config.extproc.host or "127.0.0.1", DEFAULT_METRICS_PORT)
 
 
 DEFAULT_METRICS_PORT = 9464
@@ -26,10 +31,28 @@ def metrics_socket_for(extproc_socket: str | Path) -> str:
     return f"{extproc_socket}.metrics"
 
 
+def discovery_type(*endpoints: Endpoint) -> str:
+    """STRICT_DNS when any endpoint is a DNS name, else STATIC. A cluster has one type, and a unix path cannot be
+    resolved, so DNS names and paths never share a cluster."""
+    if not any(e.is_dns for e in endpoints):
+        return "STATIC"
+    if any(e.path is not None for e in endpoints):
+        raise ValueError("a cluster cannot mix DNS-named endpoints and unix sockets")
+    return "STRICT_DNS"
+
+
+# For STRICT_DNS clusters: the ext_proc typically listens on 0.0.0.0 (IPv4 only), so an AAAA answer (Envoy's
+# default AUTO prefers IPv6) would point at a port nothing listens on; IPv6-only networks still resolve.
+DNS_LOOKUP_FAMILY = "V4_PREFERRED"
+
+
 def static_cluster(name: str, endpoint: Endpoint) -> dict[str, Any]:
+    """A one-endpoint cluster (MCP, metrics): STATIC for an IP or unix path, STRICT_DNS for a DNS name."""
+    kind = discovery_type(endpoint)
     return {
         "name": name,
-        "type": "STATIC",
+        "type": kind,
+        **({"dns_lookup_family": DNS_LOOKUP_FAMILY} if kind == "STRICT_DNS" else {}),
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": name,
@@ -38,10 +61,41 @@ def static_cluster(name: str, endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
+RAW_BUFFER = {
+    "name": "envoy.transport_sockets.raw_buffer",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"},
+}
+
+
+def extproc_transport_socket(tls: ExtprocTls | None) -> dict[str, Any]:
+    """Plaintext (Envoy's default, spelled out) or gRPC over TLS to the ext_proc: ALPN h2, the server verified
+    against `ca_file` (and its SAN against `sni` when given), Envoy's client certificate for mTLS."""
+    if tls is None:
+        return RAW_BUFFER
+    validation: dict[str, Any] = {"trusted_ca": {"filename": tls.ca_file}}
+    if tls.sni:
+        validation["match_typed_subject_alt_names"] = [{"san_type": "DNS", "matcher": {"exact": tls.sni}}]
+    common: dict[str, Any] = {"alpn_protocols": ["h2"], "validation_context": validation}
+    if tls.cert_file is not None and tls.key_file is not None:
+        common["tls_certificates"] = [
+            {"certificate_chain": {"filename": tls.cert_file}, "private_key": {"filename": tls.key_file}}
+        ]
+    context: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        **({"sni": tls.sni} if tls.sni else {}),
+        "common_tls_context": common,
+    }
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
+
+
 def build_replica_parts(config: GatewayConfig) -> dict[str, Any]:
-    """Endpoints of the ext_proc and access-log clusters: one per replica; health checks only with several (a
-    lone replica gains nothing from them, and its config stays as it always was)."""
+    """Endpoints, discovery and transport socket of the ext_proc and access-log clusters: one endpoint per
+    replica; health checks only with several (a lone replica gains nothing from them, and its config stays as
+    it always was)."""
     pairs = [(config.extproc, config.accesslog), *config.replicas]
+    extprocs, accesslogs = [x for x, _ in pairs], [a for _, a in pairs]
+    if config.extproc_tls is not None and any(e.path is not None for e in [*extprocs, *accesslogs]):
+        raise ValueError("ext_proc TLS needs TCP endpoints: the ext_proc serves its unix sockets in plaintext")
     interval = duration(config.replica_health_interval_seconds)
     checks = (
         [
@@ -59,8 +113,11 @@ def build_replica_parts(config: GatewayConfig) -> dict[str, Any]:
         else []
     )
     return {
-        "extproc_endpoints": [{"endpoint": {"address": x.envoy_address()}} for x, _ in pairs],
-        "accesslog_endpoints": [{"endpoint": {"address": a.envoy_address()}} for _, a in pairs],
+        "extproc_discovery": discovery_type(*extprocs),
+        "accesslog_discovery": discovery_type(*accesslogs),
+        "extproc_transport_socket": extproc_transport_socket(config.extproc_tls),
+        "extproc_endpoints": [{"endpoint": {"address": x.envoy_address()}} for x in extprocs],
+        "accesslog_endpoints": [{"endpoint": {"address": a.envoy_address()}} for a in accesslogs],
         "replica_health_checks": checks,
         # Never send work to a replica known to be down ("panic mode" would, below 50% healthy).
         "replica_lb_config": {"healthy_panic_threshold": {"value": 0}} if config.replicas else {},

@@ -1,8 +1,11 @@
-"""What the renderer takes: the typed GatewayConfig (with its endpoints and upstream URL) and the one step
-that derives it from a process configuration."""
+"""What the renderer takes: the typed GatewayConfig (with its endpoints, upstream URL and the client TLS to the
+ext_proc), the one step that derives it from a process configuration, and the ext_proc address options every
+rendering command shares (`ExtprocOptions`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,15 +35,31 @@ class Endpoint:
 
     @classmethod
     def parse(cls, spec: str) -> Endpoint:
-        """`unix:/path`, `/path` or `host:port`."""
+        """`unix:/path`, `/path` or `host:port` (host: an IP, `[IPv6]`, or a DNS name such as a Kubernetes
+        Service `pooler-extproc.pooler.svc`)."""
         if spec.startswith("unix:"):
             return cls.unix(spec[5:])
         if spec.startswith("/"):
             return cls.unix(spec)
         host, _, port = spec.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"endpoint must be host:port or unix:/path, got {spec!r}")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            host = ""  # an unbracketed IPv6 address: its last group would read as the port
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"endpoint must be host:port ([IPv6]:port) or unix:/path, got {spec!r}")
         return cls.tcp(host, int(port))
+
+    @property
+    def is_dns(self) -> bool:
+        """A TCP endpoint named by a DNS name (not an IP literal): Envoy must resolve it."""
+        if self.host is None:
+            return False
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return True
+        return False
 
     def envoy_address(self) -> dict[str, Any]:
         if self.path is not None:
@@ -81,6 +100,26 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class ExtprocTls:
+    """Envoy's client TLS to the ext_proc and access-log clusters (the ext_proc's POOLER_EXTPROC_TLS_* side).
+
+    `ca_file` verifies the ext_proc's certificate; `cert_file` + `key_file` (both or neither) are Envoy's client
+    certificate when the ext_proc requires one (POOLER_EXTPROC_TLS_CLIENT_CA); `sni` is sent and the server
+    certificate must carry it as a DNS SAN. Paths are as Envoy sees them (it reads the files, not the renderer)."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+    sni: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.ca_file:
+            raise ValueError("ext_proc TLS needs a CA file to verify the ext_proc's certificate")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("ext_proc TLS client certificate and key must be given together")
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """Everything that varies between deployments of the data plane."""
 
@@ -113,6 +152,8 @@ class GatewayConfig:
     """Client IPs/CIDRs allowed on every route (empty: everyone). Checked against the derived client address."""
     trusted_proxies: tuple[str, ...] = ()
     """Peers whose x-forwarded-for is believed (empty: never; the TCP peer is the client)."""
+    extproc_tls: ExtprocTls | None = None
+    """Client TLS on the pooler_extproc and pooler_accesslog clusters (every endpoint must then be TCP)."""
 
 
 def config_from_env(
@@ -139,6 +180,53 @@ def config_from_env(
         client_allowlist=client_allowlist or config.client_allowlist,
         trusted_proxies=trusted_proxies or config.trusted_proxies,
     )
+
+
+@dataclass(frozen=True)
+class ExtprocOptions:
+    """Where Envoy reaches the ext_proc, as the flags of `pooler envoy-config` give it (None: keep the config's).
+
+    Shared by every command that renders, so one address syntax and one set of checks: `extproc`/`accesslog`/
+    `metrics` are `host:port` or `unix:/path`; the access log goes to `extproc` unless given; TLS needs TCP."""
+
+    extproc: str | None = None
+    accesslog: str | None = None
+    metrics: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_sni: str | None = None
+
+
+def with_extproc_options(config: GatewayConfig, options: ExtprocOptions) -> GatewayConfig:
+    """`config` with the ext_proc endpoints and client TLS of `options`; ValueError names the bad option."""
+    changes: dict[str, Any] = {}
+    if options.extproc is not None:
+        # Both services run in one gRPC server on every address it binds, so one address serves both.
+        changes["extproc"] = changes["accesslog"] = _option_endpoint("--extproc", options.extproc)
+    if options.accesslog is not None:
+        changes["accesslog"] = _option_endpoint("--accesslog", options.accesslog)
+    if options.metrics is not None:
+        changes["metrics"] = _option_endpoint("--metrics", options.metrics)
+    if (options.tls_cert is None) != (options.tls_key is None):
+        raise ValueError("--extproc-tls-cert and --extproc-tls-key must be given together")
+    if options.tls_ca is not None:
+        changes["extproc_tls"] = ExtprocTls(
+            ca_file=options.tls_ca, cert_file=options.tls_cert, key_file=options.tls_key, sni=options.tls_sni
+        )
+    elif any(value is not None for value in (options.tls_cert, options.tls_key, options.tls_sni)):
+        raise ValueError("--extproc-tls-cert/-key/-sni need --extproc-tls-ca (the CA of the ext_proc's certificate)")
+    result = dataclasses.replace(config, **changes)
+    if result.extproc_tls is not None and (result.extproc.path is not None or result.accesslog.path is not None):
+        raise ValueError("--extproc-tls-* need a TCP --extproc (and --accesslog): the unix sockets are plaintext")
+    return result
+
+
+def _option_endpoint(flag: str, spec: str) -> Endpoint:
+    try:
+        return Endpoint.parse(spec)
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
 
 
 def num_retries_for(max_attempts: list[int]) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from pooler.envoy_config.access_logs import build_access_logs, build_grpc_access_log
-from pooler.envoy_config.clusters import build_replica_parts, metrics_endpoint, static_cluster
+from pooler.envoy_config.clusters import build_replica_parts, discovery_type, metrics_endpoint, static_cluster
 from pooler.envoy_config.http_filters import build_http_filters
 from pooler.envoy_config.ingress import build_ingress
 from pooler.envoy_config.inputs import GatewayConfig, Upstream
@@ -41,6 +41,7 @@ def render(config: GatewayConfig, template: str | None = None) -> str:
         "mcp_cluster": static_cluster("pooler_mcp", config.mcp_app),
         "metrics_cluster": static_cluster("pooler_metrics", metrics_endpoint(config)),
         "admin_app_address": config.admin_app.envoy_address(),
+        "admin_app_discovery": discovery_type(config.admin_app),
         "buffer_limit_bytes": config.buffer_limit_bytes,
         "access_logs": build_access_logs(config),
         "upstream_logs": [] if config.direct else [build_grpc_access_log(config)],

@@ -11,6 +11,10 @@ Usage::
 Each gateway gets its own keyring (fresh secret keys + pepper), socket dir and data dir; the database is shared
 by whoever passes the same URL (tests isolate themselves with their own pools/accounts). `gw.kill_extproc()` /
 `gw.start_extproc()` exercise faults. Logs of every process are printed when the block raises.
+
+`extproc_tcp=True` connects Envoy to the ext_proc over TCP (POOLER_EXTPROC_LISTEN, /metrics on
+POOLER_METRICS_LISTEN), as in a deployment where they share no filesystem; `extproc_tls=True` adds mTLS with a
+throwaway PKI (`gw.pki`). The ext_proc still serves its unix sockets, but Envoy's config names only TCP.
 """
 
 from __future__ import annotations
@@ -32,13 +36,14 @@ from sqlalchemy import func, select
 
 from pooler.config import load_config
 from pooler.context import CoreContext, open_context
-from pooler.envoy_config import Endpoint, GatewayConfig, metrics_socket_for, render
+from pooler.envoy_config import Endpoint, ExtprocTls, GatewayConfig, metrics_socket_for, render
 from pooler.models import PoolSettings, RequestLog
 from pooler.services import accounts, keys, pools
 from pooler.services.actors import SYSTEM
 from pooler.services.versions import bump_routing_version
 from tests.support.processes import VENV_BIN, ManagedProcess, free_port, port_open, wait_until
 from tests.support.simulator import RunningSimulator, running_simulator
+from tests.support.tls import Pki, make_pki
 
 EXTPROC_READY = "pooler extproc ready"
 
@@ -78,6 +83,14 @@ class Gateway:
     config: GatewayConfig | None = None
     """What Envoy was rendered from: a test can render a second Envoy over the same ext_procs (with
     dataclasses.replace: own listener, admin, local socket) and start it with `start_envoy`."""
+    pki: Pki | None = None
+    """With `extproc_tls`: the CA, the ext_proc's server certificate and Envoy's client certificate."""
+
+    @property
+    def extproc_tcp_port(self) -> int | None:
+        """The ext_proc's POOLER_EXTPROC_LISTEN port (None: unix sockets only)."""
+        listen = self.env.get("POOLER_EXTPROC_LISTEN")
+        return int(listen.rpartition(":")[2]) if listen else None
 
     @property
     def admin_url(self) -> str:
@@ -245,6 +258,30 @@ def test_environment(db_url: str, data_dir: Path, sock_dir: Path) -> dict[str, s
     }
 
 
+def _tcp_environment(env: dict[str, str], pki: Pki | None) -> dict[str, str]:
+    """`env` plus a TCP ext_proc and metrics address on free loopback ports, and the server side of mTLS."""
+    tcp = {
+        **env,
+        "POOLER_EXTPROC_LISTEN": f"127.0.0.1:{free_port()}",
+        "POOLER_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    if pki is not None:
+        tcp.update(
+            POOLER_EXTPROC_TLS_CERT=str(pki.server_cert),
+            POOLER_EXTPROC_TLS_KEY=str(pki.server_key),
+            POOLER_EXTPROC_TLS_CLIENT_CA=str(pki.ca_cert),
+        )
+    return tcp
+
+
+def _endpoints(env: dict[str, str], host: str) -> tuple[Endpoint, Endpoint]:
+    """Where Envoy reaches the ext_proc of `env`: its TCP port on `host` if it listens on TCP, else its sockets."""
+    if "POOLER_EXTPROC_LISTEN" in env:
+        tcp = Endpoint.tcp(host, Endpoint.parse(env["POOLER_EXTPROC_LISTEN"]).port or 0)
+        return tcp, tcp
+    return Endpoint.unix(env["POOLER_EXTPROC_SOCKET"]), Endpoint.unix(env["POOLER_ACCESSLOG_SOCKET"])
+
+
 def start_envoy(config: GatewayConfig, log_dir: Path, name: str = "envoy") -> ManagedProcess:
     """Renders `config` to `<log_dir>/<name>.yaml` and starts Envoy on it (log `<name>.log`); the caller stops it.
     A random base id, so several Envoys (also of parallel tests) never share shared-memory regions."""
@@ -274,16 +311,25 @@ def running_gateway(
     simulator_accounts: int = 3,
     gateway_options: dict[str, Any] | None = None,
     extproc_replicas: int = 1,
+    extproc_tcp: bool = False,
+    extproc_tls: bool = False,
+    extproc_host: str = "127.0.0.1",
 ) -> Iterator[Gateway]:
     """Starts (or reuses `simulator`) + ext_proc + Envoy; yields a ready Gateway; stops everything after.
     `extproc_replicas` > 1: that many ext_proc processes in replica mode (POOLER_EXTPROC_SHARED) behind the one
-    Envoy, whose clusters list them all with health checks (docs/OPERATIONS.md "Horizontal scaling")."""
+    Envoy, whose clusters list them all with health checks (docs/OPERATIONS.md "Horizontal scaling").
+    `extproc_tcp`: Envoy reaches every ext_proc over TCP (and /metrics too); `extproc_tls` (implies TCP): mTLS,
+    the ext_proc requiring Envoy's client certificate (`gw.pki`); `extproc_host`: the name Envoy uses for those
+    TCP addresses (e.g. "localhost": a DNS name, so STRICT_DNS clusters)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     sock_dir = Path(tempfile.mkdtemp(prefix="plr", dir="/tmp"))  # unix socket paths must stay short
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, sock_dir, True)
         sim = simulator or stack.enter_context(running_simulator(log_dir, accounts=simulator_accounts))
         env = test_environment(db_url, log_dir / "data", sock_dir)
+        pki = make_pki(log_dir / "pki") if extproc_tls else None
+        if extproc_tcp or extproc_tls:
+            env = _tcp_environment(env, pki)
         replica_envs: list[dict[str, str]] = []
         if extproc_replicas > 1:
             env.update(POOLER_EXTPROC_SHARED="1", POOLER_EXTPROC_DRAIN_SECONDS="2.5")
@@ -295,6 +341,8 @@ def running_gateway(
                 }
                 for n in range(1, extproc_replicas)
             ]
+            if "POOLER_EXTPROC_LISTEN" in env:
+                replica_envs = [_tcp_environment(e, pki) for e in replica_envs]
         ctx = open_context(load_config(env), hide_parameters=True)
         stack.callback(ctx.dispose)
         with ctx.session_factory.begin() as session:
@@ -303,21 +351,27 @@ def running_gateway(
             set_setting(session, "upstream_base_url", sim.base_url, actor=SYSTEM)
         port, admin_port, admin_app_port = free_port(), free_port(), free_port()
         access_log = log_dir / "envoy-access.log"
+        extproc, accesslog = _endpoints(env, extproc_host)
+        tcp_options: dict[str, Any] = {}
+        if "POOLER_METRICS_LISTEN" in env:
+            tcp_options["metrics"] = Endpoint.tcp(extproc_host, Endpoint.parse(env["POOLER_METRICS_LISTEN"]).port or 0)
+        if pki is not None:
+            # SNI = the certificate's DNS name: Envoy checks the ext_proc's certificate names it.
+            tcp_options["extproc_tls"] = ExtprocTls(
+                str(pki.ca_cert), str(pki.client_cert), str(pki.client_key), sni=pki.server_name
+            )
         config = GatewayConfig(
             listen=Endpoint.tcp("127.0.0.1", port),
             admin=Endpoint.tcp("127.0.0.1", admin_port),
-            extproc=Endpoint.unix(env["POOLER_EXTPROC_SOCKET"]),
-            accesslog=Endpoint.unix(env["POOLER_ACCESSLOG_SOCKET"]),
+            extproc=extproc,
+            accesslog=accesslog,
             local=Endpoint.unix(sock_dir / "l.sock"),
             admin_app=Endpoint.tcp("127.0.0.1", admin_app_port),
             upstream_url=sim.base_url,
             access_log_path=str(access_log),
             accesslog_flush_seconds=0.2,
-            replicas=tuple(
-                (Endpoint.unix(e["POOLER_EXTPROC_SOCKET"]), Endpoint.unix(e["POOLER_ACCESSLOG_SOCKET"]))
-                for e in replica_envs
-            ),
-            **(gateway_options or {}),  # e.g. client_allowlist / trusted_proxies (ingress tests)
+            replicas=tuple(_endpoints(e, extproc_host) for e in replica_envs),
+            **{**tcp_options, **(gateway_options or {})},  # e.g. client_allowlist / trusted_proxies (ingress tests)
         )
         envoy = start_envoy(config, log_dir)
         stack.callback(envoy.stop)
@@ -336,6 +390,7 @@ def running_gateway(
             admin_app_port=admin_app_port,
             replica_envs=replica_envs,
             config=config,
+            pki=pki,
         )
         stack.callback(lambda: gw.extproc.stop())
         stack.callback(lambda: [p.stop() for p in gw.replicas.values()])

@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from pooler.config import load_config
-from pooler.envoy_config import Endpoint, GatewayConfig, config_from_env, render
+from pooler.envoy_config import (
+    Endpoint,
+    ExtprocOptions,
+    ExtprocTls,
+    GatewayConfig,
+    config_from_env,
+    render,
+    with_extproc_options,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "envoy"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -31,6 +39,9 @@ BASE = GatewayConfig(
 )
 TCP_EXTPROC = Endpoint.tcp("127.0.0.1", 18500)
 TCP_ACCESSLOG = Endpoint.tcp("127.0.0.1", 18501)
+# A Kubernetes-style deployment: Envoy in its own pod, every process behind a Service name.
+SVC_EXTPROC = Endpoint.parse("pooler-extproc.pooler.svc:9000")
+TLS_DIR = "/etc/pooler/extproc-tls"
 
 CASES: dict[str, GatewayConfig] = {
     "simulator_unix": BASE,
@@ -66,6 +77,36 @@ CASES: dict[str, GatewayConfig] = {
         mcp_app=Endpoint.unix(f"{SOCKETS}/mcp.sock"),
     ),
     "tcp_extproc_default_metrics": dataclasses.replace(BASE, extproc=TCP_EXTPROC),
+    "tcp_extproc_tls_ca_only": dataclasses.replace(
+        BASE, extproc=TCP_EXTPROC, accesslog=TCP_EXTPROC, extproc_tls=ExtprocTls(f"{TLS_DIR}/ca.crt")
+    ),
+    "dns_extproc_mtls": dataclasses.replace(
+        BASE,
+        extproc=SVC_EXTPROC,
+        accesslog=SVC_EXTPROC,
+        metrics=Endpoint.parse("pooler-extproc.pooler.svc:9464"),
+        admin_app=Endpoint.parse("pooler-admin.pooler.svc:8081"),
+        mcp_app=Endpoint.parse("pooler-mcp.pooler.svc:8082"),
+        extproc_tls=ExtprocTls(
+            f"{TLS_DIR}/ca.crt", f"{TLS_DIR}/tls.crt", f"{TLS_DIR}/tls.key", sni="pooler-extproc.pooler.svc"
+        ),
+    ),
+    "dns_replicas_plaintext": dataclasses.replace(
+        BASE,
+        extproc=Endpoint.parse("pooler-extproc-0.pooler-extproc:9000"),
+        accesslog=Endpoint.parse("pooler-extproc-0.pooler-extproc:9000"),
+        replicas=((Endpoint.parse("pooler-extproc-1.pooler-extproc:9000"),) * 2,),
+    ),
+    "from_env_extproc_options": with_extproc_options(
+        config_from_env(load_config({"POOLER_DATA_DIR": "/srv/pooler-golden"}), upstream_url="https://chatgpt.com"),
+        ExtprocOptions(
+            extproc="pooler-extproc.pooler.svc:9000",
+            tls_ca=f"{TLS_DIR}/ca.crt",
+            tls_cert=f"{TLS_DIR}/tls.crt",
+            tls_key=f"{TLS_DIR}/tls.key",
+            tls_sni="pooler-extproc.pooler.svc",
+        ),
+    ),
     "from_env": config_from_env(
         load_config(
             {
