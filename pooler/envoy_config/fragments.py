@@ -16,7 +16,7 @@ from pooler import route_table as rt
 from pooler.envoy_config.access_logs import build_grpc_access_log
 from pooler.envoy_config.http_filters import build_http_filters
 from pooler.envoy_config.inputs import GatewayConfig, Upstream
-from pooler.envoy_config.local_replies import build_local_reply_mappers
+from pooler.envoy_config.local_replies import build_local_reply_mappers, pooler_requests
 from pooler.envoy_config.render import render
 from pooler.envoy_config.routes import build_routes
 from pooler.envoy_config.upstream_clusters import build_route_clusters
@@ -72,8 +72,7 @@ def build_fragments(config: GatewayConfig) -> dict[str, Any]:
     resources = bundled["static_resources"]
     own = {c["name"]: c for c in resources["clusters"] if c["name"] in ("pooler_extproc", "pooler_accesslog")}
     listener = next(li for li in resources["listeners"] if li["name"] == "gateway_local")
-    ours_only = {"header_filter": {"header": {"name": rt.ROUTE_HEADER, "present_match": True}}}
-    access_log = {**build_grpc_access_log(config), "filter": ours_only}
+    access_log = {**build_grpc_access_log(config), "filter": pooler_requests()}
     return {
         "clusters.yaml": [
             *build_route_clusters(config, upstream, routes),

@@ -47,22 +47,10 @@ def build_local_reply_mappers(client_allowlist: bool = True) -> list[dict[str, A
             ]
         }
     }
-    # Only requests of the pooler's routes (an Envoy we are added to keeps its own error bodies elsewhere): the
-    # route header every row sets, or - for a body too large for the request scanner, which refuses it before
-    # the router runs - the scanner's mark.
-    routed: dict[str, Any] = {"header_filter": {"header": {"name": ROUTE_HEADER, "present_match": True}}}
-    scanned = {
-        "metadata_filter": {
-            "matcher": {
-                "filter": gc.NS_REQUEST,
-                "path": [{"key": gc.REQUEST_SCANNED}],
-                "value": {"string_match": {"exact": "1"}},
-            }
-        }
-    }
+    routed = pooler_requests()
 
-    def ours(filter_: dict[str, Any], mark: dict[str, Any] = routed) -> dict[str, Any]:
-        return {"and_filter": {"filters": [mark, filter_]}}
+    def ours(filter_: dict[str, Any]) -> dict[str, Any]:
+        return {"and_filter": {"filters": [routed, filter_]}}
 
     allowlist = [mapper(rbac_denied, 403, "This address may not use this gateway.", "ip_not_allowed")]
     return [
@@ -79,9 +67,31 @@ def build_local_reply_mappers(client_allowlist: bool = True) -> list[dict[str, A
             "upstream_unavailable",
         ),
         mapper(
-            ours(status_is(413), {"or_filter": {"filters": [routed, scanned]}}),
+            ours(status_is(413)),
             413,
             "The request body is too large.",
             "request_too_large",
         ),
     ]
+
+
+def pooler_requests() -> dict[str, Any]:
+    """An access-log filter matching the requests of the pooler's routes only (an Envoy we are added to keeps its
+    own error bodies and logs elsewhere): the route header every row sets (until the ext_proc removes it before
+    the upstream), the routing metadata the ext_proc writes on every decision, or - for a body too large for the
+    request scanner, which refuses it before the router runs - the scanner's mark."""
+
+    def present(ns: str, key: str) -> dict[str, Any]:
+        return {
+            "metadata_filter": {"matcher": {"filter": ns, "path": [{"key": key}], "value": {"present_match": True}}}
+        }
+
+    return {
+        "or_filter": {
+            "filters": [
+                {"header_filter": {"header": {"name": ROUTE_HEADER, "present_match": True}}},
+                present(gc.NS_ROUTING, gc.ROUTING_ROUTE_FAMILY),
+                present(gc.NS_REQUEST, gc.REQUEST_SCANNED),
+            ]
+        }
+    }
