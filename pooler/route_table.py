@@ -399,11 +399,11 @@ def cluster_name(route: Route) -> str | None:
     return {Target.ADMIN: "pooler_admin", Target.MCP: "pooler_mcp", Target.METRICS: "pooler_metrics"}.get(route.target)
 
 
-def upstream_clusters(routes: tuple[Route, ...] = ROUTES) -> dict[str, str | None]:
+def upstream_clusters(routes: tuple[Route, ...] | None = None) -> dict[str, str | None]:
     """Cluster name -> the body-reading processor it names (None: headers-only) for every upstream cluster the
-    routes use, in first-use order."""
+    routes (default: the whole table) use, in first-use order."""
     clusters: dict[str, str | None] = {}
-    for route in routes:
+    for route in ROUTES if routes is None else routes:
         name = cluster_name(route)
         if name is not None and route.target in (Target.CODEX, Target.CODEX_WS):
             clusters.setdefault(name, None if route.spec.headers_only else route.processor)

@@ -90,13 +90,15 @@ def extproc_transport_socket(tls: ExtprocTls | None) -> dict[str, Any]:
 
 def build_replica_parts(config: GatewayConfig) -> dict[str, Any]:
     """Endpoints, discovery and transport socket of the ext_proc and access-log clusters: one endpoint per
-    replica; health checks only with several (a lone replica gains nothing from them, and its config stays as
-    it always was)."""
+    replica; health checks only with several, or a DNS name that may stand for several (a lone replica gains
+    nothing from them, and its config stays as it always was)."""
     pairs = [(config.extproc, config.accesslog), *config.replicas]
     extprocs, accesslogs = [x for x, _ in pairs], [a for _, a in pairs]
     if config.extproc_tls is not None and any(e.path is not None for e in [*extprocs, *accesslogs]):
         raise ValueError("ext_proc TLS needs TCP endpoints: the ext_proc serves its unix sockets in plaintext")
     interval = duration(config.replica_health_interval_seconds)
+    # Several replicas: listed, or behind one DNS name (a headless Kubernetes Service resolves to every pod).
+    several = bool(config.replicas) or any(e.is_dns for e in extprocs)
     checks = (
         [
             {
@@ -109,7 +111,7 @@ def build_replica_parts(config: GatewayConfig) -> dict[str, Any]:
                 "grpc_health_check": {},
             }
         ]
-        if config.replicas
+        if several
         else []
     )
     return {
@@ -120,5 +122,5 @@ def build_replica_parts(config: GatewayConfig) -> dict[str, Any]:
         "accesslog_endpoints": [{"endpoint": {"address": a.envoy_address()}} for a in accesslogs],
         "replica_health_checks": checks,
         # Never send work to a replica known to be down ("panic mode" would, below 50% healthy).
-        "replica_lb_config": {"healthy_panic_threshold": {"value": 0}} if config.replicas else {},
+        "replica_lb_config": {"healthy_panic_threshold": {"value": 0}} if several else {},
     }

@@ -86,6 +86,7 @@ def _filters(route: rt.Route) -> dict[str, Any]:
 
 
 def build_routes(
-    num_retries: int, upstream: Upstream, routes: tuple[rt.Route, ...] = rt.ROUTES
+    num_retries: int, upstream: Upstream, routes: tuple[rt.Route, ...] | None = None
 ) -> list[dict[str, Any]]:
-    return [build_route(route, num_retries, upstream) for route in routes]
+    """The Envoy routes of `routes` (default: the whole table), in table order."""
+    return [build_route(route, num_retries, upstream) for route in (rt.ROUTES if routes is None else routes)]

@@ -96,9 +96,10 @@ def gateway_local_cluster(config: GatewayConfig) -> dict[str, Any]:
 
 
 def build_route_clusters(
-    config: GatewayConfig, upstream: Upstream, routes: tuple[rt.Route, ...] = rt.ROUTES
+    config: GatewayConfig, upstream: Upstream, routes: tuple[rt.Route, ...] | None = None
 ) -> list[dict[str, Any]]:
-    """Every cluster the routes send to, except the bundled deployment's own services."""
+    """Every cluster the routes (default: the whole table) send to, except the bundled deployment's own services."""
+    routes = rt.ROUTES if routes is None else routes
     clusters = [upstream_cluster(config, upstream, name, proc) for name, proc in rt.upstream_clusters(routes).items()]
     if any(route.target is rt.Target.LOCAL for route in routes):
         clusters.append(gateway_local_cluster(config))

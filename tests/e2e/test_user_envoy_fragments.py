@@ -3,7 +3,8 @@ log, its own route to a small local HTTP server, its own catch-all) merged with 
 the ext_proc reached over TCP. Real clients through it: the Codex CLI over HTTP and websockets, the openai SDK on
 /v1 (translated), pooled usage; the team's route keeps working, also while the ext_proc is down (the pooler's
 routes then answer a JSON 503 `gateway_unavailable` at once). A route the team wrote by hand towards a pooler
-cluster is refused, never forwarded with an account token.
+cluster is refused, never forwarded with an account token. The same client checks run on the bundled config,
+whose Envoy shares the ext_proc.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ class TeamEnvoy:
 
 
 @pytest.fixture(scope="module")
-def team(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamEnvoy]:
+def both(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamEnvoy]:
     log_dir = tmp_path_factory.mktemp("team-envoy")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TeamHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -204,6 +205,17 @@ def team(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         server.server_close()
 
 
+@pytest.fixture(params=["fragments", "bundled"])
+def target(request: pytest.FixtureRequest, both: TeamEnvoy) -> TeamEnvoy:
+    """The team's Envoy with the fragments, or the bundled config's Envoy (same ext_proc, same pool)."""
+    return both if request.param == "fragments" else dataclasses.replace(both, url=both.gw.url)
+
+
+@pytest.fixture
+def team(both: TeamEnvoy) -> TeamEnvoy:
+    return both
+
+
 def test_the_team_route_and_readiness(team: TeamEnvoy) -> None:
     hello = httpx.get(f"{team.url}/hello", timeout=5)
     assert hello.status_code == 200 and hello.content == TEAM_BODY
@@ -214,10 +226,13 @@ def test_the_team_route_and_readiness(team: TeamEnvoy) -> None:
 
 
 @pytest.mark.parametrize("websockets", [False, True], ids=["http-sse", "websocket"])
-def test_codex_cli_through_the_team_envoy(team: TeamEnvoy, tmp_path: Path, websockets: bool) -> None:
+def test_codex_cli(target: TeamEnvoy, tmp_path: Path, websockets: bool) -> None:
+    team = target
     sim = team.gw.simulator.client
     sim.configure(text=ANSWER)
     since = max((e["seq"] for e in sim.journal()), default=0)
+    family = "responses_ws" if websockets else "responses"
+    logged = len(team.gw.request_logs(pool_id=team.seeded.pool_id, route_family=family))
     home = write_codex_config(
         tmp_path / "codex-home",
         provider="team",
@@ -232,8 +247,7 @@ def test_codex_cli_through_the_team_envoy(team: TeamEnvoy, tmp_path: Path, webso
     entries = [e for e in sim.journal(since=since) if e["route"] == "responses"]
     assert entries and {e["account"] for e in entries} <= {"acct-tf1", "acct-tf2"}
     assert all(e["authorization"].startswith("Bearer ey") for e in entries if e["authorization"])
-    family = "responses_ws" if websockets else "responses"
-    rows = team.gw.wait_for_logs(1, pool_id=team.seeded.pool_id, route_family=family)
+    rows = team.gw.wait_for_logs(logged + 1, pool_id=team.seeded.pool_id, route_family=family)
     assert rows[-1].account_id in team.seeded.accounts.values()
     if websockets:
         assert any(e["transport"] == "websocket" and e["status"] == 101 for e in entries)
@@ -241,7 +255,8 @@ def test_codex_cli_through_the_team_envoy(team: TeamEnvoy, tmp_path: Path, webso
         assert rows[-1].model == MODEL and rows[-1].total_tokens
 
 
-def test_openai_sdk_v1_is_translated(team: TeamEnvoy) -> None:
+def test_openai_sdk_v1_is_translated(target: TeamEnvoy) -> None:
+    team = target
     sim = team.gw.simulator.client
     sim.configure(text="Translated through the team Envoy.")
     since = max((e["seq"] for e in sim.journal()), default=0)
@@ -256,7 +271,8 @@ def test_openai_sdk_v1_is_translated(team: TeamEnvoy) -> None:
     assert len(upstream) == 2 and all(e["path"] == "/backend-api/codex/responses" for e in upstream)
 
 
-def test_pooled_usage(team: TeamEnvoy) -> None:
+def test_pooled_usage(target: TeamEnvoy) -> None:
+    team = target
     for path in ("/backend-api/wham/usage", "/api/codex/usage"):
         reply = httpx.get(f"{team.url}{path}", headers={"authorization": f"Bearer {team.seeded.key}"}, timeout=5)
         assert reply.status_code == 200, reply.text
@@ -281,17 +297,18 @@ def test_a_hand_written_route_to_a_pooler_cluster_is_refused(team: TeamEnvoy) ->
 def test_ext_proc_down_fails_closed_fast_and_the_team_route_keeps_working(team: TeamEnvoy) -> None:
     team.gw.kill_extproc()
     try:
-        # The client gives up after 1 s: a dead ext_proc must be answered well within that (it is noticed at
-        # connect), never by waiting for a timeout.
-        reply = httpx.post(
-            f"{team.url}/backend-api/codex/responses",
-            json={"model": MODEL, "input": "hi", "stream": True},
-            headers={"authorization": f"Bearer {team.seeded.key}"},
-            timeout=1.0,
-        )
-        assert reply.status_code == 503, reply.text
-        assert reply.json()["error"]["code"] == "gateway_unavailable"
-        assert reply.headers["content-type"].startswith("application/json")
+        for url in (team.url, team.gw.url):  # the team's Envoy and the bundled one
+            # The client gives up after 1 s: a dead ext_proc must be answered well within that (it is noticed at
+            # connect), never by waiting for a timeout.
+            reply = httpx.post(
+                f"{url}/backend-api/codex/responses",
+                json={"model": MODEL, "input": "hi", "stream": True},
+                headers={"authorization": f"Bearer {team.seeded.key}"},
+                timeout=1.0,
+            )
+            assert reply.status_code == 503, reply.text
+            assert reply.json()["error"]["code"] == "gateway_unavailable"
+            assert reply.headers["content-type"].startswith("application/json")
         hello = httpx.get(f"{team.url}/hello", timeout=5)
         assert hello.status_code == 200 and hello.content == TEAM_BODY
         # The team's own errors keep their own bodies (the pooler's mappers match only the pooler's routes).
