@@ -1,4 +1,4 @@
-"""Wiring: MCP server + bearer gate as one ASGI app, served by uvicorn on 127.0.0.1:POOLER_MCP_PORT."""
+"""Wiring: MCP server + bearer gate as one ASGI app, served by uvicorn on POOLER_MCP_HOST:POOLER_MCP_PORT."""
 
 from __future__ import annotations
 
@@ -42,17 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=ctx.config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    port = ctx.config.mcp_port
-    config = uvicorn.Config(
-        build_app(ctx), host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
-    )
+    port, host = ctx.config.mcp_port, ctx.config.mcp_host
+    config = uvicorn.Config(build_app(ctx), host=host, port=port, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
 
     original_startup = server.startup
 
     async def startup(sockets: Any = None) -> None:
         await original_startup(sockets)
-        print(f"{READY_LINE} on http://127.0.0.1:{port}{MCP_PATH}", flush=True)
+        print(f"{READY_LINE} on http://{host}:{port}{MCP_PATH}", flush=True)
 
     server.startup = startup  # type: ignore[method-assign]
     try:

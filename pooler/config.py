@@ -48,6 +48,8 @@ class Config:
     """POOLER_EXTPROC_TLS_CERT/_KEY (+ _CLIENT_CA for mTLS): TLS on the ext_proc's TCP address."""
     metrics_listen: ListenAddress | None = None
     """POOLER_METRICS_LISTEN: the ext_proc also serves /metrics on this TCP address (beside its unix socket)."""
+    mcp_host: str = "127.0.0.1"
+    """POOLER_MCP_HOST: the MCP server's bind address (loopback unless it runs in a pod of its own)."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         extproc_listen=extproc_listen,
         extproc_tls=_server_tls(env, problems),
         metrics_listen=_listen(env, "POOLER_METRICS_LISTEN", problems),
+        mcp_host=env.get("POOLER_MCP_HOST") or "127.0.0.1",
     )
     if problems:
         raise ConfigError(problems)

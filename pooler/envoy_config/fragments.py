@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from pooler import gateway_contract as gc
 from pooler import route_table as rt
 from pooler.envoy_config.access_logs import build_grpc_access_log
 from pooler.envoy_config.http_filters import build_http_filters
@@ -36,7 +37,9 @@ _HEADERS = {
     ),
     "routes.yaml": (
         "A list of routes: put them into one of your virtual hosts (the one your clients reach), before any\n"
-        "route that would match these paths (e.g. a catch-all `prefix: /`). They match only the pooler's paths.\n"
+        "route that would match these paths (e.g. a catch-all `prefix: /`). They match only the pooler's paths:\n"
+        "/backend-api/codex/, /backend-api/{files,transcribe,images,wham/usage}, /api/codex/usage, /readyz and\n"
+        "/v1/ (every other /v1/ path answers a JSON 404); use a virtual host of their own if yours serves these.\n"
         "Each sets x-pooler-route; the ext_proc refuses any request that did not come through one of them."
     ),
     "local_reply.yaml": (
@@ -58,7 +61,8 @@ _HEADERS = {
         "Two entries of one gRPC access log to the ext_proc (quota evidence, request logs): add `access_log` to\n"
         "your HTTP connection manager's access_log list and `upstream_log` to your router filter's\n"
         "upstream_log list (one entry per upstream attempt: which account answered what). Identical configs, so\n"
-        "Envoy shares one stream. Only requests of the pooler's routes are logged."
+        "Envoy shares one stream (the filters differ: only the pooler's requests, only attempts the ext_proc\n"
+        "routed to an account, are logged)."
     ),
 }
 FRAGMENT_FILES = tuple(_HEADERS)
@@ -73,6 +77,12 @@ def build_fragments(config: GatewayConfig) -> dict[str, Any]:
     own = {c["name"]: c for c in resources["clusters"] if c["name"] in ("pooler_extproc", "pooler_accesslog")}
     listener = next(li for li in resources["listeners"] if li["name"] == "gateway_local")
     access_log = {**build_grpc_access_log(config), "filter": pooler_requests()}
+    # Upstream attempts carry the account the ext_proc set (the routing metadata is not in an attempt's own
+    # stream info): attempts of the team's other routes are never sent to the ext_proc.
+    attempt_log = {
+        **build_grpc_access_log(config),
+        "filter": {"header_filter": {"header": {"name": gc.ACCOUNT_ID_HEADER, "present_match": True}}},
+    }
     return {
         "clusters.yaml": [
             *build_route_clusters(config, upstream, routes),
@@ -84,7 +94,7 @@ def build_fragments(config: GatewayConfig) -> dict[str, Any]:
         "local_reply.yaml": {"mappers": build_local_reply_mappers(client_allowlist=False)},
         "listeners.yaml": [listener],
         "runtime.yaml": {"name": "pooler", "static_layer": {GRACEFUL_CLOSE_RUNTIME_KEY: True}},
-        "access_log.yaml": {"access_log": [access_log], "upstream_log": [build_grpc_access_log(config)]},
+        "access_log.yaml": {"access_log": [access_log], "upstream_log": [attempt_log]},
     }
 
 

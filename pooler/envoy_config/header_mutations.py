@@ -24,16 +24,17 @@ ENVOY_CONTROL_HEADERS = (
 
 
 def build_request_mutations() -> list[dict[str, Any]]:
-    """Strip client-sent Envoy control headers; set the derived client address (clients cannot choose it)."""
-    return [
-        *({"remove": name} for name in ENVOY_CONTROL_HEADERS),
-        {
-            "append": {
-                "header": {"key": gc.CLIENT_IP_HEADER, "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            }
-        },
-    ]
+    """Strip client-sent Envoy control headers. (The derived client address is set by every route itself,
+    `client_address_header`, so per-key allowlists never depend on this filter being installed.)"""
+    return [{"remove": name} for name in ENVOY_CONTROL_HEADERS]
+
+
+def client_address_header() -> dict[str, Any]:
+    """A route's request_headers_to_add entry: the derived client address, overwriting any client-sent copy."""
+    return {
+        "header": {"key": gc.CLIENT_IP_HEADER, "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }
 
 
 def build_view_response_mutations() -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pooler import route_table as rt
+from pooler.envoy_config.header_mutations import client_address_header
 from pooler.envoy_config.http_filters import (
     HEADERS_FILTER,
     REQUEST_SCAN_FILTER,
@@ -53,14 +54,18 @@ def build_route(route: rt.Route, num_retries: int, upstream: Upstream) -> dict[s
         # On the route, so the upgrade works in an Envoy whose connection manager does not enable websockets.
         action["upgrade_configs"] = [{"upgrade_type": "websocket", "enabled": True}]
     out["route"] = action
+    # The derived client address (per-key allowlists, the admin's login throttle), set by the route itself so a
+    # client's own copy never survives, whether or not the pooler's header filter is installed.
+    added = [client_address_header()]
     if route.through_extproc:
         # The ext_proc finds this row by name (overwriting any client-sent copy); see pooler/route_table.py.
-        out["request_headers_to_add"] = [
+        added.append(
             {
                 "header": {"key": rt.ROUTE_HEADER, "value": route.name},
                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
             }
-        ]
+        )
+    out["request_headers_to_add"] = added
     out["typed_per_filter_config"] = _filters(route)
     return out
 

@@ -42,9 +42,8 @@ ISTIO_PATCH_FILES = {"ingressgateway-extproc.yaml"}
 SECRET_ENV = {"DATABASE_URL": "database-url", "POOLER_SECRET_KEYS": "secret-keys", "POOLER_KEY_PEPPER": "key-pepper"}
 # Jobs run to completion and serve nothing: readiness has no meaning there.
 NO_READINESS_KINDS = {"Job"}
-# The rendered Envoy config routes /mcp to pooler-mcp:8082, but mcp_server binds 127.0.0.1 only
-# (mcp_server/app.py), so no Service could reach it: the base has none until it gets a host setting.
-ENVOY_TARGETS_WITHOUT_SERVICE = {"pooler-mcp"}
+# Every in-cluster Envoy target has a Service in the base (none exempt).
+ENVOY_TARGETS_WITHOUT_SERVICE: set[str] = set()
 
 
 def kubectl() -> str:

@@ -70,7 +70,12 @@ def test_fragments_capture_only_pooler_paths() -> None:
         match = route["match"]
         assert match.get("prefix") != "/" and match.get("path") not in ("/healthz", "/admin", "/mcp", "/metrics")
         if "route" in route:
-            assert route["request_headers_to_add"][0]["header"] == {"key": rt.ROUTE_HEADER, "value": route["name"]}
+            added = {h["header"]["key"]: h["header"]["value"] for h in route["request_headers_to_add"]}
+            assert added[rt.ROUTE_HEADER] == route["name"]
+            # Set by the route itself: per-key allowlists never depend on the header filter being installed.
+            assert added[gc.CLIENT_IP_HEADER] == "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+    upstream_log = fragments["access_log.yaml"]["upstream_log"][0]
+    assert upstream_log["filter"]["header_filter"]["header"]["name"] == gc.ACCOUNT_ID_HEADER
     assert {c["name"] for c in fragments["clusters.yaml"]} >= {"pooler_extproc", "pooler_accesslog", "gateway_local"}
     # Every pooler filter is the pooler's own name, off by default except the SSE usage reader.
     filters = fragments["http_filters.yaml"]
