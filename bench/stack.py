@@ -21,6 +21,7 @@ import yaml
 
 from bench.fixed_upstream import nginx_binary, nginx_conf
 from pooler.config import Config, load_config
+from pooler.envoy_config.http_filters import REQUEST_SCAN_FILTER, USAGE_FILTER
 from pooler.supervisor import ChildSpec, Supervisor
 from pooler.up import (
     envoy_binary,
@@ -83,15 +84,21 @@ def make_stack(workdir: Path) -> Stack:
     return stack
 
 
-BODY_FILTERS = ("envoy.filters.http.lua", "envoy.filters.http.sse_to_metadata")
+BODY_FILTERS = (REQUEST_SCAN_FILTER, USAGE_FILTER)
 
 
 def _without_body_filters(node: Any) -> None:
     """The plain-proxy baseline: the body filters stay in the chain but disabled (routes name them in
-    typed_per_filter_config, which an absent filter would fail), so Envoy neither buffers nor parses the body."""
+    typed_per_filter_config, which an absent filter would fail), and no route turns them on, so Envoy neither
+    buffers nor parses the body."""
     if isinstance(node, dict):
         if node.get("name") in BODY_FILTERS and "typed_config" in node:
             node["disabled"] = True
+        per_route = node.get("typed_per_filter_config")
+        if isinstance(per_route, dict):
+            for name in BODY_FILTERS:
+                if not per_route.get(name, {}).get("disabled"):
+                    per_route.pop(name, None)
         for value in node.values():
             _without_body_filters(value)
     elif isinstance(node, list):
