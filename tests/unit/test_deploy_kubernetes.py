@@ -38,7 +38,7 @@ SKIPPED_KINDS = {
     ("networking.istio.io", "VirtualService"),
 }
 # Files in deploy/istio/ that are patches of Istio's own gateway Deployment, not resources to apply.
-ISTIO_PATCH_FILES = {"ingressgateway-extproc.yaml"}
+ISTIO_PATCH_FILES: set[str] = set()
 SECRET_ENV = {"DATABASE_URL": "database-url", "POOLER_SECRET_KEYS": "secret-keys", "POOLER_KEY_PEPPER": "key-pepper"}
 # Jobs run to completion and serve nothing: readiness has no meaning there.
 NO_READINESS_KINDS = {"Job"}
