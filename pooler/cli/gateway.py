@@ -34,6 +34,7 @@ def register(subparsers: Any) -> None:
         help="write the Istio ingress-gateway manifests (Gateway, ServiceEntry/DestinationRule, EnvoyFilters, "
         "kustomization.yaml; see deploy/istio/README.md) instead of a whole config",
     )
+    envoy.add_argument("--istio-host", default="pooler.example.com", help="the clients' host name (with --istio)")
     envoy.add_argument(
         "--local-socket",
         help="unix socket path of the internal gateway_local listener (default: $POOLER_DATA_DIR/gateway-local.sock)",
@@ -113,7 +114,7 @@ def _envoy_config(args: argparse.Namespace) -> int:
     if args.local_socket:
         gateway = dataclasses.replace(gateway, local=Endpoint.unix(args.local_socket))
     if args.istio:
-        return _write_istio(args.istio, gateway.upstream_url, gateway.num_retries)
+        return _write_istio(args.istio, args.istio_host, gateway.upstream_url, gateway.num_retries)
     if args.fragments:
         try:
             args.fragments.mkdir(parents=True, exist_ok=True)
@@ -133,11 +134,11 @@ def _envoy_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_istio(directory: Path, upstream_url: str, num_retries: int) -> int:
+def _write_istio(directory: Path, host: str, upstream_url: str, num_retries: int) -> int:
     from pooler.envoy_config.istio import istio_gateway_config, render_istio
 
     try:
-        files = render_istio(istio_gateway_config(upstream_url, num_retries))
+        files = render_istio(istio_gateway_config(upstream_url, num_retries), host)
     except ValueError as exc:
         print(f"pooler: {exc}", file=sys.stderr)
         return 1

@@ -29,8 +29,7 @@ NAMESPACE = "istio-system"
 GATEWAY_SELECTOR = {"istio": "ingressgateway"}
 GATEWAY_NAME = "pooler"
 HOST = "pooler.example.com"
-"""The clients' host name (replace it, and the TLS secret, in gateway.yaml and the vhost match)."""
-TLS_SECRET = "pooler-example-com"
+"""The clients' host name by default (`--istio-host`); its TLS secret in istio-system is named after it."""
 HTTPS_PORT = 443
 EXTPROC = Endpoint.tcp("pooler-extproc.pooler.svc.cluster.local", 9000)
 """The headless ext_proc Service of deploy/kubernetes/base: gRPC (ext_proc and access log) on one port."""
@@ -48,6 +47,8 @@ _PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _WS_CLUSTER = "codex_upstream_ws"
 
 RENDER_COMMAND = "pooler envoy-config --istio deploy/istio --upstream https://chatgpt.com --num-retries 2"
+"""What renders the committed deploy/istio/ (naming upstream and retries, it never reads the database)."""
+_RENDERED_BY = "rendered by `pooler envoy-config --istio DIR` (see deploy/istio/README.md)"
 
 _HEADERS = {
     "gateway.yaml": (
@@ -114,6 +115,11 @@ def subset_name(cluster: str) -> str:
 def subset_cluster(cluster: str, upstream: Upstream) -> str:
     """The name Istio gives the cluster of a DestinationRule subset."""
     return f"outbound|{upstream.port}|{subset_name(cluster)}|{upstream.host}"
+
+
+def tls_secret(host: str) -> str:
+    """The Secret (in istio-system) holding the host's certificate: `kubectl create secret tls <this> ...`."""
+    return host.replace(".", "-")
 
 
 def vhost_name(host: str = HOST) -> str:
@@ -321,7 +327,7 @@ def _gateway(host: str) -> list[dict[str, Any]]:
                 {
                     "port": {"number": HTTPS_PORT, "name": "https", "protocol": "HTTPS"},
                     "hosts": [host],
-                    "tls": {"mode": "SIMPLE", "credentialName": TLS_SECRET},
+                    "tls": {"mode": "SIMPLE", "credentialName": tls_secret(host)},
                 }
             ],
         },
@@ -373,7 +379,7 @@ def render_istio(config: GatewayConfig, host: str = HOST) -> dict[str, str]:
         header = "".join(f"# {line}\n" for line in _HEADERS[name].splitlines())
         plain = json.loads(json.dumps(docs))  # tuples -> lists; no YAML anchors for shared dicts
         text = yaml.safe_dump_all(plain, sort_keys=False, width=120)
-        out[name] = f"# Codex Pooler on Istio, {name}: rendered by `{RENDER_COMMAND}`; do not edit.\n{header}{text}"
+        out[name] = f"# Codex Pooler on Istio, {name}: {_RENDERED_BY}; do not edit.\n{header}{text}"
     return out
 
 
@@ -389,5 +395,6 @@ __all__ = [
     "render_istio",
     "subset_cluster",
     "subset_name",
+    "tls_secret",
     "vhost_name",
 ]

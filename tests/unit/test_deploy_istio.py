@@ -89,9 +89,21 @@ def test_every_file_has_a_header_and_the_kustomization_lists_every_resource() ->
     rendered = render_istio(istio_gateway_config())
     for name, text in rendered.items():
         assert text.startswith("# Codex Pooler on Istio"), name
-        assert RENDER_COMMAND in text.splitlines()[0]
+        assert "pooler envoy-config --istio" in text.splitlines()[0]
     (kustomization,) = yaml.safe_load_all(rendered["kustomization.yaml"])
     assert sorted(kustomization["resources"]) == sorted(set(ISTIO_FILES) - {"kustomization.yaml"})
+
+
+def test_the_host_reaches_every_place_that_names_it() -> None:
+    files = build_istio(istio_gateway_config(), host="codex.corp.test")
+    (server,) = _one(files, "Gateway")["spec"]["servers"]
+    assert server["hosts"] == ["codex.corp.test"]
+    assert server["tls"]["credentialName"] == "codex-corp-test"
+    assert _one(files, "VirtualService")["spec"]["hosts"] == ["codex.corp.test"]
+    (gateway_filter,) = files["envoyfilter-gateway.yaml"]
+    text = json.dumps(gateway_filter)
+    assert "pooler.example.com" not in text
+    assert '"sni": "codex.corp.test"' in text and '"name": "codex.corp.test:443"' in text
 
 
 def test_an_http_upstream_is_refused() -> None:
