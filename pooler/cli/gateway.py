@@ -31,6 +31,14 @@ def register(subparsers: Any) -> None:
         "listeners, runtime, access_log: one YAML file each, see docs/INTEGRATION.md) instead of a whole config",
     )
     envoy.add_argument(
+        "--istio",
+        type=Path,
+        metavar="DIR",
+        help="write the Istio ingress-gateway manifests (Gateway, ServiceEntry/DestinationRule, EnvoyFilters, "
+        "kustomization.yaml; see deploy/istio/README.md) instead of a whole config",
+    )
+    envoy.add_argument("--istio-host", default="pooler.example.com", help="the clients' host name (with --istio)")
+    envoy.add_argument(
         "--local-socket",
         help="unix socket path of the internal gateway_local listener (default: $POOLER_DATA_DIR/gateway-local.sock)",
     )
@@ -153,6 +161,8 @@ def _envoy_config(args: argparse.Namespace) -> int:
     )
     if args.local_socket:
         gateway = dataclasses.replace(gateway, local=Endpoint.unix(args.local_socket))
+    if args.istio:
+        return _write_istio(args.istio, args.istio_host, gateway.upstream_url, gateway.num_retries)
     try:
         gateway = with_extproc_options(gateway, extproc_options(args))
         if args.fragments:
@@ -176,4 +186,23 @@ def _envoy_config(args: argparse.Namespace) -> int:
         args.out.write_text(text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _write_istio(directory: Path, host: str, upstream_url: str, num_retries: int) -> int:
+    from pooler.envoy_config.istio import istio_gateway_config, render_istio
+
+    try:
+        files = render_istio(istio_gateway_config(upstream_url, num_retries), host)
+    except ValueError as exc:
+        print(f"pooler: {exc}", file=sys.stderr)
+        return 1
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            (directory / name).write_text(content)
+    except OSError as exc:
+        print(f"pooler: cannot write the Istio manifests to {directory}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(files)} Istio manifests to {directory} (see deploy/istio/README.md)")
     return 0

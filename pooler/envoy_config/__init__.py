@@ -10,7 +10,8 @@ The routes and their clusters come from the route table (pooler/route_table.py).
 clusters), `upstream_filters` (the ext_proc per cluster), `clusters` (the ext_proc/access-log/MCP/metrics
 endpoints), `http_filters` (the connection manager's pooler filters) with `header_mutations`, `lua` and
 `usage_metadata`, `local_replies`, `access_logs`, `ingress`, `timeouts` (the retry policy), `render` (the
-bundled config) and `fragments` (the pieces for an existing Envoy). Callers import from here.
+bundled config), `fragments` (the pieces for an existing Envoy) and `istio` (the Istio gateway manifests,
+from the fragments). Callers import from here.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from pooler.envoy_config.inputs import (
     num_retries_for,
     with_extproc_options,
 )
+from pooler.envoy_config.istio import build_istio, istio_gateway_config, render_istio
 from pooler.envoy_config.local_replies import build_local_reply_mappers
 from pooler.envoy_config.lua import REQUEST_SCAN_LUA, WS_VIEW_LUA, WS_VIEW_SCRIPT
 from pooler.envoy_config.render import RAW_KEYS, TEMPLATE_PATH, render
@@ -101,6 +103,7 @@ __all__ = [
     "build_grpc_access_log",
     "build_http_filters",
     "build_ingress",
+    "build_istio",
     "build_local_reply_mappers",
     "build_replica_parts",
     "build_request_mutations",
@@ -113,10 +116,12 @@ __all__ = [
     "config_from_env",
     "discovery_type",
     "gateway_local_cluster",
+    "istio_gateway_config",
     "metrics_endpoint",
     "metrics_socket_for",
     "num_retries_for",
     "render",
+    "render_istio",
     "upstream_cluster",
     "with_extproc_options",
 ]

@@ -11,6 +11,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -38,7 +39,7 @@ SKIPPED_KINDS = {
     ("networking.istio.io", "VirtualService"),
 }
 # Files in deploy/istio/ that are patches of Istio's own gateway Deployment, not resources to apply.
-ISTIO_PATCH_FILES = {"ingressgateway-extproc.yaml"}
+ISTIO_PATCH_FILES: set[str] = set()
 SECRET_ENV = {"DATABASE_URL": "database-url", "POOLER_SECRET_KEYS": "secret-keys", "POOLER_KEY_PEPPER": "key-pepper"}
 # Jobs run to completion and serve nothing: readiness has no meaning there.
 NO_READINESS_KINDS = {"Job"}
@@ -405,3 +406,15 @@ def test_istio_overlay_injects_sidecars_and_keeps_istio_resources_in_place(
     hosts = {r["destination"]["host"] for h in virtual_service["spec"]["http"] for r in h["route"]}
     assert "pooler-admin.pooler.svc.cluster.local" in hosts
     assert not of_kind(objects, "ConfigMap"), "no Envoy of ours under Istio"
+
+
+def test_the_standalone_envoy_config_is_valid_for_the_real_envoy() -> None:
+    """What the Envoy pod mounts loads in the Envoy binary the image ships (DNS-named clusters: STRICT_DNS)."""
+    envoy = Path(sys.executable).parent / "envoy"
+    done = subprocess.run(
+        [str(envoy), "--mode", "validate", "-c", str(K8S / "overlays" / "standalone-envoy" / "envoy.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

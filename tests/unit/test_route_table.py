@@ -1,5 +1,5 @@
 """The route table is the one source: its invariants, the fragments' golden files, and a row added to the table
-showing up in every rendered output (bundled config, fragments, Kubernetes' standalone Envoy)."""
+showing up in every rendered output (bundled config, fragments, Kubernetes' standalone Envoy, Istio)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pooler import gateway_contract as gc
 from pooler import route_table as rt
 from pooler.envoy_config import Endpoint, GatewayConfig, render
 from pooler.envoy_config.fragments import FRAGMENT_FILES, render_fragments
+from pooler.envoy_config.istio import istio_gateway_config, render_istio
 
 GOLDEN = Path(__file__).parent / "golden" / "fragments"
 REPO = Path(__file__).resolve().parents[2]
@@ -121,6 +122,8 @@ def test_a_new_row_shows_up_in_every_output(monkeypatch: pytest.MonkeyPatch) -> 
     fragment_routes = yaml.safe_load(render_fragments(_config())["routes.yaml"])
     assert "brand_new" in [r["name"] for r in fragment_routes]
     assert "brand_new" in names(_render_deploy().render_envoy())
+    istio = render_istio(istio_gateway_config(), "pooler.example.com")
+    assert "name: brand_new" in istio["envoyfilter-gateway.yaml"]
     # The ext_proc finds it by name.
     from extproc.processor import route_of
 
