@@ -17,7 +17,10 @@ def build_local_reply_mappers(client_allowlist: bool = True) -> list[dict[str, A
         return {
             "filter": filter_,
             "status_code": status,
-            "body": {"inline_string": error_body(message, code)},
+            # A client's own mistake (4xx) is an invalid request; the rest are the gateway's or upstream's errors.
+            "body": {
+                "inline_string": error_body(message, code, "invalid_request_error" if status < 500 else "server_error")
+            },
             "body_format_override": {"text_format": "%LOCAL_REPLY_BODY%", "content_type": "application/json"},
         }
 
