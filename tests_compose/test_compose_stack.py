@@ -256,7 +256,9 @@ def test_compose_stack_serves_a_codex_turn(tmp_path: Path) -> None:
             ).stdout
             compose.pooler("account", "import", "--pool", POOL, "-", stdin=auth_json)
             key = compose.pooler("key", "create", "--pool", POOL, "--label", "compose test").strip()
-            assert key.startswith("cpk_"), "key create printed no Pool key"
+            # Assertions on the key are computed first: pytest would print a failing operand, i.e. the secret.
+            printed_a_key = key.startswith("cpk_")
+            assert printed_a_key, "key create printed no Pool key"
             timed("migrate+seed", started)
 
             started = time.monotonic()
@@ -298,13 +300,15 @@ def test_compose_stack_serves_a_codex_turn(tmp_path: Path) -> None:
             assert turns[0]["account"] == ACCOUNT
             # The upstream saw the imported account's token (a JWT), never the Pool key, in any request.
             assert all((e["authorization"] or "").startswith("Bearer ey") for e in turns)
-            assert all(key not in (e["authorization"] or "") for e in sim.client.journal())
+            key_reached_upstream = any(key in (e["authorization"] or "") for e in sim.client.journal())
+            assert not key_reached_upstream, "the upstream saw the Pool key"
             rows = poll(lambda: request_log_rows(database_url), "the request log row (access-log writer)", 30, guard)
             assert len(rows) == 1, rows
             row = rows[0]
             assert row["status_code"] == 200 and row["model"] == MODEL
             assert row["chatgpt_account_id"] == ACCOUNT
-            assert row["key_prefix"] and key.startswith(row["key_prefix"])
+            row_names_the_key = bool(row["key_prefix"]) and key.startswith(row["key_prefix"])
+            assert row_names_the_key, "the request log row does not carry the Pool key's prefix"
             assert row["output_tokens"] == turns[0]["usage"]["output_tokens"]
             timed("codex turn", started)
 
