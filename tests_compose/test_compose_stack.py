@@ -116,23 +116,38 @@ class Compose:
         """`pooler ...` in a one-off container of the image, with the stack's environment (not its deps)."""
         return self.run("run", "--rm", "--no-deps", "-T", "migrate", "pooler", *args, stdin=stdin).stdout
 
+    def container_ids(self, service: str) -> list[str]:
+        # The docker CLI, not docker-compose: these run every poll round and docker-compose 1.x (Python) takes
+        # about a second to start.
+        project = f"label=com.docker.compose.project={self.project}"
+        return docker(
+            "ps", "--all", "--quiet", "--filter", project, "--filter", f"label=com.docker.compose.service={service}"
+        ).split()
+
     def states(self) -> dict[str, tuple[str, int]]:
-        """service -> (container status, restart count), for the project's containers."""
-        ids = self.run("ps", "-q").stdout.split()
+        """long-running service -> (container status, restart count)."""
+        ids = [cid for service in LONG_RUNNING for cid in self.container_ids(service)]
         if not ids:
             return {}
         fmt = '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{.RestartCount}}'
-        out = docker("inspect", "--format", fmt, *ids)
         states: dict[str, tuple[str, int]] = {}
-        for line in out.splitlines():
+        for line in docker("inspect", "--format", fmt, *ids).splitlines():
             service, status, restarts = line.split()
             states[service] = (status, int(restarts))
         return states
 
     def assert_alive(self) -> None:
         for service, (status, restarts) in self.states().items():
-            if service in LONG_RUNNING and (status in {"exited", "dead"} or restarts > 0):
+            if status in {"exited", "dead"} or restarts > 0:
                 raise StackBroken(f"service {service} is {status} after {restarts} restarts")
+
+    def service_log(self, service: str) -> str:
+        """One service's output, stdout and stderr together (the Python services log to stderr)."""
+        text = ""
+        for cid in self.container_ids(service):
+            out = subprocess.run(["docker", "logs", cid], capture_output=True, text=True, timeout=60, check=True)
+            text += out.stdout + out.stderr
+        return text
 
     def logs(self, *services: str) -> str:
         return self.run("logs", "--no-color", "--timestamps", *services, check=False).stdout
@@ -269,7 +284,7 @@ def test_compose_stack_serves_a_codex_turn(tmp_path: Path) -> None:
             poll(lambda: status_of(f"{compose.url}/readyz") == 200, "/readyz through Envoy (ext_proc up)", 120, guard)
             poll(lambda: admin_shows_first_owner_page(compose.url), "the admin through Envoy", 120, guard)
             poll(lambda: status_of(f"http://127.0.0.1:{compose.ports['mcp']}/healthz") == 200, "MCP", 120, guard)
-            poll(lambda: "acquired leadership" in compose.logs("scheduler"), "scheduler leadership", 120, guard)
+            poll(lambda: "acquired leadership" in compose.service_log("scheduler"), "scheduler leader", 120, guard)
             poll(
                 lambda: status_of(f"{compose.url}/backend-api/wham/usage", {"Authorization": f"Bearer {key}"}) == 200,
                 "the ext_proc snapshot to know the key",
