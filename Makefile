@@ -7,7 +7,7 @@ CODEX_VERSION := 0.169.0
 NODE_DIR := var/node
 CODEX_BIN := $(NODE_DIR)/node_modules/.bin/codex
 
-.PHONY: install run demo test test-unit test-integration lint check bench bench-deps clean codex-cli system-deps
+.PHONY: install run demo test test-unit test-integration test-compose lint check bench bench-deps clean codex-cli system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: install codex-cli system-deps
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit
+
+# The Dockerfile and docker-compose.yml run for real (root, dockerd, minutes): never part of `make test`.
+# See docs/OPERATIONS.md "Docker Compose".
+test-compose: install codex-cli
+	bash scripts/test-compose.sh
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,8 @@
 """docker-compose.yml, the Dockerfile, the README's configuration table and pooler/config.py agree.
 
-There is no Docker engine here, so `docker compose config` cannot run: the file is YAML-loaded (anchors and
-merge keys resolved as compose does) and checked field by field.
+`make test` has no Docker engine, so `docker compose config` cannot run here: the file is YAML-loaded (anchors
+and merge keys resolved as compose does, `${VAR:-default}` read as its default) and checked field by field.
+`make test-compose` (tests_compose/) builds the image and runs the stack for real.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ PYTHON_SERVICES = {
     "mcp": "mcp_server",
 }
 SHARED = ("DATABASE_URL", "POOLER_SECRET_KEYS", "POOLER_KEY_PEPPER")
+DEFAULTED = re.compile(r"\$\{([A-Z_]+):-([^}]*)\}")
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +39,15 @@ def readme_variables() -> set[str]:
     return set(re.findall(r"`((?:POOLER_|DATABASE_)[A-Z_]+)`", section))
 
 
+def with_defaults(value: str) -> str:
+    """`${VAR:-default}` as compose interpolates it when VAR is unset; `${VAR:?message}` is left as written."""
+    return DEFAULTED.sub(lambda m: m.group(2), value)
+
+
 def env_of(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment") or {}
     assert isinstance(env, dict), "environment must be a mapping (shared through the x-pooler-env anchor)"
-    return {k: str(v) for k, v in env.items()}
+    return {k: with_defaults(str(v)) for k, v in env.items()}
 
 
 def test_every_process_is_a_service(compose: dict[str, Any]) -> None:
@@ -66,7 +73,9 @@ def test_python_services_share_one_environment_and_image(compose: dict[str, Any]
     assert envs[0]["POOLER_KEY_PEPPER"].startswith("${POOLER_KEY_PEPPER:?")
     postgres = env_of(services["postgres"])
     user, password, db = postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"]
-    assert envs[0]["DATABASE_URL"] == f"postgresql://{user}:{password}@postgres:5432/{db}"
+    # Host networking: the database is on loopback, on the port the postgres service is told (PGPORT).
+    assert envs[0]["DATABASE_URL"] == f"postgresql://{user}:{password}@127.0.0.1:{postgres['PGPORT']}/{db}"
+    assert "listen_addresses=127.0.0.1" in services["postgres"]["command"]
 
 
 def test_environment_is_documented_and_read_by_config(compose: dict[str, Any]) -> None:
@@ -83,11 +92,9 @@ def test_ports_agree_with_config(compose: dict[str, Any]) -> None:
     env = env_of(services["envoy"])
     config = load_config(env)
     assert config.database_url.startswith("postgresql+psycopg://")
-    assert config.listen_host == "0.0.0.0"  # inside the container: reachable through the published port
-    published = {int(p.split(":")[-1]) for p in services["envoy"]["ports"]}
-    assert published == {config.listen_port}
+    assert config.listen_host == "0.0.0.0"  # the client listener faces the network by default
     defaults = load_config({})
-    # Same ports as a bare-metal `pooler up`, so the docs' URLs hold in both.
+    # Same ports as a bare-metal `pooler up` unless the environment says otherwise, so the docs' URLs hold.
     assert (config.listen_port, config.admin_port, config.mcp_port, config.envoy_admin_port) == (
         defaults.listen_port,
         defaults.admin_port,
@@ -95,10 +102,15 @@ def test_ports_agree_with_config(compose: dict[str, Any]) -> None:
         defaults.envoy_admin_port,
     )
     assert len({config.listen_port, config.admin_port, config.mcp_port, config.envoy_admin_port}) == 4
-    # Loopback-bound processes must share Envoy's network namespace to be reachable by it.
-    for name in PYTHON_SERVICES:
-        assert services[name]["network_mode"] == "service:envoy", name
-        assert "ports" not in services[name], f"{name} listens on loopback only: publish nothing"
+    # Every port comes from the environment (two stacks, or a stack and a test, can share one host) ...
+    raw = services["envoy"]["environment"]
+    for name in ("POOLER_LISTEN_HOST", "POOLER_LISTEN_PORT", "POOLER_ADMIN_PORT", "POOLER_MCP_PORT"):
+        assert str(raw[name]).startswith(f"${{{name}:-"), name
+    # ... because every container uses the host's network: loopback-only processes are reachable by Envoy
+    # and by nothing else, and there is nothing to publish.
+    for name, service in services.items():
+        assert service["network_mode"] == "host", name
+        assert "ports" not in service, f"{name}: host networking publishes nothing"
     run_volume = "run:" + str(config.extproc_socket.parent)
     for name in [*PYTHON_SERVICES, "envoy"]:
         assert run_volume in services[name]["volumes"], name
@@ -112,10 +124,23 @@ def test_startup_order(compose: dict[str, Any]) -> None:
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
+def test_test_override_only_swaps_the_database(compose: dict[str, Any]) -> None:
+    """tests_compose/docker-compose.test.yml may change where the database is, nothing else of the stack."""
+    override: dict[str, Any] = yaml.safe_load((ROOT / "tests_compose" / "docker-compose.test.yml").read_text())
+    services = override["services"]
+    assert set(services) == set(compose["services"])
+    for name in [*PYTHON_SERVICES, "envoy", "migrate"]:
+        assert list(services[name]) == ["environment"], name
+        assert list(services[name]["environment"]) == ["DATABASE_URL"], name
+
+
 def test_dockerfile_installs_every_process_package() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11", text, re.M)
-    for package in ["pooler", "envoy", "protos", *PYTHON_SERVICES.values()]:
+    # python:3.11-slim for users; `make test-compose` passes a local base image instead.
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", text, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
+    for package in ["pooler", "envoy", *PYTHON_SERVICES.values()]:
         assert re.search(rf"^COPY {package} \./{package}$", text, re.M), package
-    assert "pip install -e ." in text
+        assert (ROOT / package).is_dir(), package
+    assert "pip install --no-deps -e ." in text
     assert re.search(r"^USER pooler$", text, re.M)

@@ -1,0 +1,1 @@
+"""`make test-compose`: the Dockerfile and docker-compose.yml run for real (kept out of `make test`)."""
