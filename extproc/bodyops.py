@@ -76,12 +76,3 @@ def routed_ids(decision: ep.ProcessingResponse) -> tuple[int | None, int | None]
     pool = int(fields["pool_id"].number_value) if "pool_id" in fields else None
     account = int(fields["account_id"].number_value) if "account_id" in fields else None
     return pool, account
-
-
-CONTINUE = {
-    "request_body": lambda: ep.ProcessingResponse(request_body=ep.BodyResponse()),
-    "response_headers": lambda: ep.ProcessingResponse(response_headers=ep.HeadersResponse()),
-    "response_body": lambda: ep.ProcessingResponse(response_body=ep.BodyResponse()),
-    "request_trailers": lambda: ep.ProcessingResponse(request_trailers=ep.TrailersResponse()),
-    "response_trailers": lambda: ep.ProcessingResponse(response_trailers=ep.TrailersResponse()),
-}

@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from sqlalchemy import delete, select
@@ -30,13 +30,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from extproc import bodyops
-from pooler.crypto.hashing import KeyedHasher
+from extproc.codex import CodexProcessor
+from extproc.phases import Attempt
 from pooler.files import file_hash, upload_url_problem, valid_file_id
 from pooler.models import FilePin
+
+if TYPE_CHECKING:
+    from extproc.processor import AttemptProcessor
 
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
+DEFAULT_PIN_TTL = 7 * 86400.0
+"""A pin's lifetime until the attempt is routed (then the snapshot's `file_pin_ttl_seconds`)."""
 MAX_PINS = 500_000
 """Bound on pins held in memory (oldest-expiring dropped first beyond it)."""
 
@@ -98,37 +104,35 @@ class FilePins:
                     del self.pins[key]
 
 
-class FilesProcessor:
-    """Response phases of one `POST /backend-api/files` (or `/v1/files`) attempt."""
+class FilesProcessor(CodexProcessor):
+    """Body and response phases of one `POST /backend-api/files` (or `/v1/files`) attempt; its request headers
+    are the Codex processor's."""
 
-    __slots__ = ("account_id", "hasher", "openai", "pins", "pool_id", "request", "status", "ttl")
+    __slots__ = ("account_id", "openai", "pins", "pool_id", "request", "status", "ttl")
 
-    def __init__(self, pins: FilePins, hasher: KeyedHasher, ttl: float, openai: bool) -> None:
-        self.pins, self.hasher, self.ttl, self.openai = pins, hasher, ttl, openai
+    def __init__(self, gateway: AttemptProcessor, pins: FilePins, openai: bool) -> None:
+        super().__init__(gateway)
+        self.pins, self.openai = pins, openai
+        self.ttl = DEFAULT_PIN_TTL
         self.pool_id: int | None = None
         self.account_id: int | None = None
         self.status = 0
         self.request: dict[str, Any] = {}
 
-    def routed(self, request: ep.ProcessingRequest, decision: ep.ProcessingResponse) -> None:
+    def routed(self, attempt: Attempt, decision: ep.ProcessingResponse) -> None:
         self.pool_id, self.account_id = bodyops.routed_ids(decision)
+        self.ttl = attempt.snapshot.features.file_pin_ttl_seconds
 
-    def handle(self, kind: str | None, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
-        if kind == "request_body":
-            return self.request_body(request.request_body.body)
-        if kind == "response_headers":
-            self.status = bodyops.status_of(request.response_headers)
-            resp = ep.ProcessingResponse()
-            resp.response_headers.response.header_mutation.remove_headers.append("content-length")
-            return resp
-        if kind == "response_body":
-            return self.response_body(request.response_body.body)
-        return bodyops.CONTINUE[kind or "request_trailers"]()
+    def response_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
+        self.status = bodyops.status_of(headers)
+        resp = ep.ProcessingResponse()
+        resp.response_headers.response.header_mutation.remove_headers.append("content-length")
+        return resp
 
-    def request_body(self, raw: bytes) -> ep.ProcessingResponse:
+    def request_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
         """/v1/files: OpenAI-style JSON metadata -> the backend's create body."""
         try:
-            parsed = json.loads(raw)
+            parsed = json.loads(body.body)
         except (ValueError, UnicodeDecodeError):
             parsed = None
         if not isinstance(parsed, dict) or not isinstance(parsed.get("filename"), str):
@@ -155,7 +159,8 @@ class FilesProcessor:
         data = json.dumps(body, separators=(",", ":")).encode()
         return bodyops.replace_request_body(data, (("content-type", bodyops.JSON),))
 
-    def response_body(self, raw: bytes) -> ep.ProcessingResponse:
+    def response_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
+        raw = body.body
         status = self.status
         try:
             payload: Any = json.loads(raw) if raw else None
@@ -177,7 +182,7 @@ class FilesProcessor:
             # router (another account, another file) and read as an upstream failure by the evidence path.
             return bodyops.immediate(502, body, "invalid_upload_url")
         if self.pool_id is not None and self.account_id is not None:
-            hashed = file_hash(self.hasher, self.pool_id, file_id)
+            hashed = file_hash(self.gateway.hasher, self.pool_id, file_id)
             self.pins.remember(self.pool_id, hashed, self.account_id, time.time() + self.ttl)
         if not self.openai:
             return bodyops.replace_response_body(status, status, raw)

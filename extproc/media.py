@@ -11,10 +11,16 @@ other than json -> 400 `unsupported_response_format`.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from extproc import bodyops
+from extproc.codex import CodexProcessor
+from extproc.phases import Attempt
+
+if TYPE_CHECKING:
+    from extproc.processor import AttemptProcessor
 
 TRANSCRIPTION_ALIASES = frozenset(
     {"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4o-transcribe-diarize", "codex-transcribe"}
@@ -48,26 +54,23 @@ def part_value(chunk: bytes) -> str:
     return value.removesuffix(b"\r\n").decode("utf-8", "replace").strip()
 
 
-class V1AudioProcessor:
+class V1AudioProcessor(CodexProcessor):
+    """The request body of one `/v1/audio/transcriptions` attempt; its request headers are the Codex
+    processor's (which also checked the declared size)."""
+
     __slots__ = ("boundary",)
 
-    def __init__(self) -> None:
+    def __init__(self, gateway: AttemptProcessor) -> None:
+        super().__init__(gateway)
         self.boundary: bytes | None = None
 
-    def routed(self, request: ep.ProcessingRequest, decision: ep.ProcessingResponse) -> None:
-        for h in request.request_headers.headers.headers:
-            if h.key == "content-type":
-                value = (h.raw_value or h.value.encode()).decode("latin-1")
-                match = _BOUNDARY.search(value)
-                self.boundary = match.group(1).encode("latin-1") if match else None
+    def routed(self, attempt: Attempt, decision: ep.ProcessingResponse) -> None:
+        match = _BOUNDARY.search(attempt.headers.get("content-type", ""))
+        self.boundary = match.group(1).encode("latin-1") if match else None
 
-    def handle(self, kind: str | None, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
-        if kind == "request_body":
-            return self.request_body(request.request_body.body)
-        return bodyops.CONTINUE[kind or "request_trailers"]()
-
-    def request_body(self, body: bytes) -> ep.ProcessingResponse:
-        parts = split_multipart(body, self.boundary) if self.boundary else None
+    def request_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
+        raw = body.body
+        parts = split_multipart(raw, self.boundary) if self.boundary else None
         if parts is None:
             return _bad("Send multipart/form-data with a `file` part.", "invalid_multipart")
         fields = {name: chunk for name, chunk in parts}

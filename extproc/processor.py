@@ -16,15 +16,15 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
 
-from extproc import responses, v1
+from extproc import responses
 from extproc.admission import Deferred
 from extproc.ingress import key_allows_client
 from extproc.metrics import METRICS
+from extproc.phases import Attempt, Exhausted, Principal
 from extproc.state import GatewayState
 from extproc.surface import Surface, attach_view
 from pooler import gateway_contract as gc
@@ -33,7 +33,7 @@ from pooler.poolkeys import key_matches, key_prefix
 from pooler.selection import SelectionRequest, select_account
 from pooler.selection.eligibility import ineligibility
 from pooler.sessions import session_hash, session_key
-from pooler.snapshot import KeyEntry, PoolEntry, Snapshot
+from pooler.snapshot import KeyEntry, Snapshot
 from pooler.states import KeyStatus
 
 log = logging.getLogger(__name__)
@@ -91,25 +91,6 @@ def model_from_turn_metadata(value: str | None) -> str | None:
     return model if isinstance(model, str) else None
 
 
-@dataclass(frozen=True, slots=True)
-class Exhausted:
-    """Every account was tried (or the pool's attempts are used up): the answer depends on why the earlier
-    attempts failed, which only the access log tells. The server awaits `AttemptProcessor.conclude`."""
-
-    pool: PoolEntry
-    model: str | None
-    request_id: str | None
-    attempts: int
-    routing: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    key_id: int
-    key_prefix: str
-    pool_id: int
-
-
 def _string(struct: Any, key: str) -> str | None:
     if struct is None or key not in struct.fields:
         return None
@@ -125,21 +106,23 @@ def _number(struct: Any, key: str) -> int | None:
 
 
 class AttemptProcessor:
+    """The decision of one attempt's request headers, in steps the stream processors (extproc/processors.py)
+    compose: `begin` (the route row and the facts of the message), `authenticate` (the principal and its pool),
+    `decide` (gates, file pin, admission, the account pick) and, for a request out of attempts, `conclude`."""
+
     def __init__(self, state: GatewayState) -> None:
         self.state = state
         self.hasher = state.ctx.hasher
         self.surface = Surface(state)
 
-    def request_headers(
-        self, request: ProcessingRequest, stream_processor: str | None = None
-    ) -> ProcessingResponse | Exhausted | Deferred:
-        """`stream_processor`: the body-reading processor the cluster's filter names (None: headers only)."""
+    def begin(self, request: ProcessingRequest, stream_processor: str | None = None) -> Attempt | ProcessingResponse:
+        """The attempt's facts, or a refusal before any processor: no route row, a row whose processor is not the
+        one the cluster's filter names (`stream_processor`; None: headers only), no snapshot yet."""
         headers = {
             h.key: h.raw_value.decode("latin-1") if h.raw_value else h.value
             for h in request.request_headers.headers.headers
         }
         metadata = request.metadata_context.filter_metadata
-        routing = metadata.get(gc.NS_ROUTING, None)
         request_ns = metadata.get(gc.NS_REQUEST, None)
         route = route_of(headers, routing)
         path = headers.get(":path", "").split("?", 1)[0]
@@ -148,76 +131,69 @@ class AttemptProcessor:
             METRICS.route_not_configured()
             return responses.error("route_not_configured")
         snapshot = self.state.snapshot
-        if route.processor == rt.PROCESSOR_READY:
-            if snapshot is None:
-                return responses.error("gateway_not_ready")
-            return responses.json_reply(200, {"status": "ready", "routing_version": snapshot.version})
         if snapshot is None:
             return responses.error("gateway_not_ready")
-        upgrade = route.websocket
-        family = route.family
-        model = _string(request_ns, gc.REQUEST_MODEL) or model_from_turn_metadata(headers.get("x-codex-turn-metadata"))
-        now = time.time()
+        return Attempt(headers, route, snapshot, metadata.get(gc.NS_ROUTING, None), request_ns, time.time())
 
+    def authenticate(self, attempt: Attempt) -> ProcessingResponse | None:
+        """Fills the attempt's model, principal, pool and routing base; a response refuses the request. Attempt 1
+        authenticates the Pool key; later attempts trust the principal in metadata only Envoy can carry."""
+        headers, snapshot, routing = attempt.headers, attempt.snapshot, attempt.routing_ns
+        family = attempt.route.family
+        model = _string(attempt.request_ns, gc.REQUEST_MODEL) or model_from_turn_metadata(
+            headers.get("x-codex-turn-metadata")
+        )
+        attempt.model = model
         key_id = _number(routing, gc.ROUTING_KEY_ID)
         if key_id is None:
-            # Attempt 1: authenticate. Later attempts trust the principal in metadata only Envoy can carry.
             started = time.perf_counter()
-            outcome = self._authenticate(snapshot, headers, model, family, now)
+            outcome = self._check_key(snapshot, headers, model, family, attempt.now)
             METRICS.observe_phase("auth", time.perf_counter() - started)
             if isinstance(outcome, ProcessingResponse):
                 return outcome
             principal = outcome
-            tried: list[int] = []
         else:
             principal = Principal(
                 key_id, _string(routing, gc.ROUTING_KEY_PREFIX) or "", _number(routing, gc.ROUTING_POOL_ID) or 0
             )
-            tried = (
-                [int(v.number_value) for v in routing.fields[gc.ROUTING_TRIED].list_value.values]
-                if (routing is not None and gc.ROUTING_TRIED in routing.fields)
-                else []
-            )
-
-        base = {
+            attempt.first = False
+            if gc.ROUTING_TRIED in routing.fields:
+                attempt.tried = [int(v.number_value) for v in routing.fields[gc.ROUTING_TRIED].list_value.values]
+        attempt.principal = principal
+        attempt.base = base = {
             gc.ROUTING_POOL_ID: principal.pool_id,
             gc.ROUTING_KEY_ID: principal.key_id,
             gc.ROUTING_KEY_PREFIX: principal.key_prefix,
             gc.ROUTING_ROUTE_FAMILY: family,
             gc.ROUTING_ROUTE: route.name,
         }
-        pool = snapshot.pools.get(principal.pool_id)
-        if pool is None:
+        attempt.pool = snapshot.pools.get(principal.pool_id)
+        if attempt.pool is None:
             return responses.error("no_eligible_account", base)
-        if route.processor == rt.PROCESSOR_USAGE:
-            return responses.json_reply(200, self.surface.usage_payload(snapshot, pool, principal.key_id, now), base)
-        if route.processor == rt.PROCESSOR_V1_MODELS:
-            key = snapshot.keys.get(principal.key_prefix)
-            return v1.models_reply(path, pool.policy.allowed_models, key.allowed_models if key else None, base)
-        # Issue 10: feature gates, file affinity, admission (first attempt only), the client's quota view.
-        gate = self.surface.gate(snapshot, pool.pool_id, family, headers, request_ns, base)
+        return None
+
+    def decide(self, attempt: Attempt) -> ProcessingResponse | Exhausted | Deferred:
+        """An authenticated attempt of a route the upstream serves: feature gates, file affinity, admission
+        (first attempt only), then the account pick with the client's quota view."""
+        pool, base = attempt.pool, attempt.base
+        assert pool is not None and base is not None, "authenticate() first"
+        headers, request_ns, route = attempt.headers, attempt.request_ns, attempt.route
+        gate = self.surface.gate(attempt.snapshot, pool.pool_id, route.family, headers, request_ns, base)
         if gate is not None:
             return gate
-        pinned = self.surface.pinned_account(pool.pool_id, path, request_ns, now)
+        path = headers.get(":path", "").split("?", 1)[0]
+        pinned = self.surface.pinned_account(pool.pool_id, path, request_ns, attempt.now)
         if pinned is False:
             return responses.error("file_account_unavailable", base)
-
-        def pick() -> ProcessingResponse | Exhausted:
-            decision = self._pick(
-                snapshot, pool, principal, headers, request_ns, model, tried, upgrade, base, now, pinned or None
-            )
-            if isinstance(decision, ProcessingResponse) and decision.HasField("request_headers"):
-                attach_view(decision, self.surface.view_values(snapshot, pool, principal.key_id, route, now))
-            return decision
-
-        if key_id is not None:
-            return pick()
+        attempt.pinned = pinned or None
+        if not attempt.first:
+            return self._pick(attempt)
         admission_family = route.admission
         request_id = headers.get("x-request-id")
-        config = snapshot.features.admission
+        config = attempt.snapshot.features.admission
         admitted = self.surface.admission.try_acquire(admission_family, request_id, config)
         if admitted:
-            return pick()
+            return self._pick(attempt)
         overloaded = responses.error("server_is_overloaded", base, {"retry-after": str(config.retry_after_seconds)})
         if admitted is False or admission_family is None or request_id is None:
             return overloaded
@@ -226,12 +202,12 @@ class AttemptProcessor:
         async def queued() -> ProcessingResponse:
             if not await self.surface.admission.wait(family_name, rid, config):
                 return overloaded
-            decision = pick()
+            decision = self._pick(attempt)
             return await self.conclude(decision) if isinstance(decision, Exhausted) else decision
 
         return Deferred(queued)
 
-    def _authenticate(
+    def _check_key(
         self, snapshot: Snapshot, headers: Mapping[str, str], model: str | None, family: str, now: float
     ) -> Principal | ProcessingResponse:
         raw = presented_key(headers)
@@ -265,21 +241,28 @@ class AttemptProcessor:
                 return responses.error("rate_limit_exceeded", routing, {"retry-after": str(wait_s)})
         return Principal(key.key_id, key.prefix, key.pool_id)
 
-    def _pick(
-        self,
-        snapshot: Snapshot,
-        pool: PoolEntry,
-        principal: Principal,
-        headers: Mapping[str, str],
-        request_ns: Any,
-        model: str | None,
-        tried: list[int],
-        upgrade: bool,
-        base: dict[str, Any],
-        now: float,
-        pinned: int | None = None,
-    ) -> ProcessingResponse | Exhausted:
-        raw_session = session_key(headers, _string(request_ns, gc.REQUEST_PROMPT_CACHE_KEY))
+    def _pick(self, attempt: Attempt) -> ProcessingResponse | Exhausted:
+        """The account of this attempt (skipping those already tried), its bearer and the routing metadata; the
+        pooled quota view is attached to a forwarded request."""
+        decision = self._select(attempt)
+        if isinstance(decision, ProcessingResponse) and decision.HasField("request_headers"):
+            assert attempt.pool is not None and attempt.principal is not None
+            view = self.surface.view_values(
+                attempt.snapshot, attempt.pool, attempt.principal.key_id, attempt.route, attempt.now
+            )
+            attach_view(decision, view)
+        return decision
+
+    def _select(self, attempt: Attempt) -> ProcessingResponse | Exhausted:
+        pool, base = attempt.pool, attempt.base
+        assert pool is not None and base is not None
+        snapshot = attempt.snapshot
+        headers = attempt.headers
+        model = attempt.model
+        tried = attempt.tried
+        pinned = attempt.pinned
+        now = attempt.now
+        raw_session = session_key(headers, _string(attempt.request_ns, gc.REQUEST_PROMPT_CACHE_KEY))
         hashed = session_hash(self.hasher, pool.pool_id, raw_session) if raw_session else None
         sticky = snapshot.sticky.get((pool.pool_id, hashed)) if hashed else None
         sticky_account = sticky.account_id if sticky is not None and sticky.expires_at > now else None
@@ -345,7 +328,7 @@ class AttemptProcessor:
             "authorization": f"Bearer {account.access_token}",
             gc.ACCOUNT_ID_HEADER: account.chatgpt_account_id,
         }
-        if upgrade and not headers.get(gc.WEBSOCKET_BETA_HEADER):
+        if attempt.route.websocket and not headers.get(gc.WEBSOCKET_BETA_HEADER):
             set_headers[gc.WEBSOCKET_BETA_HEADER] = gc.WEBSOCKET_BETA_VALUE
         remove = [name for name in headers if name.startswith(gc.INTERNAL_HEADER_PREFIX)]
         if "x-api-key" in headers:

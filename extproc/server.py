@@ -1,6 +1,8 @@
 """gRPC services: the ExternalProcessor stream loop, the AccessLogService receiver and health.
 
-The stream loop only dispatches on the message kind; the decision lives in `processor.AttemptProcessor`.
+The stream loop only dispatches: it opens the stream's processor from the registry (extproc/processors.py) on the
+request-headers message and hands every message to the hook of its kind (extproc/phases.py); the decisions live
+in the processors and `processor.AttemptProcessor`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from extproc import responses
 from extproc.accesslog import AccessLogHandler
 from extproc.admission import Deferred
-from extproc.processor import AttemptProcessor, Exhausted
+from extproc.phases import LATER_PHASES, PASS_THROUGH, Attempt, Exhausted
+from extproc.processor import AttemptProcessor
+from extproc.processors import Processors
 from extproc.shared import SharedState
-from extproc.v1 import processor_for
 from pooler import gateway_contract as gc
 
 log = logging.getLogger(__name__)
@@ -31,19 +34,11 @@ log = logging.getLogger(__name__)
 # streams, loaded 2-core box); an Envoy that closes gracefully (half-close only) gets its status this much later.
 RESET_GRACE_S = 0.1
 
-# Phases this processor never asks for answer "continue" of the matching kind.
-_CONTINUE = {
-    "response_headers": lambda: ep.ProcessingResponse(response_headers=ep.HeadersResponse()),
-    "request_body": lambda: ep.ProcessingResponse(request_body=ep.BodyResponse()),
-    "response_body": lambda: ep.ProcessingResponse(response_body=ep.BodyResponse()),
-    "request_trailers": lambda: ep.ProcessingResponse(request_trailers=ep.TrailersResponse()),
-    "response_trailers": lambda: ep.ProcessingResponse(response_trailers=ep.TrailersResponse()),
-}
-
 
 class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def __init__(self, processor: AttemptProcessor, shared: SharedState | None = None) -> None:
-        self.processor = processor
+        self.gateway = processor
+        self.processors = Processors(processor)
         self.shared = shared
         """Replica mode (extproc/shared.py): shared limits and stickiness around the processor."""
 
@@ -51,30 +46,29 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ep.ProcessingResponse]:
         metadata = context.invocation_metadata()
-        # Body-reading clusters name their processor in the filter's gRPC initial metadata; picked once per stream.
+        # Body-reading clusters name their processor in the filter's gRPC initial metadata (headers-only: none).
         named = _processor_name(metadata)
-        v1 = processor_for(metadata)
-        # Issue-10 clusters (files, /v1 files, /v1 audio) name theirs the same way.
-        surface = None if v1 is not None else self.processor.surface.processor_for(metadata)
+        processor = PASS_THROUGH
         async for request in request_iterator:
             kind = request.WhichOneof("request")
-            if v1 is not None and kind != "request_headers":
-                yield v1.handle(kind, request)
-            elif surface is not None and kind != "request_headers":
-                yield surface.handle(kind, request)
-            elif kind == "request_headers":
+            if kind == "request_headers":
                 try:
                     prepared = await self.shared.before(request) if self.shared is not None else None
                     if isinstance(prepared, ep.ProcessingResponse):  # refused by a limit shared across replicas
                         yield prepared
                         continue
-                    decision = self.processor.request_headers(request, named)
-                    if isinstance(decision, Deferred):  # waiting for an admission slot (bounded wait)
-                        decision = await decision.resolve()
-                    if isinstance(decision, Exhausted):
-                        decision = await self.processor.conclude(decision)
-                    if surface is not None:
-                        surface.routed(request, decision)
+                    attempt = self.gateway.begin(request, named)
+                    if isinstance(attempt, Attempt):
+                        # Picked once per stream: the row's processor, which `begin` checked is the one named.
+                        processor = self.processors.open(attempt.route.processor)
+                        decision = processor.request_headers(attempt)
+                        if isinstance(decision, Deferred):  # waiting for an admission slot (bounded wait)
+                            decision = await decision.resolve()
+                        if isinstance(decision, Exhausted):
+                            decision = await self.gateway.conclude(decision)
+                        processor.routed(attempt, decision)
+                    else:
+                        decision = attempt  # refused before any processor: no route row, another's, not ready
                     if prepared is not None and self.shared is not None:
                         await self.shared.after(prepared)
                     yield decision
@@ -83,8 +77,9 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
                     # header values, and the request never reaches the upstream undecided.
                     log.exception("request_headers failed")
                     yield responses.error("internal_error")
-            elif kind in _CONTINUE:
-                yield _CONTINUE[kind]()
+            elif kind in LATER_PHASES:
+                # The oneof's field names are the hooks' names (extproc/phases.py).
+                yield getattr(processor, kind)(getattr(request, kind))
         # By default Envoy ends every ext_proc stream with END_STREAM immediately followed by RST_STREAM
         # (ExternalProcessorStreamImpl::close: closeStream() then resetStream()). Returning now makes grpc.aio start
         # the final-status batch on a call that is being reset: the batch fails, grpc.aio ignores the error, and

@@ -1,19 +1,18 @@
-"""Issue-10 hooks of the request-headers decision: gates, file pins, admission, the client's quota view, and
-the stream processors of the file and /v1 audio clusters. `AttemptProcessor` calls these at fixed points; all
-of it runs inside the one request-headers message (no extra synchronous round trip on the Codex routes).
+"""Hooks of the request-headers decision beyond auth and the pick: gates, file pins, admission, the client's
+quota view, pooled usage. `AttemptProcessor` calls these at fixed points; all of it runs inside the one
+request-headers message (no extra synchronous round trip on the Codex routes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from extproc import responses
 from extproc.admission import AdmissionControl
-from extproc.files import FilePins, FilesProcessor
-from extproc.media import V1AudioProcessor
+from extproc.files import FilePins
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
 from pooler import route_table as rt
@@ -24,12 +23,6 @@ from pooler.snapshot import PoolEntry, Snapshot
 
 VIEW_HEADER_PREFIX = "x-pooler-view-"
 WS_EXTENSIONS_HEADER = "sec-websocket-extensions"
-
-
-class StreamProcessor(Protocol):
-    def routed(self, request: ep.ProcessingRequest, decision: ep.ProcessingResponse) -> None: ...
-
-    def handle(self, kind: str | None, request: ep.ProcessingRequest) -> ep.ProcessingResponse: ...
 
 
 def _string(struct: Any, key: str) -> str | None:
@@ -47,20 +40,6 @@ class Surface:
         # pool id -> (candidates it was computed from, second, header values, header values + websocket frame view)
         self._views: dict[int, tuple[object, int, dict[str, str], dict[str, str]]] = {}
         state.finish_hooks.append(self.admission.release)
-
-    # --- stream processors ----------------------------------------------------------------------------------
-    def processor_for(self, invocation_metadata: Any) -> StreamProcessor | None:
-        for key, value in invocation_metadata or ():
-            if key != gc.PROCESSOR_METADATA_KEY:
-                continue
-            name = value if isinstance(value, str) else value.decode()
-            snapshot = self.state.snapshot
-            ttl = snapshot.features.file_pin_ttl_seconds if snapshot is not None else 7 * 86400.0
-            if name in (gc.PROCESSOR_FILES, gc.PROCESSOR_V1_FILES):
-                return FilesProcessor(self.pins, self.state.ctx.hasher, ttl, name == gc.PROCESSOR_V1_FILES)
-            if name == gc.PROCESSOR_V1_AUDIO:
-                return V1AudioProcessor()
-        return None
 
     # --- gates ----------------------------------------------------------------------------------------------
     def gate(

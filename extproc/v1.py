@@ -1,9 +1,10 @@
 """The /v1 processor: OpenAI-compatible requests translated onto the Codex backend, inside Envoy's path.
 
-Picked once per ext_proc stream (like Envoy AI Gateway's per-path processors). It runs in the upstream filter
-of the `codex_upstream_v1` cluster, whose processing mode buffers the request body and sends response headers;
-authentication and the account pick of the request-headers phase are the Codex processor's, unchanged, so
-keys, selection, failover, limits and request logs are the same as on the Codex routes. This module adds:
+Picked once per ext_proc stream (like Envoy AI Gateway's per-path processors; registered as `v1_responses` and
+`v1_chat` in extproc/processors.py). It runs in the upstream filter of its `codex_upstream_v1_*` cluster, whose
+processing mode buffers the request body and sends response headers; authentication and the account pick of the
+request-headers phase are the Codex processor's, unchanged, so keys, selection, failover, limits and request
+logs are the same as on the Codex routes. This module adds:
 
 - request body (BUFFERED): the /v1 body -> the Codex body (`pooler.v1` translators), path, accept and encoding
   headers rewritten; a bad request ends in an OpenAI-shaped immediate response (never retried).
@@ -20,12 +21,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from extproc.bodyops import set_headers, status_of
+from extproc.codex import CodexProcessor
 from pooler import gateway_contract as gc
 from pooler.v1.chat_request import chat_to_responses
 from pooler.v1.chat_stream import ChatStream
@@ -35,6 +37,9 @@ from pooler.v1.models import V1Route, classify, get_model, list_models
 from pooler.v1.responses_request import UpstreamRequest, normalize_responses
 from pooler.v1.responses_stream import ResponsesStream
 from pooler.v1.usage import token_counts
+
+if TYPE_CHECKING:
+    from extproc.processor import AttemptProcessor
 
 CODEX_RESPONSES_PATH = "/backend-api/codex/responses"
 STREAMED = processing_mode_pb2.ProcessingMode.STREAMED
@@ -53,46 +58,20 @@ UPSTREAM_REQUEST_HEADERS = (
 )
 
 
-ROUTE_BY_PROCESSOR = {gc.PROCESSOR_V1_CHAT: V1Route.CHAT, gc.PROCESSOR_V1_RESPONSES: V1Route.RESPONSES}
-
-
-def processor_for(invocation_metadata: Any) -> V1Processor | None:
-    """The /v1 processor of an ext_proc stream, from the filter's gRPC initial metadata (None: not /v1).
-
-    Picked once per stream: a retried attempt sees the :path the previous attempt rewrote, so the path cannot
-    tell a /v1 attempt from a Codex one; the cluster's filter config can."""
-    for key, value in invocation_metadata or ():
-        if key == gc.PROCESSOR_METADATA_KEY:
-            route = ROUTE_BY_PROCESSOR.get(value if isinstance(value, str) else value.decode())
-            return V1Processor(route) if route is not None else None
-    return None
-
-
-class V1Processor:
-    """State of one /v1 upstream attempt (one ext_proc stream). Request headers are not handled here: they go
-    to the Codex attempt processor (authentication, limits, account pick), exactly as on the Codex routes."""
+class V1Processor(CodexProcessor):
+    """State of one /v1 upstream attempt (one ext_proc stream). Request headers are the Codex processor's
+    (authentication, limits, account pick), exactly as on the Codex routes; the phases after them translate."""
 
     __slots__ = ("_chat", "_collector", "_passthrough", "request", "route", "status")
 
-    def __init__(self, route: V1Route) -> None:
+    def __init__(self, gateway: AttemptProcessor, route: V1Route) -> None:
+        super().__init__(gateway)
         self.route = route
         self.request: UpstreamRequest | None = None
         self.status = 0
         self._chat: ChatStream | None = None
         self._passthrough: ResponsesStream | None = None
         self._collector: ResponsesCollector | None = None
-
-    def handle(self, kind: str | None, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
-        """Every phase after request headers, by message kind."""
-        if kind == "request_body":
-            return self.request_body(request.request_body)
-        if kind == "response_headers":
-            return self.response_headers(request.response_headers)
-        if kind == "response_body":
-            return self.response_body(request.response_body)
-        if kind == "request_trailers":
-            return ep.ProcessingResponse(request_trailers=ep.TrailersResponse())
-        return ep.ProcessingResponse(response_trailers=ep.TrailersResponse())
 
     # --- request ---------------------------------------------------------------------------------------------
     def request_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:

@@ -7,8 +7,10 @@ The splitter's documented error is `None` ("not this multipart"), which the proc
 from __future__ import annotations
 
 import json
+from typing import Any, cast
 
 import pytest
+from envoy.service.ext_proc.v3.external_processor_pb2 import HttpBody
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -108,10 +110,18 @@ def test_generated_forms_split_back(fields: list[tuple[str, bytes]], filename_fi
 
 
 # --- the processor's answer -------------------------------------------------------------------------------------
+NO_GATEWAY: Any = cast(Any, None)
+"""The request-body hook never reaches the gateway (request headers are the Codex processor's)."""
+
+
 def _processor() -> V1AudioProcessor:
-    proc = V1AudioProcessor()
+    proc = V1AudioProcessor(NO_GATEWAY)
     proc.boundary = BOUNDARY
     return proc
+
+
+def _body(raw: bytes) -> HttpBody:
+    return HttpBody(body=raw, end_of_stream=True)
 
 
 def _error(resp: object) -> tuple[int, str]:
@@ -121,7 +131,7 @@ def _error(resp: object) -> tuple[int, str]:
 
 def test_processor_keeps_only_backend_fields() -> None:
     body = form([("model", b"whisper-1"), ("file", b"AUDIO"), ("temperature", b"0.2"), ("language", b"en")])
-    resp = _processor().request_body(body)
+    resp = _processor().request_body(_body(body))
     out = resp.request_body.response.body_mutation.body
     parts = split_multipart(out, BOUNDARY)
     assert parts is not None and [n for n, _ in parts] == ["file", "language"]
@@ -138,9 +148,10 @@ def test_processor_keeps_only_backend_fields() -> None:
     ],
 )
 def test_processor_errors(fields: list[tuple[str, bytes]], expected: tuple[int, str]) -> None:
-    assert _error(_processor().request_body(form(fields))) == expected
+    assert _error(_processor().request_body(_body(form(fields)))) == expected
 
 
 def test_processor_malformed_or_no_boundary_is_invalid_multipart() -> None:
-    assert _error(_processor().request_body(b"garbage")) == (400, "invalid_multipart")
-    assert _error(V1AudioProcessor().request_body(form([("file", b"A")]))) == (400, "invalid_multipart")
+    assert _error(_processor().request_body(_body(b"garbage"))) == (400, "invalid_multipart")
+    no_boundary = V1AudioProcessor(NO_GATEWAY)
+    assert _error(no_boundary.request_body(_body(form([("file", b"A")])))) == (400, "invalid_multipart")
