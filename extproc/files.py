@@ -151,12 +151,12 @@ class FilesProcessor(CodexProcessor):
             "bytes": size if isinstance(size, int) and not isinstance(size, bool) else None,
             "purpose": str(parsed.get("purpose") or "user_data"),
         }
-        body = {
+        create = {
             "file_name": self.request["filename"],
             "file_size": self.request["bytes"],
             "use_case": self.request["purpose"],
         }
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = json.dumps(create, separators=(",", ":")).encode()
         return bodyops.replace_request_body(data, (("content-type", bodyops.JSON),))
 
     def response_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
@@ -173,14 +173,14 @@ class FilesProcessor(CodexProcessor):
         if problem is not None or not isinstance(file_id, str) or not valid_file_id(file_id):
             # The reason is logged (no URL: it may carry a signature); the client gets a safe code.
             log.warning("refused an upstream file reply: %s", problem or "no valid file_id")
-            body = bodyops.error_payload(
+            refusal = bodyops.error_payload(
                 "The upstream returned an upload URL the gateway does not pass on.",
                 "invalid_upload_url",
                 "server_error",
             )
             # An immediate response, not a rewritten status: a 502 in the response would be retried by the
             # router (another account, another file) and read as an upstream failure by the evidence path.
-            return bodyops.immediate(502, body, "invalid_upload_url")
+            return bodyops.immediate(502, refusal, "invalid_upload_url")
         if self.pool_id is not None and self.account_id is not None:
             hashed = file_hash(self.gateway.hasher, self.pool_id, file_id)
             self.pins.remember(self.pool_id, hashed, self.account_id, time.time() + self.ttl)

@@ -328,7 +328,7 @@ class AttemptProcessor:
             "authorization": f"Bearer {account.access_token}",
             gc.ACCOUNT_ID_HEADER: account.chatgpt_account_id,
         }
-        if attempt.route.websocket and not headers.get(gc.WEBSOCKET_BETA_HEADER):
+        if attempt.upgrade and not headers.get(gc.WEBSOCKET_BETA_HEADER):
             set_headers[gc.WEBSOCKET_BETA_HEADER] = gc.WEBSOCKET_BETA_VALUE
         remove = [name for name in headers if name.startswith(gc.INTERNAL_HEADER_PREFIX)]
         if "x-api-key" in headers:

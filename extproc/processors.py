@@ -1,7 +1,8 @@
 """The stream processors by name: the names of `pooler.route_table.PROCESSORS`, one implementation each.
 
 A stream's processor is opened once, on its request-headers message, by the name of its route row (which
-`AttemptProcessor.begin` checked is the name the cluster's filter sends; headers-only clusters send none). The
+`AttemptProcessor.begin` checked is the name the cluster's filter sends; headers-only clusters send none). Never
+by path: a retried attempt sees the :path its previous attempt rewrote (/v1 -> the Codex path). The
 headers-only processors keep no state between phases, so one instance serves every stream (nothing allocated
 per request); the body-reading ones keep the attempt's state across its phases, so each stream gets its own.
 """
