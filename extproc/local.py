@@ -57,7 +57,6 @@ class V1ModelsProcessor(StreamProcessor):
             return refused
         assert attempt.pool is not None and attempt.principal is not None
         key = attempt.snapshot.keys.get(attempt.principal.key_prefix)
-        path = attempt.headers.get(":path", "").split("?", 1)[0]
         return v1.models_reply(
-            path, attempt.pool.policy.allowed_models, key.allowed_models if key else None, attempt.base
+            attempt.path, attempt.pool.policy.allowed_models, key.allowed_models if key else None, attempt.base
         )

@@ -54,6 +54,8 @@ class Attempt:
 
     headers: dict[str, str]
     """The one dict made from the message's headers (never copied)."""
+    path: str
+    """`:path` without the query."""
     route: rt.Route
     snapshot: Snapshot
     routing_ns: Any

@@ -123,6 +123,7 @@ class AttemptProcessor:
             for h in request.request_headers.headers.headers
         }
         metadata = request.metadata_context.filter_metadata
+        routing = metadata.get(gc.NS_ROUTING, None)
         request_ns = metadata.get(gc.NS_REQUEST, None)
         route = route_of(headers, routing)
         path = headers.get(":path", "").split("?", 1)[0]
@@ -133,13 +134,13 @@ class AttemptProcessor:
         snapshot = self.state.snapshot
         if snapshot is None:
             return responses.error("gateway_not_ready")
-        return Attempt(headers, route, snapshot, metadata.get(gc.NS_ROUTING, None), request_ns, time.time())
+        return Attempt(headers, path, route, snapshot, routing, request_ns, time.time())
 
     def authenticate(self, attempt: Attempt) -> ProcessingResponse | None:
         """Fills the attempt's model, principal, pool and routing base; a response refuses the request. Attempt 1
         authenticates the Pool key; later attempts trust the principal in metadata only Envoy can carry."""
-        headers, snapshot, routing = attempt.headers, attempt.snapshot, attempt.routing_ns
-        family = attempt.route.family
+        headers, snapshot, routing, route = attempt.headers, attempt.snapshot, attempt.routing_ns, attempt.route
+        family = route.family
         model = _string(attempt.request_ns, gc.REQUEST_MODEL) or model_from_turn_metadata(
             headers.get("x-codex-turn-metadata")
         )
@@ -181,8 +182,7 @@ class AttemptProcessor:
         gate = self.surface.gate(attempt.snapshot, pool.pool_id, route.family, headers, request_ns, base)
         if gate is not None:
             return gate
-        path = headers.get(":path", "").split("?", 1)[0]
-        pinned = self.surface.pinned_account(pool.pool_id, path, request_ns, attempt.now)
+        pinned = self.surface.pinned_account(pool.pool_id, attempt.path, request_ns, attempt.now)
         if pinned is False:
             return responses.error("file_account_unavailable", base)
         attempt.pinned = pinned or None

@@ -57,10 +57,13 @@ def test_later_phases_are_the_message_kinds_and_pass_through_by_default() -> Non
 
 
 # --- the stream loop ----------------------------------------------------------------------------------------
-def _headers(route: str | None, **extra: str) -> ep.ProcessingRequest:
+def _headers(route: str | None) -> ep.ProcessingRequest:
+    """Request headers as the row's Envoy route sends them (its path, its name)."""
     request = ep.ProcessingRequest()
     headers = request.request_headers.headers.headers
-    for key, value in {":path": "/whatever", **({rt.ROUTE_HEADER: route} if route else {}), **extra}.items():
+    row = rt.ROUTES_BY_NAME[route] if route else None
+    path = (row.path or row.prefix or "/") if row else "/backend-api/codex/responses"
+    for key, value in {":path": path, **({rt.ROUTE_HEADER: route} if route else {})}.items():
         headers.add(key=key, raw_value=value.encode())
     return request
 
