@@ -90,7 +90,8 @@ class SharedState:
         if snapshot is None or (routing is not None and gc.ROUTING_KEY_ID in routing.fields):
             return prepared  # attempts >= 2 carry their principal; nothing shared to check again
         raw = presented_key(headers)
-        key = snapshot.keys.get(key_prefix(raw)) if raw else None
+        prefix = key_prefix(raw) if raw else None
+        key = snapshot.keys.get(prefix) if prefix else None
         if raw is None or key is None or not key_matches(self.hasher, raw, key.key_hash):
             return prepared  # the processor answers (401); nothing to count
         now = time.time()

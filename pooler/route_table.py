@@ -8,7 +8,7 @@ the ext_proc without a known row, or on a cluster whose processor does not match
 someone wrote by hand (or a missing piece of the fragments) can never forward a request the gateway would
 process wrongly.
 
-Adding an upstream endpoint: one row here, a processor if it needs one (extproc/processors/), simulator
+Adding an upstream endpoint: one row here, a processor if it needs one (extproc/processors.py), simulator
 behaviour and tests. Pure data, no I/O.
 """
 
