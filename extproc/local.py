@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingResponse
 
 from extproc import responses, v1
-from extproc.phases import Attempt, StreamProcessor
+from extproc.phases import Attempt, Principal, StreamProcessor
+from pooler.snapshot import PoolEntry
 
 if TYPE_CHECKING:
     from extproc.processor import AttemptProcessor
@@ -23,9 +24,8 @@ class ReadyProcessor(StreamProcessor):
         return responses.json_reply(200, {"status": "ready", "routing_version": attempt.snapshot.version})
 
 
-class UsageProcessor(StreamProcessor):
-    """Pooled usage (`/backend-api/wham/usage`, `/api/codex/usage`) from every account's windows, after the
-    key was authenticated like any Codex request."""
+class _KeyedLocal(StreamProcessor):
+    """A gateway-answered route that needs the Pool key: authenticated like any Codex request, then answered."""
 
     __slots__ = ("gateway",)
 
@@ -37,26 +37,29 @@ class UsageProcessor(StreamProcessor):
         if refused is not None:
             return refused
         assert attempt.pool is not None and attempt.principal is not None
-        payload = self.gateway.surface.usage_payload(
-            attempt.snapshot, attempt.pool, attempt.principal.key_id, attempt.now
-        )
+        return self.answer(attempt, attempt.pool, attempt.principal)
+
+    def answer(self, attempt: Attempt, pool: PoolEntry, principal: Principal) -> ProcessingResponse:
+        raise NotImplementedError
+
+
+class UsageProcessor(_KeyedLocal):
+    """Pooled usage (`/backend-api/wham/usage`, `/api/codex/usage`) from every account's windows."""
+
+    __slots__ = ()
+
+    def answer(self, attempt: Attempt, pool: PoolEntry, principal: Principal) -> ProcessingResponse:
+        payload = self.gateway.surface.usage_payload(attempt.snapshot, pool, principal.key_id, attempt.now)
         return responses.json_reply(200, payload, attempt.base)
 
 
-class V1ModelsProcessor(StreamProcessor):
-    """`GET /v1/models[/{id}]`: the models the pool and the key allow, after the key was authenticated."""
+class V1ModelsProcessor(_KeyedLocal):
+    """`GET /v1/models[/{id}]`: the models the pool and the key allow."""
 
-    __slots__ = ("gateway",)
+    __slots__ = ()
 
-    def __init__(self, gateway: AttemptProcessor) -> None:
-        self.gateway = gateway
-
-    def request_headers(self, attempt: Attempt) -> ProcessingResponse:
-        refused = self.gateway.authenticate(attempt)
-        if refused is not None:
-            return refused
-        assert attempt.pool is not None and attempt.principal is not None
-        key = attempt.snapshot.keys.get(attempt.principal.key_prefix)
+    def answer(self, attempt: Attempt, pool: PoolEntry, principal: Principal) -> ProcessingResponse:
+        key = attempt.snapshot.keys.get(principal.key_prefix)
         return v1.models_reply(
-            attempt.path, attempt.pool.policy.allowed_models, key.allowed_models if key else None, attempt.base
+            attempt.path, pool.policy.allowed_models, key.allowed_models if key else None, attempt.base
         )

@@ -7,7 +7,6 @@ No cluster here: nothing is applied and no probe runs; see deploy/kubernetes/REA
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -20,6 +19,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+
+from tests.support.envoy_configs import load_render_deploy
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
@@ -67,11 +68,7 @@ def builds() -> dict[str, list[dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def render_deploy() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_deploy", ROOT / "scripts" / "render-deploy.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_render_deploy()
 
 
 def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -16,26 +15,15 @@ from pooler.envoy_config import (
     WS_VIEW_FILTER,
     WS_VIEW_SCRIPT,
     Endpoint,
-    GatewayConfig,
     Upstream,
     num_retries_for,
     render,
 )
 from pooler.envoy_config.parts import FILTER_CONFIG
+from tests.support.envoy_configs import sample_config
 from tests.support.processes import VENV_BIN
 
-
-def _config(tmp: Path, **changes: object) -> GatewayConfig:
-    base = GatewayConfig(
-        listen=Endpoint.tcp("127.0.0.1", 18080),
-        admin=Endpoint.tcp("127.0.0.1", 19901),
-        extproc=Endpoint.unix(tmp / "extproc.sock"),
-        accesslog=Endpoint.unix(tmp / "accesslog.sock"),
-        local=Endpoint.unix(tmp / "local.sock"),
-        admin_app=Endpoint.tcp("127.0.0.1", 18081),
-        upstream_url="http://127.0.0.1:18999",
-    )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+_config = sample_config
 
 
 SHAPES = {

@@ -23,22 +23,14 @@ from pooler.envoy_config import (
     with_extproc_options,
 )
 from tests.support.cli import Cli, cli_env
+from tests.support.envoy_configs import sample_config
 from tests.support.processes import VENV_BIN
 from tests.support.tls import Pki, make_pki
 
 SVC = "pooler-extproc.pooler.svc"
 
 
-def _base(tmp: Path) -> GatewayConfig:
-    return GatewayConfig(
-        listen=Endpoint.tcp("127.0.0.1", 18080),
-        admin=Endpoint.tcp("127.0.0.1", 19901),
-        extproc=Endpoint.unix(tmp / "extproc.sock"),
-        accesslog=Endpoint.unix(tmp / "accesslog.sock"),
-        local=Endpoint.unix(tmp / "local.sock"),
-        admin_app=Endpoint.tcp("127.0.0.1", 18081),
-        upstream_url="http://127.0.0.1:18999",
-    )
+_base = sample_config
 
 
 def _clusters(config: GatewayConfig) -> dict[str, dict[str, Any]]:

@@ -4,10 +4,8 @@ showing up in every rendered output (bundled config, fragments, Kubernetes' stan
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
@@ -17,6 +15,7 @@ from pooler import route_table as rt
 from pooler.envoy_config import Endpoint, GatewayConfig, render
 from pooler.envoy_config.fragments import FRAGMENT_FILES, render_fragments
 from pooler.envoy_config.istio import istio_gateway_config, render_istio
+from tests.support.envoy_configs import load_render_deploy
 
 GOLDEN = Path(__file__).parent / "golden" / "fragments"
 REPO = Path(__file__).resolve().parents[2]
@@ -89,14 +88,6 @@ def test_fragments_capture_only_pooler_paths() -> None:
     assert "filter" in fragments["access_log.yaml"]["access_log"][0]
 
 
-def _render_deploy() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_deploy", REPO / "scripts" / "render-deploy.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_new_row_shows_up_in_every_output(monkeypatch: pytest.MonkeyPatch) -> None:
     row = rt.Route(
         "brand_new",
@@ -121,7 +112,7 @@ def test_a_new_row_shows_up_in_every_output(monkeypatch: pytest.MonkeyPatch) -> 
     assert "brand_new" in names(render(_config()))
     fragment_routes = yaml.safe_load(render_fragments(_config())["routes.yaml"])
     assert "brand_new" in [r["name"] for r in fragment_routes]
-    assert "brand_new" in names(_render_deploy().render_envoy())
+    assert "brand_new" in names(load_render_deploy().render_envoy())
     istio = render_istio(istio_gateway_config(), "pooler.example.com")
     assert "name: brand_new" in istio["envoyfilter-gateway.yaml"]
     # The ext_proc finds it by name.
