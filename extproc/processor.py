@@ -33,7 +33,7 @@ from pooler.poolkeys import key_matches, key_prefix
 from pooler.selection import SelectionRequest, select_account
 from pooler.selection.eligibility import ineligibility
 from pooler.sessions import session_hash, session_key
-from pooler.snapshot import KeyEntry, Snapshot
+from pooler.snapshot import KeyEntry, PoolEntry, Snapshot
 from pooler.states import KeyStatus
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,9 @@ class AttemptProcessor:
         pool, base = attempt.pool, attempt.base
         assert pool is not None and base is not None, "authenticate() first"
         headers, request_ns, route = attempt.headers, attempt.request_ns, attempt.route
+        if _string(request_ns, gc.REQUEST_INVALID_JSON) == "1":
+            # The scanner found no JSON object: the upstream would only reject it, on an account's token.
+            return responses.error("invalid_json", base)
         gate = self.surface.gate(attempt.snapshot, pool.pool_id, route.family, headers, request_ns, base)
         if gate is not None:
             return gate
@@ -213,8 +216,10 @@ class AttemptProcessor:
         raw = presented_key(headers)
         prefix = key_prefix(raw) if raw else None
         key: KeyEntry | None = snapshot.keys.get(prefix) if prefix else None
+        if not raw:
+            return responses.error("missing_api_key", {gc.ROUTING_ROUTE_FAMILY: family})
         # The secret is verified (constant time) before any state of the key is revealed.
-        if raw is None or key is None or not key_matches(self.hasher, raw, key.key_hash):
+        if key is None or not key_matches(self.hasher, raw, key.key_hash):
             return responses.error("invalid_api_key", {gc.ROUTING_ROUTE_FAMILY: family})
         routing = {
             gc.ROUTING_POOL_ID: key.pool_id,
@@ -306,7 +311,7 @@ class AttemptProcessor:
             if selection.error == "no_eligible_account" and tried:
                 return Exhausted(pool, model, headers.get("x-request-id"), len(tried), routing)
             if selection.error == "usage_limit_reached":
-                return self._usage_limit(selection.earliest_reset, now, routing)
+                return self._usage_limit(snapshot, pool, selection.earliest_reset, now, routing)
             return responses.error(selection.error or "no_eligible_account", routing)
         account = snapshot.accounts[selection.account_id]
         if account.access_token is None:  # selection never picks these; guard against a stale index anyway
@@ -337,8 +342,14 @@ class AttemptProcessor:
         METRICS.observe_phase("mutate", time.perf_counter() - picked_at)
         return forward
 
-    def _usage_limit(self, earliest: float | None, now: float, routing: dict[str, Any]) -> ProcessingResponse:
-        extra = {"retry-after": str(max(1, int(earliest - now)))} if earliest is not None and earliest > now else None
+    def _usage_limit(
+        self, snapshot: Snapshot, pool: PoolEntry, earliest: float | None, now: float, routing: dict[str, Any]
+    ) -> ProcessingResponse:
+        """The gateway's own 429 with the quota headers an upstream 429 carries (Codex shows them to the user),
+        here the pool's figures - or the key's own when its upstream quota is hidden."""
+        extra = self.surface.quota_headers(snapshot, pool, int(routing[gc.ROUTING_KEY_ID]), now)
+        if earliest is not None and earliest > now:
+            extra["retry-after"] = str(max(1, int(earliest - now)))
         return responses.immediate(
             429,
             responses.usage_limit_body(earliest, now),
@@ -367,6 +378,6 @@ class AttemptProcessor:
         overall = select_account(
             pool.policy, pool.index, SelectionRequest(now=now, model=exhausted.model), pool.strategy
         )
-        if overall.error == "usage_limit_reached":
-            return self._usage_limit(overall.earliest_reset, now, exhausted.routing)
+        if overall.error == "usage_limit_reached" and self.state.snapshot is not None:
+            return self._usage_limit(self.state.snapshot, pool, overall.earliest_reset, now, exhausted.routing)
         return responses.error("no_eligible_account", exhausted.routing, {"retry-after": "1"})

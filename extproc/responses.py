@@ -28,13 +28,24 @@ OVERWRITE = HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
 # code -> (status, type, message). The only messages a client ever sees from the gateway.
 ERRORS: dict[str, tuple[int, str, str]] = {
     "invalid_api_key": (401, "invalid_request_error", "Invalid Pool API key."),
+    # Its own code, so a client (or its operator) sees at once that nothing was sent rather than a wrong key.
+    "missing_api_key": (
+        401,
+        "invalid_request_error",
+        "Missing Pool API key: send it as `Authorization: Bearer <key>` or in the `x-api-key` header.",
+    ),
     "key_revoked": (403, "invalid_request_error", "This Pool API key has been revoked."),
     "key_paused": (403, "invalid_request_error", "This Pool API key is paused."),
     "key_expired": (403, "invalid_request_error", "This Pool API key has expired."),
     "rate_limit_exceeded": (429, "rate_limit_error", "Request rate limit of this Pool API key reached."),
     "tokens_limit_exceeded": (429, "rate_limit_error", "Daily token limit of this Pool API key reached."),
     "pool_paused": (503, "server_error", "The pool is paused."),
-    "model_not_allowed": (503, "invalid_request_error", "This model is not allowed for this pool or key."),
+    # A 4xx: the request itself is wrong for this key, so retrying cannot help (Codex retries a 503 for ~30 s
+    # and the SDKs raise InternalServerError for it). 403 like the key's other permission refusals.
+    "model_not_allowed": (403, "invalid_request_error", "This model is not allowed for this pool or key."),
+    # The Codex routes' body is not a JSON object (the Lua request scanner says so): refused before any account
+    # is picked, so an upstream never sees it on an account's token.
+    "invalid_json": (400, "invalid_request_error", "We could not parse the JSON body of your request."),
     "no_eligible_account": (503, "server_error", "No upstream account can serve this request right now."),
     "gateway_not_ready": (503, "server_error", "The gateway is starting."),
     "internal_error": (500, "server_error", "The gateway failed to process this request."),

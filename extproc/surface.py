@@ -109,6 +109,13 @@ class Surface:
         plan = pooled_usage(pool.policy, pool.candidates, now).plan_type
         return key_usage_payload(used, key.tokens_per_day if key is not None else None, now, plan)
 
+    def quota_headers(self, snapshot: Snapshot, pool: PoolEntry, key_id: int, now: float) -> dict[str, str]:
+        """The `x-codex-*` quota headers of a gateway-made answer (its 429): the figures `/wham/usage` shows this
+        key, named as the upstream names them. Not the per-second cached view: this is the rare path, and it
+        applies even where the pool's pooled view of forwarded answers is off (no upstream header to keep)."""
+        values = header_values(self.usage_payload(snapshot, pool, key_id, now))
+        return {header: values[key] for header, key in gc.VIEW_HEADERS.items() if key in values}
+
     def usage_payload(self, snapshot: Snapshot, pool: PoolEntry, key_id: int, now: float) -> dict[str, Any]:
         if snapshot.features.key(key_id).hide_upstream_quota:
             return self.key_payload(snapshot, key_id, pool, now)

@@ -26,13 +26,15 @@ from typing import TYPE_CHECKING, Any
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
+from extproc import responses
 from extproc.bodyops import set_headers, status_of
 from extproc.codex import CodexProcessor
+from extproc.phases import Attempt, Decision
 from pooler import gateway_contract as gc
 from pooler.v1.chat_request import chat_to_responses
 from pooler.v1.chat_stream import ChatStream
 from pooler.v1.collect import ResponsesCollector, chat_completion
-from pooler.v1.errors import V1Error, from_upstream, invalid_request
+from pooler.v1.errors import V1Error, from_upstream, request_json, too_deeply_nested
 from pooler.v1.models import V1Route, classify, get_model, list_models
 from pooler.v1.responses_request import UpstreamRequest, normalize_responses
 from pooler.v1.responses_stream import ResponsesStream
@@ -62,24 +64,38 @@ class V1Processor(CodexProcessor):
     """State of one /v1 upstream attempt (one ext_proc stream). Request headers are the Codex processor's
     (authentication, limits, account pick), exactly as on the Codex routes; the phases after them translate."""
 
-    __slots__ = ("_chat", "_collector", "_passthrough", "request", "route", "status")
+    __slots__ = ("_chat", "_collector", "_passthrough", "allowed", "request", "route", "status")
 
     def __init__(self, gateway: AttemptProcessor, route: V1Route) -> None:
         super().__init__(gateway)
         self.route = route
         self.request: UpstreamRequest | None = None
         self.status = 0
+        self.allowed: tuple[frozenset[str] | None, frozenset[str] | None] = (None, None)
         self._chat: ChatStream | None = None
         self._passthrough: ResponsesStream | None = None
         self._collector: ResponsesCollector | None = None
 
     # --- request ---------------------------------------------------------------------------------------------
+    def request_headers(self, attempt: Attempt) -> Decision:
+        decision = super().request_headers(attempt)
+        # The model is only known once the body is read: keep what the key and its pool allow for that phase.
+        if attempt.pool is not None and attempt.principal is not None:
+            key = attempt.snapshot.keys.get(attempt.principal.key_prefix)
+            self.allowed = (attempt.pool.policy.allowed_models, key.allowed_models if key else None)
+        return decision
+
     def request_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
         try:
             self.request = self._translate(body.body)
+            data = json.dumps(self.request.body, separators=(",", ":"), ensure_ascii=False).encode()
         except V1Error as err:
             return immediate(err)
-        data = json.dumps(self.request.body, separators=(",", ":"), ensure_ascii=False).encode()
+        except RecursionError:  # a translator's or the encoder's walk of a nested value
+            return immediate(too_deeply_nested())
+        if not model_allowed(self.request.model, *self.allowed):
+            # Refused here, before the upstream: the account picked for the headers never sees the request.
+            return responses.error("model_not_allowed")
         resp = ep.ProcessingResponse()
         common = resp.request_body.response
         set_headers(common.header_mutation, (*UPSTREAM_REQUEST_HEADERS, ("content-length", b"%d" % len(data))))
@@ -90,10 +106,7 @@ class V1Processor(CodexProcessor):
         return resp
 
     def _translate(self, raw: bytes) -> UpstreamRequest:
-        try:
-            parsed: Any = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise invalid_request("We could not parse the JSON body of your request.", code="invalid_json") from None
+        parsed = request_json(raw)
         if self.route is V1Route.CHAT:
             return chat_to_responses(parsed)
         return normalize_responses(parsed)
@@ -167,6 +180,11 @@ class V1Processor(CodexProcessor):
 
 
 _CONTINUE_BODY = ep.ProcessingResponse(response_body=ep.BodyResponse())
+
+
+def model_allowed(model: str, pool_allowed: Iterable[str] | None, key_allowed: Iterable[str] | None) -> bool:
+    """Both allow-lists (None: any model) admit `model` - the check the Codex routes make from the scanned body."""
+    return (pool_allowed is None or model in pool_allowed) and (key_allowed is None or model in key_allowed)
 
 
 def models_reply(

@@ -15,6 +15,7 @@ REQUEST_PROMPT_CACHE_KEY = "prompt_cache_key"
 REQUEST_FILE_IDS = "file_ids"  # comma-separated upstream file ids found as "file_id": "..." in the body
 REQUEST_IMAGE_TOOL = "image_tool"  # "1" when the body asks for the image_generation tool
 REQUEST_SCANNED = "scanned"  # "1" on every request the scanner ran for (the route table's `scan` rows need it)
+REQUEST_INVALID_JSON = "invalid_json"  # "1" when a JSON POST body is not a JSON object the top-level walk reads
 
 # Written by the upstream-filter ext_proc on each attempt; forwarded back to it on the next attempt and
 # visible to the gRPC access log. Keys below.

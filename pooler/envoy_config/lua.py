@@ -123,6 +123,7 @@ end
 #   at most 256 bytes.
 # - `file_ids`: `"file_id": "..."` references anywhere (a plain substring search first, memchr speed; escaped
 #   quotes inside strings, e.g. a prompt quoting JSON, do not match).
+# - `invalid_json`: "1" when the body is not a JSON object (the top-level walk failed; nothing else is set).
 REQUEST_SCAN_LUA = (
     JSON_LUA
     + """
@@ -145,12 +146,19 @@ function envoy_on_request(handle)
   local s = body:getBytes(0, body:length())
   local metadata = handle:streamInfo():dynamicMetadata()
   local found = {}
-  each_member(s, function(raw_key, vs, ve)
+  local object = each_member(s, function(raw_key, vs, ve)
     local key = unescape(raw_key)
     if key ~= nil and FIELDS[key] then
       found[key] = byte(s, vs) == 34 and unescape(sub(s, vs + 1, ve - 2)) or nil
     end
   end)
+  -- The walk above already covers every top-level byte, so its verdict is free: a body that is not a JSON
+  -- object is refused by the ext_proc before any account is picked (never sent upstream on an account token).
+  -- Only the top level is checked; a malformed nested value is the upstream's to reject.
+  if not object then
+    metadata:set(NS_REQUEST, REQUEST_INVALID_JSON, "1")
+    return
+  end
   for key, value in pairs(found) do metadata:set(NS_REQUEST, key, safe(value)) end
   if find(s, '"file_id"', 1, true) == nil then return end
   local ids, n = {}, 0
@@ -163,7 +171,14 @@ function envoy_on_request(handle)
 end
 """
 )
-for _name in ("NS_REQUEST", "REQUEST_MODEL", "REQUEST_PROMPT_CACHE_KEY", "REQUEST_FILE_IDS", "REQUEST_SCANNED"):
+for _name in (
+    "NS_REQUEST",
+    "REQUEST_MODEL",
+    "REQUEST_PROMPT_CACHE_KEY",
+    "REQUEST_FILE_IDS",
+    "REQUEST_SCANNED",
+    "REQUEST_INVALID_JSON",
+):
     REQUEST_SCAN_LUA = REQUEST_SCAN_LUA.replace(_name, json.dumps(getattr(gc, _name)))
 
 # Pooled view on websocket frames (issue 10, docs/GATEWAY_SURFACE.md): on the websocket route only, server ->

@@ -79,6 +79,21 @@ def invalid_request(message: str, param: str | None = None, code: str | None = N
     return V1Error(400, message, param=param, code=code)
 
 
+def request_json(raw: bytes) -> Any:
+    """A /v1 request body parsed, or a 400 `invalid_json`: bytes that are not JSON, and JSON nested deeper than
+    the parser's recursion limit (a RecursionError would otherwise end the stream as a 503 with a traceback)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid_request("We could not parse the JSON body of your request.", code="invalid_json") from None
+    except RecursionError:
+        raise too_deeply_nested() from None
+
+
+def too_deeply_nested() -> V1Error:
+    return invalid_request("The JSON body of your request is nested too deeply.", code="invalid_json")
+
+
 def unsupported_endpoint(method: str, path: str) -> V1Error:
     # Deterministic: the same answer for every path not built yet, so clients can feature-detect.
     path = path.split("?", 1)[0]
@@ -107,7 +122,7 @@ def from_upstream(status: int, raw: bytes) -> V1Error:
     """An upstream non-2xx reply (any body, possibly not JSON) as an OpenAI-shaped error with the same status."""
     try:
         parsed: Any = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         parsed = None
     message = f"Upstream error (HTTP {status})"
     kind: str | None = None

@@ -278,7 +278,7 @@ def test_pooled_usage(target: TeamEnvoy) -> None:
         assert reply.status_code == 200, reply.text
         assert isinstance(reply.json(), dict)
     refused = httpx.get(f"{team.url}/backend-api/wham/usage", timeout=5)
-    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "missing_api_key"
 
 
 def test_a_hand_written_route_to_a_pooler_cluster_is_refused(team: TeamEnvoy) -> None:

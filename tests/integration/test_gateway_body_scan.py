@@ -69,7 +69,7 @@ def test_a_model_off_the_allow_list_is_refused_however_it_is_written(gw: Gateway
     seeded = gw.seed_pool(f"allow-{case}", ["acct-m1"], allowed_models=[ALLOWED])
     since = _journal_end(gw)
     response = _post_raw(gw, seeded.key, body)
-    assert response.status_code == 503, (response.status_code, response.text[:300])
+    assert response.status_code == 403, (response.status_code, response.text[:300])
     assert response.json()["error"]["code"] == "model_not_allowed"
     assert _responses_seen(gw, since) == []
 

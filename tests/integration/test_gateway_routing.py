@@ -106,7 +106,7 @@ def test_bad_key_revoked_key_and_paused_pool(gw: Gateway) -> None:
     bad = _post(gw, seeded.key[:-4] + "AAAA")
     assert bad.status_code == 401 and _error(bad)["code"] == "invalid_api_key"
     missing = httpx.post(f"{gw.codex_base}/responses", json=turn_body(), timeout=10)
-    assert missing.status_code == 401 and _error(missing)["code"] == "invalid_api_key"
+    assert missing.status_code == 401 and _error(missing)["code"] == "missing_api_key"
 
     gw.update(lambda s: setattr(s.get(Pool, seeded.pool_id), "status", PoolStatus.PAUSED))
     wait_until(lambda: _post(gw, seeded.key).status_code == 503, timeout=15, what="pool paused")

@@ -124,3 +124,13 @@ def test_rate_limiter_window() -> None:
     assert limiter.check_and_count(1, 2, 101.0) is None
     assert limiter.check_and_count(1, 2, 102.0) == 58
     assert limiter.check_and_count(1, 2, 161.0) is None
+
+
+def test_refusals_a_client_must_not_retry_are_4xx_with_their_own_code() -> None:
+    # A 503 is retried by Codex for ~30 s and raised as InternalServerError by the SDKs.
+    for code, status in (("model_not_allowed", 403), ("invalid_json", 400), ("missing_api_key", 401)):
+        got, body = responses.error_body(code)
+        error = json.loads(body)["error"]
+        assert got == status and error["type"] == "invalid_request_error", code
+    missing = json.loads(responses.error_body("missing_api_key")[1])["error"]["message"]
+    assert missing.startswith("Missing Pool API key") and missing != responses.ERRORS["invalid_api_key"][2]

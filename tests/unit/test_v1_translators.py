@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from extproc.v1 import model_allowed
 from pooler.v1 import errors
 from pooler.v1.chat_request import chat_to_responses
 from pooler.v1.chat_stream import ChatStream
@@ -188,3 +189,18 @@ def test_chat_stream_per_delta_cost_is_small() -> None:
         stream.feed(delta)
     per_chunk = (time.perf_counter() - start) / n
     assert per_chunk < 50e-6, f"{per_chunk * 1e6:.1f} µs per chunk"
+
+
+def test_request_json_refuses_bad_and_too_deeply_nested_bodies_as_invalid_json() -> None:
+    assert errors.request_json(b'{"model": "m", "input": [[1]]}') == {"model": "m", "input": [[1]]}
+    for raw in (b'{"model": ', b"\xff\xfe", b"[" * 100_000 + b"]" * 100_000):
+        with pytest.raises(errors.V1Error) as info:
+            errors.request_json(raw)
+        assert info.value.status == 400 and info.value.code == "invalid_json"
+
+
+def test_model_allowed_needs_both_allow_lists() -> None:
+    assert model_allowed("a", None, None)
+    assert model_allowed("a", frozenset({"a"}), frozenset({"a", "b"}))
+    assert not model_allowed("b", frozenset({"a"}), None)
+    assert not model_allowed("a", None, frozenset({"b"}))
