@@ -3,9 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-CODEX_VERSION := 0.169.0
+CODEX_VERSION := 0.171.0
 NODE_DIR := var/node
-CODEX_BIN := $(NODE_DIR)/node_modules/.bin/codex
+# The previous pin, kept for one end-to-end turn (tests/e2e/test_codex_cli_versions.py): a user who has not
+# upgraded yet must keep working.
+CODEX_PREV_VERSION := 0.169.0
+NODE_PREV_DIR := var/node-prev
+# Stamps name the version, so changing a pin reinstalls (the binary's mere presence would keep the old one).
+CODEX_STAMP := $(NODE_DIR)/.codex-$(CODEX_VERSION)
+CODEX_PREV_STAMP := $(NODE_PREV_DIR)/.codex-$(CODEX_PREV_VERSION)
 
 .PHONY: install run demo test test-unit test-integration test-compose lint check bench bench-deps clean codex-cli system-deps
 
@@ -21,11 +27,16 @@ install: $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
-# The real Codex CLI, pinned, installed into a project-local folder.
-codex-cli: $(CODEX_BIN)
-$(CODEX_BIN):
+# The real Codex CLI, pinned (and the previous pin), installed into project-local folders.
+codex-cli: $(CODEX_STAMP) $(CODEX_PREV_STAMP)
+$(CODEX_STAMP):
 	mkdir -p $(NODE_DIR)
 	npm install --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error @openai/codex@$(CODEX_VERSION)
+	rm -f $(NODE_DIR)/.codex-* && touch $@
+$(CODEX_PREV_STAMP):
+	mkdir -p $(NODE_PREV_DIR)
+	npm install --prefix $(NODE_PREV_DIR) --no-audit --no-fund --loglevel=error @openai/codex@$(CODEX_PREV_VERSION)
+	rm -f $(NODE_PREV_DIR)/.codex-* && touch $@
 
 run: install
 	$(VENV)/bin/pooler secrets init

@@ -18,7 +18,14 @@ from sqlalchemy import create_engine, select
 
 from pooler.models import RequestLog, UpstreamAccount
 from pooler.simulator.client import SimulatorClient
-from tests.support.codex_cli import MODEL, run_codex_exec, write_codex_config
+from tests.support.codex_cli import (
+    CODEX_BIN,
+    CODEX_PREV_BIN,
+    MODEL,
+    pinned_versions,
+    run_codex_exec,
+    write_codex_config,
+)
 from tests.support.databases import psycopg_url, throwaway_postgres_database
 from tests.support.pooler_up import PoolerUp, pooler_up_demo, require_extproc
 from tests.support.processes import wait_until
@@ -28,7 +35,9 @@ ANSWER = "Gateway answer 4711 from {model}."
 KEY_ENV = "POOLER_API_KEY"
 
 
-def run_codex(base_url: str, key: str, tmp_path: Path, websockets: bool) -> subprocess.CompletedProcess[str]:
+def run_codex(
+    base_url: str, key: str, tmp_path: Path, websockets: bool, codex_bin: Path = CODEX_BIN
+) -> subprocess.CompletedProcess[str]:
     """The CLI with the gateway as its only provider (what `pooler up --demo` tells an operator to paste)."""
     home = write_codex_config(
         tmp_path / "codex-home",
@@ -38,7 +47,7 @@ def run_codex(base_url: str, key: str, tmp_path: Path, websockets: bool) -> subp
         env_key=KEY_ENV,
         websockets=websockets,
     )
-    return run_codex_exec(tmp_path, home, KEY_ENV, key, timeout=120)
+    return run_codex_exec(tmp_path, home, KEY_ENV, key, timeout=120, codex_bin=codex_bin)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -127,3 +136,26 @@ def test_codex_exec_through_the_gateway(gateway: PoolerUp, tmp_path: Path, webso
         assert row["input_tokens"] == usage["input_tokens"]
         assert row["output_tokens"] == usage["output_tokens"]
         assert row["total_tokens"] == usage["total_tokens"]
+
+
+@pytest.mark.parametrize(
+    ("pin", "codex_bin"),
+    [("CODEX_VERSION", CODEX_BIN), ("CODEX_PREV_VERSION", CODEX_PREV_BIN)],
+    ids=["current-pin", "previous-pin"],
+)
+def test_both_pinned_codex_versions_take_an_http_turn(
+    gateway: PoolerUp, tmp_path: Path, pin: str, codex_bin: Path
+) -> None:
+    """Users upgrade the CLI at their own pace: the newest pin and the one before it both work."""
+    version = subprocess.run([str(codex_bin), "--version"], capture_output=True, text=True, timeout=30, check=True)
+    assert version.stdout.split()[-1] == pinned_versions()[pin], (pin, version.stdout)
+    up = gateway
+    with SimulatorClient(up.simulator_url) as sim:
+        sim.configure(text=ANSWER)
+        since = max((e["seq"] for e in sim.journal()), default=0)
+        result = run_codex(up.codex_base_url, up.key, tmp_path, websockets=False, codex_bin=codex_bin)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert ANSWER.format(model=MODEL) in result.stdout
+        turns = [e for e in sim.journal(since=since) if e["route"] == "responses" and e.get("usage")]
+        assert len(turns) == 1 and turns[0]["model"] == MODEL, turns
+        assert turns[0]["authorization"].startswith("Bearer ey") and up.key not in turns[0]["authorization"]

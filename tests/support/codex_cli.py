@@ -7,6 +7,7 @@ from and the timeout differ.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,17 @@ import pytest
 from tests.support.processes import REPO_ROOT
 
 CODEX_BIN = REPO_ROOT / "var" / "node" / "node_modules" / ".bin" / "codex"
+CODEX_PREV_BIN = REPO_ROOT / "var" / "node-prev" / "node_modules" / ".bin" / "codex"
+"""The previous pin (`make codex-cli` installs both): one end-to-end turn keeps it working."""
+
+
+def pinned_versions() -> dict[str, str]:
+    """The Makefile's pins (`CODEX_VERSION`, `CODEX_PREV_VERSION`): the tests check the installed binaries are
+    these, so a stale install cannot pass for the pinned one."""
+    found = re.findall(r"^(CODEX(?:_PREV)?_VERSION) := (\S+)$", (REPO_ROOT / "Makefile").read_text(), re.MULTILINE)
+    return dict(found)
+
+
 MODEL = "gpt-5.1-codex"
 
 
@@ -50,11 +62,11 @@ stream_max_retries = 0
 
 
 def run_codex_exec(
-    tmp_path: Path, home: Path, env_key: str, bearer: str, timeout: float
+    tmp_path: Path, home: Path, env_key: str, bearer: str, timeout: float, codex_bin: Path = CODEX_BIN
 ) -> subprocess.CompletedProcess[str]:
     """`codex exec "say hello"` read-only in `tmp_path/work`, with only PATH, HOME, CODEX_HOME and the bearer set."""
-    if not CODEX_BIN.exists():
-        pytest.fail(f"Codex CLI not installed at {CODEX_BIN}: run `make codex-cli` first")
+    if not codex_bin.exists():
+        pytest.fail(f"Codex CLI not installed at {codex_bin}: run `make codex-cli` first")
     workdir = tmp_path / "work"
     workdir.mkdir()
     env = {
@@ -65,7 +77,7 @@ def run_codex_exec(
         "NO_COLOR": "1",
     }
     return subprocess.run(
-        [str(CODEX_BIN), "exec", "--strict-config", "--skip-git-repo-check", "-s", "read-only", "say hello"],
+        [str(codex_bin), "exec", "--strict-config", "--skip-git-repo-check", "-s", "read-only", "say hello"],
         cwd=workdir,
         env=env,
         stdin=subprocess.DEVNULL,
