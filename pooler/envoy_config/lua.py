@@ -123,7 +123,8 @@ end
 #   at most 256 bytes.
 # - `file_ids`: `"file_id": "..."` references anywhere (a plain substring search first, memchr speed; escaped
 #   quotes inside strings, e.g. a prompt quoting JSON, do not match).
-# - `invalid_json`: "1" when the body is not a JSON object (the top-level walk failed; nothing else is set).
+# - `invalid_json`: "1" when an uncompressed body is not a JSON object (the top-level walk failed; nothing else
+#   is set). A compressed body (`content-encoding` other than identity) is never marked: its bytes are not JSON.
 REQUEST_SCAN_LUA = (
     JSON_LUA
     + """
@@ -141,6 +142,9 @@ function envoy_on_request(handle)
   if headers:get(":method") ~= "POST" then return end
   local ct = headers:get("content-type")
   if ct == nil or find(ct, "json", 1, true) == nil then return end
+  -- Codex may send `content-encoding: zstd`: such bytes are not walked as JSON, so they are never called invalid.
+  local encoding = headers:get("content-encoding")
+  local plain = encoding == nil or encoding == "identity"
   local body = handle:body()
   if body == nil then return end
   local s = body:getBytes(0, body:length())
@@ -156,7 +160,7 @@ function envoy_on_request(handle)
   -- object is refused by the ext_proc before any account is picked (never sent upstream on an account token).
   -- Only the top level is checked; a malformed nested value is the upstream's to reject.
   if not object then
-    metadata:set(NS_REQUEST, REQUEST_INVALID_JSON, "1")
+    if plain then metadata:set(NS_REQUEST, REQUEST_INVALID_JSON, "1") end
     return
   end
   for key, value in pairs(found) do metadata:set(NS_REQUEST, key, safe(value)) end

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
+import zstandard
 
 from pooler import gateway_contract as gc
 from tests.support.gateway import Gateway, running_gateway
@@ -115,6 +116,17 @@ def test_malformed_json_on_the_codex_route_is_a_400_before_any_account(gw: Gatew
     assert _upstream_calls(gw, since) == []
     # The key is still checked first: a malformed body without a key is a 401, not a hint about the body.
     assert _codex(gw, body, {}).status_code == 401
+
+
+def test_a_compressed_body_is_not_mistaken_for_malformed_json(gw: Gateway) -> None:
+    """Codex sends `content-encoding: zstd`: the scanner cannot read those bytes, and must not call them invalid."""
+    seeded = gw.seed_pool("zstd-body", ["acct-zb1"])
+    since = _end(gw)
+    body = zstandard.ZstdCompressor().compress(json.dumps(turn_body("compressed")).encode())
+    response = _codex(gw, body, {"Authorization": f"Bearer {seeded.key}", "Content-Encoding": "zstd"})
+    assert response.status_code == 200, response.text[:300]
+    calls = [c for c in _upstream_calls(gw, since) if c["route"] == "responses"]
+    assert [c["account"] for c in calls] == ["acct-zb1"]
 
 
 @pytest.mark.parametrize("path", ["/v1/responses", "/v1/chat/completions"])
