@@ -129,6 +129,23 @@ def test_a_compressed_body_is_not_mistaken_for_malformed_json(gw: Gateway) -> No
     assert [c["account"] for c in calls] == ["acct-zb1"]
 
 
+@pytest.mark.parametrize("path", ["/backend-api/codex/responses", "/v1/responses"])
+def test_a_body_over_the_buffer_limit_is_a_413_invalid_request(gw: Gateway, path: str) -> None:
+    seeded = gw.seed_pool(f"huge-{path.rsplit('/', 2)[-2]}", ["acct-hb1"])
+    since = _end(gw)
+    body = json.dumps(turn_body("x" * (17 * 1024 * 1024))).encode()  # over Envoy's 16 MiB buffer
+    response = httpx.post(
+        f"{gw.url}{path}",
+        content=body,
+        headers={"Authorization": f"Bearer {seeded.key}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 413, response.text[:300]
+    error = _error(response)
+    assert error["code"] == "request_too_large" and error["type"] == "invalid_request_error"
+    assert _upstream_calls(gw, since) == []
+
+
 @pytest.mark.parametrize("path", ["/v1/responses", "/v1/chat/completions"])
 def test_too_deeply_nested_json_on_v1_is_a_400_without_a_traceback(gw: Gateway, path: str) -> None:
     seeded = gw.seed_pool(f"deep-{path.rsplit('/', 1)[-1]}", ["acct-dn1"])
