@@ -144,7 +144,7 @@ def _envoy_config(args: argparse.Namespace) -> int:
         render,
         with_extproc_options,
     )
-    from pooler.envoy_config.fragments import FRAGMENT_FILES, render_fragments
+    from pooler.envoy_config.fragments import render_fragments
     from pooler.errors import PoolerError
 
     config = load_cli_config()
@@ -172,15 +172,7 @@ def _envoy_config(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise PoolerError(str(exc)) from None
     if args.fragments:
-        try:
-            args.fragments.mkdir(parents=True, exist_ok=True)
-            for name, content in fragments.items():
-                (args.fragments / name).write_text(content)
-        except OSError as exc:
-            print(f"pooler: cannot write fragments to {args.fragments}: {exc.strerror}", file=sys.stderr)
-            return 1
-        print(f"wrote {len(FRAGMENT_FILES)} fragments to {args.fragments} (see docs/INTEGRATION.md)")
-        return 0
+        return _write_files(args.fragments, fragments, "fragments", "docs/INTEGRATION.md")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
@@ -197,12 +189,17 @@ def _write_istio(directory: Path, host: str, upstream_url: str, num_retries: int
     except ValueError as exc:
         print(f"pooler: {exc}", file=sys.stderr)
         return 1
+    return _write_files(directory, files, "Istio manifests", "deploy/istio/README.md")
+
+
+def _write_files(directory: Path, files: dict[str, str], what: str, guide: str) -> int:
+    """Rendered files into `directory`; an unwritable directory is one line on stderr and exit code 1."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for name, content in files.items():
             (directory / name).write_text(content)
     except OSError as exc:
-        print(f"pooler: cannot write the Istio manifests to {directory}: {exc.strerror}", file=sys.stderr)
+        print(f"pooler: cannot write {what} to {directory}: {exc.strerror}", file=sys.stderr)
         return 1
-    print(f"wrote {len(files)} Istio manifests to {directory} (see deploy/istio/README.md)")
+    print(f"wrote {len(files)} {what} to {directory} (see {guide})")
     return 0
