@@ -84,7 +84,9 @@ def test_counters_after_traffic_and_no_identifiers(gw: Gateway) -> None:
         done = _value(samples, "pooler_requests_total", pool="metrics-pool", route_family="responses")
         # The quota gauge reads the snapshot, which takes the 429's evidence on its own (asynchronous) path.
         quota = _value(samples, "pooler_quota_used_percent", account="acct-m1", window="5h")
-        return samples if done >= 4 and quota == 100 else None
+        # The refused request has no pool, so wait_for_logs above does not cover it: its row arrives on its own.
+        refused = _value(samples, "pooler_requests_total", pool="none", status_class="4xx")
+        return samples if done >= 4 and quota == 100 and refused >= 1 else None
 
     samples = wait_until(scraped, timeout=15, what="request counters")
     assert _value(samples, "pooler_requests_total", pool="metrics-pool", route_family="responses") == 4
