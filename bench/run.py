@@ -248,7 +248,7 @@ def memory_probe(runner: Runner) -> dict[str, Any]:
             left = MEMORY_REQUESTS - (runner.gateway_requests - block_from)
             runner.wrk("gateway_nginx", 16, seconds=max(2, min(5, left // 800 + 1)))
         time.sleep(1.5)  # let the access-log batch of the block be written before reading memory
-        block = {
+        block: dict[str, Any] = {
             "requests": runner.gateway_requests - counted_from,
             "rss_kib": rss_kib(pid),
             "heap_in_use_kib": heap_in_use_kib(pid, memdebug),
