@@ -111,7 +111,7 @@ class Snapshot:
     demotion_seconds: float
     stale_after_seconds: float | None
     features: GatewayFeatures = field(default_factory=GatewayFeatures)
-    """Issue-10 features (file pins TTL, admission, ingress per key, image gate, pooled view)."""
+    """Gateway-surface settings (file pins TTL, admission, ingress per key, image gate, pooled view)."""
 
     def pools_of(self, account_id: int) -> Iterable[PoolEntry]:
         return (p for p in self.pools.values() if any(c.account_id == account_id for c in p.base_candidates))

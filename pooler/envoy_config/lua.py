@@ -185,7 +185,7 @@ for _name in (
 ):
     REQUEST_SCAN_LUA = REQUEST_SCAN_LUA.replace(_name, json.dumps(getattr(gc, _name)))
 
-# Pooled view on websocket frames (issue 10, docs/GATEWAY_SURFACE.md): on the websocket route only, server ->
+# Pooled view on websocket frames (docs/GATEWAY_SURFACE.md): on the websocket route only, server ->
 # client text frames whose top-level JSON `type` is `codex.rate_limits` get the pool's `plan_type` and
 # `rate_limits` (from the WS_VIEW_RESPONSE_HEADER the downstream header_mutation put on the 101; this filter
 # removes it). Streaming: frames are parsed across chunk boundaries; a small unfragmented text frame is held

@@ -133,5 +133,5 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_post("/api/accounts/deviceauth/token", oauth.device_token)
     app.router.add_route("*", "/codex/device", oauth.device_page)
     app.router.add_routes(control.routes)
-    media.register(app)  # files, transcription, images (issue 10)
+    media.register(app)  # files, transcription, images
     return app

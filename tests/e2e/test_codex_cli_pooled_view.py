@@ -1,4 +1,4 @@
-"""Issue 10 acceptance: the real Codex CLI, in HTTP (SSE) and websocket mode, receives the *pool's* rate limits.
+"""The real Codex CLI, in HTTP (SSE) and websocket mode, receives the *pool's* rate limits.
 
 Set-up: a gateway (simulator + ext_proc + Envoy, tests/support/gateway.py) with one pool of 3 simulated plus
 accounts at known usage (5 h: 10/40/70 %, weekly: 5/20/50 %) and `pooled_rate_limits` on; the gateway first

@@ -1,4 +1,4 @@
-"""Issue 10 - the websocket route's frame rewriter (`envoy_config.WS_VIEW_LUA`) byte for byte, in real Envoy.
+"""The websocket route's frame rewriter (`envoy_config.WS_VIEW_LUA`) byte for byte, in real Envoy.
 
 Envoy runs the rendered gateway config in `direct` mode (same listener, filters and routes, no ext_proc), so the
 test client itself sends the `x-pooler-view-ws-rate-limits` request header the ext_proc would set, and the
