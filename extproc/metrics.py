@@ -31,10 +31,10 @@ from sqlalchemy import func, select
 
 from pooler.config import ListenAddress
 from pooler.errors import ConfigError
-from pooler.evidence import RequestRecord
+from pooler.gateway.evidence import RequestRecord
+from pooler.gateway.snapshot import Snapshot
 from pooler.metrics_token import allowed, stored_hash
 from pooler.models import AlertIncident, JobRun
-from pooler.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 

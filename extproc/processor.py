@@ -29,11 +29,11 @@ from extproc.state import GatewayState
 from extproc.surface import Surface, attach_view
 from pooler import gateway_contract as gc
 from pooler import route_table as rt
+from pooler.gateway.sessions import session_hash, session_key
+from pooler.gateway.snapshot import KeyEntry, PoolEntry, Snapshot
 from pooler.poolkeys import key_matches, key_prefix
 from pooler.selection import SelectionRequest, select_account
 from pooler.selection.eligibility import ineligibility
-from pooler.sessions import session_hash, session_key
-from pooler.snapshot import KeyEntry, PoolEntry, Snapshot
 from pooler.states import KeyStatus
 
 log = logging.getLogger(__name__)

@@ -136,7 +136,7 @@ def _ts(value: dt.datetime | None) -> float | None:
 
 
 def candidate_of(facts: AccountFacts, assignment: AssignmentFacts) -> AccountCandidate:
-    """The candidate the gateway's snapshot would build for this assignment (pooler/snapshot.py)."""
+    """The candidate the gateway's snapshot would build for this assignment (pooler/gateway/snapshot.py)."""
     return AccountCandidate(
         account_id=0,
         label="",

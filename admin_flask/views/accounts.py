@@ -14,6 +14,7 @@ from admin_flask import MAX_UPLOAD_BYTES, auditing, queries, scope, security
 from admin_flask.db import core, get_db
 from admin_flask.forms import ActionForm, AssignForm, ImportForm, RenameForm, ReplaceAuthForm
 from pooler import lifecycle
+from pooler.audit import Actor
 from pooler.errors import AuthJsonError, PoolerError
 from pooler.models import AuditEvent, RequestLog, UpstreamAccount, utcnow
 from pooler.services import accounts as account_service
@@ -188,8 +189,7 @@ def _transition(account_id: int, new_state: AccountState, reason: str, done: str
             db,
             account,
             new_state,
-            actor_type=ActorType.OPERATOR,
-            actor_label=security.current().username,
+            actor=Actor(ActorType.OPERATOR, security.current().username),
             reason=reason,
         )
     except PoolerError as exc:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pooler import audit
 from pooler.alerts.rules import SEVERITY_RANK, Signal
+from pooler.audit import Actor
 from pooler.models import AlertDelivery, AlertIncident
-from pooler.services import audit
 from pooler.states import ActorType
 
 OPEN = "open"
@@ -48,8 +49,7 @@ def _queue(session: Session, incident: AlertIncident, event: str, channels: Sequ
 def _audit(session: Session, incident: AlertIncident, action: str) -> None:
     audit.record(
         session,
-        actor_type=ActorType.SYSTEM,
-        actor_label="alerts",
+        Actor(ActorType.SYSTEM, "alerts"),
         action=action,
         target_type="alert_incident",
         target_id=incident.id,

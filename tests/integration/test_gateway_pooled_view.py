@@ -18,9 +18,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from pooler.audit import SYSTEM
 from pooler.models import Pool, PoolKey, QuotaWindow
 from pooler.services import keys
-from pooler.services.actors import SYSTEM
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.processes import wait_until
 from tests.support.simulator import turn_body

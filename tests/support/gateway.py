@@ -34,13 +34,13 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from pooler.audit import SYSTEM
 from pooler.config import load_config
 from pooler.context import CoreContext, open_context
 from pooler.envoy_config import Endpoint, ExtprocTls, GatewayConfig, metrics_socket_for, render
 from pooler.models import PoolSettings, RequestLog
 from pooler.services import accounts, keys, pools
-from pooler.services.actors import SYSTEM
-from pooler.services.versions import bump_routing_version
+from pooler.versions import bump_routing_version
 from tests.support.processes import VENV_BIN, ManagedProcess, free_port, port_open, wait_until
 from tests.support.simulator import RunningSimulator, running_simulator
 from tests.support.tls import Pki, make_pki

@@ -6,10 +6,10 @@ from sqlalchemy import select
 
 from admin_flask import queries
 from pooler.context import CoreContext
+from pooler.gateway.snapshot import load_snapshot
 from pooler.models import Pool, UpstreamAccount, utcnow
 from pooler.selection import SelectionRequest, ineligibility
 from pooler.services.seed import seed
-from pooler.snapshot import load_snapshot
 from tests.support.admin import *  # noqa: F403
 
 

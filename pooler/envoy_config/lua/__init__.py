@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from importlib.resources import files
 
 from pooler import gateway_contract as gc
-from pooler.ratelimit_view import WS_VIEW_RESPONSE_HEADER
+from pooler.gateway.ratelimit_view import WS_VIEW_RESPONSE_HEADER
 
 JSON_HELPERS_FILE = "json.lua"
 REQUEST_SCAN_SCRIPT = "request_scan"
