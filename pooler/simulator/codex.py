@@ -34,14 +34,10 @@ TURN_STATE_HEADER = "x-codex-turn-state"
 
 
 def _turn_state(request: web.Request) -> str:
-    """This account's turn-state token for the answer; the echo (if any) and its issuer go to the journal."""
+    """This account's turn-state token for the answer (the journal already names the echo's issuer)."""
     state: SimState = request.app["state"]
     account: Account = request["sim_account"]
-    entry: Entry = request["sim_entry"]
-    echoed = request.headers.get(TURN_STATE_HEADER)
-    if echoed:
-        entry.turn_state_issuer = state.turn_states.get(echoed, "unknown")
-    return answer_turn_state(echoed, account.account_id, state.turn_states)
+    return answer_turn_state(request.headers.get(TURN_STATE_HEADER), account.account_id, state.turn_states)
 
 
 def _bound_state_error(state: SimState, account: Account, body: dict[str, Any]) -> BoundStateError | None:
