@@ -35,6 +35,7 @@ from pooler.selection.eligibility import ineligibility
 from pooler.sessions import session_hash, session_key
 from pooler.snapshot import KeyEntry, PoolEntry, Snapshot
 from pooler.states import KeyStatus
+from pooler.turn_state import TURN_STATE_PURPOSE, forwards_turn_state
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +272,7 @@ class AttemptProcessor:
         hashed = session_hash(self.hasher, pool.pool_id, raw_session) if raw_session else None
         sticky = snapshot.sticky.get((pool.pool_id, hashed)) if hashed else None
         sticky_account = sticky.account_id if sticky is not None and sticky.expires_at > now else None
+        session_account = sticky_account
         routing = {**base, gc.ROUTING_TRIED: list(tried)}
         if hashed:
             routing[gc.ROUTING_SESSION] = hashed
@@ -338,9 +340,25 @@ class AttemptProcessor:
         remove = [name for name in headers if name.startswith(gc.INTERNAL_HEADER_PREFIX)]
         if "x-api-key" in headers:
             remove.append("x-api-key")
+        turn_state = headers.get(gc.TURN_STATE_HEADER)
+        if turn_state and not self._forwards_turn_state(pool, turn_state, session_account, account.account_id, now):
+            remove.append(gc.TURN_STATE_HEADER)
         forward = responses.forward(set_headers, remove, routing)
         METRICS.observe_phase("mutate", time.perf_counter() - picked_at)
         return forward
+
+    def _forwards_turn_state(
+        self, pool: PoolEntry, token: str, session_account: int | None, picked: int, now: float
+    ) -> bool:
+        """Whether the client's turn-state may go to the picked account: only to the account that issued it. The
+        removal persists into later attempts of the request (Envoy keeps header mutations), which only ever
+        drops a token, never sends one elsewhere."""
+        token_hash = self.hasher.hexdigest(TURN_STATE_PURPOSE, f"{pool.pool_id}\x00{token}")
+        issuer = self.state.turn_states.issuer(token_hash, session_account, now)
+        if forwards_turn_state(issuer, picked):
+            return True
+        METRICS.turn_state_dropped(pool.name)
+        return False
 
     def _usage_limit(
         self, snapshot: Snapshot, pool: PoolEntry, earliest: float | None, now: float, routing: dict[str, Any]

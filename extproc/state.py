@@ -18,6 +18,7 @@ from pooler.evidence import AccountEffect, AttemptRecord
 from pooler.gateway_writes import Batch
 from pooler.selection import WindowView
 from pooler.snapshot import Overlay, Snapshot, Sticky, rebuild_pool
+from pooler.turn_state import TurnStateIssuers
 
 MAX_PENDING_REQUESTS = 200_000
 """Bound on request rows held while the database is away (~100 MB); beyond it the oldest are dropped."""
@@ -62,6 +63,8 @@ class GatewayState:
     finish_hooks: list[Callable[[str], None]] = field(default_factory=list)
     """Called with the request id when its downstream access-log entry arrives (admission slots)."""
     dropped_rows: int = 0
+    turn_states: TurnStateIssuers = field(default_factory=TurnStateIssuers)
+    """Which account issued each echoed `x-codex-turn-state` (keyed hashes, this process only)."""
     _sticky_pruned_at: float = 0.0
 
     # --- snapshot ---------------------------------------------------------------------------------------

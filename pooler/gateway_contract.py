@@ -55,7 +55,9 @@ INTERNAL_HEADER_PREFIX = "x-pooler-"
 ACCOUNT_ID_HEADER = "chatgpt-account-id"
 WEBSOCKET_BETA_HEADER = "openai-beta"
 WEBSOCKET_BETA_VALUE = "responses_websockets=2026-02-06"
-SESSION_HEADERS = ("session-id", "session_id", "thread-id", "x-codex-window-id", "x-codex-turn-state")
+TURN_STATE_HEADER = "x-codex-turn-state"
+"""The upstream's per-account turn routing token: forwarded only to the account that issued it (turn_state.py)."""
+SESSION_HEADERS = ("session-id", "session_id", "thread-id", "x-codex-window-id", TURN_STATE_HEADER)
 """Stickiness keys in priority order; the body's prompt_cache_key is the fallback."""
 QUOTA_HEADER_PREFIXES = ("x-codex-",)
 CLIENT_IP_HEADER = "x-pooler-client-ip"
