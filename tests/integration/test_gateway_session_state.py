@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.support.gateway import Gateway, SeededPool, running_gateway
-from tests.support.simulator import parse_sse, turn_body
+from tests.support.simulator import parse_sse, turn_body, upgrade_headers, ws_turn_events
 
 pytestmark = pytest.mark.integration
 ENCRYPTED = {"include": ["reasoning.encrypted_content"]}
@@ -142,17 +142,10 @@ def _ws(gw: Gateway, seeded: SeededPool, session: str, echo: str | None, frames:
             headers[TURN_STATE] = echo
         events: list[dict[str, Any]] = []
         async with aiohttp.ClientSession() as client, client.ws_connect(gw.ws_url, headers=headers) as ws:
-            upgrade = {k.lower(): v for k, v in ws._response.headers.items()}  # the 101 (aiohttp keeps it private)
             for frame in frames:
                 await ws.send_json(frame)
-                while True:
-                    msg = await asyncio.wait_for(ws.receive(), 20)
-                    assert msg.type == aiohttp.WSMsgType.TEXT, msg
-                    event = json.loads(msg.data)
-                    events.append(event)
-                    if event.get("type") in ("response.completed", "error", "response.failed"):
-                        break
-        return upgrade, events
+                events += await ws_turn_events(ws)
+            return upgrade_headers(ws), events
 
     return asyncio.run(run())
 

@@ -15,7 +15,15 @@ import pytest
 import zstandard
 
 from tests.support.processes import VENV_BIN
-from tests.support.simulator import RunningSimulator, bearer, parse_sse, running_simulator, turn_body
+from tests.support.simulator import (
+    RunningSimulator,
+    bearer,
+    parse_sse,
+    running_simulator,
+    turn_body,
+    upgrade_headers,
+    ws_turn_events,
+)
 
 pytestmark = pytest.mark.integration
 BETA = {"OpenAI-Beta": "responses_websockets=2026-02-06"}
@@ -358,16 +366,11 @@ def test_websocket_upgrade_headers_and_account_bound_state(shared_simulator: Run
             aiohttp.ClientSession() as session,
             session.ws_connect(f"{sim.codex_base_url}/responses", headers=headers) as ws,
         ):
-            upgrade = {k.lower(): v for k, v in ws._response.headers.items()}  # the 101 (aiohttp keeps it private)
             await ws.receive(timeout=5)  # codex.rate_limits
             for frame in frames:
                 await ws.send_str(json.dumps(frame))
-                while True:
-                    event = json.loads((await ws.receive(timeout=5)).data)
-                    events.append(event)
-                    if event["type"] in ("response.completed", "error"):
-                        break
-        return upgrade, events
+                events += await ws_turn_events(ws, timeout=5)
+            return upgrade_headers(ws), events
 
     one, two = sim.client.access_token("acct-1"), sim.client.access_token("acct-2")
     create = {"type": "response.create", **turn_body(**ENCRYPTED)}
