@@ -186,3 +186,13 @@ def test_websocket_101_headers_reach_the_client_and_turn_state_stays_on_its_acco
     assert entry["account"] != home and TURN_STATE not in entry["headers"]
     _no_foreign_turn_state(gw.simulator.client.journal())
     gw.simulator.client.upsert_account(home, primary_used_percent=0)
+
+
+def test_v1_responses_keeps_the_upstream_code_for_lost_state(gw: Gateway) -> None:
+    seeded = gw.seed_pool("state-v1", ["acct-v1a"])
+    body = {"model": "gpt-5.1-codex", "instructions": "be brief", "input": "hi", "previous_response_id": "resp_gone"}
+    auth = {"Authorization": f"Bearer {seeded.key}"}
+    lost = httpx.post(f"{gw.url}/v1/responses", json=body, headers=auth, timeout=30)
+    assert lost.status_code == 400, lost.text
+    error = lost.json()["error"]
+    assert error["code"] == "previous_response_not_found" and error["type"] == "invalid_request_error"
