@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from extproc.limits import DailyTokens, RequestRateLimiter
+from pooler.bound_state import TurnStateIssuers
 from pooler.context import CoreContext
 from pooler.evidence import AccountEffect, AttemptRecord
 from pooler.gateway_writes import Batch
 from pooler.selection import WindowView
 from pooler.snapshot import Overlay, Snapshot, Sticky, rebuild_pool
-from pooler.turn_state import TurnStateIssuers
 
 MAX_PENDING_REQUESTS = 200_000
 """Bound on request rows held while the database is away (~100 MB); beyond it the oldest are dropped."""

@@ -196,3 +196,30 @@ def test_v1_responses_keeps_the_upstream_code_for_lost_state(gw: Gateway) -> Non
     assert lost.status_code == 400, lost.text
     error = lost.json()["error"]
     assert error["code"] == "previous_response_not_found" and error["type"] == "invalid_request_error"
+
+
+def test_sealed_state_keeps_its_account_through_a_demotion(gw: Gateway) -> None:
+    seeded = gw.seed_pool("state-demoted", ["acct-dm1", "acct-dm2"], strategy="primary-first")
+    gw.prefer(seeded, "acct-dm1")
+    since = _since(gw)
+    first = _completed(_post(gw, seeded, turn_body("start", **ENCRYPTED), "conv-sealed"))
+    assert [e["account"] for e in _upstream(gw, since)] == ["acct-dm1"]
+    replay = turn_body(**ENCRYPTED, input=[*turn_body("start")["input"], *first["output"]])
+
+    # A 5xx on the home account: Envoy retries on the other account, which cannot open the sealed items (the
+    # client gets that 400), and the home account is demoted for a while.
+    gw.simulator.client.add_fault("status", status=503, account="acct-dm1", count=1)
+    since = _since(gw)
+    broken = _post(gw, seeded, replay, "conv-sealed")
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_encrypted_content"
+    assert [(e["account"], e["status"]) for e in _upstream(gw, since)] == [("acct-dm1", 503), ("acct-dm2", 400)]
+    gw.wait_for_logs(2, pool_id=seeded.pool_id)  # the access log delivered the demotion
+
+    # While demoted, a request without sealed items goes elsewhere (primary-first would pick the home account)...
+    since = _since(gw)
+    _completed(_post(gw, seeded, turn_body("other conversation"), "conv-probe"))
+    assert [e["account"] for e in _upstream(gw, since)] == ["acct-dm2"]
+    # ... but the sealed conversation stays home: the failed retry did not move it, the demotion does not either.
+    since = _since(gw)
+    _completed(_post(gw, seeded, replay, "conv-sealed"))
+    assert [(e["account"], e["status"]) for e in _upstream(gw, since)] == [("acct-dm1", 200)]

@@ -37,7 +37,7 @@ from sqlalchemy import func, select
 from pooler.config import load_config
 from pooler.context import CoreContext, open_context
 from pooler.envoy_config import Endpoint, ExtprocTls, GatewayConfig, metrics_socket_for, render
-from pooler.models import PoolSettings, RequestLog
+from pooler.models import PoolAssignment, PoolSettings, RequestLog
 from pooler.services import accounts, keys, pools
 from pooler.services.actors import SYSTEM
 from pooler.services.versions import bump_routing_version
@@ -219,6 +219,15 @@ class Gateway:
         with self.ctx.session_factory.begin() as session:
             change(session)
             bump_routing_version(session)
+
+    def prefer(self, seeded: SeededPool, first: str) -> None:
+        """Priority 1 for the account `first` of the pool, 2 for the others (the `primary-first` strategy)."""
+
+        def change(session: Any) -> None:
+            for row in session.scalars(select(PoolAssignment).where(PoolAssignment.pool_id == seeded.pool_id)):
+                row.priority = 1 if row.account_id == seeded.accounts[first] else 2
+
+        self.update(change)
 
     def request_logs(self, **where: Any) -> list[RequestLog]:
         with self.ctx.session_factory() as session:
