@@ -23,14 +23,12 @@ HTTP_STREAM_FAULTS = {"close_mid_stream", "malformed_sse"}
 WS_STREAM_FAULTS = {"close_mid_stream", "malformed_sse", "ws_close"}
 # The real upstream ends a websocket after 60 minutes (by the simulated clock here).
 WS_MAX_AGE_SECONDS = 3600
+TURN_STATE_HEADER = "x-codex-turn-state"
 MALFORMED_SSE = b'event: response.output_text.delta\ndata: {"type": "response.output_text.delta", "delta": \n\n'
 
 
 def _sse(event: dict[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
-
-
-TURN_STATE_HEADER = "x-codex-turn-state"
 
 
 def _turn_state(request: web.Request) -> str:
