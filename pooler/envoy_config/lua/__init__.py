@@ -40,6 +40,7 @@ SUBSTITUTIONS: dict[str, dict[str, str]] = {
             "REQUEST_FILE_IDS",
             "REQUEST_SCANNED",
             "REQUEST_INVALID_JSON",
+            "REQUEST_SEALED_STATE",
         )
     },
     WS_VIEW_SCRIPT: {"WS_VIEW_RESPONSE_HEADER": WS_VIEW_RESPONSE_HEADER},
