@@ -19,6 +19,7 @@ from pooler.models import Pool, PoolAssignment, RequestLog, UpstreamAccount, utc
 from pooler.readiness import AccountFacts, AssignmentFacts, Readiness, WindowFacts, account_readiness, window_name
 from pooler.settings import get_setting
 from pooler.states import SecretKind
+from pooler.timefmt import ZONE
 
 MAX_SERIES_ROWS = 200_000
 RECENT_TOKENS = dt.timedelta(hours=1)
@@ -149,7 +150,9 @@ def buckets(now: dt.datetime, span: dt.timedelta, count: int) -> Buckets:
     start = now - span
     starts = [start + size * i for i in range(count)]
     fmt = "%H:%M" if span <= dt.timedelta(days=2) else "%m-%d"
-    return Buckets([(s + size).strftime(fmt) for s in starts], starts, size)
+    labels = [(s + size).strftime(fmt) for s in starts]
+    labels[-1] = f"{labels[-1]} {ZONE}"  # the axis says once which zone its times are in
+    return Buckets(labels, starts, size)
 
 
 def series_by(
