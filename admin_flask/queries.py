@@ -15,8 +15,17 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from pooler.attention import Badge, pool_badge
 from pooler.models import Pool, PoolAssignment, RequestLog, UpstreamAccount, utcnow
-from pooler.readiness import AccountFacts, AssignmentFacts, Readiness, WindowFacts, account_readiness, window_name
+from pooler.readiness import (
+    AccountFacts,
+    AssignmentFacts,
+    Readiness,
+    WindowFacts,
+    account_readiness,
+    pool_summary,
+    window_name,
+)
 from pooler.settings import get_setting
 from pooler.states import SecretKind
 from pooler.timefmt import ZONE
@@ -132,6 +141,27 @@ def cards(session: Session, accounts: list[UpstreamAccount], now: dt.datetime | 
             AccountCard(account, pairs, windows_of(account), readiness_of(account, pools, now, stale), tokens, requests)
         )
     return result
+
+
+def readiness_by_pool(session: Session, pools: list[Pool]) -> dict[int, tuple[str, int, int]]:
+    """pool id -> (summary line, routable, total) over its non-deleted accounts, each judged in that pool only."""
+    now = utcnow()
+    accounts = list(session.scalars(account_query().where(UpstreamAccount.deleted_at.is_(None))).unique())
+    all_pools = {p.id: p for p in session.scalars(select(Pool)).unique()}
+    stale = stale_after(session)
+    result: dict[int, tuple[str, int, int]] = {}
+    for pool in pools:
+        members = [a for a in accounts if any(x.pool_id == pool.id for x in a.assignments)]
+        only = {pool.id: all_pools[pool.id]}
+        readiness = [readiness_of(a, only, now, stale) for a in members]
+        routable = sum(1 for r in readiness if r.routable)
+        result[pool.id] = (pool_summary(readiness, now), routable, len(members))
+    return result
+
+
+def pool_badges(pools: list[Pool], ready: dict[int, tuple[str, int, int]]) -> dict[int, Badge]:
+    """pool id -> its badge: the status as what can route now (`active · 0 routable` in the outage colour)."""
+    return {p.id: pool_badge(p.status, ready[p.id][1], ready[p.id][2]) for p in pools}
 
 
 @dataclass(frozen=True)
