@@ -233,3 +233,15 @@ def test_jobs_page_says_what_a_run_did_and_owners_run_now(
     auth.login("adam")
     assert "Run now" not in client.get("/admin/jobs/").get_data(as_text=True)
     assert auth.post("/admin/jobs/poll_usage/run", page="/admin/jobs/").status_code == 403
+
+
+def test_activity_health_reflects_what_routes_now(auth: Auth, client: FlaskClient, core_ctx: CoreContext) -> None:
+    data = _seed(core_ctx)
+    auth.bootstrap()
+    auth.login()
+    _outage(core_ctx, data)
+    page = client.get(f"/admin/pools/{data.pools['team-b']}/activity?span=24h").get_data(as_text=True)
+    assert "0 of 4 accounts can route now" in page
+    healths = re.findall(r'class="state s-(\w+)" data-health', page)
+    assert healths and set(healths) == {"blocked"}
+    assert "out now" in page

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from admin_flask.health import health_level
 from pooler.alerts.rules import Severity, Signal
 from pooler.attention import (
     AttentionItem,
@@ -121,3 +122,11 @@ def test_job_status(
 ) -> None:
     status = job_status(outcome, counts, error)
     assert (status.level, status.summary) == (level, summary)
+
+
+@pytest.mark.parametrize(
+    ("score", "routable", "level"),
+    [(94, False, "blocked"), (94, True, "ok"), (60, True, "warn"), (20, True, "blocked"), (None, True, "none")],
+)
+def test_health_is_red_for_an_account_that_cannot_route_now(score: int | None, routable: bool, level: str) -> None:
+    assert health_level(score, routable) == level
