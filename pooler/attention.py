@@ -206,5 +206,5 @@ def job_status(outcome: str, counts: Mapping[str, Any] | None, error_code: str |
         parts.append(f"{failed} failed")
     warning = bool(parts)
     parts += [_say(t, counts[k]) for k, t in MOVED_COUNTS.items() if counts.get(k)]
-    summary = ", ".join(parts) if parts else "nothing to do"
+    summary = ", ".join(parts) if parts else "no changes"
     return JobStatus(JobLevel.WARNING if warning or outcome == "partial" else JobLevel.OK, summary)

@@ -73,17 +73,25 @@ def _incident_for_action(incident_id: int) -> AlertIncident:
     return row
 
 
+def _answer(changed: bool, done: str, nothing: str) -> Any:
+    """Commit and say what was done, or roll back and say why nothing was; back to the page it came from."""
+    db = get_db()
+    if changed:
+        db.commit()
+        flash(done, "ok")
+    else:
+        db.rollback()
+        flash(nothing, "error")
+    return back.redirect_back(url_for("alerts.index"))
+
+
 @bp.route("/<int:incident_id>/acknowledge", methods=["POST"])
 def acknowledge(incident_id: int) -> Any:
     row = _incident_for_action(incident_id)
-    db = get_db()
-    if incidents.acknowledge(db, row, actor=auditing.actor(), now=utcnow()):
-        db.commit()
-        flash(f"Acknowledged: {row.title}.", "ok")
-    else:
-        db.rollback()
-        flash("Nothing to acknowledge: it is resolved or already acknowledged.", "error")
-    return back.redirect_back(url_for("alerts.index"))
+    changed = incidents.acknowledge(get_db(), row, actor=auditing.actor(), now=utcnow())
+    return _answer(
+        changed, f"Acknowledged: {row.title}.", "Nothing to acknowledge: it is resolved or already acknowledged."
+    )
 
 
 @bp.route("/<int:incident_id>/silence", methods=["POST"])
@@ -92,11 +100,7 @@ def silence(incident_id: int) -> Any:
     minutes = request.form.get("minutes", type=int)
     if minutes not in attention.SILENCE_MINUTES:
         abort(400)  # the form offers only these; anything else was not sent by it
-    db = get_db()
-    if incidents.silence(db, row, dt.timedelta(minutes=minutes), actor=auditing.actor(), now=utcnow()):
-        db.commit()
-        flash(f"Silenced for {human_delta(minutes * 60)}: {row.title}.", "ok")
-    else:
-        db.rollback()
-        flash("Nothing to silence: it is resolved.", "error")
-    return back.redirect_back(url_for("alerts.index"))
+    changed = incidents.silence(get_db(), row, dt.timedelta(minutes=minutes), actor=auditing.actor(), now=utcnow())
+    return _answer(
+        changed, f"Silenced for {human_delta(minutes * 60)}: {row.title}.", "Nothing to silence: it is resolved."
+    )

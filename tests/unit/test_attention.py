@@ -110,7 +110,7 @@ def test_job_that_moved_accounts_to_reauth_is_a_warning() -> None:
 @pytest.mark.parametrize(
     ("outcome", "counts", "error", "level", "summary"),
     [
-        ("success", {"checked": 0, "refreshed": 0}, None, JobLevel.OK, "nothing to do"),
+        ("success", {"checked": 0, "refreshed": 0}, None, JobLevel.OK, "no changes"),
         ("success", {"polled": 4, "state_changes": 1}, None, JobLevel.OK, "polled 4, changed 1 account state"),
         ("partial", {"polled": 2, "failed": 1}, None, JobLevel.WARNING, "1 failed, polled 2"),
         ("failed", None, "OperationalError", JobLevel.FAILED, "failed (OperationalError)"),
