@@ -26,7 +26,7 @@ from pooler.readiness import (
     pool_summary,
     window_name,
 )
-from pooler.settings import get_setting
+from pooler.settings import get_number, get_setting
 from pooler.states import SecretKind
 from pooler.timefmt import ZONE
 
@@ -159,9 +159,15 @@ def readiness_by_pool(session: Session, pools: list[Pool]) -> dict[int, tuple[st
     return result
 
 
-def pool_badges(pools: list[Pool], ready: dict[int, tuple[str, int, int]]) -> dict[int, Badge]:
+def pool_badges(session: Session, pools: list[Pool], ready: dict[int, tuple[str, int, int]]) -> dict[int, Badge]:
     """pool id -> its badge: the status as what can route now (`active · 0 routable` in the outage colour)."""
-    return {p.id: pool_badge(p.status, ready[p.id][1], ready[p.id][2]) for p in pools}
+    least = min_routable(session)
+    return {p.id: pool_badge(p.status, ready[p.id][1], ready[p.id][2], least) for p in pools}
+
+
+def min_routable(session: Session) -> int:
+    """The `pool_low_routable` alert's threshold, so a badge and the alert beside it agree."""
+    return int(get_number(session, "alert_min_routable_accounts"))
 
 
 @dataclass(frozen=True)

@@ -148,15 +148,17 @@ class Badge:
     """A severity (`outage`, `degraded`, `watch`), `ok`, or the pool's own status when it takes no traffic."""
 
 
-def pool_badge(status: str, routable: int, total: int) -> Badge:
-    """`active · 0 routable` (outage), `active · 2 of 5 routable` (watch), `active · 5 routable` (ok)."""
+def pool_badge(status: str, routable: int, total: int, min_routable: int = 1) -> Badge:
+    """`active · 0 routable` (outage), below `min_routable` (the `pool_low_routable` alert's threshold) degraded,
+    `active · 2 of 5 routable` (watch), `active · 5 routable` (ok): the same judgement as the alert rules."""
     if status != PoolStatus.ACTIVE:
         return Badge(status, status)
     if routable == 0:
         return Badge("active · 0 routable", Severity.OUTAGE.value)
-    if routable < total:
-        return Badge(f"active · {routable} of {total} routable", Severity.WATCH.value)
-    return Badge(f"active · {routable} routable", "ok")
+    text = f"active · {routable} of {total} routable" if routable < total else f"active · {routable} routable"
+    if routable < min_routable:
+        return Badge(text, Severity.DEGRADED.value)
+    return Badge(text, Severity.WATCH.value if routable < total else "ok")
 
 
 class JobLevel(StrEnum):

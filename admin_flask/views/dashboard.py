@@ -85,5 +85,5 @@ def index() -> Any:
         totals=totals,
         pools=pools,
         view=attention.Attention(db, security.current(), now),
-        badges=queries.pool_badges(pools, queries.readiness_by_pool(db, pools)),
+        badges=queries.pool_badges(db, pools, queries.readiness_by_pool(db, pools)),
     )

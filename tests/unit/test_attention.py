@@ -93,11 +93,13 @@ def test_silence_ends() -> None:
         ("active", 0, 0, "active · 0 routable", "outage"),
         ("active", 2, 5, "active · 2 of 5 routable", "watch"),
         ("active", 5, 5, "active · 5 routable", "ok"),
+        ("active", 1, 1, "active · 1 routable", "degraded"),  # below the alert's minimum of 2
+        ("active", 1, 3, "active · 1 of 3 routable", "degraded"),
         ("paused", 0, 3, "paused", "paused"),
     ],
 )
 def test_pool_badge_is_what_can_route_now(status: str, routable: int, total: int, text: str, level: str) -> None:
-    badge = pool_badge(status, routable, total)
+    badge = pool_badge(status, routable, total, min_routable=2)
     assert (badge.text, badge.level) == (text, level)
 
 
