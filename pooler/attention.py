@@ -63,6 +63,7 @@ class AttentionItem:
     opened_at: dt.datetime | None = None
     acknowledged_by: str | None = None
     silenced_until: dt.datetime | None = None
+    resolved_at: dt.datetime | None = None
 
     @property
     def pool_id(self) -> int | None:
@@ -132,6 +133,7 @@ def item_of(incident: IncidentFacts, now: dt.datetime, seen_now: bool = True) ->
         opened_at=incident.opened_at,
         acknowledged_by=incident.acknowledged_by,
         silenced_until=incident.silenced_until,
+        resolved_at=incident.resolved_at,
     )
 
 

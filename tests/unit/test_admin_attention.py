@@ -17,8 +17,9 @@ from pooler.alerts.rules import Severity, Signal
 from pooler.context import CoreContext
 from pooler.models import AlertDelivery, AlertIncident, AuditEvent, JobRequest, JobRun, UpstreamAccount, utcnow
 from pooler.services import jobs
-from pooler.services.actors import Actor
+from pooler.services.actors import SYSTEM, Actor
 from pooler.services.seed import SeedResult, seed
+from pooler.settings import set_setting
 from pooler.states import AccountState, ActorType
 from tests.support.admin import *  # noqa: F403
 from tests.support.admin import Auth
@@ -121,6 +122,14 @@ def test_cards_offer_the_fix_and_act_in_place(auth: Auth, client: FlaskClient, c
     assert "Relink with OpenAI" in grace and "Refresh token" in grace
     dave = _card(html, data.accounts["dave"])  # paused account: reactivate in place
     assert "Reactivate" in dave
+    carol = _card(html, data.accounts["carol"])  # active, only in the paused research pool: resume it here
+    assert "Pool research is not active. Resume the pool to route." in carol and "Resume pool research" in carol
+    back_here = f"/admin/accounts/#account-{data.accounts['carol']}"
+    answer = auth.post(f"/admin/pools/{data.pools['research']}/resume", {"back": back_here}, page="/admin/accounts/")
+    assert answer.status_code == 302 and answer.headers["Location"] == back_here
+    assert "Routable in research" in _card(
+        client.get("/admin/accounts/").get_data(as_text=True), data.accounts["carol"]
+    )
     # POST from the card returns to the same list and card.
     alice = data.accounts["alice"]
     back = f"/admin/accounts/?q=ali#account-{alice}"
@@ -245,3 +254,23 @@ def test_activity_health_reflects_what_routes_now(auth: Auth, client: FlaskClien
     healths = re.findall(r'class="state s-(\w+)" data-health', page)
     assert healths and set(healths) == {"blocked"}
     assert "out now" in page
+
+
+def test_resolved_incidents_have_their_tab(auth: Auth, client: FlaskClient, core_ctx: CoreContext) -> None:
+    data = _seed(core_ctx)
+    auth.bootstrap()
+    auth.login()
+    _outage(core_ctx, data)
+    evaluate(core_ctx.session_factory, utcnow())
+    with core_ctx.session_factory.begin() as session:
+        set_setting(session, "alert_cooldown_seconds", 0, actor=SYSTEM)
+        for label in TEAM_B:
+            account = session.get(UpstreamAccount, data.accounts[label])
+            assert account is not None
+            account.state = AccountState.ACTIVE
+    evaluate(core_ctx.session_factory, utcnow())
+    assert "Pool Team B: no routable account" not in client.get("/admin/").get_data(as_text=True)
+    resolved = client.get("/admin/alerts/?tab=resolved").get_data(as_text=True)
+    assert "Pool Team B: no routable account" in resolved and 'data-state="resolved"' in resolved
+    assert "/acknowledge" not in resolved and "/silence" not in resolved  # nothing to act on
+    assert client.get("/admin/alerts/?tab=nonsense").status_code == 200  # falls back to open
