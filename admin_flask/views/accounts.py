@@ -10,7 +10,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import FileStorage
 
-from admin_flask import MAX_UPLOAD_BYTES, auditing, queries, scope, security
+from admin_flask import MAX_UPLOAD_BYTES, auditing, back, queries, scope, security
 from admin_flask.db import core, get_db
 from admin_flask.forms import ActionForm, AssignForm, ImportForm, RenameForm, ReplaceAuthForm
 from pooler import lifecycle
@@ -175,10 +175,8 @@ def _writable(account_id: int) -> UpstreamAccount:
 
 
 def _back(account: UpstreamAccount) -> Any:
-    target = request.form.get("back")
-    if target == "list":
-        return redirect(url_for("accounts.index"))
-    return redirect(url_for("accounts.show", account_id=account.id))
+    """Where the action was posted from (a card on a list, the pool page), else the account's page."""
+    return back.redirect_back(url_for("accounts.show", account_id=account.id))
 
 
 def _transition(account_id: int, new_state: AccountState, reason: str, done: str) -> Any:
