@@ -165,12 +165,6 @@ def resolve(session: Session, hasher: KeyedHasher, token: str, now: dt.datetime 
     return row
 
 
-def revoke(row: AdminSession, now: dt.datetime | None = None) -> None:
-    if row.revoked_at is None:
-        row.revoked_at = now or utcnow()
-    clear_pending_totp(row)
-
-
 def revoke_operator(
     session: Session, operator_id: int, *, keep: int | None = None, now: dt.datetime | None = None
 ) -> int:
