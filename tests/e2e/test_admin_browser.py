@@ -252,7 +252,8 @@ def _cookie_payload(context: BrowserContext) -> dict[str, object]:
 
 def test_sessions_are_server_side_and_totp_codes_single_use(stack: tuple[Gateway, str]) -> None:
     """Logout in one browser ends the operator's session in another; the cookie never carries the TOTP seed;
-    a TOTP code works once; /metrics on the client port needs its token."""
+    a TOTP code works once; Secure cookies only when TLS is believed; /metrics on the client port needs its
+    token."""
     gw, base = stack
     with gw.ctx.session_factory.begin() as session:
         ops.create_operator(session, username="sessions-owner", password=PASSWORD, role="owner")
@@ -303,6 +304,15 @@ def test_sessions_are_server_side_and_totp_codes_single_use(stack: tuple[Gateway
         login(page_b, pyotp.TOTP(seed).at(time.time() + 30))
         assert signed_in(page_b)
         chromium.close()
+
+    # Secure cookies: Envoy overwrites a client's X-Forwarded-Proto with its own (plain http here), so a client
+    # cannot make the admin mark a cookie Secure over http; a proxy on the admin's host saying https can.
+    forged = httpx.get(f"{gw.url}/admin/login", headers={"X-Forwarded-Proto": "https"}, timeout=10)
+    assert "pooler_admin=" in forged.headers["set-cookie"] and "Secure" not in forged.headers["set-cookie"]
+    local_tls_proxy = httpx.get(
+        f"http://127.0.0.1:{gw.admin_app_port}/admin/login", headers={"X-Forwarded-Proto": "https"}, timeout=10
+    )
+    assert "Secure" in local_tls_proxy.headers["set-cookie"]
 
     # /metrics on the client port: no token configured, still refused (it would list every pool and key prefix).
     scrape = httpx.get(f"{gw.url}/metrics", timeout=10)
