@@ -113,12 +113,23 @@ def _load_principal() -> None:
     g.principal = Principal(operator.id, operator.username, operator.role, pool_ids, ops.has_totp(operator))
 
 
+PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "auth.bootstrap", "auth.logout"})
+"""Endpoints anyone may reach. Everything else needs a signed-in operator: a new view is private by default."""
+PUBLIC_BLUEPRINTS = frozenset({"invite_public"})
+"""Blueprints whose every view is public (an invite link is opened by someone who has no operator account)."""
+SELF_SERVICE_BLUEPRINTS = frozenset({"auth"})
+"""Where a read-only viewer may still write: their own profile (password, TOTP, their sessions)."""
+
+
 def require_login() -> Any:
-    """A blueprint `before_request`: anonymous visitors go to the login page."""
+    """The app-wide `before_request` (after the principal is loaded): anonymous visitors go to the login page,
+    except on the public endpoints above; viewers are read-only outside their own profile."""
+    if request.endpoint is None or request.endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
+        return None  # no endpoint: Flask answers 404 itself
     if g.get("principal") is None:
         return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
-    if request.method not in ("GET", "HEAD", "OPTIONS") and not current().can_write:
-        # Viewers are read-only everywhere except their own profile (password, TOTP), which skips this hook.
+    writing = request.method not in ("GET", "HEAD", "OPTIONS")
+    if writing and not current().can_write and request.blueprint not in SELF_SERVICE_BLUEPRINTS:
         abort(403)
     return None
 
@@ -155,6 +166,7 @@ class AdminSessionInterface(SecureCookieSessionInterface):
 def init_app(app: Flask) -> None:
     app.session_interface = AdminSessionInterface()
     app.before_request(_load_principal)
+    app.before_request(require_login)
 
     @app.context_processor
     def inject() -> dict[str, Any]:

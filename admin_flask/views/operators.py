@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
 from sqlalchemy import select
 
-from admin_flask import auditing, scope, security
+from admin_flask import auditing, scope
 from admin_flask.db import get_db
 from admin_flask.forms import OperatorEditForm, OperatorForm
 from pooler.errors import PoolerError
@@ -18,7 +18,6 @@ from pooler.states import OperatorRole
 
 PREFIX = "/operators"
 bp = Blueprint("operators", __name__)
-bp.before_request(security.require_login)
 
 
 @bp.before_request
