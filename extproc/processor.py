@@ -29,14 +29,26 @@ from extproc.state import GatewayState
 from extproc.surface import Surface, attach_view
 from pooler import gateway_contract as gc
 from pooler import route_table as rt
+from pooler.codex_client import identity_headers
 from pooler.poolkeys import key_matches, key_prefix
 from pooler.selection import SelectionRequest, select_account
 from pooler.selection.eligibility import ineligibility
 from pooler.sessions import session_hash, session_key
-from pooler.snapshot import KeyEntry, PoolEntry, Snapshot
+from pooler.snapshot import AccountEntry, KeyEntry, PoolEntry, Snapshot
 from pooler.states import KeyStatus
+from pooler.upstream_identity import (
+    account_installation_id,
+    client_installation,
+    client_installation_hash,
+    installation_mutations,
+    removed_upstream,
+)
 
 log = logging.getLogger(__name__)
+
+SDK_ROUTES = frozenset(r.name for r in rt.ROUTES if (r.path or r.prefix or "").startswith("/v1/"))
+"""Routes an OpenAI SDK calls: upstream, the gateway is the Codex client (its identity replaces the SDK's)."""
+CODEX_IDENTITY = identity_headers()
 
 EVIDENCE_WAIT_SECONDS = 1.5
 """Longest wait for the access log (flushed every 0.5 s) before answering a request whose accounts all failed."""
@@ -70,6 +82,12 @@ def misconfigured(
     if route.body is rt.Body.SCAN and _string(request_ns, gc.REQUEST_SCANNED) != "1":
         return True
     return expected is None and not route.admits(path, websocket)
+
+
+def request_id_of(headers: Mapping[str, str], routing: Any = None) -> str | None:
+    """Envoy's id of this request: the header on attempt 1; later attempts read the copy attempt 1 recorded in
+    NS_ROUTING, because the header is removed before the upstream and that removal persists."""
+    return headers.get(gc.REQUEST_ID_HEADER) or _string(routing, gc.ROUTING_REQUEST_ID)
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -134,7 +152,9 @@ class AttemptProcessor:
         snapshot = self.state.snapshot
         if snapshot is None:
             return responses.error("gateway_not_ready")
-        return Attempt(headers, path, route, snapshot, routing, request_ns, time.time())
+        return Attempt(
+            headers, path, route, snapshot, routing, request_ns, time.time(), request_id_of(headers, routing)
+        )
 
     def authenticate(self, attempt: Attempt) -> ProcessingResponse | None:
         """Fills the attempt's model, principal, pool and routing base; a response refuses the request. Attempt 1
@@ -168,6 +188,8 @@ class AttemptProcessor:
             gc.ROUTING_ROUTE_FAMILY: family,
             gc.ROUTING_ROUTE: route.name,
         }
+        if attempt.request_id:
+            base[gc.ROUTING_REQUEST_ID] = attempt.request_id
         attempt.pool = snapshot.pools.get(principal.pool_id)
         if attempt.pool is None:
             return responses.error("no_eligible_account", base)
@@ -192,7 +214,7 @@ class AttemptProcessor:
         if not attempt.first:
             return self._pick(attempt)
         admission_family = route.admission
-        request_id = headers.get("x-request-id")
+        request_id = attempt.request_id
         config = attempt.snapshot.features.admission
         admitted = self.surface.admission.try_acquire(admission_family, request_id, config)
         if admitted:
@@ -276,7 +298,7 @@ class AttemptProcessor:
             routing[gc.ROUTING_SESSION] = hashed
 
         if len(tried) >= pool.max_attempts:
-            return Exhausted(pool, model, headers.get("x-request-id"), len(tried), routing)
+            return Exhausted(pool, model, attempt.request_id, len(tried), routing)
         exclude = frozenset(tried)
         if pinned is not None:
             # A referenced file lives in one account: that account or a clear error, never another account.
@@ -309,7 +331,7 @@ class AttemptProcessor:
             return responses.error("file_account_unavailable", routing)
         if selection.account_id is None:
             if selection.error == "no_eligible_account" and tried:
-                return Exhausted(pool, model, headers.get("x-request-id"), len(tried), routing)
+                return Exhausted(pool, model, attempt.request_id, len(tried), routing)
             if selection.error == "usage_limit_reached":
                 return self._usage_limit(snapshot, pool, selection.earliest_reset, now, routing)
             return responses.error(selection.error or "no_eligible_account", routing)
@@ -323,7 +345,7 @@ class AttemptProcessor:
             or sticky.expires_at - now < pool.policy.sticky_ttl_seconds * (1 - STICKY_REFRESH_FRACTION)
         ):
             self.state.pin_session(pool.pool_id, hashed, account.account_id, pool.policy.sticky_ttl_seconds, now)
-        request_id = headers.get("x-request-id")
+        request_id = attempt.request_id
         if request_id:
             self.state.start(request_id, account.account_id, now)
 
@@ -335,12 +357,28 @@ class AttemptProcessor:
         }
         if attempt.upgrade and not headers.get(gc.WEBSOCKET_BETA_HEADER):
             set_headers[gc.WEBSOCKET_BETA_HEADER] = gc.WEBSOCKET_BETA_VALUE
-        remove = [name for name in headers if name.startswith(gc.INTERNAL_HEADER_PREFIX)]
-        if "x-api-key" in headers:
-            remove.append("x-api-key")
-        forward = responses.forward(set_headers, remove, routing)
+        set_headers.update(self._installation(attempt, account, routing))
+        sdk_client = attempt.route.name in SDK_ROUTES
+        if sdk_client:
+            set_headers.update(CODEX_IDENTITY)
+        forward = responses.forward(set_headers, removed_upstream(headers, sdk_client), routing)
         METRICS.observe_phase("mutate", time.perf_counter() - picked_at)
         return forward
+
+    def _installation(self, attempt: Attempt, account: AccountEntry, routing: dict[str, Any]) -> dict[str, str]:
+        """The client's installation id, wherever it named it, replaced by this account's own (see
+        pooler.upstream_identity). Attempt 1 keeps only a keyed hash of the client's id, in the routing metadata,
+        because its rewrite persists into the headers later attempts see."""
+        client_hash = _string(attempt.routing_ns, gc.ROUTING_INSTALLATION)
+        if client_hash is None:
+            raw = client_installation(attempt.headers)
+            if raw is None:
+                return {}
+            client_hash = client_installation_hash(self.hasher, raw)
+        routing[gc.ROUTING_INSTALLATION] = client_hash
+        return installation_mutations(
+            attempt.headers, account_installation_id(self.hasher, account.account_id, client_hash)
+        )
 
     def _usage_limit(
         self, snapshot: Snapshot, pool: PoolEntry, earliest: float | None, now: float, routing: dict[str, Any]

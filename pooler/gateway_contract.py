@@ -29,6 +29,8 @@ ROUTING_ACCOUNT_ID = "account_id"  # account of the current (last) attempt
 ROUTING_ERROR = "error"  # safe error code of a gateway-made reply
 ROUTING_ROUTE_FAMILY = "route_family"
 ROUTING_ROUTE = "route"  # the route table row (attempts >= 2 no longer carry its header: it is never forwarded)
+ROUTING_REQUEST_ID = "request_id"  # Envoy's x-request-id (removed before the upstream, so later attempts read it here)
+ROUTING_INSTALLATION = "installation"  # keyed hash of the client's installation id (pooler.upstream_identity)
 
 # Written by envoy.filters.http.sse_to_metadata from the `response.completed` SSE event.
 NS_USAGE = "pooler.usage"
@@ -52,6 +54,15 @@ VIEW_HEADERS = {
 # --- Headers ---------------------------------------------------------------------------------------------
 INTERNAL_HEADER_PREFIX = "x-pooler-"
 """Client-sent headers with this prefix are removed before anything trusted is set."""
+REQUEST_ID_HEADER = "x-request-id"
+"""Envoy's id of a request (access log, admission, attempts): kept inside the gateway, never sent upstream."""
+REQUEST_ID_FILTER_STATE = "pooler.request_id"
+"""Filter state the connection manager sets from x-request-id before any attempt, so the access log still names
+the request after the ext_proc removed the header (downstream entries read it directly)."""
+ATTEMPT_OF_HEADER = "x-pooler-attempt-of"
+"""Set on each attempt's response by the clusters' upstream filter chain: "<request id> <account id>" (from
+REQUEST_ID_FILTER_STATE and the attempt's NS_ROUTING account). The per-attempt (upstream) log entries find their
+request and account by it; removed before the client."""
 ACCOUNT_ID_HEADER = "chatgpt-account-id"
 WEBSOCKET_BETA_HEADER = "openai-beta"
 WEBSOCKET_BETA_VALUE = "responses_websockets=2026-02-06"

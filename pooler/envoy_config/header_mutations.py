@@ -39,23 +39,28 @@ def client_address_header() -> dict[str, Any]:
 
 def build_view_response_mutations() -> list[dict[str, Any]]:
     """x-codex-* quota headers overwritten from NS_VIEW; an absent key gives an empty value, which Envoy drops
-    (keep_empty_value false), leaving the upstream's header untouched."""
-    return [
-        {
-            "append": {
-                "header": {"key": header, "value": f"%REQ(x-pooler-view-{key.replace('_', '-')})%"},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                "keep_empty_value": False,
+    (keep_empty_value false), leaving the upstream's header untouched. The attempt's request id (for the access
+    log only) never reaches the client."""
+    return (
+        [{"remove": gc.ATTEMPT_OF_HEADER}]
+        + [
+            {
+                "append": {
+                    "header": {"key": header, "value": f"%REQ(x-pooler-view-{key.replace('_', '-')})%"},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    "keep_empty_value": False,
+                }
             }
-        }
-        for header, key in gc.VIEW_HEADERS.items()
-    ] + [
-        {
-            # The websocket frame view, for WS_VIEW_LUA (which removes it); only upgrades carry the request header.
-            "append": {
-                "header": {"key": WS_VIEW_RESPONSE_HEADER, "value": f"%REQ({WS_VIEW_REQUEST_HEADER})%"},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                "keep_empty_value": False,
+            for header, key in gc.VIEW_HEADERS.items()
+        ]
+        + [
+            {
+                # The websocket frame view, for WS_VIEW_LUA (which removes it); only upgrades carry the request header.
+                "append": {
+                    "header": {"key": WS_VIEW_RESPONSE_HEADER, "value": f"%REQ({WS_VIEW_REQUEST_HEADER})%"},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    "keep_empty_value": False,
+                }
             }
-        }
-    ]
+        ]
+    )

@@ -1,5 +1,6 @@
 """Upstream HTTP filters per cluster: the ext_proc (fail closed; headers only, plus the body phases a
-body-reading processor needs, from its ProcessorSpec in the route table) before the upstream codec."""
+body-reading processor needs, from its ProcessorSpec in the route table), then the attempt's request id onto its
+response (for the per-attempt access log), before the upstream codec."""
 
 from __future__ import annotations
 
@@ -10,6 +11,29 @@ from pooler.envoy_config.inputs import GatewayConfig
 from pooler.envoy_config.parts import duration
 from pooler.route_table import PROCESSORS
 
+ATTEMPT_OF_FILTER = "pooler.attempt_of"
+# Upstream filters read the request's own stream info (measured: the same value as the downstream entry's),
+# unlike the router's upstream log, whose filter state is the upstream connection's.
+_ATTEMPT_OF = {
+    "name": ATTEMPT_OF_FILTER,
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+        "mutations": {
+            "response_mutations": [
+                {
+                    "append": {
+                        "header": {
+                            "key": gc.ATTEMPT_OF_HEADER,
+                            "value": f"%FILTER_STATE({gc.REQUEST_ID_FILTER_STATE}:PLAIN)% "
+                            f"%DYNAMIC_METADATA({gc.NS_ROUTING}:{gc.ROUTING_ACCOUNT_ID})%",
+                        },
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                }
+            ]
+        },
+    },
+}
 _CODEC = {
     "name": "envoy.filters.http.upstream_codec",
     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
@@ -74,5 +98,8 @@ def build_upstream_http_filters(
                 },
             },
         },
+        # The attempt's response names its request for the per-attempt access log (x-request-id, which the log
+        # would read, never reaches the upstream: pooler/upstream_identity.py).
+        _ATTEMPT_OF,
         _CODEC,
     ]
