@@ -96,14 +96,18 @@ class AccountCookies:
             return sorted({cookie.name for cookie in jar.jar}) if jar is not None else []
 
 
-def make_http_client(cookies: AccountCookies | None = None) -> httpx.Client:
+def make_http_client(
+    cookies: AccountCookies | None = None, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
     """The client of the gateway's own upstream calls: the Codex identity on every request, per-account cookies,
-    and no client-wide cookie jar (its policy accepts no domain, so nothing set for one call reaches another)."""
+    and no client-wide cookie jar (its policy accepts no domain, so nothing set for one call reaches another).
+    `transport`: a fake for tests (httpx.MockTransport)."""
     jars = cookies or AccountCookies()
     return httpx.Client(
+        transport=transport,
         timeout=HTTP_TIMEOUT,
         follow_redirects=False,
         headers=identity_headers(),
-        cookies=httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))),
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         event_hooks={"request": [jars.on_request], "response": [jars.on_response]},
     )

@@ -76,6 +76,8 @@ class SimState:
     devices: dict[str, DeviceAuth] = field(default_factory=dict)
     scripts: deque[dict[str, Any]] = field(default_factory=deque)
     response_ids: set[str] = field(default_factory=set)
+    challenge_cookies: dict[str, str] = field(default_factory=dict)
+    """Cloudflare-like `__cf_bm` values handed out (usage and refresh answers) -> the account each was set for."""
 
     def __post_init__(self) -> None:
         self.initial_config = replace(self.config)
@@ -108,4 +110,5 @@ class SimState:
         self.devices.clear()
         self.scripts.clear()
         self.response_ids.clear()
+        self.challenge_cookies.clear()
         self.seed_accounts()
