@@ -84,6 +84,16 @@ def misconfigured(
     return expected is None and not route.admits(path, websocket)
 
 
+CACHE_MAX = 65536
+
+
+def _bounded(cache: dict[Any, str]) -> dict[Any, str]:
+    """The cache, emptied first when full (clients choose the values)."""
+    if len(cache) >= CACHE_MAX:
+        cache.clear()
+    return cache
+
+
 def request_id_of(headers: Mapping[str, str], routing: Any = None) -> str | None:
     """Envoy's id of this request: the header on attempt 1; later attempts read the copy attempt 1 recorded in
     NS_ROUTING, because the header is removed before the upstream and that removal persists."""
@@ -132,6 +142,10 @@ class AttemptProcessor:
         self.state = state
         self.hasher = state.ctx.hasher
         self.surface = Surface(state)
+        # Keyed hashes of client installation ids and the per-account ids derived from them: two HMACs per
+        # attempt otherwise, for values that repeat with every turn of a client.
+        self._client_hashes: dict[str, str] = {}
+        self._installations: dict[tuple[int, str], str] = {}
 
     def begin(self, request: ProcessingRequest, stream_processor: str | None = None) -> Attempt | ProcessingResponse:
         """The attempt's facts, or a refusal before any processor: no route row, a row whose processor is not the
@@ -374,11 +388,15 @@ class AttemptProcessor:
             raw = client_installation(attempt.headers)
             if raw is None:
                 return {}
-            client_hash = client_installation_hash(self.hasher, raw)
+            client_hash = self._client_hashes.get(raw)
+            if client_hash is None:
+                client_hash = _bounded(self._client_hashes)[raw] = client_installation_hash(self.hasher, raw)
         routing[gc.ROUTING_INSTALLATION] = client_hash
-        return installation_mutations(
-            attempt.headers, account_installation_id(self.hasher, account.account_id, client_hash)
-        )
+        derived = self._installations.get((account.account_id, client_hash))
+        if derived is None:
+            derived = account_installation_id(self.hasher, account.account_id, client_hash)
+            _bounded(self._installations)[(account.account_id, client_hash)] = derived
+        return installation_mutations(attempt.headers, derived)
 
     def _usage_limit(
         self, snapshot: Snapshot, pool: PoolEntry, earliest: float | None, now: float, routing: dict[str, Any]

@@ -36,9 +36,11 @@ ROUTING_INSTALLATION = "installation"  # keyed hash of the client's installation
 NS_USAGE = "pooler.usage"
 USAGE_KEYS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "total_tokens")
 
-# Written by the ext_proc when the pool (or key) shows clients an aggregate quota view; read by Envoy's
-# downstream header_mutation, which overwrites the x-codex-* response headers with these values.
+# Written by the ext_proc when the pool (or key) shows clients an aggregate quota view. The clusters' upstream
+# filter chain copies it onto the attempt's response (VIEW_RESPONSE_PREFIX + key with dashes); Envoy's downstream
+# header_mutation overwrites the x-codex-* response headers with those and removes them.
 NS_VIEW = "pooler.view"
+VIEW_RESPONSE_PREFIX = "x-pooler-view-"
 VIEW_HEADERS = {
     "x-codex-primary-used-percent": "primary_used_percent",
     "x-codex-primary-window-minutes": "primary_window_minutes",
@@ -50,6 +52,12 @@ VIEW_HEADERS = {
     "x-codex-secondary-reset-after-seconds": "secondary_reset_after_seconds",
     "x-codex-plan-type": "plan_type",
 }
+
+
+def view_response_header(key: str) -> str:
+    """The attempt response header carrying one NS_VIEW value to the downstream header_mutation."""
+    return VIEW_RESPONSE_PREFIX + key.replace("_", "-")
+
 
 # --- Headers ---------------------------------------------------------------------------------------------
 INTERNAL_HEADER_PREFIX = "x-pooler-"

@@ -21,6 +21,7 @@ route table renders.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 
@@ -34,6 +35,7 @@ CLIENT_INSTALLATION_PURPOSE = "client-installation"
 ACCOUNT_INSTALLATION_PURPOSE = "upstream-installation"
 """The per-account installation id derived from that hash (a separate domain, so neither reveals the other)."""
 MAX_TURN_METADATA = 16384
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 FORBIDDEN_PREFIXES = (
     "x-envoy-",  # Envoy's own (original path, external address, attempt count, timeouts...)
@@ -120,10 +122,16 @@ def installation_mutations(headers: Mapping[str, str], installation_id: str) -> 
         out[INSTALLATION_HEADER] = installation_id
     raw = headers.get(TURN_METADATA_HEADER)
     parsed = _turn_metadata(raw)
-    if parsed is not None and isinstance(parsed.get(TURN_METADATA_INSTALLATION_FIELD), str):
-        parsed[TURN_METADATA_INSTALLATION_FIELD] = installation_id
-        # Codex writes this header as compact ASCII JSON (non-ASCII escaped); keep that shape.
-        out[TURN_METADATA_HEADER] = json.dumps(parsed, separators=(",", ":"), ensure_ascii=True)
+    client_id = parsed.get(TURN_METADATA_INSTALLATION_FIELD) if parsed is not None else None
+    if raw is not None and parsed is not None and isinstance(client_id, str):
+        if _PLAIN_ID.match(client_id) and _PLAIN_ID.match(installation_id):
+            # The id as a JSON string needs no escaping: replaced in place, the header keeps the client's exact
+            # formatting (and the id goes wherever else the client repeated it in this header).
+            out[TURN_METADATA_HEADER] = raw.replace(f'"{client_id}"', f'"{installation_id}"')
+        else:
+            parsed[TURN_METADATA_INSTALLATION_FIELD] = installation_id
+            # Codex writes this header as compact ASCII JSON (non-ASCII escaped); keep that shape.
+            out[TURN_METADATA_HEADER] = json.dumps(parsed, separators=(",", ":"), ensure_ascii=True)
     return out
 
 
