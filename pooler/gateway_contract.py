@@ -61,7 +61,8 @@ def view_response_header(key: str) -> str:
 
 # --- Headers ---------------------------------------------------------------------------------------------
 INTERNAL_HEADER_PREFIX = "x-pooler-"
-"""Client-sent headers with this prefix are removed before anything trusted is set."""
+"""The gateway's own headers: removed before the upstream on every attempt (pooler.upstream_identity), client-sent
+copies included; never shown to a client."""
 REQUEST_ID_HEADER = "x-request-id"
 """Envoy's id of a request (access log, admission, attempts): kept inside the gateway, never sent upstream."""
 REQUEST_ID_FILTER_STATE = "pooler.request_id"

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Mapping
 
 from pooler.crypto.hashing import KeyedHasher
+from pooler.gateway_contract import INTERNAL_HEADER_PREFIX
 
 INSTALLATION_HEADER = "x-codex-installation-id"
 TURN_METADATA_HEADER = "x-codex-turn-metadata"
@@ -40,7 +41,7 @@ _PLAIN_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 FORBIDDEN_PREFIXES = (
     "x-envoy-",  # Envoy's own (original path, external address, attempt count, timeouts...)
     "x-forwarded-",  # for, proto, host, port, client-cert... from Envoy or any proxy in front of it
-    "x-pooler-",  # the gateway's internal headers (route row, client address, pooled view)
+    INTERNAL_HEADER_PREFIX,  # the gateway's internal headers (route row, client address)
     "x-b3-",  # Zipkin tracing a team's Envoy or mesh adds
     "x-amzn-",  # AWS load balancers' trace and client headers
 )
