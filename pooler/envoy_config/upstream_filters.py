@@ -29,7 +29,7 @@ def _response_header(key: str, value: str) -> dict[str, Any]:
 # and the ext_proc's metadata of this attempt), unlike the router's upstream log, whose filter state is the
 # upstream connection's. On each attempt's response: its request and account (for the per-attempt access log),
 # and the pooled view the ext_proc computed (NS_VIEW: for the downstream header_mutation, and the websocket frame
-# view for the websocket route's Lua filter). All removed before the client.
+# view for the websocket route's Lua filter). All removed before the client, and so is the account's set-cookie.
 _ATTEMPT_OF = {
     "name": ATTEMPT_OF_FILTER,
     "typed_config": {
@@ -46,6 +46,10 @@ _ATTEMPT_OF = {
                     for key in gc.VIEW_HEADERS.values()
                 ),
                 _response_header(WS_VIEW_RESPONSE_HEADER, f"%DYNAMIC_METADATA({gc.NS_VIEW}:{WS_VIEW_KEY})%"),
+                # A cookie an account's answer sets (Cloudflare's __cf_bm) is that account's: a client that kept
+                # it would hold account-bound state and show it to whichever account serves it next (the
+                # ext_proc drops a client's `cookie` anyway). The gateway's own calls keep cookies per account.
+                {"remove": "set-cookie"},
             ]
         },
     },

@@ -22,8 +22,9 @@ from pooler.simulator.usage import limit_error, quota_headers, wham_usage
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AUTHED_ROUTES = {"responses", "compact", "models", "usage"}
-CHALLENGE_ROUTES = {"usage", "oauth_token"}
-"""Answers that set a Cloudflare-like cookie (per account), as chatgpt.com's edge does for its clients."""
+CHALLENGE_ROUTES = {"usage", "oauth_token", "compact", "models"}
+"""Answers that set a Cloudflare-like cookie (per account), as chatgpt.com's edge does for its clients (the
+streamed routes are left out: their headers are sent before the middleware sees the answer)."""
 STATE_KEY = "state"
 
 

@@ -195,13 +195,25 @@ def test_v1_routes_present_the_codex_identity_not_the_sdk(gw: Gateway) -> None:
         assert received["user-agent"].startswith(f"codex_cli_rs/{CODEX_CLI_VERSION} (")
 
 
-def test_client_responses_carry_no_gateway_headers(gw: Gateway) -> None:
+def test_client_responses_carry_no_gateway_headers_and_no_account_cookie(gw: Gateway) -> None:
     seeded = gw.seed_pool("idr", ["acct-idr"])
     response = httpx.post(
         f"{gw.codex_base}/responses", json=turn_body(), headers=_codex_headers(seeded.key), timeout=30
     )
     assert response.status_code == 200
     assert not [name for name in response.headers if name.startswith(("x-pooler-", "x-envoy-"))], response.headers
+    # The upstream sets its cookie on the compact answer (the simulator journals it); the client never gets it.
+    since = _end(gw)
+    compact = httpx.post(f"{gw.codex_base}/responses/compact", json=turn_body(), headers=_codex_headers(seeded.key))
+    assert compact.status_code == 200 and "set-cookie" not in compact.headers
+    assert [e["status"] for e in gw.simulator.client.journal(since=since)] == [200]
+    # The control: asked directly, the same answer sets it.
+    direct = httpx.post(
+        f"{gw.simulator.base_url}/backend-api/codex/responses/compact",
+        json=turn_body(),
+        headers={"Authorization": f"Bearer {seeded.tokens['acct-idr']}", "ChatGPT-Account-Id": "acct-idr"},
+    )
+    assert direct.status_code == 200 and "__cf_bm=" in direct.headers.get("set-cookie", "")
 
 
 def test_usage_poll_and_refresh_present_codex_and_keep_cookies_per_account(gw: Gateway) -> None:
