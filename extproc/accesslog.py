@@ -20,6 +20,7 @@ from google.protobuf.wrappers_pb2 import StringValue
 
 from extproc.metrics import METRICS
 from extproc.state import GatewayState
+from extproc.structs import int_field, string_field
 from pooler import gateway_contract as gc
 from pooler.gateway.evidence import (
     CONNECT_FAILURE_FLAGS,
@@ -104,25 +105,6 @@ def _flags(common: AccessLogCommon) -> frozenset[str]:
 def _fields(common: AccessLogCommon, namespace: str) -> Any:
     md = common.metadata.filter_metadata
     return md[namespace].fields if namespace in md else None
-
-
-def _num(fields: Any, key: str) -> int | None:
-    if fields is None or key not in fields:
-        return None
-    value = fields[key]
-    kind = value.WhichOneof("kind")
-    if kind == "number_value":
-        return int(value.number_value)
-    if kind == "string_value" and value.string_value.isdigit():
-        return int(value.string_value)
-    return None
-
-
-def _str(fields: Any, key: str) -> str | None:
-    if fields is None or key not in fields:
-        return None
-    value = fields[key]
-    return value.string_value if value.WhichOneof("kind") == "string_value" else None
 
 
 class AccessLogHandler:
@@ -210,27 +192,27 @@ class AccessLogHandler:
         if tried:
             done.accounts = tried  # Envoy's own list: also names attempts another replica routed
         if tried and "URX" in _flags(common):
-            self._check_retry_budget(_num(routing, gc.ROUTING_POOL_ID), len(tried))
+            self._check_retry_budget(int_field(routing, gc.ROUTING_POOL_ID), len(tried))
         usage = _fields(common, gc.NS_USAGE)
-        tokens = {k: v for k in gc.USAGE_KEYS if (v := _num(usage, k)) is not None}
+        tokens = {k: v for k in gc.USAGE_KEYS if (v := int_field(usage, k)) is not None}
         request_ns = _fields(common, gc.NS_REQUEST)
         status = entry.response.response_code.value if entry.response.HasField("response_code") else 0
         start = _seconds(common.start_time)
         created = dt.datetime.fromtimestamp(start, dt.UTC) if start is not None else dt.datetime.now(dt.UTC)
         ttfb = _seconds(common.time_to_first_downstream_tx_byte)
         total = _seconds(common.duration) or _seconds(common.time_to_last_downstream_tx_byte)
-        error = _str(routing, gc.ROUTING_ERROR)
+        error = string_field(routing, gc.ROUTING_ERROR)
         if error is None and status >= 500 and not attempts and tried:
             error = "upstream_unavailable" if _flags(common) else None
         record = RequestRecord(
             request_id=request_id,
             created_at=created,
-            pool_id=_num(routing, gc.ROUTING_POOL_ID),
-            key_id=_num(routing, gc.ROUTING_KEY_ID),
-            key_prefix=_str(routing, gc.ROUTING_KEY_PREFIX),
-            route_family=_str(routing, gc.ROUTING_ROUTE_FAMILY) or gc.ROUTE_OTHER,
+            pool_id=int_field(routing, gc.ROUTING_POOL_ID),
+            key_id=int_field(routing, gc.ROUTING_KEY_ID),
+            key_prefix=string_field(routing, gc.ROUTING_KEY_PREFIX),
+            route_family=string_field(routing, gc.ROUTING_ROUTE_FAMILY) or gc.ROUTE_OTHER,
             method=entry.request.request_method and AccessLogMethod.name(entry.request.request_method),
-            model=_str(request_ns, gc.REQUEST_MODEL),
+            model=string_field(request_ns, gc.REQUEST_MODEL),
             status_code=status,
             error_code=error,
             ttfb_ms=None if ttfb is None else round(ttfb * 1000, 3),

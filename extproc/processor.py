@@ -26,6 +26,7 @@ from extproc.ingress import key_allows_client
 from extproc.metrics import METRICS
 from extproc.phases import Attempt, Exhausted, Principal
 from extproc.state import GatewayState
+from extproc.structs import int_field, string_field
 from extproc.surface import Surface, attach_view
 from pooler import gateway_contract as gc
 from pooler import route_table as rt
@@ -61,7 +62,7 @@ def route_of(headers: Mapping[str, str], routing: Any = None) -> rt.Route | None
     """The route table row of this request; None for anything else. Attempt 1: the `x-pooler-route` header
     Envoy's route set. Later attempts: the row attempt 1 recorded in NS_ROUTING (metadata only Envoy carries;
     the header itself was removed before the upstream, and that removal persists into every later attempt)."""
-    name = _string(routing, gc.ROUTING_ROUTE) or headers.get(rt.ROUTE_HEADER, "")
+    name = string_field(routing, gc.ROUTING_ROUTE) or headers.get(rt.ROUTE_HEADER, "")
     route = rt.ROUTES_BY_NAME.get(name)
     return route if route is not None and route.through_extproc else None
 
@@ -80,7 +81,7 @@ def misconfigured(
     expected = None if route.spec.headers_only else route.processor
     if stream_processor != expected:
         return True
-    if route.body is rt.Body.SCAN and _string(request_ns, gc.REQUEST_SCANNED) != "1":
+    if route.body is rt.Body.SCAN and string_field(request_ns, gc.REQUEST_SCANNED) != "1":
         return True
     return expected is None and not route.admits(path, websocket)
 
@@ -98,7 +99,7 @@ def _bounded(cache: dict[Any, str]) -> dict[Any, str]:
 def request_id_of(headers: Mapping[str, str], routing: Any = None) -> str | None:
     """Envoy's id of this request: the header on attempt 1; later attempts read the copy attempt 1 recorded in
     NS_ROUTING, because the header is removed before the upstream and that removal persists."""
-    return headers.get(gc.REQUEST_ID_HEADER) or _string(routing, gc.ROUTING_REQUEST_ID)
+    return headers.get(gc.REQUEST_ID_HEADER) or string_field(routing, gc.ROUTING_REQUEST_ID)
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -118,20 +119,6 @@ def model_from_turn_metadata(value: str | None) -> str | None:
         return None
     model = parsed.get("model") if isinstance(parsed, dict) else None
     return model if isinstance(model, str) else None
-
-
-def _string(struct: Any, key: str) -> str | None:
-    if struct is None or key not in struct.fields:
-        return None
-    value = struct.fields[key]
-    return value.string_value if value.WhichOneof("kind") == "string_value" else None
-
-
-def _number(struct: Any, key: str) -> int | None:
-    if struct is None or key not in struct.fields:
-        return None
-    value = struct.fields[key]
-    return int(value.number_value) if value.WhichOneof("kind") == "number_value" else None
 
 
 class AttemptProcessor:
@@ -176,11 +163,11 @@ class AttemptProcessor:
         authenticates the Pool key; later attempts trust the principal in metadata only Envoy can carry."""
         headers, snapshot, routing, route = attempt.headers, attempt.snapshot, attempt.routing_ns, attempt.route
         family = route.family
-        model = _string(attempt.request_ns, gc.REQUEST_MODEL) or model_from_turn_metadata(
+        model = string_field(attempt.request_ns, gc.REQUEST_MODEL) or model_from_turn_metadata(
             headers.get("x-codex-turn-metadata")
         )
         attempt.model = model
-        key_id = _number(routing, gc.ROUTING_KEY_ID)
+        key_id = int_field(routing, gc.ROUTING_KEY_ID)
         if key_id is None:
             started = time.perf_counter()
             outcome = self._check_key(snapshot, headers, model, family, attempt.now)
@@ -190,7 +177,7 @@ class AttemptProcessor:
             principal = outcome
         else:
             principal = Principal(
-                key_id, _string(routing, gc.ROUTING_KEY_PREFIX) or "", _number(routing, gc.ROUTING_POOL_ID) or 0
+                key_id, string_field(routing, gc.ROUTING_KEY_PREFIX) or "", int_field(routing, gc.ROUTING_POOL_ID) or 0
             )
             attempt.first = False
             if gc.ROUTING_TRIED in routing.fields:
@@ -216,7 +203,7 @@ class AttemptProcessor:
         pool, base = attempt.pool, attempt.base
         assert pool is not None and base is not None, "authenticate() first"
         headers, request_ns, route = attempt.headers, attempt.request_ns, attempt.route
-        if _string(request_ns, gc.REQUEST_INVALID_JSON) == "1":
+        if string_field(request_ns, gc.REQUEST_INVALID_JSON) == "1":
             # The scanner found no JSON object: the upstream would only reject it, on an account's token.
             return responses.error("invalid_json", base)
         gate = self.surface.gate(attempt.snapshot, pool.pool_id, route.family, headers, request_ns, base)
@@ -304,7 +291,7 @@ class AttemptProcessor:
         tried = attempt.tried
         pinned = attempt.pinned
         now = attempt.now
-        raw_session = session_key(headers, _string(attempt.request_ns, gc.REQUEST_PROMPT_CACHE_KEY))
+        raw_session = session_key(headers, string_field(attempt.request_ns, gc.REQUEST_PROMPT_CACHE_KEY))
         hashed = session_hash(self.hasher, pool.pool_id, raw_session) if raw_session else None
         sticky = snapshot.sticky.get((pool.pool_id, hashed)) if hashed else None
         sticky_account = sticky.account_id if sticky is not None and sticky.expires_at > now else None
@@ -331,7 +318,7 @@ class AttemptProcessor:
             in_flight=self.state.in_flight,
         )
         selection = select_account(pool.policy, pool.index, wanted, pool.strategy)
-        sealed = _string(attempt.request_ns, gc.REQUEST_SEALED_STATE) == "1"
+        sealed = string_field(attempt.request_ns, gc.REQUEST_SEALED_STATE) == "1"
         if sealed and session_account is not None and pinned is None and not selection.sticky_kept:
             selection = self._sealed_home(pool, wanted, session_account) or selection
         picked_at = time.perf_counter()
@@ -419,7 +406,7 @@ class AttemptProcessor:
         """The client's installation id, wherever it named it, replaced by this account's own (see
         pooler.gateway.upstream_identity). Attempt 1 keeps only a keyed hash of the client's id, in the routing
         metadata, because its rewrite persists into the headers later attempts see."""
-        client_hash = _string(attempt.routing_ns, gc.ROUTING_INSTALLATION)
+        client_hash = string_field(attempt.routing_ns, gc.ROUTING_INSTALLATION)
         if client_hash is None:
             raw = client_installation(attempt.headers)
             if raw is None:

@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from extproc import responses
 from extproc.processor import presented_key, request_id_of, route_of
 from extproc.state import GatewayState
+from extproc.structs import string_field
 from pooler import gateway_contract as gc
 from pooler.gateway.replica_state import admit_request, claim_sticky, read_sticky
 from pooler.gateway.sessions import session_hash, session_key
@@ -55,13 +56,6 @@ class Prepared:
     attempt: int
     session: tuple[int, str, float] | None = None
     """(pool id, session hash, ttl) when this replica had no pin for the session before the decision."""
-
-
-def _string(struct: Any, key: str) -> str | None:
-    if struct is None or key not in struct.fields:
-        return None
-    value = struct.fields[key]
-    return value.string_value if value.WhichOneof("kind") == "string_value" else None
 
 
 class SharedState:
@@ -111,7 +105,7 @@ class SharedState:
                 }
                 return responses.error("rate_limit_exceeded", base, {"retry-after": str(wait)})
         pool = snapshot.pools.get(key.pool_id)
-        raw_session = session_key(headers, _string(metadata.get(gc.NS_REQUEST, None), gc.REQUEST_PROMPT_CACHE_KEY))
+        raw_session = session_key(headers, string_field(metadata.get(gc.NS_REQUEST, None), gc.REQUEST_PROMPT_CACHE_KEY))
         if pool is None or not raw_session or pool.policy.sticky_ttl_seconds <= 0:
             return prepared
         hashed = session_hash(self.hasher, pool.pool_id, raw_session)

@@ -15,6 +15,7 @@ from extproc import responses
 from extproc.admission import AdmissionControl
 from extproc.files import FilePins
 from extproc.state import GatewayState
+from extproc.structs import string_field
 from pooler import gateway_contract as gc
 from pooler import route_table as rt
 from pooler.gateway.files import file_hash, file_id_from_path, file_ids_from_metadata
@@ -23,13 +24,6 @@ from pooler.gateway.snapshot import PoolEntry, Snapshot
 from pooler.selection import pooled_usage, pooled_usage_payload
 
 WS_EXTENSIONS_HEADER = "sec-websocket-extensions"
-
-
-def _string(struct: Any, key: str) -> str | None:
-    if struct is None or key not in struct.fields:
-        return None
-    value = struct.fields[key]
-    return value.string_value if value.WhichOneof("kind") == "string_value" else None
 
 
 class Surface:
@@ -52,7 +46,7 @@ class Surface:
         routing: Mapping[str, Any],
     ) -> ep.ProcessingResponse | None:
         features = snapshot.features
-        image = family == gc.ROUTE_IMAGES or _string(request_ns, gc.REQUEST_IMAGE_TOOL) == "1"
+        image = family == gc.ROUTE_IMAGES or string_field(request_ns, gc.REQUEST_IMAGE_TOOL) == "1"
         if image and not features.pool(pool_id).image_generation:
             return responses.error("image_generation_disabled", routing)
         if family == gc.ROUTE_TRANSCRIBE:
@@ -66,7 +60,7 @@ class Surface:
     def pinned_account(self, pool_id: int, path: str, request_ns: Any, now: float) -> int | bool | None:
         """The account a referenced file lives in; None = no known file referenced; False = the request names
         files of two different accounts (cannot be served by one)."""
-        ids = file_ids_from_metadata(_string(request_ns, gc.REQUEST_FILE_IDS))
+        ids = file_ids_from_metadata(string_field(request_ns, gc.REQUEST_FILE_IDS))
         from_path = file_id_from_path(path)
         if from_path:
             ids.append(from_path)
