@@ -12,7 +12,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from admin_flask.security import Principal
+from admin_flask.security import SignedInOperator
 from pooler.alerts.evaluate import load_thresholds
 from pooler.alerts.rules import evaluate_rules
 from pooler.alerts.snapshot import load_alert_snapshot
@@ -57,7 +57,7 @@ def subject_pool(subject: str, key_pools: dict[str, int]) -> int | None:
     return None
 
 
-def in_scope(me: Principal, subject: str, key_pools: dict[str, int]) -> bool:
+def in_scope(me: SignedInOperator, subject: str, key_pools: dict[str, int]) -> bool:
     """Owners and viewers see everything; an admin sees what concerns the pools they are assigned."""
     if me.all_pools:
         return True
@@ -65,7 +65,7 @@ def in_scope(me: Principal, subject: str, key_pools: dict[str, int]) -> bool:
     return pool_id is not None and me.sees_pool(pool_id)
 
 
-def may_act(me: Principal, subject: str, key_pools: dict[str, int]) -> bool:
+def may_act(me: SignedInOperator, subject: str, key_pools: dict[str, int]) -> bool:
     """Acknowledge and silence: owners anything; admins what concerns their pools; viewers nothing."""
     if not me.can_write:
         return False
@@ -75,7 +75,7 @@ def may_act(me: Principal, subject: str, key_pools: dict[str, int]) -> bool:
 class Attention:
     """Items for one page load, with the scope facts the templates need."""
 
-    def __init__(self, session: Session, me: Principal, now: dt.datetime) -> None:
+    def __init__(self, session: Session, me: SignedInOperator, now: dt.datetime) -> None:
         self.me, self.now = me, now
         self.silence_choices = [(m, human_delta(m * 60)) for m in SILENCE_MINUTES]
         self.key_pools = key_pools(session)

@@ -30,7 +30,7 @@ SESSION_KEY = "sid"
 
 
 @dataclass(frozen=True)
-class Principal:
+class SignedInOperator:
     id: int
     username: str
     role: str
@@ -54,8 +54,8 @@ class Principal:
         return ops.pool_visible(self.role, self.pool_ids, pool_id)
 
 
-def current() -> Principal:
-    principal: Principal | None = g.get("principal")
+def current() -> SignedInOperator:
+    principal: SignedInOperator | None = g.get("principal")
     if principal is None:
         abort(401)
     return principal
@@ -110,7 +110,7 @@ def _load_principal() -> None:
         return
     g.admin_session = row
     pool_ids = ops.assigned_pool_ids(db, operator.id)
-    g.principal = Principal(operator.id, operator.username, operator.role, pool_ids, ops.has_totp(operator))
+    g.principal = SignedInOperator(operator.id, operator.username, operator.role, pool_ids, ops.has_totp(operator))
 
 
 PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "auth.bootstrap", "auth.logout"})
