@@ -2,9 +2,9 @@
 importlib.resources) so that they can be parsed, linted and unit-tested as Lua (tests/unit/test_lua_*.py).
 
 One file per script (`request_scan.lua`: the request body scanner; `ws_view.lua`: the websocket pooled-view frame
-rewriter), its name being the script's name in the filter's `source_codes` and in the routes' `LuaPerRoute`,
-plus `json.lua`, the JSON helpers every script starts with. A script's source, as rendered into the config, is
-built in two explicit steps:
+rewriter; `ws_usage.lua`: the websocket token counter), its name being the script's name in the filter's
+`source_codes` and in the routes' `LuaPerRoute`, plus `json.lua`, the JSON helpers every script starts with. A
+script's source, as rendered into the config, is built in two explicit steps:
 
 1. Each file's code, without its leading comment block (the file's description, for readers: everything up to
    the first blank line), is joined in order: `json.lua`, then the script, each part preceded by a newline.
@@ -26,6 +26,7 @@ from pooler.gateway.ratelimit_view import WS_VIEW_RESPONSE_HEADER
 JSON_HELPERS_FILE = "json.lua"
 REQUEST_SCAN_SCRIPT = "request_scan"
 WS_VIEW_SCRIPT = "ws_view"
+WS_USAGE_SCRIPT = "ws_usage"
 
 _PLACEHOLDER = re.compile(r"\$\{(\w*)\}")
 _LITERAL_SAFE = re.compile(r"[\w.:-]+")
@@ -44,6 +45,7 @@ SUBSTITUTIONS: dict[str, dict[str, str]] = {
         )
     },
     WS_VIEW_SCRIPT: {"WS_VIEW_RESPONSE_HEADER": WS_VIEW_RESPONSE_HEADER},
+    WS_USAGE_SCRIPT: {"NS_USAGE": gc.NS_USAGE},
 }
 """Per script, the value of each `${NAME}` in its code."""
 
@@ -83,3 +85,4 @@ def render_script(script: str) -> str:
 
 REQUEST_SCAN_LUA = render_script(REQUEST_SCAN_SCRIPT)
 WS_VIEW_LUA = render_script(WS_VIEW_SCRIPT)
+WS_USAGE_LUA = render_script(WS_USAGE_SCRIPT)
