@@ -21,6 +21,7 @@ from extproc.metrics import METRICS
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
 from pooler.gateway.evidence import AttemptRecord, RequestRecord, attempt_effect, attempt_outcomes
+from pooler.gateway.switch_causes import refine_cause
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,8 @@ class AccessLogHandler:
         if self.attribute_late:
             self._attribute_late(attempts, tried, now)
         record.attempts = attempt_outcomes(tried, attempts, status)
+        record.session_hash = _str(routing, gc.ROUTING_SESSION)
+        record.switch_cause = refine_cause(_str(routing, gc.ROUTING_SWITCH_CAUSE), [a[1] for a in record.attempts])
         if record.key_prefix and tokens.get("total_tokens"):
             self.state.tokens.add(record.key_prefix, tokens["total_tokens"], now)
         if record.key_id is not None and error is None:

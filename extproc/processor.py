@@ -32,6 +32,7 @@ from pooler import route_table as rt
 from pooler.gateway.bound_state import TURN_STATE_PURPOSE, forwards_turn_state, keeps_sealed_session
 from pooler.gateway.sessions import session_hash, session_key
 from pooler.gateway.snapshot import KeyEntry, PoolEntry, Snapshot
+from pooler.gateway.switch_causes import attempt_cause
 from pooler.poolkeys import key_matches, key_prefix
 from pooler.selection import Selection, SelectionRequest, select_account
 from pooler.selection.eligibility import ineligibility
@@ -340,6 +341,17 @@ class AttemptProcessor:
 
         routing[gc.ROUTING_TRIED] = [*tried, account.account_id]
         routing[gc.ROUTING_ACCOUNT_ID] = account.account_id
+        cause = attempt_cause(
+            pool,
+            wanted,
+            has_session=hashed is not None,
+            previous_cause=_string(attempt.routing_ns, gc.ROUTING_SWITCH_CAUSE),
+            sticky=sticky,
+            tried=tried,
+            picked=account.account_id,
+        )
+        if cause is not None:
+            routing[gc.ROUTING_SWITCH_CAUSE] = cause
         set_headers = {
             "authorization": f"Bearer {account.access_token}",
             gc.ACCOUNT_ID_HEADER: account.chatgpt_account_id,

@@ -1,5 +1,6 @@
 """Prompt-cache health through the real data plane: a websocket connection's turns have token counts in the
-request log (Envoy's Lua counter, no Python per frame)."""
+request log (Envoy's Lua counter, no Python per frame); an account spent mid-conversation moves the next turn and
+the row says why (`switch_cause`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
 
-from tests.support.gateway import Gateway, running_gateway
+from pooler.gateway import switch_causes as sc
+from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.simulator import turn_body, ws_turn_events
 
 pytestmark = pytest.mark.integration
@@ -43,3 +46,41 @@ def test_a_websocket_connection_logs_the_tokens_of_all_its_turns(gw: Gateway) ->
     assert row.cached_tokens > 0  # the later turns hit the account's prompt cache
     assert row.output_tokens == sum(u["output_tokens"] for u in usages)
     assert row.total_tokens == sum(u["total_tokens"] for u in usages)
+
+
+def _turn(gw: Gateway, seeded: SeededPool, session: str, prompt: str) -> None:
+    headers = {"Authorization": f"Bearer {seeded.key}", "session-id": session}
+    body = turn_body(prompt, prompt_cache_key=session)
+    response = httpx.post(f"{gw.codex_base}/responses", json=body, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+
+
+def spent_mid_conversation(gw: Gateway, name: str) -> tuple[SeededPool, str, str]:
+    """A conversation of four turns on a two-account pool whose sticky account is spent after the second; returns
+    the pool, the home account's name and the session id."""
+    seeded = gw.seed_pool(name, [f"{name}-a", f"{name}-b"])
+    session = f"{name}-conversation"
+    _turn(gw, seeded, session, "one")
+    first = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[0]
+    home = next(acct for acct, account_id in seeded.accounts.items() if account_id == first.account_id)
+    _turn(gw, seeded, session, "two")
+    gw.simulator.client.upsert_account(home, primary_used_percent=100)  # the sticky account is spent
+    _turn(gw, seeded, session, "three")
+    _turn(gw, seeded, session, "four")
+    return seeded, home, session
+
+
+def test_an_account_spent_mid_conversation_moves_it_and_the_row_says_why(gw: Gateway) -> None:
+    seeded, home, _ = spent_mid_conversation(gw, "spent")
+    rows = gw.wait_for_logs(4, pool_id=seeded.pool_id, route_family="responses")
+    assert [r.switch_cause for r in rows] == [sc.FIRST_TURN, None, sc.ACCOUNT_SPENT, None]
+    assert [r.account_id == seeded.accounts[home] for r in rows] == [True, True, False, False]
+    assert len({r.session_hash for r in rows}) == 1 and rows[0].session_hash is not None
+    assert rows[1].cached_tokens and not rows[2].cached_tokens  # the move started the cache cold
+    # Without a session header or prompt_cache_key nothing can keep a conversation on one account.
+    response = httpx.post(
+        f"{gw.codex_base}/responses", json=turn_body("anon"), headers={"Authorization": f"Bearer {seeded.key}"}
+    )
+    assert response.status_code == 200
+    anonymous = gw.wait_for_logs(5, pool_id=seeded.pool_id, route_family="responses")[-1]
+    assert anonymous.switch_cause == sc.NO_SESSION and anonymous.session_hash is None
