@@ -140,6 +140,20 @@ _DEFS = (
     _s("alert_key_error_threshold", int, 20, "401/403 answers per key prefix in the window that alert", minimum=1),
     _s("alert_key_error_window_minutes", int, 15, "Window of the key errors spike rule", minimum=1),
     _s("alert_job_failure_runs", int, 3, "Consecutive failed runs of a scheduler job that raise an alert", minimum=1),
+    _s(
+        "alert_cache_drop_points",
+        int,
+        20,
+        "Percentage points a pool's last-hour cached input share may fall below its 24 h baseline",
+        minimum=1,
+    ),
+    _s(
+        "alert_cache_min_input_tokens",
+        int,
+        100000,
+        "Input tokens a pool needs in the last hour (and the baseline) before its cache share alerts",
+        minimum=1,
+    ),
     _s("mcp_enabled", bool, False, "Instance-wide gate of the read-only MCP endpoint (/mcp)"),
     _s("metrics_token_hash", str, None, "Keyed hash of the /metrics bearer token (pooler.metrics_token); empty = open"),
     # Admin: the cost estimate's table; unset = the vendored admin_flask/pricing.json (validated by the admin).

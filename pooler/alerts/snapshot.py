@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 from pooler.alerts.rules import AlertSnapshot, JobHealth, KeyErrors, PoolState, Thresholds
 from pooler.models import AccountSecret, JobRun, Pool, PoolAssignment, PoolKey, RequestLog, UpstreamAccount
 from pooler.readiness import AccountFacts, AssignmentFacts, WindowFacts, account_readiness, window_name
+from pooler.services.cache_health import cache_shares
 from pooler.states import AccountState, AssignmentStatus, SecretKind
 
 JOB_HISTORY = 50
@@ -148,4 +149,5 @@ def load_alert_snapshot(session: Session, th: Thresholds, now: dt.datetime) -> A
         unassigned_reauth=unassigned_reauth,
         key_errors=_key_errors(session, th, now),
         jobs=_jobs(session),
+        cache=cache_shares(session, now),
     )
