@@ -48,6 +48,18 @@ SWITCH_CAUSES: Final = (
     OTHER,
 )
 """Every cause, in the order the admin lists them."""
+CAUSE_TEXT: Final = {
+    ACCOUNT_SPENT: "its account was quota-spent",
+    ACCOUNT_DEMOTED: "its account was demoted after upstream errors",
+    ACCOUNT_DEACTIVATED: "its account stopped serving (paused, re-auth, removed, token rejected)",
+    ACCOUNT_BUSY: "its account was at the concurrency cap",
+    FAILED_OVER: "an attempt on its account failed in this request",
+    STICKY_EXPIRED: "its stickiness expired (the pool's sticky TTL)",
+    NO_SESSION: "the client sent no session header or prompt_cache_key",
+    FIRST_TURN: "the conversation's first request (not a move)",
+    OTHER: "selection left an eligible account (e.g. a file lives elsewhere)",
+}
+"""One line per cause for the admin."""
 MOVES: Final = frozenset(SWITCH_CAUSES) - {FIRST_TURN, NO_SESSION}
 """Causes that moved a conversation away from an account that held its cache (the alert names the dominant one)."""
 _CARRIED: Final = frozenset({FIRST_TURN, NO_SESSION})

@@ -1,18 +1,22 @@
 """Prompt-cache health through the real data plane: a websocket connection's turns have token counts in the
 request log (Envoy's Lua counter, no Python per frame); an account spent mid-conversation moves the next turn and
-the row says why (`switch_cause`)."""
+the row says why (`switch_cause`), and the pool's cache-health page shows it."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import httpx
 import pytest
+from sqlalchemy import select
 
 from pooler.gateway import switch_causes as sc
+from pooler.models import RequestLog
+from tests.support.admin import Auth
 from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.simulator import turn_body, ws_turn_events
 
@@ -84,3 +88,26 @@ def test_an_account_spent_mid_conversation_moves_it_and_the_row_says_why(gw: Gat
     assert response.status_code == 200
     anonymous = gw.wait_for_logs(5, pool_id=seeded.pool_id, route_family="responses")[-1]
     assert anonymous.switch_cause == sc.NO_SESSION and anonymous.session_hash is None
+
+
+def test_the_cache_health_page_shows_the_move_and_its_cause(gw: Gateway) -> None:
+    from admin_flask import create_app
+
+    seeded, _, _ = spent_mid_conversation(gw, "page")
+    gw.wait_for_logs(4, pool_id=seeded.pool_id, route_family="responses")
+    auth = Auth(create_app({"POOLER_CONTEXT": gw.ctx, "TESTING": True}).test_client(), gw.ctx)
+    auth.bootstrap()
+    assert auth.login().status_code == 302
+    pool_page = auth.client.get(f"/admin/pools/{seeded.pool_id}").get_data(as_text=True)
+    assert f'href="/admin/pools/{seeded.pool_id}/cache"' in pool_page
+    html = auth.client.get(f"/admin/pools/{seeded.pool_id}/cache").get_data(as_text=True)
+    assert re.search(r'data-cause="account_spent"><td><code>account_spent</code></td><td class="num">1<', html)
+    assert re.search(r'data-cause="first_turn">.*?<td class="num">1<', html)
+    with gw.ctx.session_factory() as session:
+        hashed = session.scalars(
+            select(RequestLog.session_hash).where(
+                RequestLog.pool_id == seeded.pool_id, RequestLog.switch_cause.is_not(None)
+            )
+        ).first()
+    assert hashed is not None and f'data-session="{hashed[:12]}"' in html
+    assert "page-conversation" not in html  # never the raw session id
