@@ -38,7 +38,8 @@ def _bytecode_listing(source: str, tmp_path: Path, name: str) -> str:
 
 
 def test_the_package_holds_one_file_per_script_and_the_json_helpers() -> None:
-    assert lua.lua_files() == sorted([lua.JSON_HELPERS_FILE, *(f"{script}.lua" for script in SCRIPTS)])
+    helpers = [lua.JSON_HELPERS_FILE, lua.WS_FRAMES_FILE]
+    assert lua.lua_files() == sorted([*helpers, *(f"{script}.lua" for script in SCRIPTS)])
     assert sorted(ENTRY_POINTS) == SCRIPTS
 
 

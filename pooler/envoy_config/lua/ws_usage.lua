@@ -85,6 +85,13 @@ function envoy_on_response(handle)
   local message = nil   -- the text message being read (fragments continue it; control frames interleave)
   local reading = false -- the current frame's payload belongs to `message`
   local last = false    -- the current frame ends `message`
+  local function end_message()
+    if reading then
+      local counts = finish(message)
+      if counts ~= nil then add(counts) end
+    end
+    message, reading, last = nil, false, false
+  end
   for chunk in handle:bodyChunks() do
     local n = chunk:length()
     if held == "" and left >= n and (not reading or message.parts == nil) then
@@ -100,24 +107,10 @@ function envoy_on_response(handle)
           pos = pos + take
           left = left - take
         else
-          local b0, b1 = string.byte(s, pos, pos + 1)
-          local hlen = 2
-          if b1 ~= nil then
-            local short = b1 % 128
-            if short == 126 then hlen = 4 elseif short == 127 then hlen = 10 end
-            if b1 >= 128 then hlen = hlen + 4 end
-          end
-          if b1 == nil or len - pos + 1 < hlen then
+          local b0, b1, hlen, plen = frame_head(s, pos)
+          if b0 == nil then
             held = string.sub(s, pos)
             break
-          end
-          local plen = b1 % 128
-          if plen == 126 then
-            local x, y = string.byte(s, pos + 2, pos + 3)
-            plen = x * 256 + y
-          elseif plen == 127 then
-            plen = 0
-            for k = pos + 2, pos + 9 do plen = plen * 256 + string.byte(s, k) end
           end
           local opcode, fin = b0 % 16, b0 >= 128
           if opcode == 1 then
@@ -131,22 +124,10 @@ function envoy_on_response(handle)
           pos = pos + hlen
           left = plen
         end
-        if left == 0 and last then
-          if reading then
-            local counts = finish(message)
-            if counts ~= nil then add(counts) end
-          end
-          message, reading, last = nil, false, false
-        end
+        if left == 0 and last then end_message() end
       end
     end
-    if left == 0 and last then
-      -- A frame whose payload ended exactly at a chunk's edge on the fast path.
-      if reading then
-        local counts = finish(message)
-        if counts ~= nil then add(counts) end
-      end
-      message, reading, last = nil, false, false
-    end
+    -- A frame whose payload ended exactly at a chunk's edge on the fast path.
+    if left == 0 and last then end_message() end
   end
 end
