@@ -141,6 +141,7 @@ def cache(pool_id: int) -> Any:
         share_chart=line_chart([Series("cached share %", shares)], hours, title=f"Cached input share in {pool.name}"),
         moves_chart=line_chart([Series("moves", moves)], hours, title=f"Conversation moves in {pool.name}"),
         accounts=[(labels.get(a, "(none)") if a else "(none)", a, i, c, share(c, i)) for a, i, c in health.by_account],
+        keys=[(prefix or "(none)", i, c, share(c, i)) for prefix, i, c in health.by_key],
         explain=CAUSE_TEXT,
         moves=MOVES,
         refreshed=now,

@@ -1,5 +1,5 @@
 """Prompt-cache health from the request log: the cached share of input tokens (cached_tokens / input_tokens) per
-pool over time, and the conversation switches by cause (pooler.gateway.switch_causes).
+pool over time, per account, key and session, and the conversation switches by cause (pooler.gateway.switch_causes).
 
 Queries over request_logs, no aggregate table: every question is one pool over a bounded time range, which the
 existing (pool_id, created_at) index serves, and rows are pruned by the log retention anyway. An aggregate
@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
@@ -69,6 +70,8 @@ class CacheHealth:
     sessions: list[SessionSwitches]
     by_account: list[tuple[int | None, int, int]] = field(default_factory=list)
     """(account id, input tokens, cached tokens) of the range."""
+    by_key: list[tuple[str | None, int, int]] = field(default_factory=list)
+    """(key prefix, input tokens, cached tokens) of the range."""
 
     @property
     def input_tokens(self) -> int:
@@ -161,22 +164,26 @@ def cache_health(
             .limit(top)
         )
     ]
-    by_account = [
-        (account_id, int(inp or 0), int(cached or 0))
-        for account_id, inp, cached in session.execute(
-            select(RequestLog.account_id, func.sum(RequestLog.input_tokens), func.sum(RequestLog.cached_tokens))
-            .where(*in_range, RequestLog.input_tokens.is_not(None))
-            .group_by(RequestLog.account_id)
-            .order_by(RequestLog.account_id)
-        )
-    ]
+
+    def split(column: Any) -> list[tuple[Any, int, int]]:
+        return [
+            (value, int(inp or 0), int(cached or 0))
+            for value, inp, cached in session.execute(
+                select(column, func.sum(RequestLog.input_tokens), func.sum(RequestLog.cached_tokens))
+                .where(*in_range, RequestLog.input_tokens.is_not(None))
+                .group_by(column)
+                .order_by(column)
+            )
+        ]
+
     return CacheHealth(
         pool_id=pool_id,
         since=since,
         buckets=[Bucket(start, *values) for start, values in sorted(buckets.items())],
         causes=causes,
         sessions=sessions,
-        by_account=by_account,
+        by_account=split(RequestLog.account_id),
+        by_key=split(RequestLog.key_prefix),
     )
 
 

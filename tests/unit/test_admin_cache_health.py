@@ -30,6 +30,7 @@ def _rows(ctx: CoreContext) -> tuple[SeedResult, int, dt.datetime]:
                     pool_id=pool,
                     account_id=account,
                     route_family="responses",
+                    key_prefix="cpk_cache",
                     method="POST",
                     status_code=200,
                     input_tokens=1000,
@@ -58,6 +59,7 @@ def test_the_queries_count_shares_causes_and_moved_sessions(core_ctx: CoreContex
     assert health.causes[sc.ACCOUNT_SPENT] == 1 and health.causes[sc.ACCOUNT_DEMOTED] == 1
     assert health.causes[sc.FIRST_TURN] == 1 and health.causes[sc.NO_SESSION] == 1 and health.causes[sc.OTHER] == 0
     assert sum(b.moves for b in health.buckets) == 2 and len(health.buckets) in (24, 25)
+    assert health.by_key == [("cpk_cache", 14_000, 9_800)]
     (moved,) = health.sessions
     assert (moved.session, moved.requests, moved.accounts, moved.moves) == ("c" * 12, 3, 2, 2)
     recent = shares[pool]
@@ -79,4 +81,5 @@ def test_the_page_is_linked_from_the_pool_and_lists_the_causes(auth: Auth, core_
     assert "<b>70.0%</b> of 14.0k input tokens were cached." in html
     assert 'data-cause="account_spent"><td><code>account_spent</code></td><td class="num">1<' in html
     assert 'data-session="cccccccccccc"' in html and "b" * 12 not in html  # the baseline session never moved
+    assert 'data-key="cpk_cache"' in html
     assert auth.client.get("/admin/pools/999/cache").status_code == 404
