@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from pooler.gateway import switch_causes as sc
 from pooler.models import RequestLog
 from tests.support.admin import Auth
 from tests.support.gateway import Gateway, SeededPool, running_gateway
+from tests.support.processes import wait_until
 from tests.support.simulator import turn_body, ws_turn_events
 
 pytestmark = pytest.mark.integration
@@ -111,3 +113,15 @@ def test_the_cache_health_page_shows_the_move_and_its_cause(gw: Gateway) -> None
         ).first()
     assert hashed is not None and f'data-session="{hashed[:12]}"' in html
     assert "page-conversation" not in html  # never the raw session id
+
+
+def test_a_conversation_back_after_its_sticky_ttl_is_named_sticky_expired(gw: Gateway) -> None:
+    seeded = gw.seed_pool("expiry", ["expiry-a", "expiry-b"], strategy="round-robin", sticky_ttl_seconds=1)
+    _turn(gw, seeded, "expiry-conversation", "one")
+    pinned_until = time.time() + 1
+    # The pool's sticky TTL is the subject here: the only way to expire it is to let it pass.
+    wait_until(lambda: time.time() > pinned_until + 0.2, timeout=5, what="the sticky TTL to pass")
+    _turn(gw, seeded, "expiry-conversation", "two")  # round-robin: the other account
+    rows = gw.wait_for_logs(2, pool_id=seeded.pool_id, route_family="responses")
+    assert rows[0].account_id != rows[1].account_id
+    assert [r.switch_cause for r in rows] == [sc.FIRST_TURN, sc.STICKY_EXPIRED]
