@@ -26,7 +26,7 @@ from extproc.ingress import key_allows_client
 from extproc.metrics import METRICS
 from extproc.phases import Attempt, Exhausted, Principal
 from extproc.state import GatewayState
-from extproc.surface import Surface, attach_view
+from extproc.surface import WS_EXTENSIONS_HEADER, Surface, attach_view
 from pooler import gateway_contract as gc
 from pooler import route_table as rt
 from pooler.gateway.bound_state import TURN_STATE_PURPOSE, forwards_turn_state, keeps_sealed_session
@@ -361,6 +361,10 @@ class AttemptProcessor:
         remove = [name for name in headers if name.startswith(gc.INTERNAL_HEADER_PREFIX)]
         if "x-api-key" in headers:
             remove.append("x-api-key")
+        if attempt.upgrade:
+            # Envoy's token counter (pooler.ws_usage) and the pooled view's frame rewriter read frames, which a
+            # negotiated permessage-deflate would compress: the upgrade goes upstream without the offer.
+            remove.append(WS_EXTENSIONS_HEADER)
         turn_state = headers.get(gc.TURN_STATE_HEADER)
         if turn_state and not self._forwards_turn_state(pool, turn_state, session_account, account.account_id, now):
             remove.append(gc.TURN_STATE_HEADER)

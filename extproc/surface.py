@@ -147,10 +147,6 @@ def _view_mutation(values: Mapping[str, str]) -> ep.HeaderMutation:
         opt.header.key = VIEW_HEADER_PREFIX + key.replace("_", "-")
         opt.header.raw_value = value.encode()
         opt.append_action = opt.OVERWRITE_IF_EXISTS_OR_ADD
-    if WS_VIEW_KEY in values:
-        # Compressed (permessage-deflate) frames cannot be rewritten by the websocket route's Lua filter: the
-        # upgrade is sent without the offer, so the upstream answers uncompressed frames. Only when the view is on.
-        mutation.remove_headers.append(WS_EXTENSIONS_HEADER)
     return mutation
 
 

@@ -7,7 +7,7 @@
 -- substring; an escaped quote inside a string value cannot match) and every other message is not read further;
 -- only a completed event's payload is kept (its last KEEP bytes: `usage` follows the output), and only its
 -- `usage` object is matched, never the whole JSON parsed. Compressed frames (a negotiated extension) are not
--- read: such a connection has no token counts.
+-- read: such a connection has no token counts (the ext_proc drops the permessage-deflate offer of every upgrade).
 
 local HEAD = 128
 local KEEP = 262144
