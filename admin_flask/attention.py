@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 
 from admin_flask.security import SignedInOperator
 from pooler.alerts.evaluate import load_thresholds
-from pooler.alerts.rules import evaluate_rules
+from pooler.alerts.rules import CacheShare, evaluate_rules
 from pooler.alerts.snapshot import load_alert_snapshot
 from pooler.attention import AttentionItem, IncidentFacts, attention
 from pooler.models import AlertIncident, PoolKey
+from pooler.services.cache_health import cache_shares
 from pooler.timefmt import human_delta
 
 RESOLVED_SHOWN = 100
@@ -72,6 +73,21 @@ def may_act(me: SignedInOperator, subject: str, key_pools: dict[str, int]) -> bo
     return me.is_owner or (subject_pool(subject, key_pools) is not None and in_scope(me, subject, key_pools))
 
 
+CACHE_FACTS_SECONDS = 60.0
+"""How long a page load reuses the pools' cache facts (a day of request logs aggregated; the scheduler judges the
+alert every minute too)."""
+_cache_facts_memo: dict[str, tuple[dt.datetime, list[CacheShare]]] = {}
+"""Per database URL (an app serves one; tests open several): when the facts were read, and the facts."""
+
+
+def _cache_facts(session: Session, now: dt.datetime) -> list[CacheShare]:
+    database = str(session.get_bind().engine.url)
+    memo = _cache_facts_memo.get(database)
+    if memo is None or not 0 <= (now - memo[0]).total_seconds() < CACHE_FACTS_SECONDS:
+        memo = _cache_facts_memo[database] = (now, cache_shares(session, now))
+    return memo[1]
+
+
 class Attention:
     """Items for one page load, with the scope facts the templates need."""
 
@@ -80,7 +96,8 @@ class Attention:
         self.silence_choices = [(m, human_delta(m * 60)) for m in SILENCE_MINUTES]
         self.key_pools = key_pools(session)
         thresholds = load_thresholds(session)
-        signals = evaluate_rules(load_alert_snapshot(session, thresholds, now), thresholds)
+        snapshot = load_alert_snapshot(session, thresholds, now, cache=_cache_facts(session, now))
+        signals = evaluate_rules(snapshot, thresholds)
         stored = session.scalars(select(AlertIncident).where(AlertIncident.status == "open"))
         self.items = [
             i for i in attention(signals, [facts_of(r) for r in stored], now) if in_scope(me, i.subject, self.key_pools)

@@ -29,6 +29,7 @@ from pooler.gateway.evidence import (
     attempt_effect,
     attempt_outcomes,
 )
+from pooler.gateway.switch_causes import refine_cause
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,10 @@ class AccessLogHandler:
             self._attribute_late(attempts, tried, now)
         self._unanswered(request_id, attempts, tried, _flags(common), now)
         record.attempts = attempt_outcomes(tried, attempts, status)
+        record.session_hash = string_field(routing, gc.ROUTING_SESSION)
+        record.switch_cause = refine_cause(
+            string_field(routing, gc.ROUTING_SWITCH_CAUSE), [a[1] for a in record.attempts]
+        )
         if record.key_prefix and tokens.get("total_tokens"):
             self.state.tokens.add(record.key_prefix, tokens["total_tokens"], now)
         if record.key_id is not None and error is None:

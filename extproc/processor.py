@@ -27,13 +27,14 @@ from extproc.metrics import METRICS
 from extproc.phases import Attempt, Exhausted, Principal
 from extproc.state import GatewayState
 from extproc.structs import int_field, string_field
-from extproc.surface import Surface, attach_view
+from extproc.surface import WS_EXTENSIONS_HEADER, Surface, attach_view
 from pooler import gateway_contract as gc
 from pooler import route_table as rt
 from pooler.codex_client import identity_headers
 from pooler.gateway.bound_state import TURN_STATE_PURPOSE, forwards_turn_state, keeps_sealed_session
 from pooler.gateway.sessions import session_hash, session_key
 from pooler.gateway.snapshot import AccountEntry, KeyEntry, PoolEntry, Snapshot
+from pooler.gateway.switch_causes import attempt_cause
 from pooler.gateway.upstream_identity import (
     account_installation_id,
     client_installation,
@@ -363,6 +364,17 @@ class AttemptProcessor:
 
         routing[gc.ROUTING_TRIED] = [*tried, account.account_id]
         routing[gc.ROUTING_ACCOUNT_ID] = account.account_id
+        cause = attempt_cause(
+            pool,
+            wanted,
+            has_session=hashed is not None,
+            previous_cause=string_field(attempt.routing_ns, gc.ROUTING_SWITCH_CAUSE),
+            sticky=sticky,
+            tried=tried,
+            picked=account.account_id,
+        )
+        if cause is not None:
+            routing[gc.ROUTING_SWITCH_CAUSE] = cause
         set_headers = {
             "authorization": f"Bearer {account.access_token}",
             gc.ACCOUNT_ID_HEADER: account.chatgpt_account_id,
@@ -374,6 +386,10 @@ class AttemptProcessor:
         if sdk_client:
             set_headers.update(CODEX_IDENTITY)
         remove = removed_upstream(headers, sdk_client)
+        if attempt.upgrade:
+            # Envoy's token counter (pooler.ws_usage) and the pooled view's frame rewriter read frames, which a
+            # negotiated permessage-deflate would compress: the upgrade goes upstream without the offer.
+            remove.append(WS_EXTENSIONS_HEADER)
         turn_state = headers.get(gc.TURN_STATE_HEADER)
         if turn_state and not self._forwards_turn_state(pool, turn_state, session_account, account.account_id, now):
             remove.append(gc.TURN_STATE_HEADER)

@@ -16,7 +16,7 @@ from extproc.limits import DailyTokens, RequestRateLimiter
 from pooler.context import CoreContext
 from pooler.gateway.bound_state import TurnStateIssuers
 from pooler.gateway.evidence import AccountEffect, AttemptRecord
-from pooler.gateway.snapshot import Overlay, Snapshot, Sticky, rebuild_pool
+from pooler.gateway.snapshot import EXPIRED_STICKY_MEMORY_SECONDS, Overlay, Snapshot, Sticky, rebuild_pool
 from pooler.gateway.writes import Batch
 from pooler.selection import WindowView
 
@@ -188,7 +188,8 @@ class GatewayState:
         if snapshot is None or now - self._sticky_pruned_at < STICKY_PRUNE_INTERVAL:
             return
         self._sticky_pruned_at = now
-        for key in [k for k, v in snapshot.sticky.items() if v.expires_at <= now]:
+        forget = now - EXPIRED_STICKY_MEMORY_SECONDS  # kept a while after expiry: a return is `sticky_expired`
+        for key in [k for k, v in snapshot.sticky.items() if v.expires_at <= forget]:
             del snapshot.sticky[key]
 
     # --- writes -------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ ROUTING_SESSION = "session"  # keyed hash of the client's session id (never the 
 ROUTING_TRIED = "tried"  # account ids of every attempt so far, in order (list of numbers)
 ROUTING_ACCOUNT_ID = "account_id"  # account of the current (last) attempt
 ROUTING_ERROR = "error"  # safe error code of a gateway-made reply
+ROUTING_SWITCH_CAUSE = "switch_cause"  # why the conversation is not on its sticky account (gateway.switch_causes)
 ROUTING_ROUTE_FAMILY = "route_family"
 ROUTING_ROUTE = "route"  # the route table row (attempts >= 2 no longer carry its header: it is never forwarded)
 ROUTING_REQUEST_ID = "request_id"  # Envoy's x-request-id (removed before the upstream, so later attempts read it here)

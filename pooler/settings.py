@@ -151,6 +151,20 @@ _DEFS = (
         maximum=7 * 24 * 60,
     ),
     _s("admin_session_max_hours", int, 12, "Admin sessions end this many hours after sign-in", minimum=1, maximum=720),
+    _s(
+        "alert_cache_drop_points",
+        int,
+        20,
+        "Percentage points a pool's last-hour cached input share may fall below its 24 h baseline",
+        minimum=1,
+    ),
+    _s(
+        "alert_cache_min_input_tokens",
+        int,
+        100000,
+        "Input tokens a pool needs in the last hour (and the baseline) before its cache share alerts",
+        minimum=1,
+    ),
     _s("mcp_enabled", bool, False, "Instance-wide gate of the read-only MCP endpoint (/mcp)"),
     _s("metrics_token_hash", str, None, "Keyed hash of the /metrics bearer token (pooler.metrics_token); empty = open"),
     # Admin: the cost estimate's table; unset = the vendored admin_flask/pricing.json (validated by the admin).

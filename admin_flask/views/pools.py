@@ -1,4 +1,4 @@
-"""Pools: list with readiness summaries, create (owner), edit routing settings, pause/resume, archive."""
+"""Pools: list with readiness summaries, create (owner), edit routing settings, pause/resume, archive, cache health."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from sqlalchemy import func, select
 
 from admin_flask import attention, auditing, back, queries, scope, security
+from admin_flask.charts import Series, line_chart
 from admin_flask.db import get_db
 from admin_flask.forms import ActionForm, PoolForm, lines
 from pooler.attention import pool_badge, worst
 from pooler.errors import PoolerError
+from pooler.gateway.switch_causes import CAUSE_TEXT, MOVES
 from pooler.models import PoolKey, UpstreamAccount, utcnow
 from pooler.readiness import pool_summary
 from pooler.services import pools as pool_service
+from pooler.services.cache_health import cache_health, share
 from pooler.states import KeyStatus, PoolStatus
 
 PREFIX = "/pools"
@@ -115,6 +118,32 @@ def show(pool_id: int) -> Any:
         view=view,
         items=view.for_pool(pool.id),
         action=ActionForm(),
+    )
+
+
+@bp.route("/<int:pool_id>/cache")
+def cache(pool_id: int) -> Any:
+    """Prompt-cache health of the pool over the last 24 h: cached input share per hour, per account, conversation
+    switches by cause and the sessions that moved most (pooler.services.cache_health)."""
+    pool = scope.pool_or_404(pool_id)
+    db = get_db()
+    now = utcnow()
+    health = cache_health(db, pool.id, now)
+    labels = queries.pairs(db, select(UpstreamAccount.id, UpstreamAccount.label))
+    shares = [b.share or 0.0 for b in health.buckets]
+    moves = [float(b.moves) for b in health.buckets]
+    hours = [b.start.strftime("%H:%M") for b in health.buckets]
+    return render_template(
+        "pools/cache.html",
+        pool=pool,
+        health=health,
+        share_chart=line_chart([Series("cached share %", shares)], hours, title=f"Cached input share in {pool.name}"),
+        moves_chart=line_chart([Series("moves", moves)], hours, title=f"Conversation moves in {pool.name}"),
+        accounts=[(labels.get(a, "(none)") if a else "(none)", a, i, c, share(c, i)) for a, i, c in health.by_account],
+        keys=[(prefix or "(none)", i, c, share(c, i)) for prefix, i, c in health.by_key],
+        explain=CAUSE_TEXT,
+        moves=MOVES,
+        refreshed=now,
     )
 
 

@@ -50,6 +50,8 @@ def load_thresholds(session: Session) -> Thresholds:
         key_error_threshold=int(get_number(session, "alert_key_error_threshold")),
         key_error_window=dt.timedelta(minutes=float(get_number(session, "alert_key_error_window_minutes"))),
         job_failure_runs=int(get_number(session, "alert_job_failure_runs")),
+        cache_drop_points=float(get_number(session, "alert_cache_drop_points")),
+        cache_min_input_tokens=int(get_number(session, "alert_cache_min_input_tokens")),
     )
 
 

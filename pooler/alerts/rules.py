@@ -65,12 +65,31 @@ class JobHealth:
 
 
 @dataclass(frozen=True)
+class CacheShare:
+    """A pool's prompt-cache facts: input and cached tokens of the last hour and of the 24 h before it, and the
+    last hour's conversation moves by switch cause (pooler.gateway.switch_causes)."""
+
+    pool_id: int
+    label: str
+    status: str
+    recent_input: int
+    recent_cached: int
+    baseline_input: int
+    baseline_cached: int
+    switches: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Thresholds:
     min_routable: int = 2
     quota_percent: float = 90.0
     key_error_threshold: int = 20
     key_error_window: dt.timedelta = dt.timedelta(minutes=15)
     job_failure_runs: int = 3
+    cache_drop_points: float = 20.0
+    """Percentage points the last hour's cached share may fall below the 24 h baseline before it alerts."""
+    cache_min_input_tokens: int = 100_000
+    """Input tokens the last hour (and the baseline) need before a share means anything."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +100,7 @@ class AlertSnapshot:
     """Accounts in reauth_required that no pool routes to (still worth a follow-up)."""
     key_errors: Sequence[KeyErrors] = ()
     jobs: Sequence[JobHealth] = ()
+    cache: Sequence[CacheShare] = ()
 
 
 @dataclass(frozen=True)
@@ -280,6 +300,39 @@ def job_failing(snap: AlertSnapshot, th: Thresholds) -> list[Signal]:
     return out
 
 
+def cache_share_drop(snap: AlertSnapshot, th: Thresholds) -> list[Signal]:
+    out = []
+    for pool in snap.cache:
+        if pool.status != "active" or min(pool.recent_input, pool.baseline_input) < th.cache_min_input_tokens:
+            continue
+        recent = 100.0 * pool.recent_cached / pool.recent_input
+        baseline = 100.0 * pool.baseline_cached / pool.baseline_input
+        if baseline - recent < th.cache_drop_points:
+            continue
+        moves = {cause: n for cause, n in pool.switches.items() if n > 0}
+        dominant = max(sorted(moves), key=lambda cause: moves[cause]) if moves else None
+        because = f"; most moves: {dominant} ({moves[dominant]})" if dominant else "; no conversation moves recorded"
+        out.append(
+            Signal(
+                rule="cache_share_drop",
+                subject=f"pool:{pool.pool_id}",
+                severity=Severity.WATCH,
+                title=f"Pool {pool.label}: cached input share fell to {recent:.0f}% (from {baseline:.0f}%)",
+                impact=f"pool {pool.label} pays for more uncached input and answers slower{because}",
+                next_check="the pool's cache health page: switches by cause and the sessions that moved",
+                details={
+                    "pool": pool.label,
+                    "recent_share_percent": round(recent, 1),
+                    "baseline_share_percent": round(baseline, 1),
+                    "recent_input_tokens": pool.recent_input,
+                    "dominant_switch_cause": dominant,
+                    "switches_by_cause": dict(sorted(moves.items())),
+                },
+            )
+        )
+    return out
+
+
 RULES: Mapping[str, Rule] = {
     "pool_no_routable": pool_no_routable,
     "pool_low_routable": pool_low_routable,
@@ -287,6 +340,7 @@ RULES: Mapping[str, Rule] = {
     "quota_above_threshold": quota_above_threshold,
     "key_errors_spike": key_errors_spike,
     "job_failing": job_failing,
+    "cache_share_drop": cache_share_drop,
 }
 
 

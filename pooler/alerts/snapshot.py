@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from pooler.alerts.rules import AlertSnapshot, JobHealth, KeyErrors, PoolState, Thresholds
+from pooler.alerts.rules import AlertSnapshot, CacheShare, JobHealth, KeyErrors, PoolState, Thresholds
 from pooler.models import AccountSecret, JobRun, Pool, PoolAssignment, PoolKey, RequestLog, UpstreamAccount
 from pooler.readiness import AccountFacts, AssignmentFacts, WindowFacts, account_readiness, window_name
+from pooler.services.cache_health import cache_shares
 from pooler.states import AccountState, AssignmentStatus, SecretKind
 
 JOB_HISTORY = 50
@@ -140,7 +142,11 @@ def _jobs(session: Session) -> list[JobHealth]:
     return out
 
 
-def load_alert_snapshot(session: Session, th: Thresholds, now: dt.datetime) -> AlertSnapshot:
+def load_alert_snapshot(
+    session: Session, th: Thresholds, now: dt.datetime, cache: Sequence[CacheShare] | None = None
+) -> AlertSnapshot:
+    """`cache`: the pools' cache facts when the caller already has them (a day of request logs is aggregated for
+    them: the admin reuses one result for a minute instead of paying it on every page load)."""
     pools, unassigned_reauth = pool_states(session, th, now)
     return AlertSnapshot(
         now=now,
@@ -148,4 +154,5 @@ def load_alert_snapshot(session: Session, th: Thresholds, now: dt.datetime) -> A
         unassigned_reauth=unassigned_reauth,
         key_errors=_key_errors(session, th, now),
         jobs=_jobs(session),
+        cache=cache_shares(session, now) if cache is None else cache,
     )

@@ -39,6 +39,7 @@ from pooler.envoy_config.http_filters import (
     POOLER_FILTERS,
     REQUEST_SCAN_FILTER,
     USAGE_FILTER,
+    WS_USAGE_FILTER,
     WS_VIEW_FILTER,
     build_http_filters,
 )
@@ -57,7 +58,7 @@ from pooler.envoy_config.inputs import (
 )
 from pooler.envoy_config.istio import build_istio, istio_gateway_config, render_istio
 from pooler.envoy_config.local_replies import build_local_reply_mappers
-from pooler.envoy_config.lua import REQUEST_SCAN_LUA, WS_VIEW_LUA, WS_VIEW_SCRIPT
+from pooler.envoy_config.lua import REQUEST_SCAN_LUA, WS_USAGE_LUA, WS_USAGE_SCRIPT, WS_VIEW_LUA, WS_VIEW_SCRIPT
 from pooler.envoy_config.render import RAW_KEYS, TEMPLATE_PATH, render
 from pooler.envoy_config.routes import V1_UNSUPPORTED_MESSAGE, build_route, build_routes
 from pooler.envoy_config.timeouts import (
@@ -91,6 +92,9 @@ __all__ = [
     "USAGE_FILTER",
     "V1_UNSUPPORTED_MESSAGE",
     "WS_IDLE_TIMEOUT",
+    "WS_USAGE_FILTER",
+    "WS_USAGE_LUA",
+    "WS_USAGE_SCRIPT",
     "WS_VIEW_FILTER",
     "WS_VIEW_LUA",
     "WS_VIEW_SCRIPT",

@@ -1,7 +1,7 @@
 """The connection manager's pooler HTTP filters, in order, to sit before the router.
 
 The request-id filter is on everywhere (it only copies x-request-id into filter state). The header filter and
-both Lua filters are listed `disabled: true` and turned on per route by the rows that need
+the Lua filters are listed `disabled: true` and turned on per route by the rows that need
 them (envoy_config.routes, with a per-route config: Envoy enables a default-off filter only with one), so in an
 Envoy the pooler is added to, the team's own routes never pass through them. sse_to_metadata takes no per-route
 config, so it is on by default and turned off on the pooler's rows that do not want it; on other routes it only
@@ -16,7 +16,14 @@ from typing import Any
 
 from pooler import gateway_contract as gc
 from pooler.envoy_config.header_mutations import build_request_mutations, build_view_response_mutations
-from pooler.envoy_config.lua import REQUEST_SCAN_LUA, REQUEST_SCAN_SCRIPT, WS_VIEW_LUA, WS_VIEW_SCRIPT
+from pooler.envoy_config.lua import (
+    REQUEST_SCAN_LUA,
+    REQUEST_SCAN_SCRIPT,
+    WS_USAGE_LUA,
+    WS_USAGE_SCRIPT,
+    WS_VIEW_LUA,
+    WS_VIEW_SCRIPT,
+)
 from pooler.envoy_config.parts import FILTER_CONFIG
 from pooler.envoy_config.usage_metadata import build_usage_rules
 
@@ -31,9 +38,11 @@ REQUEST_SCAN_FILTER = "pooler.request_scan"
 """The Lua request scanner: top-level `model`, `prompt_cache_key` and file ids of JSON bodies."""
 USAGE_FILTER = "pooler.usage"
 """sse_to_metadata: token usage of the SSE `response.completed` event."""
+WS_USAGE_FILTER = "pooler.ws_usage"
+"""Token usage of the websocket `response.completed` events, summed per connection (websocket route only)."""
 
 _HEADER_MUTATION = "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"
-POOLER_FILTERS = (REQUEST_ID_FILTER, WS_VIEW_FILTER, HEADERS_FILTER, REQUEST_SCAN_FILTER, USAGE_FILTER)
+POOLER_FILTERS = (REQUEST_ID_FILTER, WS_VIEW_FILTER, HEADERS_FILTER, REQUEST_SCAN_FILTER, USAGE_FILTER, WS_USAGE_FILTER)
 
 
 def build_http_filters() -> list[dict[str, Any]]:
@@ -101,6 +110,16 @@ def build_http_filters() -> list[dict[str, Any]]:
                         },
                     },
                 },
+            },
+        },
+        # Last, so that (encoding in reverse order) it reads the upstream's frames as they arrive; it never
+        # changes them.
+        {
+            "name": WS_USAGE_FILTER,
+            "disabled": True,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                "source_codes": {WS_USAGE_SCRIPT: {"inline_string": WS_USAGE_LUA}},
             },
         },
     ]

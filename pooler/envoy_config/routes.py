@@ -10,12 +10,13 @@ from pooler.envoy_config.http_filters import (
     HEADERS_FILTER,
     REQUEST_SCAN_FILTER,
     USAGE_FILTER,
+    WS_USAGE_FILTER,
     WS_VIEW_FILTER,
     headers_on,
     lua_on,
 )
 from pooler.envoy_config.inputs import Upstream
-from pooler.envoy_config.lua import REQUEST_SCAN_SCRIPT, WS_VIEW_SCRIPT
+from pooler.envoy_config.lua import REQUEST_SCAN_SCRIPT, WS_USAGE_SCRIPT, WS_VIEW_SCRIPT
 from pooler.envoy_config.parts import disabled_filters, error_body, json_content_type
 from pooler.envoy_config.timeouts import retry_policy
 
@@ -87,6 +88,8 @@ def _filters(route: rt.Route) -> dict[str, Any]:
     if route.websocket:
         # The pooled view's frame rewriter streams websocket frames through this route only.
         filters[WS_VIEW_FILTER] = lua_on(WS_VIEW_SCRIPT)
+        # Token counts of the connection's turns (read-only; the SSE routes get theirs from sse_to_metadata).
+        filters[WS_USAGE_FILTER] = lua_on(WS_USAGE_SCRIPT)
     return filters
 
 

@@ -72,6 +72,10 @@ class RequestRecord:
     tokens: dict[str, int] = field(default_factory=dict)
     attempts: list[tuple[int | None, int | None, str]] = field(default_factory=list)
     """(account_id, status if known, outcome) in order."""
+    session_hash: str | None = None
+    """The keyed hash of the conversation's session (never the raw id)."""
+    switch_cause: str | None = None
+    """Why the conversation is not on its sticky account (pooler.gateway.switch_causes); None: it is."""
 
     @property
     def account_id(self) -> int | None:

@@ -98,6 +98,12 @@ class Sticky:
     expires_at: float
 
 
+EXPIRED_STICKY_MEMORY_SECONDS = 3600.0
+"""How long the live snapshot keeps a sticky session after it expired (it no longer holds the conversation:
+every reader checks `expires_at`), so that the conversation's return is recorded as `sticky_expired`, not as a
+first turn (pooler.gateway.switch_causes)."""
+
+
 @dataclass(slots=True)
 class Snapshot:
     version: int
@@ -251,7 +257,8 @@ def load_snapshot(
     if previous is not None:
         # Sessions pinned since the last flush are newer than the table: keep them.
         for k, v in previous.sticky.items():
-            if v.expires_at > now_ts and (k not in sticky or sticky[k].expires_at < v.expires_at):
+            fresh = v.expires_at > now_ts - EXPIRED_STICKY_MEMORY_SECONDS
+            if fresh and (k not in sticky or sticky[k].expires_at < v.expires_at):
                 sticky[k] = v
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     tokens_today = {

@@ -146,4 +146,6 @@ def _request_row(record: RequestRecord) -> dict[str, object]:
         "output_tokens": record.tokens.get("output_tokens"),
         "reasoning_tokens": record.tokens.get("reasoning_tokens"),
         "total_tokens": record.tokens.get("total_tokens"),
+        "session_hash": record.session_hash,
+        "switch_cause": record.switch_cause,
     }

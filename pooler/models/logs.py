@@ -40,6 +40,10 @@ class RequestLog(Base):
     output_tokens: Mapped[int | None]
     reasoning_tokens: Mapped[int | None]
     total_tokens: Mapped[int | None]
+    session_hash: Mapped[str64 | None]
+    """The keyed hash of the conversation's session (as in sticky_sessions; never the raw id)."""
+    switch_cause: Mapped[str | None] = mapped_column(String(32))
+    """Why the conversation is not on its sticky account (pooler.gateway.switch_causes); NULL: it is."""
 
     attempts: Mapped[list[RequestAttempt]] = relationship(
         back_populates="request_log", cascade="all, delete-orphan", order_by="RequestAttempt.attempt_number"

@@ -20,17 +20,28 @@ local function buffer(bytes)
   return b
 end
 
+-- Stream info whose dynamic metadata records what a script sets; returns it and the table
+-- metadata[namespace][key] = value. Like Envoy's, a metadata object is valid only until the script yields for
+-- its next body chunk (`scope()` tells which chunk the script is at; nil: it never yields).
+local function stream_info(scope)
+  local metadata = {}
+  local info = {}
+  function info:dynamicMetadata()
+    local dynamic, at = {}, scope and scope()
+    function dynamic:set(namespace, key, value)
+      assert((scope and scope()) == at, "object used outside of proper scope")
+      metadata[namespace] = metadata[namespace] or {}
+      metadata[namespace][key] = value
+    end
+    return dynamic
+  end
+  return info, metadata
+end
+
 -- A request handle over `headers` and `body` (nil: a request without one); returns it and the table
 -- metadata[namespace][key] = value of what the script set in the stream's dynamic metadata.
 local function request_handle(headers, body)
-  local metadata = {}
-  local dynamic = {}
-  function dynamic:set(namespace, key, value)
-    metadata[namespace] = metadata[namespace] or {}
-    metadata[namespace][key] = value
-  end
-  local info = {}
-  function info:dynamicMetadata() return dynamic end
+  local info, metadata = stream_info()
   local handle = {}
   function handle:headers() return header_map(headers) end
   function handle:body()
@@ -41,15 +52,17 @@ local function request_handle(headers, body)
   return handle, metadata
 end
 
--- A response handle over `headers` whose body arrives as the strings `chunks`; returns it and a function giving
--- what the client receives: every chunk as the script left it, concatenated.
+-- A response handle over `headers` whose body arrives as the strings `chunks`; returns it, a function giving
+-- what the client receives (every chunk as the script left it, concatenated) and the dynamic metadata table.
 local function response_handle(headers, chunks)
   local buffers = {}
   for i, c in ipairs(chunks) do buffers[i] = buffer(c) end
+  local i = 0
+  local info, metadata = stream_info(function() return i end)
   local handle = {}
   function handle:headers() return header_map(headers) end
+  function handle:streamInfo() return info end
   function handle:bodyChunks()
-    local i = 0
     return function()
       i = i + 1
       return buffers[i]
@@ -60,7 +73,7 @@ local function response_handle(headers, chunks)
     for i, b in ipairs(buffers) do out[i] = b.bytes end
     return table.concat(out)
   end
-  return handle, received
+  return handle, received, metadata
 end
 
 -- Reports values, one record each: n (nil), t / f, i<integer>, s<length>:<bytes>, m<count> then that many

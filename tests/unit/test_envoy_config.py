@@ -12,6 +12,8 @@ from pooler import gateway_contract as gc
 from pooler.envoy_config import (
     HEADERS_FILTER,
     USAGE_FILTER,
+    WS_USAGE_FILTER,
+    WS_USAGE_SCRIPT,
     WS_VIEW_FILTER,
     WS_VIEW_SCRIPT,
     Endpoint,
@@ -84,9 +86,10 @@ def test_websocket_route_is_headers_only_on_an_http1_cluster(tmp_path: Path) -> 
     ws = _routes(doc)["responses_ws"]
     assert ws["route"]["cluster"] == "codex_upstream_ws"
     per_filter = dict(ws["typed_per_filter_config"])
-    # Enabled here: the header filter and the pooled view's frame rewriter (a streaming Lua filter, no body
-    # modes); the request scanner stays off (default) and the SSE usage reader is turned off.
+    # Enabled here: the header filter, the pooled view's frame rewriter and the token counter (streaming Lua
+    # filters, no body modes); the request scanner stays off (default) and the SSE usage reader is turned off.
     assert per_filter.pop(WS_VIEW_FILTER)["config"]["name"] == WS_VIEW_SCRIPT
+    assert per_filter.pop(WS_USAGE_FILTER)["config"]["name"] == WS_USAGE_SCRIPT
     assert per_filter.pop(HEADERS_FILTER)["config"]
     assert per_filter == {USAGE_FILTER: {"@type": FILTER_CONFIG, "disabled": True}}
     clusters = {c["name"]: c for c in doc["static_resources"]["clusters"]}

@@ -14,7 +14,7 @@ from extproc import state as state_module
 from extproc.accesslog import AccessLogHandler
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
-from pooler.gateway.snapshot import Sticky
+from pooler.gateway.snapshot import EXPIRED_STICKY_MEMORY_SECONDS, Sticky
 
 
 def _state() -> GatewayState:
@@ -100,6 +100,8 @@ def test_expired_sticky_sessions_are_pruned_from_the_live_snapshot() -> None:
     state.snapshot = cast(Any, types.SimpleNamespace(sticky={}))
     for n in range(1000):  # one new conversation per request, TTL 60 s
         state.pin_session(1, f"s{n}", 1, 60.0, 1000.0 + n)
-    state.prune_sticky(1000.0 + 1000)
+    # Expired ones are kept for EXPIRED_STICKY_MEMORY_SECONDS (a conversation's return is then `sticky_expired`).
+    state.prune_sticky(1000.0 + 1000 + EXPIRED_STICKY_MEMORY_SECONDS)
     assert state.snapshot is not None and len(state.snapshot.sticky) == 59
-    assert all(isinstance(v, Sticky) and v.expires_at > 2000.0 for v in state.snapshot.sticky.values())
+    forget = 2000.0
+    assert all(isinstance(v, Sticky) and v.expires_at > forget for v in state.snapshot.sticky.values())

@@ -18,7 +18,11 @@ from tests.support.luajit import luajit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted(lua.SUBSTITUTIONS)
-ENTRY_POINTS = {lua.REQUEST_SCAN_SCRIPT: "envoy_on_request", lua.WS_VIEW_SCRIPT: "envoy_on_response"}
+ENTRY_POINTS = {
+    lua.REQUEST_SCAN_SCRIPT: "envoy_on_request",
+    lua.WS_VIEW_SCRIPT: "envoy_on_response",
+    lua.WS_USAGE_SCRIPT: "envoy_on_response",
+}
 # The parts of the standard library the scripts may use (Envoy's LuaJIT opens them all; `io`, `require`, `load*`
 # and `debug` have no business in a filter).
 STANDARD_GLOBALS = {"string", "math", "table", "os", "tonumber", "tostring", "pairs", "ipairs", "unpack", "type"}
@@ -34,7 +38,8 @@ def _bytecode_listing(source: str, tmp_path: Path, name: str) -> str:
 
 
 def test_the_package_holds_one_file_per_script_and_the_json_helpers() -> None:
-    assert lua.lua_files() == sorted([lua.JSON_HELPERS_FILE, *(f"{script}.lua" for script in SCRIPTS)])
+    helpers = [lua.JSON_HELPERS_FILE, lua.WS_FRAMES_FILE]
+    assert lua.lua_files() == sorted([*helpers, *(f"{script}.lua" for script in SCRIPTS)])
     assert sorted(ENTRY_POINTS) == SCRIPTS
 
 

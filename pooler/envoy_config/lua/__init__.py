@@ -2,12 +2,14 @@
 importlib.resources) so that they can be parsed, linted and unit-tested as Lua (tests/unit/test_lua_*.py).
 
 One file per script (`request_scan.lua`: the request body scanner; `ws_view.lua`: the websocket pooled-view frame
-rewriter), its name being the script's name in the filter's `source_codes` and in the routes' `LuaPerRoute`,
-plus `json.lua`, the JSON helpers every script starts with. A script's source, as rendered into the config, is
-built in two explicit steps:
+rewriter; `ws_usage.lua`: the websocket token counter), its name being the script's name in the filter's
+`source_codes` and in the routes' `LuaPerRoute`, plus `json.lua`, the JSON helpers every script starts with, and
+`ws_frames.lua`, the websocket frame helpers of the two websocket scripts. A script's source, as rendered into
+the config, is built in two explicit steps:
 
 1. Each file's code, without its leading comment block (the file's description, for readers: everything up to
-   the first blank line), is joined in order: `json.lua`, then the script, each part preceded by a newline.
+   the first blank line), is joined in order: `json.lua`, the script's helpers (`HELPERS`), then the script,
+   each part preceded by a newline.
 2. Every `${NAME}` in the code is replaced by the script's value for NAME (names are those of the Python
    constants: header names and metadata namespaces shared with the ext_proc). Placeholders only ever sit inside
    Lua string literals (`"${NS_REQUEST}"`), so a file is valid Lua before the step too, and values are limited to
@@ -24,8 +26,10 @@ from pooler import gateway_contract as gc
 from pooler.gateway.ratelimit_view import WS_VIEW_RESPONSE_HEADER
 
 JSON_HELPERS_FILE = "json.lua"
+WS_FRAMES_FILE = "ws_frames.lua"
 REQUEST_SCAN_SCRIPT = "request_scan"
 WS_VIEW_SCRIPT = "ws_view"
+WS_USAGE_SCRIPT = "ws_usage"
 
 _PLACEHOLDER = re.compile(r"\$\{(\w*)\}")
 _LITERAL_SAFE = re.compile(r"[\w.:-]+")
@@ -44,8 +48,11 @@ SUBSTITUTIONS: dict[str, dict[str, str]] = {
         )
     },
     WS_VIEW_SCRIPT: {"WS_VIEW_RESPONSE_HEADER": WS_VIEW_RESPONSE_HEADER},
+    WS_USAGE_SCRIPT: {"NS_USAGE": gc.NS_USAGE},
 }
 """Per script, the value of each `${NAME}` in its code."""
+HELPERS: dict[str, tuple[str, ...]] = {WS_VIEW_SCRIPT: (WS_FRAMES_FILE,), WS_USAGE_SCRIPT: (WS_FRAMES_FILE,)}
+"""Per script, the helper files joined after json.lua and before it."""
 
 
 def lua_files() -> list[str]:
@@ -77,9 +84,11 @@ def substitute(code: str, values: Mapping[str, str]) -> str:
 
 def render_script(script: str) -> str:
     """The source Envoy runs for `script` (the two steps of the module docstring)."""
-    parts = (read_code(JSON_HELPERS_FILE), read_code(f"{script}.lua"))
+    helpers = (JSON_HELPERS_FILE, *HELPERS.get(script, ()))
+    parts = (*(read_code(file) for file in helpers), read_code(f"{script}.lua"))
     return substitute("".join("\n" + part for part in parts), SUBSTITUTIONS[script])
 
 
 REQUEST_SCAN_LUA = render_script(REQUEST_SCAN_SCRIPT)
 WS_VIEW_LUA = render_script(WS_VIEW_SCRIPT)
+WS_USAGE_LUA = render_script(WS_USAGE_SCRIPT)

@@ -6,7 +6,7 @@
 -- rewritten frame is re-encoded with its new length. Everything else passes byte for byte. Compressed frames
 -- (RSV1) are never touched: the ext_proc drops the permessage-deflate offer when the view is on, and an upgrade
 -- that still negotiated an extension is left alone.
--- Runs after json.lua. The "${NAME}" strings are pooler.gateway.ratelimit_view constants, filled in by the renderer.
+-- Runs after json.lua and ws_frames.lua. The "${NAME}" strings are pooler.gateway.ratelimit_view constants, filled in by the renderer.
 
 local MAX_INSPECT = 65536
 
@@ -84,24 +84,11 @@ function envoy_on_response(handle)
           pos = pos + take
           skip = skip - take
         else
-          local b0, b1 = string.byte(s, pos, pos + 1)
-          local plen, hlen = 0, 2
-          if b1 ~= nil then
-            plen = b1 % 128
-            if plen == 126 then hlen = 4 elseif plen == 127 then hlen = 10 end
-            if b1 >= 128 then hlen = hlen + 4 end
-          end
-          if b1 == nil or left < hlen then
+          local b0, b1, hlen, plen = frame_head(s, pos)
+          if b0 == nil then
             held = string.sub(s, pos)
             changed = true
             break
-          end
-          if plen == 126 then
-            local x, y = string.byte(s, pos + 2, pos + 3)
-            plen = x * 256 + y
-          elseif plen == 127 then
-            plen = 0
-            for k = pos + 2, pos + 9 do plen = plen * 256 + string.byte(s, k) end
           end
           if b0 == 129 and b1 < 128 and plen <= MAX_INSPECT then
             if left < hlen + plen then
