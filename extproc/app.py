@@ -108,7 +108,7 @@ async def serve(config: Config) -> int:
     if config.accesslog_socket != config.extproc_socket:
         _bind_unix(server, config.accesslog_socket)
     _bind_tcp(server, config, tls)
-    metrics = MetricsServer(METRICS, lambda: state.snapshot, ctx)
+    metrics = MetricsServer(METRICS, lambda: state.snapshot, ctx, lambda: state.in_flight)
     # Before the gRPC server starts: a busy metrics port is reported while nothing serves yet.
     await metrics.start(Path(metrics_socket_for(config.extproc_socket.resolve())), config.metrics_listen)
     await server.start()

@@ -269,7 +269,7 @@ class AttemptProcessor:
         now = attempt.now
         raw_session = session_key(headers, _string(attempt.request_ns, gc.REQUEST_PROMPT_CACHE_KEY))
         hashed = session_hash(self.hasher, pool.pool_id, raw_session) if raw_session else None
-        sticky = snapshot.sticky.get((pool.pool_id, hashed)) if hashed else None
+        sticky = self.state.sessions.get((pool.pool_id, hashed)) if hashed else None
         sticky_account = sticky.account_id if sticky is not None and sticky.expires_at > now else None
         routing = {**base, gc.ROUTING_TRIED: list(tried)}
         if hashed:
@@ -291,14 +291,15 @@ class AttemptProcessor:
             exclude=exclude,
             sticky_account_id=sticky_account,
             in_flight=self.state.in_flight,
+            recent=self.state.recent,
         )
         selection = select_account(pool.policy, pool.index, wanted, pool.strategy)
         picked_at = time.perf_counter()
         METRICS.observe_phase("select", picked_at - started)
         if selection.account_id is None:
             # Rare path: explain it per account (bounded reason codes) for pooler_selection_no_eligible_total.
-            limited = selection.error == "usage_limit_reached"
-            METRICS.picked(pool.name, "usage_limit" if limited else "no_eligible")
+            outcome = {"usage_limit_reached": "usage_limit", "concurrency_cap": "concurrency_cap"}
+            METRICS.picked(pool.name, outcome.get(selection.error or "", "no_eligible"))
             METRICS.no_eligible_reasons(
                 pool.name,
                 (r for c in pool.candidates if (r := ineligibility(c, pool.policy, wanted)) is not None),
@@ -312,20 +313,29 @@ class AttemptProcessor:
                 return Exhausted(pool, model, headers.get("x-request-id"), len(tried), routing)
             if selection.error == "usage_limit_reached":
                 return self._usage_limit(snapshot, pool, selection.earliest_reset, now, routing)
+            if selection.error == "concurrency_cap":
+                # Busy, not unfit: Codex backs off and retries a 503 `server_is_overloaded` (never a plain 429).
+                wait = str(snapshot.features.admission.retry_after_seconds)
+                return responses.error("server_is_overloaded", routing, {"retry-after": wait})
             return responses.error(selection.error or "no_eligible_account", routing)
         account = snapshot.accounts[selection.account_id]
         if account.access_token is None:  # selection never picks these; guard against a stale index anyway
             return responses.error("no_eligible_account", routing)
 
-        if hashed and (
-            not selection.sticky_kept
-            or sticky is None
-            or sticky.expires_at - now < pool.policy.sticky_ttl_seconds * (1 - STICKY_REFRESH_FRACTION)
+        if (
+            hashed
+            and not selection.sticky_full
+            and (
+                not selection.sticky_kept
+                or sticky is None
+                or sticky.expires_at - now < pool.policy.sticky_ttl_seconds * (1 - STICKY_REFRESH_FRACTION)
+            )
         ):
             self.state.pin_session(pool.pool_id, hashed, account.account_id, pool.policy.sticky_ttl_seconds, now)
         request_id = headers.get("x-request-id")
         if request_id:
             self.state.start(request_id, account.account_id, now)
+        self.state.recent.add(account.account_id, now)
 
         routing[gc.ROUTING_TRIED] = [*tried, account.account_id]
         routing[gc.ROUTING_ACCOUNT_ID] = account.account_id

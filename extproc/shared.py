@@ -115,7 +115,7 @@ class SharedState:
         if pool is None or not raw_session or pool.policy.sticky_ttl_seconds <= 0:
             return prepared
         hashed = session_hash(self.hasher, pool.pool_id, raw_session)
-        known = snapshot.sticky.get((pool.pool_id, hashed))
+        known = self.state.sessions.get((pool.pool_id, hashed))
         if known is not None and known.expires_at > now:
             return prepared
         try:
@@ -123,7 +123,7 @@ class SharedState:
         except SQLAlchemyError:
             found = None
         if found is not None:
-            snapshot.sticky[(pool.pool_id, hashed)] = Sticky(*found)
+            self.state.sessions[(pool.pool_id, hashed)] = Sticky(*found)
         else:
             prepared.session = (pool.pool_id, hashed, float(pool.policy.sticky_ttl_seconds))
         return prepared
@@ -131,10 +131,10 @@ class SharedState:
     async def after(self, prepared: Prepared) -> None:
         if prepared.request_id:
             self._index_attempt(prepared.request_id, prepared.attempt)
-        if prepared.session is None or self.state.snapshot is None:
+        if prepared.session is None:
             return
         pool_id, hashed, ttl = prepared.session
-        pinned = self.state.snapshot.sticky.get((pool_id, hashed))
+        pinned = self.state.sessions.get((pool_id, hashed))
         if pinned is None:
             return
         try:

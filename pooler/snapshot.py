@@ -248,11 +248,6 @@ def load_snapshot(
         (s.pool_id, s.session_hash): Sticky(s.account_id, s.expires_at.timestamp())
         for s in session.scalars(select(StickySession).where(StickySession.expires_at > now))
     }
-    if previous is not None:
-        # Sessions pinned since the last flush are newer than the table: keep them.
-        for k, v in previous.sticky.items():
-            if v.expires_at > now_ts and (k not in sticky or sticky[k].expires_at < v.expires_at):
-                sticky[k] = v
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     tokens_today = {
         str(prefix): int(total or 0)
