@@ -9,13 +9,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from pooler.simulator import codex, control, media, oauth
+from pooler.simulator import codex, control, media, oauth, streams
 from pooler.simulator.accounts import Account
 from pooler.simulator.auth import authenticate, bearer
 from pooler.simulator.bodies import MAX_BODY, error_body
 from pooler.simulator.faults import Fault
 from pooler.simulator.journal import SELECTED_HEADERS, Entry
 from pooler.simulator.state import SimConfig, SimState
+from pooler.simulator.streams import STREAMS_KEY, StreamCounter
 from pooler.simulator.tokens import fingerprint
 from pooler.simulator.usage import limit_error, quota_headers, wham_usage
 
@@ -99,6 +100,7 @@ async def upstream_middleware(request: web.Request, handler: Handler) -> web.Str
             account = checked
             request["sim_account"] = account
             entry.account = account.account_id
+            request.app[STREAMS_KEY].enter(account.account_id)
         account_id = account.account_id if account else None
         delay = state.faults.take({"delay"}, route, account_id, transport)
         if delay is not None:
@@ -116,11 +118,15 @@ async def upstream_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPException as exc:
         entry.status = exc.status
         raise
+    finally:
+        if account is not None:
+            request.app[STREAMS_KEY].leave(account.account_id)
 
 
 def build_app(config: SimConfig) -> web.Application:
     app = web.Application(middlewares=[upstream_middleware], client_max_size=MAX_BODY)
     app[STATE_KEY] = SimState(config)
+    app[STREAMS_KEY] = StreamCounter()
     app.router.add_post("/backend-api/codex/responses", codex.responses_post)
     app.router.add_get("/backend-api/codex/responses", codex.responses_ws)
     app.router.add_post("/backend-api/codex/responses/compact", codex.compact)
@@ -133,5 +139,6 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_post("/api/accounts/deviceauth/token", oauth.device_token)
     app.router.add_route("*", "/codex/device", oauth.device_page)
     app.router.add_routes(control.routes)
+    app.router.add_routes(streams.routes)
     media.register(app)  # files, transcription, images (issue 10)
     return app
