@@ -99,6 +99,7 @@ async def serve(config: Config) -> int:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 32 * 1024 * 1024)])
     processor = AttemptProcessor(state)
     shared_state = SharedState(state) if shared.enabled() else None
+    state.enforce_stream_cap = shared_state is None  # docs/ARCHITECTURE.md "Selection", replicas
     ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessorService(processor, shared_state), server)
     access_log = AccessLogService(AccessLogHandler(state, attribute_late=shared_state is not None))
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(access_log, server)
@@ -134,6 +135,8 @@ async def serve(config: Config) -> int:
         asyncio.create_task(reloader.run(stop)),
         asyncio.create_task(processor.surface.pins.run(ctx.session_factory, stop)),  # file pins (issue 10)
     ]
+    if shared_state is not None:
+        tasks.append(asyncio.create_task(shared_state.run(stop)))  # requests that ended on another replica
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     if not stop.is_set():
         print(READY_LINE, flush=True)

@@ -292,6 +292,7 @@ class AttemptProcessor:
             sticky_account_id=sticky_account,
             in_flight=self.state.in_flight,
             recent=self.state.recent,
+            enforce_cap=self.state.enforce_stream_cap,
         )
         selection = select_account(pool.policy, pool.index, wanted, pool.strategy)
         picked_at = time.perf_counter()

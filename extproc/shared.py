@@ -10,11 +10,16 @@ After the decision: a session the processor pinned for the first time is claimed
 (first writer wins), so the next turn finds it on any replica - not 0.5 s later with the writer's batch.
 An attempt routed here is recorded at its attempt index, so this replica never attributes another replica's
 attempt to its own account (see extproc/accesslog.py).
+
+Every ENDED_CHECK_SECONDS: requests this replica picked for that have been in flight a while are looked up in
+`request_logs`; those another replica logged (their access-log entry went there) are finished here too, so
+the per-account stream cap and the admission slots do not fill up with requests that ended elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -29,11 +34,17 @@ from extproc.processor import presented_key, route_of
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
 from pooler.poolkeys import key_matches, key_prefix
-from pooler.replica_state import admit_request, claim_sticky, read_sticky
+from pooler.replica_state import admit_request, claim_sticky, ended_requests, read_sticky
 from pooler.sessions import session_hash, session_key
 from pooler.snapshot import Sticky
 
 log = logging.getLogger(__name__)
+
+ENDED_CHECK_SECONDS = 2.0
+"""How often requests in flight are checked against `request_logs` (a slot freed elsewhere is freed here within
+this plus the logging replica's flush interval)."""
+ENDED_CHECK_AFTER_SECONDS = 1.0
+"""Requests younger than this are not looked up: their entry has not been flushed anywhere yet."""
 
 
 def enabled() -> bool:
@@ -147,6 +158,30 @@ class SharedState:
             # Another replica pinned this brand-new session a moment earlier: follow it from the next turn.
             pinned.account_id = winner
             self.state.pending.sticky.pop((pool_id, hashed), None)
+
+    async def release_ended(self, now: float) -> int:
+        """Finish the requests in flight here whose request-log row another replica wrote; how many."""
+        ids = [
+            rid
+            for rid, (started, _) in self.state.requests_in_flight.items()
+            if now - started > ENDED_CHECK_AFTER_SECONDS
+        ]
+        if not ids:
+            return 0
+        try:
+            ended = await asyncio.to_thread(self._db, ended_requests, ids)
+        except SQLAlchemyError:
+            return 0  # database away: the slots wait for the next check (or IN_FLIGHT_TTL)
+        for request_id in ended:
+            if request_id in self.state.requests_in_flight:
+                self.state.finish(request_id)
+        return len(ended)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.release_ended(time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), ENDED_CHECK_SECONDS)
 
     def _index_attempt(self, request_id: str, attempt: int) -> None:
         """The processor appends the account of each attempt it routes; with replicas, earlier attempts of the

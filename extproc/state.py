@@ -22,7 +22,10 @@ from pooler.snapshot import Overlay, Snapshot, Sticky, rebuild_pool
 
 MAX_PENDING_REQUESTS = 200_000
 """Bound on request rows held while the database is away (~100 MB); beyond it the oldest are dropped."""
-IN_FLIGHT_TTL = 4 * 3600.0
+IN_FLIGHT_TTL = 65 * 60.0
+"""A request whose access-log entry never came (Envoy restarted) stops holding its stream slot after this long:
+above the longest stream Codex keeps open (a websocket: the upstream closes it at 60 minutes), so such a stream
+keeps its slot, and a lost one blocks one slot of its account for about an hour at most."""
 PENDING_ATTEMPTS_TTL = 300.0
 """How long upstream-log records wait for their request's downstream entry (normally one flush, 0.5 s)."""
 FINISHED_TTL = 30.0
@@ -52,6 +55,10 @@ class GatewayState:
     """account id -> streams in flight: from the pick until the request's access-log entry (see `start`)."""
     recent: RecentPicks = field(default_factory=RecentPicks)
     """Recent picks per account (least-used's tie-break)."""
+    enforce_stream_cap: bool = True
+    """Off in replica mode: a request's end reaches whichever replica receives its access-log entry, so a
+    replica's count of its own streams runs high for seconds after they end (extproc/shared.py) - enforcing
+    the cap on it refused requests that the accounts could serve."""
     sessions: dict[tuple[int, str], Sticky] = field(default_factory=dict)
     """(pool id, session hash) -> the account the session is claimed by: this process's session table. A pin
     is in force here from the moment of its pick; it outlives snapshots (a reload used to replace the table

@@ -54,7 +54,7 @@ def select_account(
     if stale_after is None:
         stale_after = policy.stale_after_seconds
     view = index.view(request.now, stale_after)
-    cap = index.concurrency_cap
+    cap = index.concurrency_cap if request.enforce_cap else None
 
     sticky = request.sticky_account_id
     full = False

@@ -79,6 +79,9 @@ class SelectionRequest:
     """account_id -> streams in flight (the concurrency cap, and least-used's tie-break)."""
     recent: RecentPicks | None = None
     """Recent picks per account (least-used's tie-break); None = no history."""
+    enforce_cap: bool = True
+    """False: the caller cannot count streams reliably, so the pool's concurrency cap is not applied (ext_proc
+    replicas: a stream's end may be logged by another replica; in-flight counts still break ties)."""
     stale_after_seconds: float | None = None
     """Overrides the policy's staleness bound when set."""
 

@@ -70,6 +70,7 @@ requests = st.builds(
     exclude=st.frozensets(st.integers(1, 12), max_size=4),
     sticky_account_id=st.one_of(st.none(), st.integers(1, 12)),
     in_flight=st.dictionaries(st.integers(1, 12), st.integers(0, 3), max_size=6),
+    enforce_cap=st.booleans(),
 )
 
 

@@ -397,3 +397,11 @@ def test_an_index_built_for_another_policy_is_rebuilt() -> None:
     index = PoolIndex(pol(), accounts)
     assert select_account(pol(primary_cap_percent=80.0), index, req(), StrategyState()).account_id is None
     assert select_account(pol(), index, req(), StrategyState()).account_id == 1
+
+
+def test_a_caller_that_cannot_count_streams_skips_the_cap_but_still_breaks_ties() -> None:
+    policy = pol(max_concurrency_per_account=1)
+    accounts = [acct(1), acct(2)]
+    loose = pick(policy, accounts, req(in_flight={1: 5, 2: 3}, enforce_cap=False))
+    assert (loose.account_id, loose.error) == (2, None)
+    assert pick(policy, accounts, req(in_flight={1: 5, 2: 3})).error == "concurrency_cap"
