@@ -307,7 +307,8 @@ class AttemptProcessor:
             )
         else:
             METRICS.picked(pool.name, "sticky" if selection.sticky_kept else "strategy")
-        if selection.account_id is None and pinned is not None:
+        if selection.account_id is None and pinned is not None and selection.error != "concurrency_cap":
+            # (A file's account that is only busy answers "retry shortly" below, not "upload it again".)
             return responses.error("file_account_unavailable", routing)
         if selection.account_id is None:
             if selection.error == "no_eligible_account" and tried:

@@ -86,6 +86,7 @@ class GatewayState:
         now = time.time()
         self.tokens.seed(snapshot.tokens_today, now)
         self.adopt_sessions(snapshot.sticky, now)
+        snapshot.sticky.clear()  # adopted: `sessions` is the one table (no second copy to read by mistake)
         # Drop overlays that no longer say anything. A 401 flag is over once the account's credential epoch
         # moved (the scheduler refreshed it): without this the overlay would be kept for ever.
         for account_id, overlay in list(self.overlays.items()):

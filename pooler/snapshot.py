@@ -106,6 +106,8 @@ class Snapshot:
     pools: dict[int, PoolEntry]
     accounts: dict[int, AccountEntry]
     sticky: dict[tuple[int, str], Sticky]
+    """Live sticky sessions as the database holds them; the ext_proc adopts them into its own session table
+    (`GatewayState.sessions`, which outlives snapshots) when it installs the snapshot."""
     tokens_today: dict[str, int]
     """key prefix -> total tokens today (UTC) from request logs at load time."""
     demotion_seconds: float
