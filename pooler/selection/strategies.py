@@ -3,7 +3,8 @@
 All four share the per-request checks (not already tried, under the concurrency cap); they differ in where
 the walk starts:
 - least-used: the view's precomputed order (see `scoring`), except that the accounts within the tie band of
-  the best usable one are equals, taken by fewest streams in flight, then fewest recent picks;
+  the best usable one are equals, taken by fewest streams in flight, then fewest recent picks (among at most
+  TIE_MAX_EQUALS of them, and the first idle one ends the walk);
 - primary-first: the view's order (assignment priority, then account id), so failover falls to the next one;
 - round-robin: just after the last account this pool handed out, in account-id order; the cursor is an
   account id, not a position, so it stays fair when the view is recomputed;
@@ -17,7 +18,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 
 from pooler.selection.index import PoolView
-from pooler.selection.scoring import TIE_BAND
+from pooler.selection.scoring import TIE_BAND, TIE_MAX_EQUALS
 from pooler.selection.types import SelectionRequest
 from pooler.states import Strategy
 
@@ -55,6 +56,7 @@ def pick_least_used(view: PoolView, request: SelectionRequest, cap: int | None, 
     best: int | None = None
     best_key: tuple[int, float] = (0, 0.0)
     floor = 0.0
+    equals = 0
     for position, aid in enumerate(view.order):
         if best is not None and scores[position] < floor:
             break  # past the band: the rest are clearly worse
@@ -65,6 +67,9 @@ def pick_least_used(view: PoolView, request: SelectionRequest, cap: int | None, 
             best, best_key, floor = aid, key, scores[position] - TIE_BAND
         elif key < best_key:  # ties keep the earlier (better-scored) account
             best, best_key = aid, key
+        equals += 1
+        if equals >= TIE_MAX_EQUALS or best_key == (0, 0.0):
+            break  # enough to spread over (or an idle one found): the walk stays O(1) in big fresh pools
     return best
 
 
