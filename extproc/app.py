@@ -133,7 +133,7 @@ async def serve(config: Config) -> int:
     writer_task = asyncio.create_task(writer.run(writer_stop))
     tasks = [
         asyncio.create_task(reloader.run(stop)),
-        asyncio.create_task(processor.surface.pins.run(ctx.session_factory, stop)),  # file pins (issue 10)
+        asyncio.create_task(processor.surface.pins.run(ctx.session_factory, stop)),  # file pins
     ]
     if shared_state is not None:
         tasks.append(asyncio.create_task(shared_state.run(stop)))  # requests that ended on another replica

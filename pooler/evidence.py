@@ -13,7 +13,8 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pooler.quota import DEFAULT_FAMILY, FIVE_HOUR_MINUTES, WindowObservation, parse_rate_limit_headers
+from pooler.quota import DEFAULT_FAMILY, WindowObservation, parse_rate_limit_headers
+from pooler.states import FIVE_HOUR_MINUTES
 
 DEFAULT_LIMIT_SECONDS = 60.0
 """A 429 without any reset in its headers (the body is not visible on a headers-only path) limits the account

@@ -7,8 +7,9 @@ uses is defined here once.
 from __future__ import annotations
 
 # --- Dynamic metadata namespaces -------------------------------------------------------------------------
-# Written by Envoy's Lua request scanner (envoy_config.REQUEST_SCAN_LUA) from JSON request bodies: the top-level
-# `model` and `prompt_cache_key` strings, and the files the body references (no Python body parsing).
+# Written by Envoy's Lua request scanner (pooler/envoy_config/lua/request_scan.lua, where these names are its
+# "${NAME}" placeholders) from JSON request bodies: the top-level `model` and `prompt_cache_key` strings, and the
+# files the body references (no Python body parsing).
 NS_REQUEST = "pooler.request"
 REQUEST_MODEL = "model"
 REQUEST_PROMPT_CACHE_KEY = "prompt_cache_key"

@@ -19,10 +19,8 @@ from enum import StrEnum
 from pooler.selection import AccountCandidate, PoolPolicy, SelectionRequest, WindowView, explain, ineligibility
 from pooler.selection import reasons as rc
 from pooler.selection.windows import live_until, quota_block
-from pooler.states import AccountState, AssignmentStatus, PoolStatus
+from pooler.states import FIVE_HOUR_MINUTES, WEEKLY_MINUTES, AccountState, AssignmentStatus, PoolStatus, Strategy
 
-FIVE_HOUR_MINUTES = 300
-WEEKLY_MINUTES = 10080
 STALE_EVIDENCE = dt.timedelta(hours=6)
 """Evidence older than this earns a note on a routable line even when no staleness bound is configured."""
 UNASSIGNED = "unassigned"
@@ -163,7 +161,7 @@ def policy_of(facts: AccountFacts, assignment: AssignmentFacts, stale_after: flo
     secondary = assignment.secondary_cap_percent
     return PoolPolicy(
         pool_status=assignment.pool_status,
-        strategy="least-used",
+        strategy=Strategy.LEAST_USED,
         primary_cap_percent=facts.primary_cap_percent if primary is None else primary,
         secondary_cap_percent=facts.secondary_cap_percent if secondary is None else secondary,
         stale_after_seconds=stale_after,

@@ -149,7 +149,7 @@ _DEFS = (
         None,
         "Model pricing for estimated cost: model -> {input, cached_input, output} USD per 1M tokens (unset = vendored)",
     ),
-    # Gateway surface of issue 10 (docs/GATEWAY_SURFACE.md); read by the ext_proc with the routing snapshot.
+    # The gateway surface (docs/GATEWAY_SURFACE.md); read by the ext_proc with the routing snapshot.
     _s(
         "file_pin_ttl_seconds", int, 604800, "Seconds a file id stays pinned to the account that created it", minimum=60
     ),

@@ -35,7 +35,7 @@ from pooler.selection import AccountCandidate, PoolIndex, PoolPolicy, StrategySt
 from pooler.services.credentials import open_secret
 from pooler.services.versions import routing_version
 from pooler.settings import get_number, get_setting
-from pooler.states import SecretKind
+from pooler.states import SecretKind, Strategy
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class Snapshot:
     demotion_seconds: float
     stale_after_seconds: float | None
     features: GatewayFeatures = field(default_factory=GatewayFeatures)
-    """Issue-10 features (file pins TTL, admission, ingress per key, image gate, pooled view)."""
+    """Gateway-surface settings (file pins TTL, admission, ingress per key, image gate, pooled view)."""
 
     def pools_of(self, account_id: int) -> Iterable[PoolEntry]:
         return (p for p in self.pools.values() if any(c.account_id == account_id for c in p.base_candidates))
@@ -193,7 +193,7 @@ def load_snapshot(
         ps = settings.get(pool.id) or PoolSettings(pool_id=pool.id)
         policy = PoolPolicy(
             pool_status=pool.status,
-            strategy=ps.strategy or "least-used",
+            strategy=ps.strategy or Strategy.LEAST_USED,
             primary_cap_percent=ps.primary_cap_percent if ps.primary_cap_percent is not None else 100.0,
             secondary_cap_percent=ps.secondary_cap_percent if ps.secondary_cap_percent is not None else 100.0,
             allowed_models=frozenset(ps.allowed_models) if ps.allowed_models else None,

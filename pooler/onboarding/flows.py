@@ -38,8 +38,6 @@ from pooler.onboarding.pkce import authorization_url, new_pkce, new_state, s256_
 from pooler.onboarding.types import (
     BrowserStart,
     DevicePending,
-    FlowStatus,
-    InviteStatus,
     LinkOutcome,
     Method,
     OAuthConfig,
@@ -51,7 +49,7 @@ from pooler.services import audit
 from pooler.services.accounts import find_by_chatgpt_id, import_auth_json
 from pooler.services.actors import Actor
 from pooler.settings import get_setting
-from pooler.states import ActorType, PoolStatus
+from pooler.states import ActorType, FlowStatus, InviteStatus, PoolStatus
 
 FLOW_TTL = DEVICE_TIMEOUT
 """Both methods get the device-code limit of 15 minutes: long enough for a sign-in, short for a leaked URL."""

@@ -14,9 +14,10 @@ from pooler.errors import NotFoundError
 from pooler.models import OAuthFlow, OAuthInvite, utcnow
 from pooler.onboarding.errors import OnboardingError
 from pooler.onboarding.flows import target_pool
-from pooler.onboarding.types import FlowStatus, InviteStatus, OperatorScope
+from pooler.onboarding.types import OperatorScope
 from pooler.services import audit
 from pooler.services.actors import Actor
+from pooler.states import FlowStatus, InviteStatus
 
 INVITE_PURPOSE = "invite"
 DEFAULT_INVITE_TTL = dt.timedelta(days=7)

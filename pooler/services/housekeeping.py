@@ -10,10 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pooler import lifecycle
 from pooler.models import JobRun, OAuthFlow, OAuthInvite, RequestLog, StickySession, UpstreamAccount
-from pooler.onboarding.types import FlowStatus, InviteStatus
 from pooler.services import audit
 from pooler.services.jobs import LifecycleSettings, load_settings
-from pooler.states import AccountState, ActorType
+from pooler.states import AccountState, ActorType, FlowStatus, InviteStatus
 
 BATCH = 5000
 """Rows deleted per transaction, so retention never holds a long write lock (SQLite has one writer)."""

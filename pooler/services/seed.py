@@ -22,7 +22,7 @@ from pooler.services.actors import Actor
 from pooler.services.credentials import store_token
 from pooler.services.keys import create_key
 from pooler.services.pools import create_pool, pause_pool
-from pooler.states import AccountState, ActorType, AssignmentStatus, QuotaSource, SecretKind
+from pooler.states import AccountState, ActorType, AssignmentStatus, QuotaSource, SecretKind, Strategy
 
 SEED_ACTOR = Actor(ActorType.SYSTEM, "dev-seed")
 MODELS = ("gpt-5-codex", "gpt-5.1-codex", "gpt-5.1-codex-mini", "gpt-5")
@@ -72,7 +72,7 @@ def seed(
     result = SeedResult()
     pools = {}
     for name, label, strategy in (
-        ("team-a", "Team A", "least-used"),
+        ("team-a", "Team A", Strategy.LEAST_USED),
         ("team-b", "Team B", "round-robin"),
         ("research", "Research", "primary-first"),
     ):

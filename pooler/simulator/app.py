@@ -140,5 +140,5 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_route("*", "/codex/device", oauth.device_page)
     app.router.add_routes(control.routes)
     app.router.add_routes(streams.routes)
-    media.register(app)  # files, transcription, images (issue 10)
+    media.register(app)  # files, transcription, images
     return app

@@ -1,4 +1,4 @@
-"""Issue 10 - admission control: with a limit of 2 the third concurrent stream gets 503 quickly."""
+"""Admission control: with a limit of 2 the third concurrent stream gets 503 quickly."""
 
 from __future__ import annotations
 

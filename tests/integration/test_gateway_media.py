@@ -1,4 +1,4 @@
-"""Issue 10 - transcription and images through the real data path (simulator backend)."""
+"""Transcription and images through the real data path (simulator backend)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 10 - pooled rate-limit view: x-codex-* response headers carry the pool's aggregate (the same figures
+"""Pooled rate-limit view: x-codex-* response headers carry the pool's aggregate (the same figures
 as the pooled /backend-api/wham/usage), written by Envoy from the ext_proc's request-time metadata.
 
 Proven here at the Envoy side (what reaches a client: HTTP SSE headers, the websocket 101 headers and the

@@ -393,7 +393,8 @@ def running_gateway(
             pki=pki,
         )
         stack.callback(lambda: gw.extproc.stop())
-        stack.callback(lambda: [p.stop() for p in gw.replicas.values()])
+        for replica in gw.replicas.values():
+            stack.callback(replica.stop)
         try:
             wait_until(lambda: port_open(port) or not envoy.alive(), timeout=60, what="envoy listener")
             if not envoy.alive():
