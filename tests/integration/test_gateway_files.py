@@ -12,6 +12,7 @@ import pytest
 from pooler.models import PoolAssignment
 from pooler.states import AssignmentStatus
 from tests.support.gateway import Gateway, SeededPool, running_gateway
+from tests.support.processes import wait_until
 from tests.support.simulator import turn_body
 
 pytestmark = pytest.mark.integration
@@ -104,8 +105,6 @@ def test_unroutable_creator_gives_file_account_unavailable(gw: Gateway) -> None:
         r = httpx.post(f"{gw.url}/backend-api/files/{file_id}/uploaded", headers=_auth(seeded), timeout=20)
         return r if r.status_code == 409 else None
 
-    from tests.support.processes import wait_until
-
     r = wait_until(answered, timeout=15, what="file_account_unavailable")
     assert r.json()["error"]["code"] == "file_account_unavailable"  # type: ignore[union-attr]
 
@@ -165,6 +164,9 @@ def test_a_file_account_at_its_stream_cap_says_retry_shortly_not_upload_again(gw
             }
         ],
     )
+    # The create call held the account's only slot until its access-log entry arrived: wait for the release.
+    idle = [f'pooler_account_inflight_streams{{account="{a}"}} 0.0' for a in seeded.accounts]
+    wait_until(lambda: all(line in gw.metrics_text() for line in idle), timeout=15, what="slots released")
     gw.simulator.client.configure(token_rate=4.0)  # a turn of a few seconds holds the file account's only slot
     try:
         with httpx.stream("POST", f"{gw.codex_base}/responses", json=body, headers=_auth(seeded), timeout=30) as held:
