@@ -104,6 +104,9 @@ async def serve(config: Config) -> int:
     access_log = AccessLogService(AccessLogHandler(state, attribute_late=shared_state is not None))
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(access_log, server)
     health = health_aio.HealthServicer()
+    # grpc's servicer starts out SERVING: a (re)starting replica was put in rotation by Envoy's health check
+    # before its first snapshot, and answered 503 gateway_not_ready (seen in the replica restart test).
+    await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     _bind_unix(server, config.extproc_socket)
     if config.accesslog_socket != config.extproc_socket:
