@@ -20,9 +20,10 @@ from flask import current_app, request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pooler import audit
+from pooler.audit import Actor
 from pooler.gateway_contract import CLIENT_IP_HEADER
 from pooler.models import AuditEvent, utcnow
-from pooler.services import audit
 from pooler.states import ActorType
 
 FAILED_ACTION = "operator.login_failed"
@@ -37,10 +38,17 @@ def _ip(text: str | None) -> str | None:
         return None
 
 
+def peer_is_loopback() -> bool:
+    """The TCP peer is on this host (Envoy in the same network namespace): its x-pooler-* and X-Forwarded-Proto
+    headers are believed, anyone else's are not."""
+    peer = _ip(request.remote_addr)
+    return peer is not None and ipaddress.ip_address(peer).is_loopback
+
+
 def client_address() -> str:
     """The requesting client's IP: Envoy's derived address when Envoy is the peer, else the peer."""
     peer = _ip(request.remote_addr)
-    if peer is not None and ipaddress.ip_address(peer).is_loopback:
+    if peer_is_loopback():
         forwarded = _ip(request.headers.get(CLIENT_IP_HEADER))
         if forwarded is not None:
             return forwarded
@@ -71,8 +79,7 @@ def record_failure(session: Session, address: str, username: str, outcome: str) 
     """One failed attempt from `address` (the caller commits; the username is what was typed, capped)."""
     audit.record(
         session,
-        actor_type=ActorType.OPERATOR,
-        actor_label=username[:64] or None,
+        Actor(ActorType.OPERATOR, username[:64] or None),
         action=FAILED_ACTION,
         target_type="client",
         target_id=address,

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 
 from extproc.limits import DailyTokens, RequestRateLimiter
 from pooler.context import CoreContext
-from pooler.evidence import AccountEffect, AttemptRecord
-from pooler.gateway_writes import Batch
+from pooler.gateway.bound_state import TurnStateIssuers
+from pooler.gateway.evidence import AccountEffect, AttemptRecord
+from pooler.gateway.snapshot import Overlay, Snapshot, Sticky, rebuild_pool
+from pooler.gateway.writes import Batch
 from pooler.selection import WindowView
 from pooler.selection.load import RecentPicks
-from pooler.snapshot import Overlay, Snapshot, Sticky, rebuild_pool
 
 MAX_PENDING_REQUESTS = 200_000
 """Bound on request rows held while the database is away (~100 MB); beyond it the oldest are dropped."""
@@ -78,6 +79,8 @@ class GatewayState:
     finish_hooks: list[Callable[[str], None]] = field(default_factory=list)
     """Called with the request id when its downstream access-log entry arrives (admission slots)."""
     dropped_rows: int = 0
+    turn_states: TurnStateIssuers = field(default_factory=TurnStateIssuers)
+    """Which account issued each echoed `x-codex-turn-state` (keyed hashes, this process only)."""
     _sticky_pruned_at: float = 0.0
 
     # --- snapshot ---------------------------------------------------------------------------------------

@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pooler import audit
+from pooler.audit import Actor
 from pooler.crypto.secretbox import Sealed, SecretBox
 from pooler.errors import NotFoundError, PoolerError, SecretBoxError
 from pooler.models import Setting, utcnow
-from pooler.services import audit
-from pooler.services.actors import Actor
-from pooler.services.versions import bump_routing_version
+from pooler.versions import bump_routing_version
 
 SETTING_SUBJECT = "setting"
 SettingValue = str | int | float | bool
@@ -140,6 +140,17 @@ _DEFS = (
     _s("alert_key_error_threshold", int, 20, "401/403 answers per key prefix in the window that alert", minimum=1),
     _s("alert_key_error_window_minutes", int, 15, "Window of the key errors spike rule", minimum=1),
     _s("alert_job_failure_runs", int, 3, "Consecutive failed runs of a scheduler job that raise an alert", minimum=1),
+    # Admin sign-in sessions (pooler.services.admin_sessions): read on every admin request, so a change applies to
+    # sessions already open.
+    _s(
+        "admin_session_idle_minutes",
+        int,
+        120,
+        "Admin sessions end after this many minutes without a request",
+        minimum=1,
+        maximum=7 * 24 * 60,
+    ),
+    _s("admin_session_max_hours", int, 12, "Admin sessions end this many hours after sign-in", minimum=1, maximum=720),
     _s("mcp_enabled", bool, False, "Instance-wide gate of the read-only MCP endpoint (/mcp)"),
     _s("metrics_token_hash", str, None, "Keyed hash of the /metrics bearer token (pooler.metrics_token); empty = open"),
     # Admin: the cost estimate's table; unset = the vendored admin_flask/pricing.json (validated by the admin).
@@ -292,8 +303,7 @@ def set_setting(
         details = {"entries": len(coerced), "old_entries": len(old) if isinstance(old, dict) else None}
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action="setting.update",
         target_type="setting",
         target_id=name,
@@ -313,8 +323,7 @@ def reset_setting(session: Session, name: str, *, actor: Actor) -> None:
     session.delete(row)
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action="setting.reset",
         target_type="setting",
         target_id=name,

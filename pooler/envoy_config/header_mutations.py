@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pooler import gateway_contract as gc
-from pooler.ratelimit_view import WS_VIEW_REQUEST_HEADER, WS_VIEW_RESPONSE_HEADER
+from pooler.gateway.ratelimit_view import WS_VIEW_REQUEST_HEADER, WS_VIEW_RESPONSE_HEADER
 
 # Client-sent headers that would steer Envoy's own retry/timeout behaviour.
 ENVOY_CONTROL_HEADERS = (

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from pooler.services.actors import SYSTEM
+from pooler.audit import SYSTEM
 from pooler.settings import set_setting
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.processes import wait_until

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from pooler.services.actors import SYSTEM
+from pooler.audit import SYSTEM
 from pooler.settings import set_setting
 from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.processes import wait_until

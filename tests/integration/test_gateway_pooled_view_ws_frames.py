@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from pooler.envoy_config import Endpoint, GatewayConfig, render
-from pooler.ratelimit_view import WS_VIEW_REQUEST_HEADER, WS_VIEW_RESPONSE_HEADER
+from pooler.gateway.ratelimit_view import WS_VIEW_REQUEST_HEADER, WS_VIEW_RESPONSE_HEADER
 from tests.support.processes import VENV_BIN, ManagedProcess, free_port, port_open, wait_until
 from tests.support.websocket_frames import VIEW, VIEW_LIMITS, frame, frame_script, parse_frames
 

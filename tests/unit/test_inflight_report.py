@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from pooler.context import CoreContext
-from pooler.gateway_writes import INFLIGHT_FORGET_SECONDS, Batch, InflightReport, write_batch
+from pooler.gateway.writes import INFLIGHT_FORGET_SECONDS, Batch, InflightReport, write_batch
 from pooler.models import InflightStreams, utcnow
 from pooler.services.seed import seed
 from tests.support.admin import *  # noqa: F403

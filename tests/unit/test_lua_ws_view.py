@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pooler.envoy_config.lua import WS_VIEW_LUA
-from pooler.ratelimit_view import WS_VIEW_RESPONSE_HEADER
+from pooler.gateway.ratelimit_view import WS_VIEW_RESPONSE_HEADER
 from tests.support.luajit import LuaValue, lua_string, lua_strings, run_lua
 from tests.support.websocket_frames import VIEW, VIEW_LIMITS, frame, frame_script, parse_frames, rate_event
 

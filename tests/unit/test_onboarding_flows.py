@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pooler import settings
+from pooler.audit import Actor
 from pooler.crypto.hashing import KeyedHasher
 from pooler.crypto.keyring import new_key_material, parse_keyring
 from pooler.crypto.secretbox import SecretBox
@@ -33,7 +34,6 @@ from pooler.onboarding.types import (
 )
 from pooler.services import accounts, pools
 from pooler.services import operators as ops
-from pooler.services.actors import Actor
 from pooler.services.credentials import read_token
 from pooler.states import AccountState, ActorType, InviteStatus, SecretKind
 from tests.support.dbscan import dump_all_tables

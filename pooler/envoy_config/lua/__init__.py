@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from importlib.resources import files
 
 from pooler import gateway_contract as gc
-from pooler.ratelimit_view import WS_VIEW_RESPONSE_HEADER
+from pooler.gateway.ratelimit_view import WS_VIEW_RESPONSE_HEADER
 
 JSON_HELPERS_FILE = "json.lua"
 REQUEST_SCAN_SCRIPT = "request_scan"
@@ -40,6 +40,7 @@ SUBSTITUTIONS: dict[str, dict[str, str]] = {
             "REQUEST_FILE_IDS",
             "REQUEST_SCANNED",
             "REQUEST_INVALID_JSON",
+            "REQUEST_SEALED_STATE",
         )
     },
     WS_VIEW_SCRIPT: {"WS_VIEW_RESPONSE_HEADER": WS_VIEW_RESPONSE_HEADER},

@@ -7,6 +7,8 @@
 --   at most 256 bytes.
 -- - `file_ids`: `"file_id": "..."` references anywhere (a plain substring search first, memchr speed; escaped
 --   quotes inside strings, e.g. a prompt quoting JSON, do not match).
+-- - `sealed_state`: "1" when the body has an `"encrypted_content"` key anywhere (reasoning or compaction items
+--   sealed to the account that produced them; a plain substring search, like `file_ids`).
 -- - `invalid_json`: "1" when an uncompressed body is not a JSON object (the top-level walk failed; nothing else
 --   is set). A compressed body (`content-encoding` other than identity) is never marked: its bytes are not JSON.
 -- - `scanned`: "1" on every request the filter sees, the ext_proc's proof that it ran.
@@ -48,6 +50,7 @@ function envoy_on_request(handle)
     return
   end
   for key, value in pairs(found) do metadata:set("${NS_REQUEST}", key, safe(value)) end
+  if find(s, '"encrypted_content"', 1, true) ~= nil then metadata:set("${NS_REQUEST}", "${REQUEST_SEALED_STATE}", "1") end
   if find(s, '"file_id"', 1, true) == nil then return end
   local ids, n = {}, 0
   for id in string.gmatch(s, '"file_id"%s*:%s*"([%w_%-]+)"') do

@@ -6,7 +6,7 @@
 -- rewritten frame is re-encoded with its new length. Everything else passes byte for byte. Compressed frames
 -- (RSV1) are never touched: the ext_proc drops the permessage-deflate offer when the view is on, and an upgrade
 -- that still negotiated an extension is left alone.
--- Runs after json.lua. The "${NAME}" strings are pooler.ratelimit_view constants, filled in by the renderer.
+-- Runs after json.lua. The "${NAME}" strings are pooler.gateway.ratelimit_view constants, filled in by the renderer.
 
 local MAX_INSPECT = 65536
 

@@ -1,7 +1,7 @@
 """concurrent-stream cap per account: default 8, and the ext_proc's in-flight report for the admin
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import pooler.models.base
 
 revision = "0004"
-down_revision = "0001"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

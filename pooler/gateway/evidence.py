@@ -2,7 +2,7 @@
 
 Pure: `attempt_effect` turns one attempt's status/flags/headers into what changes for its account; the
 ext_proc applies that to its snapshot at once and hands the records to the batched writer
-(`pooler.gateway_writes`). The access log gives one entry per upstream attempt (the router's upstream log,
+(`pooler.gateway.writes`). The access log gives one entry per upstream attempt (the router's upstream log,
 with that attempt's status and quota headers) and one per downstream request (final status, timings,
 tokens); request rows are built from both.
 """

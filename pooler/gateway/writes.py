@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from pooler.evidence import AccountEffect, RequestRecord
+from pooler.gateway.evidence import AccountEffect, RequestRecord
 from pooler.models import InflightStreams, PoolKey, RequestAttempt, RequestLog, StickySession, UpstreamAccount
 from pooler.quota import record_observations
 from pooler.services.refresh import request_refresh
-from pooler.services.versions import bump_routing_version
 from pooler.states import QuotaSource
+from pooler.versions import bump_routing_version
 
 MAX_MODEL_LENGTH = 64
 EXISTING_IDS_PER_QUERY = 5000

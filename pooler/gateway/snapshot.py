@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import SecretBoxError
-from pooler.gateway_features import GatewayFeatures, load_features
+from pooler.gateway.features import GatewayFeatures, load_features
 from pooler.models import (
     AccountSecret,
     Pool,
@@ -33,9 +33,9 @@ from pooler.models import (
 )
 from pooler.selection import AccountCandidate, PoolIndex, PoolPolicy, StrategyState, WindowView
 from pooler.services.credentials import open_secret
-from pooler.services.versions import routing_version
 from pooler.settings import get_number, get_setting
 from pooler.states import SecretKind, Strategy
+from pooler.versions import routing_version
 
 log = logging.getLogger(__name__)
 
