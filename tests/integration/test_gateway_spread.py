@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pooler.models import InflightStreams
-from pooler.services.versions import bump_routing_version
+from pooler.versions import bump_routing_version
 from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.processes import wait_until
 from tests.support.simulator import turn_body
