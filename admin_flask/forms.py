@@ -17,6 +17,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional, Regexp
 
+from pooler.models.pools import DEFAULT_MAX_STREAMS_PER_ACCOUNT
 from pooler.services.operators import MIN_PASSWORD_LENGTH
 from pooler.states import OperatorRole, Strategy
 
@@ -59,7 +60,9 @@ class PoolForm(FlaskForm):
     primary_cap_percent = FloatField("5h window cap (%)", default=100.0, validators=[NumberRange(1, 100)])
     secondary_cap_percent = FloatField("Weekly window cap (%)", default=100.0, validators=[NumberRange(1, 100)])
     max_concurrency_per_account = IntegerField(
-        "Max concurrent requests per account", validators=[Optional(), NumberRange(1, 1000)]
+        "Max concurrent streams per account (empty = unlimited)",
+        default=DEFAULT_MAX_STREAMS_PER_ACCOUNT,
+        validators=[Optional(), NumberRange(1, 1000)],
     )
     allowed_models = TextAreaField("Allowed models (one per line, empty = all)", validators=[Length(max=4000)])
 

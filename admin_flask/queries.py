@@ -16,7 +16,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from pooler.attention import Badge, pool_badge
-from pooler.models import Pool, PoolAssignment, RequestLog, UpstreamAccount, utcnow
+from pooler.models import InflightStreams, Pool, PoolAssignment, RequestLog, UpstreamAccount, utcnow
 from pooler.readiness import (
     AccountFacts,
     AssignmentFacts,
@@ -32,6 +32,9 @@ from pooler.timefmt import ZONE
 
 MAX_SERIES_ROWS = 200_000
 RECENT_TOKENS = dt.timedelta(hours=1)
+INFLIGHT_FRESH = dt.timedelta(seconds=30)
+"""An ext_proc replica's in-flight report counts while younger than this (it reports every 5 s; an older one is
+of a replica that stopped)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class AccountCard:
     readiness: Readiness
     recent_tokens: int
     recent_requests: int
+    streams: int = 0
+    """Streams in flight now, summed over the ext_proc replicas' latest reports."""
 
 
 def windows_of(account: UpstreamAccount) -> list[WindowView]:
@@ -128,17 +133,39 @@ def recent_usage(session: Session, account_ids: Iterable[int], since: dt.datetim
     return {int(a): (int(n), int(t or 0)) for a, n, t in rows if a is not None}
 
 
+def inflight_streams(session: Session, account_ids: Iterable[int], now: dt.datetime) -> dict[int, int]:
+    """account id -> streams in flight, over the replicas that reported within INFLIGHT_FRESH."""
+    ids = list(account_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(InflightStreams.account_id, func.sum(InflightStreams.streams))
+        .where(InflightStreams.account_id.in_(ids), InflightStreams.reported_at >= now - INFLIGHT_FRESH)
+        .group_by(InflightStreams.account_id)
+    ).all()
+    return {int(a): int(n or 0) for a, n in rows}
+
+
 def cards(session: Session, accounts: list[UpstreamAccount], now: dt.datetime | None = None) -> list[AccountCard]:
     now = now or utcnow()
     pools = {p.id: p for p in session.scalars(select(Pool)).unique()}
     usage = recent_usage(session, (a.id for a in accounts), now - RECENT_TOKENS)
+    streams = inflight_streams(session, (a.id for a in accounts), now)
     stale = stale_after(session)
     result = []
     for account in accounts:
         pairs = [(pools[a.pool_id], a) for a in account.assignments if a.pool_id in pools]
         requests, tokens = usage.get(account.id, (0, 0))
         result.append(
-            AccountCard(account, pairs, windows_of(account), readiness_of(account, pools, now, stale), tokens, requests)
+            AccountCard(
+                account,
+                pairs,
+                windows_of(account),
+                readiness_of(account, pools, now, stale),
+                tokens,
+                requests,
+                streams.get(account.id, 0),
+            )
         )
     return result
 

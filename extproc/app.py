@@ -99,16 +99,20 @@ async def serve(config: Config) -> int:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 32 * 1024 * 1024)])
     processor = AttemptProcessor(state)
     shared_state = SharedState(state) if shared.enabled() else None
+    state.enforce_stream_cap = shared_state is None  # docs/ARCHITECTURE.md "Selection", replicas
     ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessorService(processor, shared_state), server)
     access_log = AccessLogService(AccessLogHandler(state, attribute_late=shared_state is not None))
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(access_log, server)
     health = health_aio.HealthServicer()
+    # grpc's servicer starts out SERVING: a (re)starting replica was put in rotation by Envoy's health check
+    # before its first snapshot, and answered 503 gateway_not_ready (seen in the replica restart test).
+    await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     _bind_unix(server, config.extproc_socket)
     if config.accesslog_socket != config.extproc_socket:
         _bind_unix(server, config.accesslog_socket)
     _bind_tcp(server, config, tls)
-    metrics = MetricsServer(METRICS, lambda: state.snapshot, ctx)
+    metrics = MetricsServer(METRICS, lambda: state.snapshot, ctx, lambda: state.in_flight)
     # Before the gRPC server starts: a busy metrics port is reported while nothing serves yet.
     await metrics.start(Path(metrics_socket_for(config.extproc_socket.resolve())), config.metrics_listen)
     await server.start()
@@ -134,6 +138,8 @@ async def serve(config: Config) -> int:
         asyncio.create_task(reloader.run(stop)),
         asyncio.create_task(processor.surface.pins.run(ctx.session_factory, stop)),  # file pins
     ]
+    if shared_state is not None:
+        tasks.append(asyncio.create_task(shared_state.run(stop)))  # requests that ended on another replica
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     if not stop.is_set():
         print(READY_LINE, flush=True)

@@ -4,7 +4,8 @@ Why here: the ext_proc sees every attempt (selection) and every finished request
 the routing snapshot (accounts, states, quota windows) in memory. So one process serves everything:
 - counters and histograms counted in memory (hot path: a cached child per label tuple, one `inc`; no label
   built from an unbounded client value: models outside the known set count as `other`);
-- gauges read from the snapshot at scrape time (accounts by state, quota used percent per account *label*);
+- gauges read from the snapshot at scrape time (accounts by state, quota used percent and streams in flight
+  per account *label*);
 - scheduler job outcomes and open alert incidents read from the database at scrape time (cached a few
   seconds), because the scheduler may run anywhere and the database already holds `job_runs`.
 
@@ -21,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -154,10 +155,14 @@ class GatewayMetrics:
 
 
 class SnapshotCollector(Collector):
-    """Gauges from the routing snapshot: accounts by state, latest quota used percent per account label."""
+    """Gauges from the routing snapshot: accounts by state, latest quota used percent and streams in flight per
+    account label."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot | None]) -> None:
+    def __init__(
+        self, snapshot: Callable[[], Snapshot | None], in_flight: Callable[[], Mapping[int, int]] | None = None
+    ) -> None:
         self.snapshot = snapshot
+        self.in_flight = in_flight
 
     def collect(self) -> Iterator[Any]:
         states = GaugeMetricFamily("pooler_accounts", "Accounts by lifecycle state", labels=["state"])
@@ -166,7 +171,13 @@ class SnapshotCollector(Collector):
             "Latest used percent per account label and window",
             labels=["account", "window"],
         )
+        streams = GaugeMetricFamily(
+            "pooler_account_inflight_streams",
+            "Streams in flight per account label (this ext_proc replica), from the pick to the access-log entry",
+            labels=["account"],
+        )
         snapshot = self.snapshot()
+        in_flight = self.in_flight() if self.in_flight is not None else {}
         if snapshot is not None:
             seen: dict[int, Any] = {}
             for pool in snapshot.pools.values():
@@ -177,10 +188,12 @@ class SnapshotCollector(Collector):
                 counts[candidate.state] = counts.get(candidate.state, 0) + 1
                 for window in candidate.windows:
                     quota.add_metric([candidate.label, window_label(window.window_minutes)], window.used_percent)
+                streams.add_metric([candidate.label], in_flight.get(candidate.account_id, 0))
             for state, count in sorted(counts.items()):
                 states.add_metric([state], count)
         yield states
         yield quota
+        yield streams
 
 
 class DatabaseCollector(Collector):
@@ -232,11 +245,17 @@ class MetricsServer:
     """`GET /metrics` over HTTP/1.1 on a unix socket (and optionally TCP), on the event loop (no thread touches the
     snapshot)."""
 
-    def __init__(self, metrics: GatewayMetrics, snapshot: Callable[[], Snapshot | None], ctx: Any) -> None:
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        snapshot: Callable[[], Snapshot | None],
+        ctx: Any,
+        in_flight: Callable[[], Mapping[int, int]] | None = None,
+    ) -> None:
         self.metrics = metrics
         self.ctx = ctx
         self.db = DatabaseCollector()
-        metrics.registry.register(SnapshotCollector(snapshot))
+        metrics.registry.register(SnapshotCollector(snapshot, in_flight))
         metrics.registry.register(self.db)
         self._servers: list[asyncio.AbstractServer] = []
 

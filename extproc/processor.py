@@ -294,7 +294,7 @@ class AttemptProcessor:
         now = attempt.now
         raw_session = session_key(headers, string_field(attempt.request_ns, gc.REQUEST_PROMPT_CACHE_KEY))
         hashed = session_hash(self.hasher, pool.pool_id, raw_session) if raw_session else None
-        sticky = snapshot.sticky.get((pool.pool_id, hashed)) if hashed else None
+        sticky = self.state.sessions.get((pool.pool_id, hashed)) if hashed else None
         sticky_account = sticky.account_id if sticky is not None and sticky.expires_at > now else None
         session_account = sticky_account
         routing = {**base, gc.ROUTING_TRIED: list(tried)}
@@ -317,6 +317,8 @@ class AttemptProcessor:
             exclude=exclude,
             sticky_account_id=sticky_account,
             in_flight=self.state.in_flight,
+            recent=self.state.recent,
+            enforce_cap=self.state.enforce_stream_cap,
         )
         selection = select_account(pool.policy, pool.index, wanted, pool.strategy)
         sealed = string_field(attempt.request_ns, gc.REQUEST_SEALED_STATE) == "1"
@@ -326,30 +328,37 @@ class AttemptProcessor:
         METRICS.observe_phase("select", picked_at - started)
         if selection.account_id is None:
             # Rare path: explain it per account (bounded reason codes) for pooler_selection_no_eligible_total.
-            limited = selection.error == "usage_limit_reached"
-            METRICS.picked(pool.name, "usage_limit" if limited else "no_eligible")
+            outcome = {"usage_limit_reached": "usage_limit", "concurrency_cap": "concurrency_cap"}
+            METRICS.picked(pool.name, outcome.get(selection.error or "", "no_eligible"))
             METRICS.no_eligible_reasons(
                 pool.name,
                 (r for c in pool.candidates if (r := ineligibility(c, pool.policy, wanted)) is not None),
             )
         else:
             METRICS.picked(pool.name, "sticky" if selection.sticky_kept else "strategy")
-        if selection.account_id is None and pinned is not None:
+        if selection.account_id is None and pinned is not None and selection.error != "concurrency_cap":
+            # (A file's account that is only busy answers "retry shortly" below, not "upload it again".)
             return responses.error("file_account_unavailable", routing)
         if selection.account_id is None:
             if selection.error == "no_eligible_account" and tried:
                 return Exhausted(pool, model, attempt.request_id, len(tried), routing)
             if selection.error == "usage_limit_reached":
                 return self._usage_limit(snapshot, pool, selection.earliest_reset, now, routing)
+            if selection.error == "concurrency_cap":
+                # Busy, not unfit: Codex backs off and retries a 503 `server_is_overloaded` (never a plain 429).
+                wait = str(snapshot.features.admission.retry_after_seconds)
+                return responses.error("server_is_overloaded", routing, {"retry-after": wait})
             return responses.error(selection.error or "no_eligible_account", routing)
         account = snapshot.accounts[selection.account_id]
         if account.access_token is None:  # selection never picks these; guard against a stale index anyway
             return responses.error("no_eligible_account", routing)
 
         # A retry of sealed state lands where it can only fail (400 invalid_encrypted_content): the session keeps
-        # its account for the next request instead of following this attempt.
+        # its account for the next request instead of following this attempt. A request that only overflowed a
+        # busy sticky account (sticky_full) keeps the session's claim too.
         if (
             hashed
+            and not selection.sticky_full
             and not (sealed and tried)
             and (
                 not selection.sticky_kept
@@ -361,6 +370,7 @@ class AttemptProcessor:
         request_id = attempt.request_id
         if request_id:
             self.state.start(request_id, account.account_id, now)
+        self.state.recent.add(account.account_id, now)
 
         routing[gc.ROUTING_TRIED] = [*tried, account.account_id]
         routing[gc.ROUTING_ACCOUNT_ID] = account.account_id

@@ -10,11 +10,16 @@ After the decision: a session the processor pinned for the first time is claimed
 (first writer wins), so the next turn finds it on any replica - not 0.5 s later with the writer's batch.
 An attempt routed here is recorded at its attempt index, so this replica never attributes another replica's
 attempt to its own account (see extproc/accesslog.py).
+
+Every ENDED_CHECK_SECONDS: requests this replica picked for that have been in flight a while are looked up in
+`request_logs`; those another replica logged (their access-log entry went there) are finished here too, so
+the per-account stream cap and the admission slots do not fill up with requests that ended elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -29,12 +34,18 @@ from extproc.processor import presented_key, request_id_of, route_of
 from extproc.state import GatewayState
 from extproc.structs import string_field
 from pooler import gateway_contract as gc
-from pooler.gateway.replica_state import admit_request, claim_sticky, read_sticky
+from pooler.gateway.replica_state import admit_request, claim_sticky, ended_requests, read_sticky
 from pooler.gateway.sessions import session_hash, session_key
 from pooler.gateway.snapshot import Sticky
 from pooler.poolkeys import key_matches, key_prefix
 
 log = logging.getLogger(__name__)
+
+ENDED_CHECK_SECONDS = 2.0
+"""How often requests in flight are checked against `request_logs` (a slot freed elsewhere is freed here within
+this plus the logging replica's flush interval)."""
+ENDED_CHECK_AFTER_SECONDS = 1.0
+"""Requests younger than this are not looked up: their entry has not been flushed anywhere yet."""
 
 
 def enabled() -> bool:
@@ -109,7 +120,7 @@ class SharedState:
         if pool is None or not raw_session or pool.policy.sticky_ttl_seconds <= 0:
             return prepared
         hashed = session_hash(self.hasher, pool.pool_id, raw_session)
-        known = snapshot.sticky.get((pool.pool_id, hashed))
+        known = self.state.sessions.get((pool.pool_id, hashed))
         if known is not None and known.expires_at > now:
             return prepared
         try:
@@ -117,7 +128,7 @@ class SharedState:
         except SQLAlchemyError:
             found = None
         if found is not None:
-            snapshot.sticky[(pool.pool_id, hashed)] = Sticky(*found)
+            self.state.sessions[(pool.pool_id, hashed)] = Sticky(*found)
         else:
             prepared.session = (pool.pool_id, hashed, float(pool.policy.sticky_ttl_seconds))
         return prepared
@@ -125,10 +136,10 @@ class SharedState:
     async def after(self, prepared: Prepared) -> None:
         if prepared.request_id:
             self._index_attempt(prepared.request_id, prepared.attempt)
-        if prepared.session is None or self.state.snapshot is None:
+        if prepared.session is None:
             return
         pool_id, hashed, ttl = prepared.session
-        pinned = self.state.snapshot.sticky.get((pool_id, hashed))
+        pinned = self.state.sessions.get((pool_id, hashed))
         if pinned is None:
             return
         try:
@@ -141,6 +152,30 @@ class SharedState:
             # Another replica pinned this brand-new session a moment earlier: follow it from the next turn.
             pinned.account_id = winner
             self.state.pending.sticky.pop((pool_id, hashed), None)
+
+    async def release_ended(self, now: float) -> int:
+        """Finish the requests in flight here whose request-log row another replica wrote; how many."""
+        ids = [
+            rid
+            for rid, (started, _) in self.state.requests_in_flight.items()
+            if now - started > ENDED_CHECK_AFTER_SECONDS
+        ]
+        if not ids:
+            return 0
+        try:
+            ended = await asyncio.to_thread(self._db, ended_requests, ids)
+        except SQLAlchemyError:
+            return 0  # database away: the slots wait for the next check (or IN_FLIGHT_TTL)
+        for request_id in ended:
+            if request_id in self.state.requests_in_flight:
+                self.state.finish(request_id)
+        return len(ended)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.release_ended(time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), ENDED_CHECK_SECONDS)
 
     def _index_attempt(self, request_id: str, attempt: int) -> None:
         """The processor appends the account of each attempt it routes; with replicas, earlier attempts of the

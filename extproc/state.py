@@ -19,10 +19,14 @@ from pooler.gateway.evidence import AccountEffect, AttemptRecord
 from pooler.gateway.snapshot import EXPIRED_STICKY_MEMORY_SECONDS, Overlay, Snapshot, Sticky, rebuild_pool
 from pooler.gateway.writes import Batch
 from pooler.selection import WindowView
+from pooler.selection.load import RecentPicks
 
 MAX_PENDING_REQUESTS = 200_000
 """Bound on request rows held while the database is away (~100 MB); beyond it the oldest are dropped."""
-IN_FLIGHT_TTL = 4 * 3600.0
+IN_FLIGHT_TTL = 65 * 60.0
+"""A request whose access-log entry never came (Envoy restarted) stops holding its stream slot after this long:
+above the longest stream Codex keeps open (a websocket: the upstream closes it at 60 minutes), so such a stream
+keeps its slot, and a lost one blocks one slot of its account for about an hour at most."""
 PENDING_ATTEMPTS_TTL = 300.0
 """How long upstream-log records wait for their request's downstream entry (normally one flush, 0.5 s)."""
 FINISHED_TTL = 30.0
@@ -49,6 +53,18 @@ class GatewayState:
     limiter: RequestRateLimiter = field(default_factory=RequestRateLimiter)
     tokens: DailyTokens = field(default_factory=DailyTokens)
     in_flight: dict[int, int] = field(default_factory=dict)
+    """account id -> streams in flight: from the pick until the request's access-log entry (see `start`)."""
+    recent: RecentPicks = field(default_factory=RecentPicks)
+    """Recent picks per account (least-used's tie-break)."""
+    enforce_stream_cap: bool = True
+    """Off in replica mode: a request's end reaches whichever replica receives its access-log entry, so a
+    replica's count of its own streams runs high for seconds after they end (extproc/shared.py) - enforcing
+    the cap on it refused requests that the accounts could serve."""
+    sessions: dict[tuple[int, str], Sticky] = field(default_factory=dict)
+    """(pool id, session hash) -> the account the session is claimed by: this process's session table. A pin
+    is in force here from the moment of its pick; it outlives snapshots (a reload used to replace the table
+    with the database's, which did not hold the pins made since the last flush: back-to-back turns of one
+    session could land on two accounts)."""
     requests_in_flight: dict[str, tuple[float, list[int]]] = field(default_factory=dict)
     attempts: dict[str, tuple[float, list[AttemptRecord]]] = field(default_factory=dict)
     """request id -> upstream-log records of its finished attempts (until its downstream entry arrives).
@@ -72,6 +88,8 @@ class GatewayState:
         """Swap in a freshly loaded snapshot (overlays already applied by the loader)."""
         now = time.time()
         self.tokens.seed(snapshot.tokens_today, now)
+        self.adopt_sessions(snapshot.sticky, now)
+        snapshot.sticky.clear()  # adopted: `sessions` is the one table (no second copy to read by mistake)
         # Drop overlays that no longer say anything. A 401 flag is over once the account's credential epoch
         # moved (the scheduler refreshed it): without this the overlay would be kept for ever.
         for account_id, overlay in list(self.overlays.items()):
@@ -118,13 +136,24 @@ class GatewayState:
                 rebuild_pool(snapshot, pool, self.overlays)
         self.pending.effects.append((effect, observed_at))
 
+    # --- sessions -----------------------------------------------------------------------------------------
     def pin_session(self, pool_id: int, session_hash: str, account_id: int, ttl: float, now: float) -> None:
-        snapshot = self.snapshot
-        if snapshot is None or ttl <= 0:
+        """Claim the session for `account_id` now (the next turn sees it whatever reloads in between), and
+        queue the claim for the database."""
+        if ttl <= 0:
             return
         expires = now + ttl
-        snapshot.sticky[(pool_id, session_hash)] = Sticky(account_id, expires)
+        self.sessions[(pool_id, session_hash)] = Sticky(account_id, expires)
         self.pending.sticky[(pool_id, session_hash)] = (account_id, expires)
+
+    def adopt_sessions(self, stored: dict[tuple[int, str], Sticky], now: float) -> None:
+        """Sessions read from the database (other replicas' and earlier runs' claims) join the table; where both
+        know a session, the claim that lasts longer is the newer one and stays."""
+        sessions = self.sessions
+        for key, sticky in stored.items():
+            have = sessions.get(key)
+            if sticky.expires_at > now and (have is None or have.expires_at < sticky.expires_at):
+                sessions[key] = sticky
 
     # --- in flight ----------------------------------------------------------------------------------------
     # A request holds one concurrency slot: its current attempt's account. The end of an attempt is not seen
@@ -181,16 +210,14 @@ class GatewayState:
         return done
 
     def prune_sticky(self, now: float) -> None:
-        """Drop expired sticky sessions from the live snapshot. `pin_session` adds one per new conversation and
-        only a snapshot reload (a routing-version bump) dropped expired ones, so a gateway whose routing never
-        changed kept every session it ever saw. Once a minute: a full scan, cheap at that rate."""
-        snapshot = self.snapshot
-        if snapshot is None or now - self._sticky_pruned_at < STICKY_PRUNE_INTERVAL:
+        """Drop expired sessions from the session table: `pin_session` adds one per new conversation and nothing
+        else removes them. Once a minute: a full scan, cheap at that rate."""
+        if now - self._sticky_pruned_at < STICKY_PRUNE_INTERVAL:
             return
         self._sticky_pruned_at = now
         forget = now - EXPIRED_STICKY_MEMORY_SECONDS  # kept a while after expiry: a return is `sticky_expired`
-        for key in [k for k, v in snapshot.sticky.items() if v.expires_at <= forget]:
-            del snapshot.sticky[key]
+        for key in [k for k, v in self.sessions.items() if v.expires_at <= forget]:
+            del self.sessions[key]
 
     # --- writes -------------------------------------------------------------------------------------------
     def take_pending(self) -> Batch:

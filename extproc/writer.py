@@ -9,16 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import time
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from extproc.state import GatewayState
-from pooler.gateway.writes import Batch, write_batch
+from pooler.gateway.writes import Batch, InflightReport, write_batch
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.5
 MAX_BACKOFF = 5.0
+INFLIGHT_REPORT_INTERVAL = 5.0
+"""How often the streams in flight per account are reported for the admin (a display, not the cap itself)."""
 
 
 class Writer:
@@ -27,13 +32,24 @@ class Writer:
         self.interval = interval
         self.failures = 0
         self.written = 0
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"
+        self._reported_at = 0.0
+
+    def _report(self, batch: Batch, final: bool = False) -> None:
+        """Attach the in-flight report when one is due; the final one is empty (this replica serves no more)."""
+        now = time.time()
+        if not final and now - self._reported_at < INFLIGHT_REPORT_INTERVAL:
+            return
+        self._reported_at = now
+        batch.inflight = InflightReport(self.replica, {} if final else dict(self.state.in_flight), now)
 
     def _write(self, batch: Batch) -> None:
         with self.state.ctx.session_factory.begin() as session:
             write_batch(session, batch)
 
-    async def flush(self) -> bool:
+    async def flush(self, final: bool = False) -> bool:
         batch = self.state.take_pending()
+        self._report(batch, final)
         if not len(batch):
             return True
         try:
@@ -62,4 +78,4 @@ class Writer:
             delay = self.interval if ok else min(MAX_BACKOFF, self.interval * 2 ** min(self.failures, 4))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-        await self.flush()
+        await self.flush(final=True)

@@ -20,6 +20,7 @@ DEFAULT_LIMIT_SECONDS = 60.0
 """A 429 without any reset in its headers (the body is not visible on a headers-only path) limits the account
 this long: short, so a wrong guess costs little; the scheduler's usage poll corrects it."""
 CONNECT_FAILURE_FLAGS = frozenset({"UF", "UH", "UC", "UR", "URX", "UO", "LR", "UT", "NC"})
+SWITCHING_PROTOCOLS = 101
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +86,11 @@ class RequestRecord:
 def is_connect_failure(record: AttemptRecord) -> bool:
     """An upstream failure flag (connect failure, reset, overflow, timeout...). Status 0 alone is not one: an
     attempt the gateway itself answered after the pick (a /v1 body rejected by the translator in the
-    request-body phase) also ends with status 0 but no flag, and says nothing about the account."""
-    return bool(record.flags & CONNECT_FAILURE_FLAGS)
+    request-body phase) also ends with status 0 but no flag, and says nothing about the account. An upgraded
+    websocket (101) ends with its upstream connection closing (Envoy flags UC), however well it went: that is
+    its normal end, not a failure (demoting on it put every account a closed websocket had used out for
+    `demotion_seconds`, so a session's next connection moved)."""
+    return record.status != SWITCHING_PROTOCOLS and bool(record.flags & CONNECT_FAILURE_FLAGS)
 
 
 def limit_reset(observations: list[WindowObservation], headers: Mapping[str, str], now: float) -> float:

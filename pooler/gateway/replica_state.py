@@ -6,6 +6,9 @@
   and two replicas racing on a brand-new session agree on the first writer.
 - Requests/min: a sliding 60 s window per key in `key_rate_hits`, serialised by a row lock on the key
   (`admit_request`): exact across replicas.
+- Ended requests: a request's access-log entry reaches one replica, not necessarily the one that picked its
+  account; its `request_logs` row tells the others it ended (`ended_requests`), so their in-flight counts and
+  admission slots are released.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import math
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from pooler.models import KeyRateHit, PoolKey, StickySession
+from pooler.models import KeyRateHit, PoolKey, RequestLog, StickySession
 
 WINDOW_SECONDS = 60.0
+IDS_PER_QUERY = 1000
 
 
 def read_sticky(session: Session, pool_id: int, session_hash: str, now: float) -> tuple[int, float] | None:
@@ -58,3 +62,14 @@ def admit_request(session: Session, key_id: int, limit: int, now: float) -> int 
         return max(1, math.ceil(float(oldest) + WINDOW_SECONDS - now))
     session.add(KeyRateHit(key_id=key_id, at=now))
     return None
+
+
+def ended_requests(session: Session, request_ids: list[str]) -> list[str]:
+    """The ids among `request_ids` whose request-log row exists (the request ended, whichever replica logged it)."""
+    found: list[str] = []
+    for start in range(0, len(request_ids), IDS_PER_QUERY):
+        chunk = request_ids[start : start + IDS_PER_QUERY]
+        found.extend(
+            str(rid) for rid in session.scalars(select(RequestLog.request_id).where(RequestLog.request_id.in_(chunk)))
+        )
+    return found

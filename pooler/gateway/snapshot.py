@@ -112,6 +112,8 @@ class Snapshot:
     pools: dict[int, PoolEntry]
     accounts: dict[int, AccountEntry]
     sticky: dict[tuple[int, str], Sticky]
+    """Live sticky sessions as the database holds them; the ext_proc adopts them into its own session table
+    (`GatewayState.sessions`, which outlives snapshots) when it installs the snapshot."""
     tokens_today: dict[str, int]
     """key prefix -> total tokens today (UTC) from request logs at load time."""
     demotion_seconds: float
@@ -254,12 +256,6 @@ def load_snapshot(
         (s.pool_id, s.session_hash): Sticky(s.account_id, s.expires_at.timestamp())
         for s in session.scalars(select(StickySession).where(StickySession.expires_at > now))
     }
-    if previous is not None:
-        # Sessions pinned since the last flush are newer than the table: keep them.
-        for k, v in previous.sticky.items():
-            fresh = v.expires_at > now_ts - EXPIRED_STICKY_MEMORY_SECONDS
-            if fresh and (k not in sticky or sticky[k].expires_at < v.expires_at):
-                sticky[k] = v
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     tokens_today = {
         str(prefix): int(total or 0)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from pooler.gateway.evidence import AccountEffect, RequestRecord
-from pooler.models import PoolKey, RequestAttempt, RequestLog, StickySession, UpstreamAccount
+from pooler.models import InflightStreams, PoolKey, RequestAttempt, RequestLog, StickySession, UpstreamAccount
 from pooler.quota import record_observations
 from pooler.services.refresh import request_refresh
 from pooler.states import QuotaSource
@@ -22,6 +22,17 @@ from pooler.versions import bump_routing_version
 
 MAX_MODEL_LENGTH = 64
 EXISTING_IDS_PER_QUERY = 5000
+INFLIGHT_FORGET_SECONDS = 3600.0
+"""Rows of a replica that stopped reporting this long ago are deleted by whichever replica reports next."""
+
+
+@dataclass(frozen=True, slots=True)
+class InflightReport:
+    """One replica's streams in flight per account at `at` (unix seconds); replaces its earlier report."""
+
+    replica: str
+    streams: dict[int, int]
+    at: float
 
 
 @dataclass(slots=True)
@@ -32,9 +43,12 @@ class Batch:
     sticky: dict[tuple[int, str], tuple[int, float]] = field(default_factory=dict)
     """(pool_id, session_hash) -> (account_id, expires_at)."""
     key_used: dict[int, float] = field(default_factory=dict)
+    inflight: InflightReport | None = None
+    """Set every few seconds by the writer (the admin's display of the concurrency cap)."""
 
     def __len__(self) -> int:
-        return len(self.requests) + len(self.effects) + len(self.sticky) + len(self.key_used)
+        report = 0 if self.inflight is None else 1
+        return len(self.requests) + len(self.effects) + len(self.sticky) + len(self.key_used) + report
 
     def merge(self, other: Batch) -> None:
         self.requests.extend(other.requests)
@@ -42,6 +56,8 @@ class Batch:
         self.sticky.update(other.sticky)
         for key_id, at in other.key_used.items():
             self.key_used[key_id] = max(at, self.key_used.get(key_id, 0.0))
+        if other.inflight is not None and (self.inflight is None or other.inflight.at >= self.inflight.at):
+            self.inflight = other.inflight
 
 
 def _utc(ts: float) -> dt.datetime:
@@ -83,9 +99,35 @@ def write_batch(session: Session, batch: Batch) -> None:
             row.account_id, row.expires_at, row.updated_at = account_id, _utc(expires_at), dt.datetime.now(dt.UTC)
     for key_id, at in batch.key_used.items():
         session.execute(update(PoolKey).where(PoolKey.id == key_id).values(last_used_at=_utc(at)))
+    if batch.inflight is not None:
+        _write_inflight(session, batch.inflight)
     if state_changed:
         # Other gateways (and the scheduler's view of refresh requests) reload on the version bump.
         bump_routing_version(session)
+
+
+def _write_inflight(session: Session, report: InflightReport) -> None:
+    """The replica's rows become this report (accounts with streams only); long-silent replicas' rows go."""
+    at = _utc(report.at)
+    session.execute(
+        delete(InflightStreams).where(
+            (InflightStreams.replica == report.replica)
+            | (InflightStreams.reported_at < _utc(report.at - INFLIGHT_FORGET_SECONDS))
+        )
+    )
+    busy = {aid: n for aid, n in report.streams.items() if n > 0}
+    if not busy:
+        return
+    # An account deleted since its pick must not fail the batch (the foreign key): only existing ones.
+    existing = session.scalars(select(UpstreamAccount.id).where(UpstreamAccount.id.in_(busy))).all()
+    if existing:
+        session.execute(
+            insert(InflightStreams),
+            [
+                {"replica": report.replica, "account_id": aid, "streams": busy[aid], "reported_at": at}
+                for aid in existing
+            ],
+        )
 
 
 def _write_requests(session: Session, records: list[RequestRecord]) -> None:

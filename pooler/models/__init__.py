@@ -10,7 +10,7 @@ from pooler.models.mcp import McpOperatorGate, McpToken
 from pooler.models.onboarding import OAuthFlow, OAuthInvite
 from pooler.models.operators import AdminSession, Operator, OperatorPool
 from pooler.models.pools import Pool, PoolAssignment, PoolSettings
-from pooler.models.sessions import KeyRateHit, StickySession
+from pooler.models.sessions import InflightStreams, KeyRateHit, StickySession
 from pooler.models.system import DataVersion, JobRequest, JobRun, Setting
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Base",
     "DataVersion",
     "FilePin",
+    "InflightStreams",
     "JobRequest",
     "JobRun",
     "KeyRateHit",

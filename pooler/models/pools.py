@@ -31,6 +31,10 @@ class Pool(Base):
     assignments: Mapped[list[PoolAssignment]] = relationship(back_populates="pool", cascade="all, delete-orphan")
 
 
+DEFAULT_MAX_STREAMS_PER_ACCOUNT = 8
+"""New pools' concurrent-stream cap per account (peer gateways ship the same figure)."""
+
+
 class PoolSettings(Base):
     """Routing policy of one pool (1:1 with Pool)."""
 
@@ -47,7 +51,9 @@ class PoolSettings(Base):
     """Same for the weekly window."""
     allowed_models: Mapped[list[str] | None] = mapped_column(default=None)
     """None = every model the upstream serves."""
-    max_concurrency_per_account: Mapped[int | None] = mapped_column(default=None)
+    max_concurrency_per_account: Mapped[int | None] = mapped_column(default=DEFAULT_MAX_STREAMS_PER_ACCOUNT)
+    """Streams one account serves at once for this pool's gateway (None = no cap): a burst of concurrent streams
+    on one account is what earns upstream `rate_limit_exceeded`."""
     image_generation_enabled: Mapped[bool] = mapped_column(default=False)
     """Image generation/edit routes (and responses asking for the image_generation tool) are allowed."""
     pooled_rate_limits: Mapped[bool] = mapped_column(default=False)

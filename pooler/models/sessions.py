@@ -32,3 +32,18 @@ class KeyRateHit(Base):
     key_id: Mapped[int] = mapped_column(ForeignKey("pool_keys.id", ondelete="CASCADE"), index=True)
     at: Mapped[float] = mapped_column(Float)
     """Unix seconds."""
+
+
+class InflightStreams(Base):
+    """Streams in flight per account as one ext_proc replica last reported them (every few seconds), for the
+    admin's account cards. The cap itself is enforced in the ext_proc's memory; this is only its display.
+    A replica replaces its own rows on each report; rows not reported for a while are of a stopped replica
+    and are ignored (and eventually deleted) by readers."""
+
+    __tablename__ = "inflight_streams"
+
+    replica: Mapped[str] = mapped_column(String(200), primary_key=True)
+    """host:pid of the reporting ext_proc."""
+    account_id: Mapped[int] = mapped_column(ForeignKey("upstream_accounts.id", ondelete="CASCADE"), primary_key=True)
+    streams: Mapped[int]
+    reported_at: Mapped[dt.datetime] = mapped_column(index=True)

@@ -55,7 +55,7 @@ def ineligibility(candidate: AccountCandidate, policy: PoolPolicy, request: Sele
     if quota is not None:
         return quota
     cap = policy.max_concurrency_per_account
-    if cap is not None and request.in_flight.get(candidate.account_id, 0) >= cap:
+    if cap is not None and request.enforce_cap and request.in_flight.get(candidate.account_id, 0) >= cap:
         return reasons.CONCURRENCY_CAP
     if candidate.account_id in request.exclude:
         return reasons.ALREADY_TRIED

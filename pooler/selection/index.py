@@ -67,6 +67,7 @@ class PoolView:
         "order",
         "quota_blocked",
         "ring",
+        "scores",
         "stale_after",
         "transient_blocked",
         "valid_until",
@@ -82,12 +83,15 @@ class PoolView:
         quota_blocked: int,
         transient_blocked: int,
         earliest_reset: float | None,
+        scores: tuple[float, ...] = (),
     ) -> None:
         self.computed_at = computed_at
         self.valid_until = valid_until
         self.stale_after = stale_after
         self.order = order
         """Eligible account ids in strategy order (least-used: best first; primary-first: priority order)."""
+        self.scores = scores
+        """Least-used only: each `order` entry's score (same positions), for the tie band; else empty."""
         self.ring = ring
         """Eligible account ids ascending (round-robin ring, random pool)."""
         self.members = frozenset(order)
@@ -174,11 +178,14 @@ class PoolIndex:
                     ranked.append((-score, p.priority, p.account_id))
                 else:
                     ranked.append((0.0, p.priority, p.account_id))
+        scores: tuple[float, ...] = ()
         if self.strategy in (Strategy.ROUND_ROBIN, Strategy.RANDOM):
             order = tuple(ring)
         else:
             ranked.sort()
             order = tuple(item[2] for item in ranked)
+            if least_used:
+                scores = tuple(-item[0] for item in ranked)
         return PoolView(
             computed_at=now,
             valid_until=next_change,
@@ -188,4 +195,5 @@ class PoolIndex:
             quota_blocked=quota_blocked,
             transient_blocked=transient_blocked,
             earliest_reset=None if earliest == INF else earliest,
+            scores=scores,
         )

@@ -51,7 +51,7 @@ _EXPLANATIONS: Final = {
     RATE_LIMITED: "The upstream reported the account's usage limit reached (429); skipped until its reset.",
     QUOTA_EXHAUSTED: "A quota window of the account is fully used until its reset.",
     QUOTA_CAP: "A quota window of the account is at or above the pool's cap.",
-    CONCURRENCY_CAP: "The account is serving the pool's maximum number of concurrent requests.",
+    CONCURRENCY_CAP: "The account is serving the pool's maximum number of concurrent streams.",
     ALREADY_TRIED: "The account was already tried for this request.",
     USAGE_LIMIT_REACHED: "Every serving account of the pool is spent until a quota reset.",
     NO_ELIGIBLE_ACCOUNT: "No account of the pool can serve the request right now.",

@@ -6,8 +6,10 @@ Failure answers, when nothing passes:
   state, has a token) is spent: rate-limited after a 429, or a live window exhausted or at the pool's cap;
   out-of-service accounts (paused, reauth required, ...) do not stand in the way, since clients can only wait
   for a reset;
+- `concurrency_cap` when some account could serve but every such account is at the pool's per-account
+  concurrency cap (busy, not unfit: the client is told to retry shortly);
 - `no_eligible_account` otherwise: some serving account is out for a passing reason (demotion, expired or
-  rejected token, concurrency cap, already tried for this request), or the pool has no serving account.
+  rejected token, already tried for this request), or the pool has no serving account.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pooler.selection.types import AccountCandidate, PoolPolicy, Selection, Sele
 _POOL_PAUSED = Selection(None, reasons.POOL_PAUSED)
 _MODEL_NOT_ALLOWED = Selection(None, reasons.MODEL_NOT_ALLOWED)
 _NO_ELIGIBLE = Selection(None, reasons.NO_ELIGIBLE_ACCOUNT)
+_AT_CAP = Selection(None, reasons.CONCURRENCY_CAP)
 
 
 def build_index(policy: PoolPolicy, candidates: Sequence[AccountCandidate] | PoolIndex) -> PoolIndex:
@@ -51,26 +54,26 @@ def select_account(
     if stale_after is None:
         stale_after = policy.stale_after_seconds
     view = index.view(request.now, stale_after)
-    exclude = request.exclude
-    in_flight = request.in_flight
-    cap = index.concurrency_cap
+    cap = index.concurrency_cap if request.enforce_cap else None
 
     sticky = request.sticky_account_id
-    if (
-        sticky is not None
-        and sticky in view.members
-        and sticky not in exclude
-        and (cap is None or in_flight.get(sticky, 0) < cap)
-    ):
-        return Selection(sticky, None, None, True, False)
+    full = False
+    if sticky is not None and sticky in view.members and sticky not in request.exclude:
+        if cap is None or request.in_flight.get(sticky, 0) < cap:
+            return Selection(sticky, None, None, True, False)
+        # The session's account is busy, not unfit: this request overflows, the session keeps its account.
+        full = True
 
-    chosen = picker_for(index.strategy)(view, exclude, in_flight, cap, state)
+    chosen = picker_for(index.strategy)(view, request, cap, state)
     if chosen is not None:
-        return Selection(chosen, None, None, False, sticky is not None)
-    return _failure(view)
+        return Selection(chosen, None, None, False, sticky is not None and not full, full)
+    return _failure(view, request, cap)
 
 
-def _failure(view: PoolView) -> Selection:
+def _failure(view: PoolView, request: SelectionRequest, cap: int | None) -> Selection:
     if not view.order and view.quota_blocked and not view.transient_blocked:
         return Selection(None, reasons.USAGE_LIMIT_REACHED, view.earliest_reset)
+    if cap is not None and any(aid not in request.exclude for aid in view.order):
+        # The strategy passed over an eligible, untried account: only its cap can have stopped it.
+        return _AT_CAP
     return _NO_ELIGIBLE

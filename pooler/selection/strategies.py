@@ -2,8 +2,10 @@
 
 All four share the per-request checks (not already tried, under the concurrency cap); they differ in where
 the walk starts:
-- least-used / primary-first: the view's precomputed order (see `scoring` for least-used's key;
-  primary-first is assignment priority, then account id), so failover falls to the next one;
+- least-used: the view's precomputed order (see `scoring`), except that the accounts within the tie band of
+  the best usable one are equals, taken by fewest streams in flight, then fewest recent picks (among at most
+  TIE_MAX_EQUALS of them, and the first idle one ends the walk);
+- primary-first: the view's order (assignment priority, then account id), so failover falls to the next one;
 - round-robin: just after the last account this pool handed out, in account-id order; the cursor is an
   account id, not a position, so it stays fair when the view is recomputed;
 - random: uniform over the eligible accounts, a few draws, then a walk from a random offset.
@@ -13,9 +15,11 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from pooler.selection.index import PoolView
+from pooler.selection.scoring import TIE_BAND, TIE_MAX_EQUALS
+from pooler.selection.types import SelectionRequest
 from pooler.states import Strategy
 
 
@@ -29,41 +33,63 @@ class StrategyState:
         self.rng = random.Random(seed)
 
 
-Picker = Callable[[PoolView, frozenset[int], Mapping[int, int], "int | None", StrategyState], "int | None"]
+Picker = Callable[[PoolView, SelectionRequest, "int | None", StrategyState], "int | None"]
 
 
-def pick_ordered(
-    view: PoolView, exclude: frozenset[int], in_flight: Mapping[int, int], cap: int | None, state: StrategyState
-) -> int | None:
+def usable(aid: int, request: SelectionRequest, cap: int | None) -> bool:
+    """The per-request checks: not tried for this request, under the concurrency cap."""
+    return aid not in request.exclude and (cap is None or request.in_flight.get(aid, 0) < cap)
+
+
+def pick_ordered(view: PoolView, request: SelectionRequest, cap: int | None, state: StrategyState) -> int | None:
     for aid in view.order:
-        if aid in exclude or (cap is not None and in_flight.get(aid, 0) >= cap):
-            continue
-        return aid
+        if usable(aid, request, cap):
+            return aid
     return None
 
 
-def pick_round_robin(
-    view: PoolView, exclude: frozenset[int], in_flight: Mapping[int, int], cap: int | None, state: StrategyState
-) -> int | None:
+def pick_least_used(view: PoolView, request: SelectionRequest, cap: int | None, state: StrategyState) -> int | None:
+    scores = view.scores
+    if len(scores) != len(view.order):
+        return pick_ordered(view, request, cap, state)
+    in_flight, recent, now = request.in_flight, request.recent, request.now
+    best: int | None = None
+    best_key: tuple[int, float] = (0, 0.0)
+    floor = 0.0
+    equals = 0
+    for position, aid in enumerate(view.order):
+        if best is not None and scores[position] < floor:
+            break  # past the band: the rest are clearly worse
+        if not usable(aid, request, cap):
+            continue
+        key = (in_flight.get(aid, 0), 0.0 if recent is None else recent.count(aid, now))
+        if best is None:
+            best, best_key, floor = aid, key, scores[position] - TIE_BAND
+        elif key < best_key:  # ties keep the earlier (better-scored) account
+            best, best_key = aid, key
+        equals += 1
+        if equals >= TIE_MAX_EQUALS or best_key == (0, 0.0):
+            break  # enough to spread over (or an idle one found): the walk stays O(1) in big fresh pools
+    return best
+
+
+def pick_round_robin(view: PoolView, request: SelectionRequest, cap: int | None, state: StrategyState) -> int | None:
     ring = view.ring
     n = len(ring)
     last = state.last_round_robin
     start = 0 if last is None else bisect_right(ring, last)
     for step in range(n):
         aid = ring[(start + step) % n]
-        if aid in exclude or (cap is not None and in_flight.get(aid, 0) >= cap):
-            continue
-        state.last_round_robin = aid
-        return aid
+        if usable(aid, request, cap):
+            state.last_round_robin = aid
+            return aid
     return None
 
 
 _RANDOM_DRAWS = 3
 
 
-def pick_random(
-    view: PoolView, exclude: frozenset[int], in_flight: Mapping[int, int], cap: int | None, state: StrategyState
-) -> int | None:
+def pick_random(view: PoolView, request: SelectionRequest, cap: int | None, state: StrategyState) -> int | None:
     ring = view.ring
     n = len(ring)
     if n == 0:
@@ -72,20 +98,18 @@ def pick_random(
     # A few independent draws keep the choice uniform in the common case (nothing or little excluded).
     for _ in range(_RANDOM_DRAWS):
         aid = ring[int(draw() * n)]
-        if aid in exclude or (cap is not None and in_flight.get(aid, 0) >= cap):
-            continue
-        return aid
+        if usable(aid, request, cap):
+            return aid
     start = int(draw() * n)
     for step in range(n):
         aid = ring[(start + step) % n]
-        if aid in exclude or (cap is not None and in_flight.get(aid, 0) >= cap):
-            continue
-        return aid
+        if usable(aid, request, cap):
+            return aid
     return None
 
 
 PICKERS: dict[str, Picker] = {
-    Strategy.LEAST_USED.value: pick_ordered,
+    Strategy.LEAST_USED.value: pick_least_used,
     Strategy.PRIMARY_FIRST.value: pick_ordered,
     Strategy.ROUND_ROBIN.value: pick_round_robin,
     Strategy.RANDOM.value: pick_random,
@@ -94,4 +118,4 @@ PICKERS: dict[str, Picker] = {
 
 def picker_for(strategy: str) -> Picker:
     """Unknown strategies fall back to least-used (the index orders them that way too)."""
-    return PICKERS.get(strategy, pick_ordered)
+    return PICKERS.get(strategy, pick_least_used)

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from pooler.selection.load import RecentPicks
+
 _NO_IN_FLIGHT: Mapping[int, int] = MappingProxyType({})
 
 
@@ -74,7 +76,12 @@ class SelectionRequest:
     sticky_account_id: int | None = None
     """The session's current account, if any."""
     in_flight: Mapping[int, int] = field(default_factory=lambda: _NO_IN_FLIGHT)
-    """account_id -> open requests (for the concurrency cap)."""
+    """account_id -> streams in flight (the concurrency cap, and least-used's tie-break)."""
+    recent: RecentPicks | None = None
+    """Recent picks per account (least-used's tie-break); None = no history."""
+    enforce_cap: bool = True
+    """False: the caller cannot count streams reliably, so the pool's concurrency cap is not applied (ext_proc
+    replicas: a stream's end may be logged by another replica; in-flight counts still break ties)."""
     stale_after_seconds: float | None = None
     """Overrides the policy's staleness bound when set."""
 
@@ -84,13 +91,17 @@ class Selection:
     account_id: int | None
     error: str | None = None
     """When no account is chosen: `usage_limit_reached` (every account that is otherwise serving is quota-spent),
-    `pool_paused`, `model_not_allowed` or `no_eligible_account`."""
+    `concurrency_cap` (every account that could serve is at its cap), `pool_paused`, `model_not_allowed` or
+    `no_eligible_account`."""
     earliest_reset: float | None = None
     """With `usage_limit_reached`: the earliest time a spent account becomes usable again (None if unknown)."""
     sticky_kept: bool = False
     """The chosen account is the session's sticky account."""
     sticky_moved: bool = False
     """The session had a sticky account that is no longer eligible, and another account was chosen."""
+    sticky_full: bool = False
+    """The session's account is eligible but at its concurrency cap: this request went to another account and
+    the session stays claimed by its own (the caller must not re-pin it)."""
 
 
 def effective_stale_after(policy: PoolPolicy, request: SelectionRequest) -> float | None:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from pooler.simulator import codex, control, media, oauth
+from pooler.simulator import codex, control, media, oauth, streams
 from pooler.simulator.accounts import Account
 from pooler.simulator.auth import authenticate, bearer
 from pooler.simulator.bodies import MAX_BODY, error_body
@@ -18,6 +18,7 @@ from pooler.simulator.codex import TURN_STATE_HEADER
 from pooler.simulator.faults import Fault
 from pooler.simulator.journal import CHALLENGE_COOKIE, SELECTED_HEADERS, Entry, received_headers
 from pooler.simulator.state import SimConfig, SimState
+from pooler.simulator.streams import STREAMS_KEY, StreamCounter
 from pooler.simulator.tokens import fingerprint
 from pooler.simulator.usage import limit_error, quota_headers, wham_usage
 
@@ -114,6 +115,7 @@ async def upstream_middleware(request: web.Request, handler: Handler) -> web.Str
             account = checked
             request["sim_account"] = account
             entry.account = account.account_id
+            request.app[STREAMS_KEY].enter(account.account_id)
         account_id = account.account_id if account else None
         delay = state.faults.take({"delay"}, route, account_id, transport)
         if delay is not None:
@@ -133,6 +135,9 @@ async def upstream_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPException as exc:
         entry.status = exc.status
         raise
+    finally:
+        if account is not None:
+            request.app[STREAMS_KEY].leave(account.account_id)
 
 
 def _set_challenge_cookie(state: SimState, response: web.StreamResponse, account_id: str) -> None:
@@ -146,6 +151,7 @@ def _set_challenge_cookie(state: SimState, response: web.StreamResponse, account
 def build_app(config: SimConfig) -> web.Application:
     app = web.Application(middlewares=[upstream_middleware], client_max_size=MAX_BODY)
     app[STATE_KEY] = SimState(config)
+    app[STREAMS_KEY] = StreamCounter()
     app.router.add_post("/backend-api/codex/responses", codex.responses_post)
     app.router.add_get("/backend-api/codex/responses", codex.responses_ws)
     app.router.add_post("/backend-api/codex/responses/compact", codex.compact)
@@ -158,5 +164,6 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_post("/api/accounts/deviceauth/token", oauth.device_token)
     app.router.add_route("*", "/codex/device", oauth.device_page)
     app.router.add_routes(control.routes)
+    app.router.add_routes(streams.routes)
     media.register(app)  # files, transcription, images
     return app

@@ -62,6 +62,14 @@ class SimulatorClient:
         self._call("DELETE", "/_sim/journal")
 
     # Clock ----------------------------------------------------------------------------------------------
+    def streams(self) -> dict[str, dict[str, int]]:
+        """{"open": {account: n}, "max": {account: n}}: concurrent requests per account (pooler.simulator.streams)."""
+        result: dict[str, dict[str, int]] = self._call("GET", "/_sim/streams")
+        return result
+
+    def forget_stream_maxima(self) -> None:
+        self._call("DELETE", "/_sim/streams")
+
     def clock(self) -> dict[str, float]:
         return dict(self._call("GET", "/_sim/clock"))
 

@@ -7,6 +7,7 @@ GET|DELETE /_sim/journal?since=SEQ      request journal entries (newest last) / 
 GET|POST /_sim/clock                    {"advance": s} | {"offset": s} | {"now": unix} -> {"now", "offset"}
 GET|POST /_sim/accounts                 list / create-or-configure ({"account_id", "plan", "primary_budget", ...})
 GET /_sim/accounts/{id}
+GET|DELETE /_sim/streams            concurrent requests per account: open now and the maxima / forget maxima
 POST /_sim/tokens                       {"account_id", "plan"?, "email"?, "expired"?} -> an auth.json object
 GET|POST /_sim/config                   text, token_rate, reasoning_tokens, device_auto_approve_polls, ...
 POST|DELETE /_sim/script                queue answers: {"responses": [{"text"} | {"function_call": {...}}]}

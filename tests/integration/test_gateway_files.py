@@ -12,6 +12,7 @@ import pytest
 from pooler.models import PoolAssignment
 from pooler.states import AssignmentStatus
 from tests.support.gateway import Gateway, SeededPool, running_gateway
+from tests.support.processes import wait_until
 from tests.support.simulator import turn_body
 
 pytestmark = pytest.mark.integration
@@ -104,8 +105,6 @@ def test_unroutable_creator_gives_file_account_unavailable(gw: Gateway) -> None:
         r = httpx.post(f"{gw.url}/backend-api/files/{file_id}/uploaded", headers=_auth(seeded), timeout=20)
         return r if r.status_code == 409 else None
 
-    from tests.support.processes import wait_until
-
     r = wait_until(answered, timeout=15, what="file_account_unavailable")
     assert r.json()["error"]["code"] == "file_account_unavailable"  # type: ignore[union-attr]
 
@@ -150,3 +149,34 @@ def test_v1_files_metadata_flow_is_pinned(gw: Gateway) -> None:
         f"{gw.url}/v1/files", files={"file": ("a.txt", b"hello")}, data={"purpose": "x"}, headers=_auth(seeded)
     )
     assert multipart.status_code == 400 and multipart.json()["error"]["code"] == "unsupported_upload"
+
+
+def test_a_file_account_at_its_stream_cap_says_retry_shortly_not_upload_again(gw: Gateway) -> None:
+    seeded = gw.seed_pool("files-busy", ["acct-b1", "acct-b2"], max_concurrency_per_account=1)
+    file_id = _create(gw, seeded).json()["file_id"]
+    body = turn_body(
+        "read it",
+        input=[
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "read"}, {"type": "input_file", "file_id": file_id}],
+            }
+        ],
+    )
+    # The create call held the account's only slot until its access-log entry arrived: wait for the release.
+    idle = [f'pooler_account_inflight_streams{{account="{a}"}} 0.0' for a in seeded.accounts]
+    wait_until(lambda: all(line in gw.metrics_text() for line in idle), timeout=15, what="slots released")
+    gw.simulator.client.configure(token_rate=4.0)  # a turn of a few seconds holds the file account's only slot
+    try:
+        with httpx.stream("POST", f"{gw.codex_base}/responses", json=body, headers=_auth(seeded), timeout=30) as held:
+            assert held.status_code == 200
+            busy = httpx.post(f"{gw.codex_base}/responses", json=body, headers=_auth(seeded), timeout=30)
+            for _ in held.iter_bytes():
+                pass
+    finally:
+        gw.simulator.client.configure(token_rate=0.0)
+    # The file's account is busy, not gone: retry shortly (a 409 would tell the client to upload it again).
+    assert busy.status_code == 503, busy.text
+    assert busy.json()["error"]["code"] == "server_is_overloaded"
+    assert int(busy.headers["retry-after"]) >= 1

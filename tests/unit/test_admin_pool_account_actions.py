@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from pooler.context import CoreContext
-from pooler.models import AuditEvent, Pool, PoolAssignment, UpstreamAccount
+from pooler.models import AuditEvent, InflightStreams, Pool, PoolAssignment, UpstreamAccount, utcnow
 from pooler.services.seed import SeedResult, seed
 from pooler.states import PoolStatus
 from tests.support.admin import *  # noqa: F403
@@ -78,3 +80,30 @@ def test_account_rename_assign_unassign_refresh(auth: Auth, client: FlaskClient,
     for action in ("account.rename", "account.assign", "account.unassign", "account.refresh_requested"):
         assert actions.count(action) == 1, action
     assert "alice-2" in client.get(f"/admin/accounts/{alice}").get_data(as_text=True)
+
+
+def test_streams_in_flight_against_the_cap_on_pool_and_account_pages(auth: Auth, core_ctx: CoreContext) -> None:
+    data = _seed(core_ctx)
+    auth.bootstrap()
+    auth.login()
+    team_a = data.pools["team-a"]
+    now = utcnow()
+    with core_ctx.session_factory.begin() as session:
+        pool = session.get(Pool, team_a)
+        assert pool is not None
+        pool.settings.max_concurrency_per_account = 8
+        member = session.scalars(select(PoolAssignment.account_id).where(PoolAssignment.pool_id == team_a)).first()
+        assert member is not None
+        session.add_all(
+            [
+                # Two live replicas' reports add up; a replica silent for a minute has stopped and does not count.
+                InflightStreams(replica="h:1", account_id=member, streams=5, reported_at=now),
+                InflightStreams(replica="h:2", account_id=member, streams=3, reported_at=now - dt.timedelta(seconds=3)),
+                InflightStreams(replica="h:3", account_id=member, streams=4, reported_at=now - dt.timedelta(minutes=1)),
+            ]
+        )
+    page = auth.client.get(f"/admin/pools/{team_a}").get_data(as_text=True)
+    assert 'data-streams="8" class="s-warn">8 / 8<' in page  # at its cap: highlighted
+    assert "0 / 8" in page  # the pool's other accounts
+    account = auth.client.get(f"/admin/accounts/{member}").get_data(as_text=True)
+    assert 'data-streams="8">8 · team-a cap 8' in account

@@ -3,7 +3,6 @@ access-log entries arrived, in either order (issue 4: memory flat across 10,000 
 
 from __future__ import annotations
 
-import types
 from typing import Any, cast
 
 from envoy.data.accesslog.v3.accesslog_pb2 import AccessLogType, HTTPAccessLogEntry
@@ -95,13 +94,27 @@ def test_orphaned_attempts_expire_oldest_first() -> None:
     assert len(state.attempts) == 2500 and next(iter(state.attempts)) == "r2500"
 
 
-def test_expired_sticky_sessions_are_pruned_from_the_live_snapshot() -> None:
+def test_expired_sticky_sessions_are_pruned_from_the_session_table() -> None:
     state = _state()
-    state.snapshot = cast(Any, types.SimpleNamespace(sticky={}))
     for n in range(1000):  # one new conversation per request, TTL 60 s
         state.pin_session(1, f"s{n}", 1, 60.0, 1000.0 + n)
     # Expired ones are kept for EXPIRED_STICKY_MEMORY_SECONDS (a conversation's return is then `sticky_expired`).
     state.prune_sticky(1000.0 + 1000 + EXPIRED_STICKY_MEMORY_SECONDS)
-    assert state.snapshot is not None and len(state.snapshot.sticky) == 59
+    assert len(state.sessions) == 59
     forget = 2000.0
-    assert all(isinstance(v, Sticky) and v.expires_at > forget for v in state.snapshot.sticky.values())
+    assert all(isinstance(v, Sticky) and v.expires_at > forget for v in state.sessions.values())
+
+
+def test_a_session_claim_outlives_a_snapshot_reload() -> None:
+    # The race: a pin made while a reload was loading used to vanish with the old snapshot's table, so the
+    # session's next turn was picked afresh (acct-a, acct-a, acct-b for three back-to-back connections).
+    state = _state()
+    state.pin_session(1, "s", 7, 3600.0, 1000.0)
+    stored = {(1, "other"): Sticky(8, 5000.0), (1, "old"): Sticky(9, 10.0)}
+    state.adopt_sessions(stored, 1000.0)  # what install() does with the database's table
+    assert state.sessions[(1, "s")] == Sticky(7, 4600.0)
+    assert state.sessions[(1, "other")] == Sticky(8, 5000.0)  # another replica's claim joins
+    assert (1, "old") not in state.sessions  # expired rows never join
+    # Where both know a session, the longer-lasting (newer) claim stays.
+    state.adopt_sessions({(1, "s"): Sticky(3, 4000.0)}, 1000.0)
+    assert state.sessions[(1, "s")].account_id == 7

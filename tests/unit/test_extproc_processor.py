@@ -105,6 +105,8 @@ def test_attempt_effects() -> None:
     demoted = attempt_effect(AttemptRecord("r", 1, 0, frozenset({"UF"}), {}, now), 30)
     assert demoted is not None and demoted.demoted_until == now + 30
     assert attempt_effect(AttemptRecord("r", 1, 200, frozenset(), {}, now), 30) is None
+    # A websocket's normal end: its upstream connection closes after the 101 (Envoy flags UC). Not a failure.
+    assert attempt_effect(AttemptRecord("r", 1, 101, frozenset({"UC"}), {}, now), 30) is None
     rows = attempt_outcomes([1, 2], [AttemptRecord("r", 1, 429, frozenset(), {}, now)], 200)
     assert rows == [(1, 429, "failed_over"), (2, 200, "served")]
 

@@ -70,6 +70,7 @@ requests = st.builds(
     exclude=st.frozensets(st.integers(1, 12), max_size=4),
     sticky_account_id=st.one_of(st.none(), st.integers(1, 12)),
     in_flight=st.dictionaries(st.integers(1, 12), st.integers(0, 3), max_size=6),
+    enforce_cap=st.booleans(),
 )
 
 
@@ -87,7 +88,15 @@ def test_chosen_is_eligible_and_something_is_chosen_when_possible(
         assert result.account_id in eligible
         assert result.error is None
         assert result.sticky_kept == (result.account_id == request.sticky_account_id)
-        assert result.sticky_moved == (request.sticky_account_id is not None and not result.sticky_kept)
+        # A sticky account that is eligible but for its cap keeps the session (the request overflows).
+        assert result.sticky_full == (
+            request.sticky_account_id is not None
+            and not result.sticky_kept
+            and _only_capped(policy, accounts, request, request.sticky_account_id)
+        )
+        assert result.sticky_moved == (
+            request.sticky_account_id is not None and not result.sticky_kept and not result.sticky_full
+        )
         if request.sticky_account_id in eligible:
             assert result.sticky_kept
     else:
@@ -115,7 +124,21 @@ def _expected_error(policy: PoolPolicy, accounts: list[AccountCandidate], reques
     serving = [c for c in accounts if static_reason(c) is None]
     if serving and all(_spent_until(c, policy, request) != 0.0 for c in serving):
         return "usage_limit_reached"
+    if any(_only_capped(policy, accounts, request, c.account_id) for c in accounts):
+        return "concurrency_cap"
     return "no_eligible_account"
+
+
+def _only_capped(
+    policy: PoolPolicy, accounts: list[AccountCandidate], request: SelectionRequest, account_id: int
+) -> bool:
+    """The account would serve this request but for the concurrency cap (not tried already)."""
+    found = [c for c in accounts if c.account_id == account_id]
+    return (
+        bool(found)
+        and account_id not in request.exclude
+        and ineligibility(found[0], policy, request) == "concurrency_cap"
+    )
 
 
 def _expected_earliest(policy: PoolPolicy, accounts: list[AccountCandidate], request: SelectionRequest) -> float | None:

@@ -15,6 +15,7 @@ from pooler.selection import (
     WindowView,
     select_account,
 )
+from pooler.selection.load import RECENT_HALF_LIFE, RecentPicks
 
 NOW = 1_800_000_000.0
 
@@ -103,6 +104,59 @@ def test_least_used_prefers_the_nearer_weekly_reset_when_close() -> None:
     assert order_by_failover(pol(), accounts) == [3, 2, 1]
 
 
+def test_least_used_spreads_equal_accounts_by_streams_in_flight() -> None:
+    # Three fresh accounts at 0%: concurrent new streams go round them, not all to the first.
+    index, state, in_flight = PoolIndex(pol(), [acct(1), acct(2), acct(3)]), StrategyState(), Counter[int]()
+    for _ in range(30):
+        chosen = select_account(pol(), index, req(in_flight=in_flight), state).account_id
+        assert chosen is not None
+        in_flight[chosen] += 1
+    assert sorted(in_flight.values()) == [10, 10, 10]
+
+
+def test_least_used_spreads_short_requests_by_recent_picks() -> None:
+    # Requests that end before the next one starts leave nothing in flight: recent picks separate the equals.
+    policy, recent = pol(), RecentPicks()
+    index, state, served = PoolIndex(policy, [acct(1), acct(2), acct(3)]), StrategyState(), Counter[int]()
+    for n in range(30):
+        chosen = select_account(policy, index, req(now=NOW + n, recent=recent), state).account_id
+        assert chosen is not None
+        recent.add(chosen, NOW + n)
+        served[chosen] += 1
+    assert sorted(served.values()) == [10, 10, 10]
+
+
+def test_least_used_ties_are_a_band_of_whole_percents() -> None:
+    # 3% and 6% used are equals (within the band), so load decides; 20% is clearly worse and waits.
+    accounts = [
+        acct(1, windows=(win(300, 3.0),)),
+        acct(2, windows=(win(300, 6.0),)),
+        acct(3, windows=(win(300, 20.0),)),
+    ]
+    assert pick(pol(), accounts).account_id == 1  # no load: the better score
+    assert pick(pol(), accounts, req(in_flight={1: 1})).account_id == 2
+    assert pick(pol(), accounts, req(in_flight={1: 3, 2: 3})).account_id == 1  # equal load: the better score
+    assert pick(pol(), accounts, req(in_flight={1: 4, 2: 3})).account_id == 2
+
+
+def test_least_used_band_does_not_override_plan_weight_or_capacity() -> None:
+    # A pro account at 0% (400 points) is not tied with a plus one: it takes streams until its cap.
+    policy = pol(max_concurrency_per_account=2)
+    accounts = [acct(1, plan_type="plus"), acct(2, plan_type="pro")]
+    assert pick(policy, accounts, req(in_flight={2: 1})).account_id == 2
+    assert pick(policy, accounts, req(in_flight={2: 2})).account_id == 1
+
+
+def test_recent_picks_decay() -> None:
+    recent = RecentPicks()
+    recent.add(7, NOW)
+    recent.add(7, NOW)
+    assert recent.count(7, NOW) == 2.0
+    assert abs(recent.count(7, NOW + RECENT_HALF_LIFE) - 1.0) < 1e-9
+    assert recent.count(7, NOW + 20 * RECENT_HALF_LIFE) < 1e-5
+    assert recent.count(8, NOW) == 0.0
+
+
 def test_least_used_treats_a_passed_reset_as_full_capacity() -> None:
     accounts = [acct(1, windows=(win(300, 30.0),)), acct(2, windows=(win(300, 90.0, resets_in=-5.0),))]
     assert pick(pol(), accounts).account_id == 2
@@ -166,7 +220,25 @@ def test_concurrency_cap() -> None:
     assert pick(policy, accounts, req(in_flight={1: 1})).account_id == 1
     assert pick(policy, accounts, req(in_flight={1: 2})).account_id == 2
     full = pick(policy, accounts, req(in_flight={1: 2, 2: 5}))
-    assert (full.account_id, full.error) == (None, "no_eligible_account")
+    assert (full.account_id, full.error) == (None, "concurrency_cap")
+    # Busy accounts are not unfit ones: with the free one already tried, it is still "retry shortly".
+    tried = pick(policy, accounts, req(in_flight={1: 2}, exclude=frozenset({2})))
+    assert (tried.account_id, tried.error) == (None, "concurrency_cap")
+    # Nothing but tried accounts left: the cap says nothing.
+    gone = pick(policy, accounts, req(in_flight={1: 2}, exclude=frozenset({1, 2})))
+    assert gone.error == "no_eligible_account"
+
+
+def test_concurrency_cap_is_never_exceeded_while_streams_pile_up() -> None:
+    for strategy in ("least-used", "primary-first", "round-robin", "random"):
+        policy = pol(strategy, max_concurrency_per_account=8)
+        index, state, in_flight = PoolIndex(policy, [acct(1), acct(2), acct(3)]), StrategyState(seed=2), Counter[int]()
+        for _ in range(24):
+            chosen = select_account(policy, index, req(in_flight=in_flight), state).account_id
+            assert chosen is not None
+            in_flight[chosen] += 1
+        assert sorted(in_flight.values()) == [8, 8, 8], strategy
+        assert select_account(policy, index, req(in_flight=in_flight), state).error == "concurrency_cap"
 
 
 # --- stickiness ------------------------------------------------------------------------------------------
@@ -202,10 +274,25 @@ def test_sticky_account_already_tried_moves_the_session() -> None:
     assert (moved.account_id, moved.sticky_moved) == (2, True)
 
 
-def test_sticky_account_over_concurrency_cap_moves() -> None:
+def test_sticky_account_at_its_cap_overflows_without_moving_the_session() -> None:
     policy = pol(max_concurrency_per_account=1)
-    moved = pick(policy, [acct(1), acct(2)], req(sticky_account_id=1, in_flight={1: 1}))
-    assert (moved.account_id, moved.sticky_moved) == (2, True)
+    over = pick(policy, [acct(1), acct(2)], req(sticky_account_id=1, in_flight={1: 1}))
+    assert (over.account_id, over.sticky_kept, over.sticky_moved, over.sticky_full) == (2, False, False, True)
+    # Once a stream ends there, the session is back on its account.
+    back = pick(policy, [acct(1), acct(2)], req(sticky_account_id=1, in_flight={1: 0, 2: 1}))
+    assert (back.account_id, back.sticky_kept) == (1, True)
+
+
+def test_sticky_sessions_stay_while_new_sessions_spread() -> None:
+    policy = pol()
+    index, state, in_flight = PoolIndex(policy, [acct(1), acct(2), acct(3)]), StrategyState(), Counter[int]()
+    in_flight[1] = 5  # five open streams of sessions already on account 1
+    for _ in range(5):
+        kept = select_account(policy, index, req(sticky_account_id=1, in_flight=in_flight), state)
+        assert (kept.account_id, kept.sticky_kept) == (1, True)
+        in_flight[1] += 1
+    fresh = [select_account(policy, index, req(in_flight=in_flight), state).account_id for _ in range(2)]
+    assert set(fresh) <= {2, 3}
 
 
 def test_sticky_account_unknown_to_the_pool_moves() -> None:
@@ -310,3 +397,11 @@ def test_an_index_built_for_another_policy_is_rebuilt() -> None:
     index = PoolIndex(pol(), accounts)
     assert select_account(pol(primary_cap_percent=80.0), index, req(), StrategyState()).account_id is None
     assert select_account(pol(), index, req(), StrategyState()).account_id == 1
+
+
+def test_a_caller_that_cannot_count_streams_skips_the_cap_but_still_breaks_ties() -> None:
+    policy = pol(max_concurrency_per_account=1)
+    accounts = [acct(1), acct(2)]
+    loose = pick(policy, accounts, req(in_flight={1: 5, 2: 3}, enforce_cap=False))
+    assert (loose.account_id, loose.error) == (2, None)
+    assert pick(policy, accounts, req(in_flight={1: 5, 2: 3})).error == "concurrency_cap"
