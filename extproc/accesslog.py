@@ -20,7 +20,7 @@ from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
 from extproc.metrics import METRICS
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
-from pooler.evidence import AttemptRecord, RequestRecord, attempt_effect, attempt_outcomes
+from pooler.evidence import AttemptRecord, RequestRecord, attempt_outcomes, parse_upstream_error
 
 log = logging.getLogger(__name__)
 
@@ -133,23 +133,24 @@ class AccessLogHandler:
             routed = self.state.requests_in_flight.get(request_id)
             position = len(slot[1])
             account_id = routed[1][position] if routed is not None and position < len(routed[1]) else None
+        headers = {k.lower(): v for k, v in entry.response.response_headers.items()}
+        error = parse_upstream_error(headers.get(gc.UPSTREAM_ERROR_HEADER))
+        status = entry.response.response_code.value if entry.response.HasField("response_code") else 0
         record = AttemptRecord(
             request_id=request_id,
             account_id=account_id,
-            status=entry.response.response_code.value if entry.response.HasField("response_code") else 0,
+            # The upstream's own status: the error reader turns a credential error into a 503 for the router.
+            status=error.status if error is not None else status,
             flags=_flags(common),
-            headers={k.lower(): v for k, v in entry.response.response_headers.items()},
+            headers=headers,
             observed_at=answered_at(common, now),
+            error=error,
         )
         slot[1].append(record)
         log.debug("attempt request=%s n=%d account=%s status=%s", request_id, position + 1, account_id, record.status)
         if account_id is None:
             return  # answered by the gateway itself (no account was routed): no upstream evidence
-        snapshot = self.state.snapshot
-        demotion = snapshot.demotion_seconds if snapshot is not None else 30.0
-        effect = attempt_effect(record, demotion)
-        if effect is not None:
-            self.state.apply_effect(effect, record.observed_at)
+        self.state.learn(record)
 
     def _downstream(self, entry: HTTPAccessLogEntry) -> None:
         common = entry.common_properties
@@ -180,6 +181,12 @@ class AccessLogHandler:
         ttfb = _seconds(common.time_to_first_downstream_tx_byte)
         total = _seconds(common.duration) or _seconds(common.time_to_last_downstream_tx_byte)
         error = _str(routing, gc.ROUTING_ERROR)
+        upstream_error = error is None and status >= 400 and bool(attempts) and attempts[-1].error is not None
+        if upstream_error:
+            # The upstream's own code for the answer the client got (the last attempt's): `usage_not_included`,
+            # `account_deactivated`, ... (safe tokens the error reader wrote, never a message).
+            last = attempts[-1]
+            error = (last.error.label if last.error is not None else None) or f"upstream_{last.status}"
         if error is None and status >= 500 and not attempts and tried:
             error = "upstream_unavailable" if _flags(common) else None
         record = RequestRecord(
@@ -197,6 +204,7 @@ class AccessLogHandler:
             duration_ms=None if total is None else round(total * 1000, 3),
             tried=tried,
             tokens=tokens,
+            upstream_error=upstream_error,
         )
         if self.attribute_late:
             self._attribute_late(attempts, tried, now)
@@ -231,15 +239,11 @@ class AccessLogHandler:
         )
 
     def _attribute_late(self, attempts: list[AttemptRecord], tried: list[int], now: float) -> None:
-        snapshot = self.state.snapshot
-        demotion = snapshot.demotion_seconds if snapshot is not None else 30.0
         for position, attempt in enumerate(attempts):
             if attempt.account_id is not None or position >= len(tried):
                 continue
             attempt = attempts[position] = dataclasses.replace(attempt, account_id=tried[position])
-            effect = attempt_effect(attempt, demotion)
-            if effect is not None:
-                self.state.apply_effect(effect, now)
+            self.state.learn(attempt, now)
 
 
 class AccessLogMethod:

@@ -58,6 +58,13 @@ WEBSOCKET_BETA_VALUE = "responses_websockets=2026-02-06"
 SESSION_HEADERS = ("session-id", "session_id", "thread-id", "x-codex-window-id", "x-codex-turn-state")
 """Stickiness keys in priority order; the body's prompt_cache_key is the fallback."""
 QUOTA_HEADER_PREFIXES = ("x-codex-",)
+UPSTREAM_ERROR_HEADER = "x-pooler-upstream-error"
+"""Set on an attempt's non-2xx response by the upstream Lua filter (envoy_config.lua.UPSTREAM_ERRORS_LUA) with
+what its body said (`status=401 type=... code=...`, safe tokens only); the router's per-attempt access log
+carries it to Python, and every route removes it before the client."""
+ACTIVE_LIMIT_HEADER = "x-pooler-active-limit"
+"""Set by the same filter when `x-codex-active-limit` names a family other than `codex`: that family's
+`x-<family>-primary|secondary-*` windows packed under one fixed name (the access log logs headers by name)."""
 CLIENT_IP_HEADER = "x-pooler-client-ip"
 """Set by Envoy's downstream header_mutation from the derived client address (trusted proxies honoured),
 overwriting any client-sent copy; read by the ext_proc for per-key allowlists and removed before the upstream."""
@@ -79,7 +86,10 @@ PROCESSOR_V1_AUDIO = "v1_audio"  # POST /v1/audio/transcriptions: multipart mode
 # --- Retry -----------------------------------------------------------------------------------------------
 # 401: the Pool key was already accepted, so an upstream 401 means this account's token was refused; another
 # account can serve the request (the 401 also flags the account for refresh through the access log).
-RETRIABLE_STATUS_CODES = (401, 429, 502, 503)
+# 500/504: an upstream failure on one account says nothing about the others (README promises failover on 5xx).
+# An upstream 401/402/403 about an account's credentials reaches the router as a 503 (the upstream Lua filter
+# rewrites it, so the client never sees another account's credential error), hence retried too.
+RETRIABLE_STATUS_CODES = (401, 429, 500, 502, 503, 504)
 RETRY_ON = "retriable-status-codes,connect-failure,reset-before-request"
 
 # --- Route families (request log `route_family`) ---------------------------------------------------------

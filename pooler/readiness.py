@@ -86,6 +86,7 @@ class Readiness:
 _CATEGORY = {
     rc.ACCOUNT_PREFIX + AccountState.PAUSED: "paused",
     rc.ACCOUNT_PREFIX + AccountState.REAUTH_REQUIRED: "reauth",
+    rc.ACCOUNT_PREFIX + AccountState.DEACTIVATED: "deactivated",
     rc.ACCOUNT_PREFIX + AccountState.REFRESH_FAILED: "refresh_failed",
     rc.ACCOUNT_PREFIX + AccountState.DELETED: "deleted",
     rc.NO_TOKEN: "reauth",
@@ -103,6 +104,10 @@ _CATEGORY = {
 _HINTS = {
     rc.ACCOUNT_PREFIX + AccountState.PAUSED: "Reactivate it to route.",
     rc.ACCOUNT_PREFIX + AccountState.REAUTH_REQUIRED: "Relink it or replace its auth.json.",
+    rc.ACCOUNT_PREFIX + AccountState.DEACTIVATED: (
+        "The upstream says this account or its workspace is deactivated: check it at chatgpt.com, then "
+        "reactivate or relink it."
+    ),
     rc.ACCOUNT_PREFIX + AccountState.REFRESH_FAILED: "Refresh again, or relink if it keeps failing.",
     rc.NO_TOKEN: "Replace its auth.json.",
     UNASSIGNED: "Assign it to a pool to route.",

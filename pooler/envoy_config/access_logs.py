@@ -15,6 +15,9 @@ _QUOTA_WINDOW_HEADERS = tuple(
     for field_name in ("used-percent", "window-minutes", "reset-at", "reset-after-seconds")
 )
 QUOTA_RESPONSE_HEADERS = (*_QUOTA_WINDOW_HEADERS, "x-codex-active-limit", "x-codex-plan-type", "retry-after")
+EVIDENCE_RESPONSE_HEADERS = (*QUOTA_RESPONSE_HEADERS, gc.UPSTREAM_ERROR_HEADER, gc.ACTIVE_LIMIT_HEADER, "content-type")
+"""What the access log carries: quota headers, the upstream error reader's findings, and the content type (an
+SSE answer that ends without `response.completed` was cut)."""
 LOG_REQUEST_HEADERS = ("upgrade",)
 
 
@@ -37,7 +40,7 @@ def build_grpc_access_log(config: GatewayConfig) -> dict[str, Any]:
                 "buffer_size_bytes": 65536,
             },
             "additional_request_headers_to_log": list(LOG_REQUEST_HEADERS),
-            "additional_response_headers_to_log": list(QUOTA_RESPONSE_HEADERS),
+            "additional_response_headers_to_log": list(EVIDENCE_RESPONSE_HEADERS),
         },
     }
 

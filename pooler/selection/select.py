@@ -52,6 +52,9 @@ def select_account(
         stale_after = policy.stale_after_seconds
     view = index.view(request.now, stale_after)
     exclude = request.exclude
+    excluded = index.excluded_for(request.model, request.now)
+    if excluded:
+        exclude = exclude | excluded
     in_flight = request.in_flight
     cap = index.concurrency_cap
 
