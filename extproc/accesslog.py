@@ -20,7 +20,7 @@ from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
 from extproc.metrics import METRICS
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
-from pooler.evidence import AttemptRecord, RequestRecord, attempt_outcomes, parse_upstream_error
+from pooler.evidence import AttemptRecord, RequestRecord, attempt_outcomes, parse_upstream_error, stream_failure
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,22 @@ class AccessLogHandler:
             error = (last.error.label if last.error is not None else None) or f"upstream_{last.status}"
         if error is None and status >= 500 and not attempts and tried:
             error = "upstream_unavailable" if _flags(common) else None
+        failed = None
+        if error is None and tried:
+            headers = entry.response.response_headers
+            failed = stream_failure(
+                status,
+                headers.get("content-type"),
+                _str(usage, gc.USAGE_STREAM_ERROR),
+                _str(usage, gc.USAGE_RESPONSE_STATUS),
+                _flags(common),
+            )
+        if failed is not None:
+            # The turn failed inside its 200 (bytes had reached the client, so no failover): the served account
+            # learns it like the same status, and the row is an error with that code.
+            error, upstream_error = failed.code, True
+            ended = (start or now) + (_seconds(common.duration) or 0.0)
+            self.state.learn(AttemptRecord(request_id, tried[-1], failed.status, _flags(common), {}, ended, failed))
         record = RequestRecord(
             request_id=request_id,
             created_at=created,

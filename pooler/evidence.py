@@ -135,6 +135,27 @@ def expand_active_limit(headers: Mapping[str, str]) -> Mapping[str, str]:
     return out
 
 
+STREAM_INCOMPLETE = "stream_incomplete"
+"""Request-log error code of an SSE answer that ended without `response.completed` (and no failure event)."""
+STREAM_CODE_STATUS = {"rate_limit_exceeded": 429, "usage_limit_reached": 429, "usage_not_included": 429}
+"""A failure event's code -> the status whose effect it has on the account (others: 503, an upstream failure)."""
+
+
+def stream_failure(
+    status: int, content_type: str | None, stream_error: str | None, response_status: str | None, flags: frozenset[str]
+) -> UpstreamError | None:
+    """A 200 SSE answer whose turn failed inside the stream, as the error it amounts to: its failure event's code
+    (`response.failed`, `error`), or `stream_incomplete` when it ended without `response.completed` - unless the
+    client went away (DC): that says nothing about the account. None for anything else."""
+    if status != 200 or not content_type or not content_type.startswith("text/event-stream"):
+        return None
+    if stream_error:
+        return UpstreamError(status=STREAM_CODE_STATUS.get(stream_error, 503), code=stream_error)
+    if response_status == "completed" or "DC" in flags:
+        return None
+    return UpstreamError(status=502, code=STREAM_INCOMPLETE)
+
+
 def classify(status: int, error: UpstreamError | None, flags: frozenset[str]) -> ErrorClass | None:
     """The class of a failed attempt, None for one that says nothing against its account (2xx, a 4xx about the
     request itself, or status 0 the gateway answered itself)."""

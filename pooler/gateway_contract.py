@@ -33,6 +33,11 @@ ROUTING_ROUTE = "route"  # the route table row (attempts >= 2 no longer carry it
 # Written by envoy.filters.http.sse_to_metadata from the `response.completed` SSE event.
 NS_USAGE = "pooler.usage"
 USAGE_KEYS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "total_tokens")
+USAGE_STREAM_ERROR = "stream_error"
+USAGE_RESPONSE_STATUS = "response_status"
+"""`response.status` of the stream's latest event that has one: `completed` once `response.completed` came."""
+"""The code of a streamed turn's failure event (`response.failed`'s `response.error.code`, an `error` event's
+`code`), by the same filter."""
 
 # Written by the ext_proc when the pool (or key) shows clients an aggregate quota view; read by Envoy's
 # downstream header_mutation, which overwrites the x-codex-* response headers with these values.

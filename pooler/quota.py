@@ -23,7 +23,7 @@ from pooler.states import QuotaSource
 FIVE_HOUR_MINUTES = 300
 WEEKLY_MINUTES = 10080
 DEFAULT_FAMILY = "codex"
-_USED_HEADER_RE = re.compile(r"^x-([a-z0-9][a-z0-9.-]*?)-(?:primary|secondary)-used-percent$")
+_USED_HEADER_RE = re.compile(r"^x-([a-z0-9][a-z0-9._-]*?)-(?:primary|secondary)-used-percent$")
 
 
 @dataclass(frozen=True)
