@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from pooler.models import AccountModelExclusion, PoolAssignment, QuotaWindow, UpstreamAccount
+from pooler.models import AccountModelExclusion, JobRun, PoolAssignment, QuotaWindow, UpstreamAccount
+from pooler.services.actors import SYSTEM
+from pooler.settings import set_setting
 from pooler.states import AccountState
 from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.processes import wait_until
+from tests.support.scheduler_process import start_scheduler
 from tests.support.simulator import parse_sse, turn_body
 
 pytestmark = pytest.mark.integration
@@ -23,6 +27,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def gw(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     with running_gateway(postgres_url, tmp_path_factory.mktemp("gateway-evidence")) as gateway:
+        with gateway.ctx.session_factory.begin() as session:
+            set_setting(session, "auth_base_url", gateway.simulator.base_url, actor=SYSTEM)  # refreshes
         yield gateway
 
 
@@ -75,7 +81,7 @@ def test_deactivated_account_fails_over_and_leaves_rotation(gw: Gateway) -> None
         lambda: _account(gw, dead).state == AccountState.DEACTIVATED, timeout=10, what="account state deactivated"
     )
     assert _account(gw, dead).state_reason == "account_deactivated"
-    row = gw.wait_for_logs(1, pool_id=seeded.pool_id)[-1]
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
     assert [(a.account_id, a.status_code, a.outcome) for a in row.attempts] == [
         (dead, 403, "failed_over"),
         (seeded.accounts["acct-alive"], 200, "served"),
@@ -98,7 +104,7 @@ def test_credential_errors_never_reach_the_client(gw: Gateway) -> None:
     assert response.headers["retry-after"] == "1"
     assert response.json()["error"]["code"] == "no_eligible_account"
     assert "token" not in response.text
-    row = gw.wait_for_logs(1, pool_id=seeded.pool_id)[-1]
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
     # The third attempt found no untried account: the gateway's own answer, with the upstream's statuses kept.
     assert row.error_code == "no_eligible_account"
     assert [a.status_code for a in row.attempts][:2] == [401, 401]
@@ -169,7 +175,7 @@ def test_failure_event_inside_a_stream_is_evidence(gw: Gateway) -> None:
     response = _post(gw, seeded.key)
     assert response.status_code == 200
     assert any(e.get("type") == "response.failed" for e in parse_sse(response.text))
-    row = gw.wait_for_logs(1, pool_id=seeded.pool_id)[-1]
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
     assert row.error_code == "server_is_overloaded"
     assert row.account_id == seeded.accounts["acct-e1"]
     wait_until(
@@ -192,5 +198,34 @@ def test_stream_cut_mid_way_is_logged_as_an_error(gw: Gateway) -> None:
                 pass
     except httpx.HTTPError:
         pass  # the client may see the cut as an error; the gateway's log is what this test reads
-    row = gw.wait_for_logs(1, pool_id=seeded.pool_id)[-1]
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
     assert row.error_code == "stream_incomplete"
+
+
+def test_a_401_is_refreshed_within_seconds(gw: Gateway, tmp_path: Path) -> None:
+    seeded = gw.seed_pool("refresh-now", ["acct-t1"])
+    account_id = seeded.accounts["acct-t1"]
+    epoch = _account(gw, account_id).credential_epoch
+    # The periodic refresh_due_tokens job is slowed to an hour: only the fast refresh_requested job can be quick.
+    env = {k: gw.env[k] for k in ("POOLER_SECRET_KEYS", "POOLER_KEY_PEPPER", "POOLER_LOG_LEVEL")}
+    scheduler = start_scheduler(
+        "scheduler-evidence", gw.db_url, tmp_path, {**env, "POOLER_SCHEDULER_INTERVALS": "refresh_due_tokens=3600"}
+    )
+    try:
+        gw.simulator.client.add_fault("status", status=401, account="acct-t1", count=1)
+        flagged_at = time.time()
+        response = _post(gw, seeded.key)
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+
+        def refreshed() -> bool:
+            row = _account(gw, account_id)
+            return row.refresh_requested_at is None and row.credential_epoch > epoch
+
+        wait_until(refreshed, timeout=15, what="the account refreshed")
+        assert time.time() - flagged_at < 10
+        with gw.ctx.session_factory() as session:
+            runs = session.scalars(select(JobRun).where(JobRun.job_id == "refresh_requested")).all()
+        assert any((run.counts or {}).get("refreshed") for run in runs), "refreshed by the fast job"
+        wait_until(lambda: _post(gw, seeded.key).status_code == 200, timeout=15, what="the account serves again")
+    finally:
+        scheduler.stop()
