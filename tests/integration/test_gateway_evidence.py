@@ -183,25 +183,6 @@ def test_failure_event_inside_a_stream_is_evidence(gw: Gateway) -> None:
     )
 
 
-def test_stream_cut_mid_way_is_logged_as_an_error(gw: Gateway) -> None:
-    seeded = gw.seed_pool("cut", ["acct-c1"])
-    gw.simulator.client.add_fault("close_mid_stream", after_tokens=2)
-    try:
-        with httpx.stream(
-            "POST",
-            f"{gw.codex_base}/responses",
-            json=turn_body("long answer"),
-            headers={"Authorization": f"Bearer {seeded.key}"},
-            timeout=30,
-        ) as response:
-            for _ in response.iter_bytes():
-                pass
-    except httpx.HTTPError:
-        pass  # the client may see the cut as an error; the gateway's log is what this test reads
-    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
-    assert row.error_code == "stream_incomplete"
-
-
 def test_a_401_is_refreshed_within_seconds(gw: Gateway, tmp_path: Path) -> None:
     seeded = gw.seed_pool("refresh-now", ["acct-t1"])
     account_id = seeded.accounts["acct-t1"]

@@ -23,7 +23,6 @@ from pooler.evidence import (
     parse_upstream_error,
     stream_failure,
 )
-from pooler.selection import AccountCandidate, PoolPolicy, SelectionRequest, StrategyState, select_account
 
 NOW = 1_800_000_000.0
 CODEX_HEADERS = {
@@ -159,38 +158,6 @@ def test_stream_failure() -> None:
 def test_the_error_readers_reply_is_the_gateways_own_no_eligible_account() -> None:
     reply = json.dumps(lua._NO_ACCOUNT_REPLY, separators=(",", ":")).encode()
     assert (503, reply) == error_body("no_eligible_account")
-
-
-def _candidate(account_id: int, excluded: tuple[tuple[str, float | None], ...] = ()) -> AccountCandidate:
-    return AccountCandidate(
-        account_id=account_id,
-        label=f"a{account_id}",
-        plan_type="plus",
-        state="active",
-        assignment_status="active",
-        priority=account_id,
-        access_token_expires_at=None,
-        demoted_until=None,
-        limited_until=None,
-        refresh_requested=False,
-        has_token=True,
-        excluded_models=excluded,
-    )
-
-
-def test_selection_skips_an_account_only_for_its_excluded_model() -> None:
-    policy = PoolPolicy(pool_status="active", strategy="primary-first")
-    candidates = [_candidate(1, (("big", None), ("mini", NOW + 60))), _candidate(2)]
-
-    def pick(model: str, now: float = NOW) -> int | None:
-        return select_account(policy, candidates, SelectionRequest(now, model=model), StrategyState()).account_id
-
-    assert pick("big") == 2
-    assert pick("mini") == 2
-    assert pick("mini", NOW + 61) == 1  # a per-model limit ends at its reset
-    assert pick("other") == 1
-    only = [_candidate(1, (("big", None),))]
-    assert select_account(policy, only, SelectionRequest(NOW, model="big"), StrategyState()).account_id is None
 
 
 def test_deactivated_accounts_raise_a_watch_alert_and_read_as_not_routable() -> None:
