@@ -43,7 +43,8 @@ run: install
 	$(VENV)/bin/pooler db upgrade
 	$(VENV)/bin/pooler up --demo
 
-test: install codex-cli system-deps
+# Lint first (ruff, the format check, mypy strict over every package): CI runs exactly this.
+test: lint codex-cli system-deps
 	bash scripts/run-tests.sh
 
 test-unit: install

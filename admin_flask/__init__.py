@@ -63,6 +63,7 @@ def _register_blueprints(app: Flask) -> None:
     from admin_flask.views import (
         accounts,
         activity,
+        alerts,
         audit,
         auth,
         dashboard,
@@ -75,7 +76,7 @@ def _register_blueprints(app: Flask) -> None:
         settings,
     )
 
-    for module in (auth, dashboard, pools, activity, accounts, keys, logs, audit, jobs, settings, operators):
+    for module in (auth, dashboard, alerts, pools, activity, accounts, keys, logs, audit, jobs, settings, operators):
         app.register_blueprint(module.bp, url_prefix=URL_PREFIX + module.PREFIX)
     from admin_flask.views import invites, onboarding  # OAuth link/relink and invites (own registration)
 

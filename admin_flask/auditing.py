@@ -7,8 +7,8 @@ from typing import Any
 from flask import g
 
 from admin_flask.db import get_db
-from pooler.services import audit
-from pooler.services.actors import Actor
+from pooler import audit
+from pooler.audit import Actor
 from pooler.states import ActorType
 
 
@@ -25,8 +25,7 @@ def record(
     principal = g.get("principal")
     audit.record(
         get_db(),
-        actor_type=ActorType.OPERATOR,
-        actor_label=actor_label or (principal.username if principal else None),
+        Actor(ActorType.OPERATOR, actor_label or (principal.username if principal else None)),
         action=action,
         target_type=target_type,
         target_id=target_id,

@@ -1,4 +1,4 @@
-"""Jinja filters for times, durations and numbers (UTC throughout, as stored)."""
+"""Jinja filters for times, durations and numbers: every moment is written by pooler.timefmt, with its zone."""
 
 from __future__ import annotations
 
@@ -8,37 +8,21 @@ from typing import Any
 from flask import Flask
 
 from pooler.models import utcnow
-
-
-def human_delta(seconds: float) -> str:
-    seconds = abs(int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h {minutes:02d}m"
-    return f"{hours // 24}d {hours % 24}h"
+from pooler.timefmt import moment_text, timestamp
 
 
 def ago(value: dt.datetime | None) -> str:
-    if value is None:
-        return "never"
-    delta = (utcnow() - value).total_seconds()
-    return f"in {human_delta(delta)}" if delta < 0 else f"{human_delta(delta)} ago"
+    """`5m ago (15:20 UTC)`: relative and absolute, like every moment the admin shows."""
+    return "never" if value is None else moment_text(value, utcnow())
 
 
 def countdown(value: dt.datetime | None) -> str:
-    if value is None:
-        return "unknown"
-    delta = (value - utcnow()).total_seconds()
-    return "now" if delta <= 0 else f"in {human_delta(delta)}"
+    """`in 2h 33m (17:58 UTC)`: the quota bars' and readiness lines' shared form."""
+    return "unknown" if value is None else moment_text(value, utcnow())
 
 
 def when(value: dt.datetime | None) -> str:
-    return "-" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if value is None else timestamp(value)
 
 
 def number(value: Any) -> str:

@@ -39,3 +39,12 @@ def health_score(stats: ActivityStats) -> int | None:
     failover_share = stats.failed_over_from / stats.attempts if stats.attempts else 0.0
     score = 0.60 * rate + 0.25 * latency_score(stats.avg_ttfb_ms) + 0.15 * (1.0 - min(1.0, failover_share))
     return round(100 * max(0.0, min(1.0, score)))
+
+
+def health_level(score: int | None, routable_now: bool) -> str:
+    """The colour of a health figure: history alone is not health when the account cannot route now."""
+    if not routable_now:
+        return "blocked"
+    if score is None:
+        return "none"
+    return "ok" if score >= 80 else ("warn" if score >= 50 else "blocked")

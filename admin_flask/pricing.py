@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pooler.services.actors import Actor
+from pooler.audit import Actor
 from pooler.settings import get_json_setting, reset_setting, set_setting
 
 PRICING_SETTING = "admin_model_pricing"

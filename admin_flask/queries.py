@@ -15,10 +15,20 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from pooler.attention import Badge, pool_badge
 from pooler.models import Pool, PoolAssignment, RequestLog, UpstreamAccount, utcnow
-from pooler.readiness import AccountFacts, AssignmentFacts, Readiness, WindowFacts, account_readiness, window_name
-from pooler.settings import get_setting
+from pooler.readiness import (
+    AccountFacts,
+    AssignmentFacts,
+    Readiness,
+    WindowFacts,
+    account_readiness,
+    pool_summary,
+    window_name,
+)
+from pooler.settings import get_number, get_setting
 from pooler.states import SecretKind
+from pooler.timefmt import ZONE
 
 MAX_SERIES_ROWS = 200_000
 RECENT_TOKENS = dt.timedelta(hours=1)
@@ -133,6 +143,33 @@ def cards(session: Session, accounts: list[UpstreamAccount], now: dt.datetime | 
     return result
 
 
+def readiness_by_pool(session: Session, pools: list[Pool]) -> dict[int, tuple[str, int, int]]:
+    """pool id -> (summary line, routable, total) over its non-deleted accounts, each judged in that pool only."""
+    now = utcnow()
+    accounts = list(session.scalars(account_query().where(UpstreamAccount.deleted_at.is_(None))).unique())
+    all_pools = {p.id: p for p in session.scalars(select(Pool)).unique()}
+    stale = stale_after(session)
+    result: dict[int, tuple[str, int, int]] = {}
+    for pool in pools:
+        members = [a for a in accounts if any(x.pool_id == pool.id for x in a.assignments)]
+        only = {pool.id: all_pools[pool.id]}
+        readiness = [readiness_of(a, only, now, stale) for a in members]
+        routable = sum(1 for r in readiness if r.routable)
+        result[pool.id] = (pool_summary(readiness, now), routable, len(members))
+    return result
+
+
+def pool_badges(session: Session, pools: list[Pool], ready: dict[int, tuple[str, int, int]]) -> dict[int, Badge]:
+    """pool id -> its badge: the status as what can route now (`active · 0 routable` in the outage colour)."""
+    least = min_routable(session)
+    return {p.id: pool_badge(p.status, ready[p.id][1], ready[p.id][2], least) for p in pools}
+
+
+def min_routable(session: Session) -> int:
+    """The `pool_low_routable` alert's threshold, so a badge and the alert beside it agree."""
+    return int(get_number(session, "alert_min_routable_accounts"))
+
+
 @dataclass(frozen=True)
 class Buckets:
     labels: list[str]
@@ -149,7 +186,9 @@ def buckets(now: dt.datetime, span: dt.timedelta, count: int) -> Buckets:
     start = now - span
     starts = [start + size * i for i in range(count)]
     fmt = "%H:%M" if span <= dt.timedelta(days=2) else "%m-%d"
-    return Buckets([(s + size).strftime(fmt) for s in starts], starts, size)
+    labels = [(s + size).strftime(fmt) for s in starts]
+    labels[-1] = f"{labels[-1]} {ZONE}"  # the axis says once which zone its times are in
+    return Buckets(labels, starts, size)
 
 
 def series_by(

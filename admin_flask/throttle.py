@@ -20,9 +20,10 @@ from flask import current_app, request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pooler import audit
+from pooler.audit import Actor
 from pooler.gateway_contract import CLIENT_IP_HEADER
 from pooler.models import AuditEvent, utcnow
-from pooler.services import audit
 from pooler.states import ActorType
 
 FAILED_ACTION = "operator.login_failed"
@@ -71,8 +72,7 @@ def record_failure(session: Session, address: str, username: str, outcome: str) 
     """One failed attempt from `address` (the caller commits; the username is what was typed, capped)."""
     audit.record(
         session,
-        actor_type=ActorType.OPERATOR,
-        actor_label=username[:64] or None,
+        Actor(ActorType.OPERATOR, username[:64] or None),
         action=FAILED_ACTION,
         target_type="client",
         target_id=address,

@@ -1,6 +1,6 @@
 """A Codex-CLI-sized `POST /responses` body (~40 KB JSON) for benchmarks.
 
-Shaped like what Codex CLI 0.169.0 sends in HTTP mode (see ../shared/codex-protocol.md): model, stream:true,
+Shaped like what Codex CLI 0.169.0 sends in HTTP mode (see docs/GATEWAY_SURFACE.md): model, stream:true,
 input[] (developer instructions, environment context, the user turn), tools[] (shell, apply_patch, plan, view
 image, MCP-like functions with JSON schemas), tool_choice, parallel_tool_calls, reasoning, store:false, include,
 prompt_cache_key, text, client_metadata. The bulk of the real body is instructions and tool schemas, so that is

@@ -2,7 +2,7 @@
 
 The simulator is Python and may be slower than Envoy itself; measuring "direct Envoy" against it would measure
 the simulator. nginx answers every POST with the same small Codex SSE reply (response.created, two text
-deltas, response.completed with usage), like the upstream in ../shared/DESIGN.md.
+deltas, response.completed with usage), the same shape as the fixed upstream of docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -10,10 +10,16 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 
 def sse_reply() -> str:
-    resp = {"id": "resp_bench", "object": "response", "status": "in_progress", "model": "gpt-5.1-codex"}
+    resp: dict[str, object] = {
+        "id": "resp_bench",
+        "object": "response",
+        "status": "in_progress",
+        "model": "gpt-5.1-codex",
+    }
     usage = {
         "input_tokens": 10183,
         "input_tokens_details": {"cached_tokens": 9984},
@@ -21,7 +27,7 @@ def sse_reply() -> str:
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 10195,
     }
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "response.created", "response": resp},
         {"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "delta": "Hello from"},
         {"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "delta": " nginx."},

@@ -42,7 +42,7 @@ BLOCK_START, BLOCK_END = "<!-- bench:results:start -->", "<!-- bench:results:end
 PATH = "/backend-api/codex/responses"
 MEMORY_REQUESTS = 10_000  # one memory block
 MEMORY_BLOCKS = 7  # the first block is reported on its own; the slopes are fitted over the later ones
-# "Flat" (issue 4), judged on least-squares slopes over blocks 2..7 (one block's difference is dominated by
+# "Flat", judged on least-squares slopes over blocks 2..7 (one block's difference is dominated by
 # allocator noise, ±2 MiB seen between runs, and the first block after a load change still settles the heap):
 # - RSS grows by less than 1 MiB per 10,000 requests (~100 bytes per request), and
 # - the glibc heap in use (mallinfo2 uordblks, from extproc/memdebug.py) by less than 256 KiB per 10,000: the
@@ -248,7 +248,7 @@ def memory_probe(runner: Runner) -> dict[str, Any]:
             left = MEMORY_REQUESTS - (runner.gateway_requests - block_from)
             runner.wrk("gateway_nginx", 16, seconds=max(2, min(5, left // 800 + 1)))
         time.sleep(1.5)  # let the access-log batch of the block be written before reading memory
-        block = {
+        block: dict[str, Any] = {
             "requests": runner.gateway_requests - counted_from,
             "rss_kib": rss_kib(pid),
             "heap_in_use_kib": heap_in_use_kib(pid, memdebug),
@@ -333,7 +333,7 @@ def markdown(results: dict[str, Any]) -> str:
     for target, r in results.get("ttfb", {}).items():
         lines.append(f"| {target} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['count']} | {r['errors']} |")
     s = results.get("summary", {})
-    lines += ["", "| target (issue 4) | measured | goal | |", "| --- | ---: | ---: | --- |"]
+    lines += ["", "| target | measured | goal | |", "| --- | ---: | ---: | --- |"]
     for upstream, label in (("nginx", "nginx fixed reply"), ("sim", "simulator")):
         if upstream in s:
             ratio, added = s[upstream]["throughput_ratio_c16"], s[upstream]["added_p50_ms_c1"]

@@ -1,4 +1,4 @@
-"""Soak test (issue 9; not CI): N concurrent Codex-like sessions through the gateway for M minutes.
+"""Soak test (not CI): N concurrent Codex-like sessions through the gateway for M minutes.
 
     python -m bench.soak --sessions 16 --minutes 3
 

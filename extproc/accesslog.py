@@ -20,7 +20,7 @@ from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
 from extproc.metrics import METRICS
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
-from pooler.evidence import AttemptRecord, RequestRecord, attempt_outcomes, parse_upstream_error, stream_failure
+from pooler.gateway.evidence import AttemptRecord, RequestRecord, attempt_outcomes, parse_upstream_error, stream_failure
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingResponse
 
-from pooler.gateway_features import Admission
+from pooler.gateway.features import Admission
 
 SLOT_TTL_SECONDS = 2 * 3600.0
 """A slot whose access-log entry never arrived (Envoy restarted) is reclaimed after this long."""

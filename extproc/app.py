@@ -132,7 +132,7 @@ async def serve(config: Config) -> int:
     writer_task = asyncio.create_task(writer.run(writer_stop))
     tasks = [
         asyncio.create_task(reloader.run(stop)),
-        asyncio.create_task(processor.surface.pins.run(ctx.session_factory, stop)),  # file pins (issue 10)
+        asyncio.create_task(processor.surface.pins.run(ctx.session_factory, stop)),  # file pins
     ]
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     if not stop.is_set():

@@ -1,4 +1,4 @@
-"""Small upb builders shared by the issue-10 stream processors (files, /v1 files, /v1 audio)."""
+"""Small upb builders shared by the body-reading stream processors (files, /v1 files, /v1 audio)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 routes.
 
 - `POST /backend-api/files` (cluster `codex_upstream_files`, response body BUFFERED): the reply names the new
-  file id and an upload URL. The URL is validated (`pooler.files.upload_url_problem`) before the client sees it
+  file id and an upload URL. The URL is validated (`pooler.gateway.files.upload_url_problem`) before the client sees it
   (else 502 `invalid_upload_url`, nothing pinned); the id is pinned to the account this attempt was routed to.
 - `POST /v1/files` (cluster `codex_upstream_v1_files`, Envoy rewrote the path to /backend-api/files): the JSON
   metadata `{filename, bytes, purpose}` becomes the backend's `{file_name, file_size, use_case}`; the reply
@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from extproc import bodyops
 from extproc.codex import CodexProcessor
 from extproc.phases import Attempt
-from pooler.files import file_hash, upload_url_problem, valid_file_id
+from pooler.gateway.files import file_hash, upload_url_problem, valid_file_id
 from pooler.models import FilePin
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pooler import gateway_contract as gc
-from pooler.gateway_features import GatewayFeatures, address_allowed
+from pooler.gateway.features import GatewayFeatures, address_allowed
 
 
 def key_allows_client(features: GatewayFeatures, key_id: int, headers: Mapping[str, str]) -> bool:

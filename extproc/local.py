@@ -9,7 +9,7 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingResponse
 
 from extproc import responses, v1
 from extproc.phases import Attempt, Principal, StreamProcessor
-from pooler.snapshot import PoolEntry
+from pooler.gateway.snapshot import PoolEntry
 
 if TYPE_CHECKING:
     from extproc.processor import AttemptProcessor

@@ -31,10 +31,10 @@ from sqlalchemy import func, select
 
 from pooler.config import ListenAddress
 from pooler.errors import ConfigError
-from pooler.evidence import RequestRecord
+from pooler.gateway.evidence import RequestRecord
+from pooler.gateway.snapshot import Snapshot
 from pooler.metrics_token import allowed, stored_hash
 from pooler.models import AlertIncident, JobRun
-from pooler.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,13 @@ class GatewayMetrics:
             "renders (a hand-written route or a missing fragment)",
             registry=r,
         )
+        self.turn_state_drops = Counter(
+            "pooler_turn_state_dropped",
+            "Requests whose x-codex-turn-state was not forwarded: its issuing account is not the picked one (the "
+            "session moved, or a retry went elsewhere) or is unknown",
+            ["pool"],
+            registry=r,
+        )
         self.tokens = Counter("pooler_tokens", "Tokens", ["pool", "key_prefix", "model", "kind"], registry=r)
         self.phase = Histogram(
             "pooler_extproc_phase_seconds", "ext_proc time per phase", ["phase"], buckets=PHASE_BUCKETS, registry=r
@@ -110,6 +117,9 @@ class GatewayMetrics:
 
     def route_not_configured(self) -> None:
         self.unrouted.inc()
+
+    def turn_state_dropped(self, pool: str) -> None:
+        self._child(self.turn_state_drops, pool).inc()
 
     def observe_phase(self, phase: str, seconds: float) -> None:
         self._phases[phase].observe(seconds)

@@ -16,7 +16,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from extproc.admission import Deferred
 from pooler import route_table as rt
-from pooler.snapshot import PoolEntry, Snapshot
+from pooler.gateway.snapshot import PoolEntry, Snapshot
 
 LATER_PHASES = frozenset(("request_body", "response_headers", "response_body", "request_trailers", "response_trailers"))
 """Message kinds (the `ProcessingRequest.request` oneof's field names) after request headers; each is also the

@@ -29,11 +29,12 @@ from extproc.state import GatewayState
 from extproc.surface import Surface, attach_view
 from pooler import gateway_contract as gc
 from pooler import route_table as rt
+from pooler.gateway.bound_state import TURN_STATE_PURPOSE, forwards_turn_state, keeps_sealed_session
+from pooler.gateway.sessions import session_hash, session_key
+from pooler.gateway.snapshot import KeyEntry, PoolEntry, Snapshot
 from pooler.poolkeys import key_matches, key_prefix
-from pooler.selection import SelectionRequest, select_account
+from pooler.selection import Selection, SelectionRequest, select_account
 from pooler.selection.eligibility import ineligibility
-from pooler.sessions import session_hash, session_key
-from pooler.snapshot import KeyEntry, PoolEntry, Snapshot
 from pooler.states import KeyStatus
 
 log = logging.getLogger(__name__)
@@ -271,6 +272,7 @@ class AttemptProcessor:
         hashed = session_hash(self.hasher, pool.pool_id, raw_session) if raw_session else None
         sticky = snapshot.sticky.get((pool.pool_id, hashed)) if hashed else None
         sticky_account = sticky.account_id if sticky is not None and sticky.expires_at > now else None
+        session_account = sticky_account
         routing = {**base, gc.ROUTING_TRIED: list(tried)}
         if hashed:
             routing[gc.ROUTING_SESSION] = hashed
@@ -293,6 +295,9 @@ class AttemptProcessor:
             in_flight=self.state.in_flight,
         )
         selection = select_account(pool.policy, pool.index, wanted, pool.strategy)
+        sealed = _string(attempt.request_ns, gc.REQUEST_SEALED_STATE) == "1"
+        if sealed and session_account is not None and pinned is None and not selection.sticky_kept:
+            selection = self._sealed_home(pool, wanted, session_account) or selection
         picked_at = time.perf_counter()
         METRICS.observe_phase("select", picked_at - started)
         if selection.account_id is None:
@@ -317,10 +322,16 @@ class AttemptProcessor:
         if account.access_token is None:  # selection never picks these; guard against a stale index anyway
             return responses.error("no_eligible_account", routing)
 
-        if hashed and (
-            not selection.sticky_kept
-            or sticky is None
-            or sticky.expires_at - now < pool.policy.sticky_ttl_seconds * (1 - STICKY_REFRESH_FRACTION)
+        # A retry of sealed state lands where it can only fail (400 invalid_encrypted_content): the session keeps
+        # its account for the next request instead of following this attempt.
+        if (
+            hashed
+            and not (sealed and tried)
+            and (
+                not selection.sticky_kept
+                or sticky is None
+                or sticky.expires_at - now < pool.policy.sticky_ttl_seconds * (1 - STICKY_REFRESH_FRACTION)
+            )
         ):
             self.state.pin_session(pool.pool_id, hashed, account.account_id, pool.policy.sticky_ttl_seconds, now)
         request_id = headers.get("x-request-id")
@@ -338,9 +349,33 @@ class AttemptProcessor:
         remove = [name for name in headers if name.startswith(gc.INTERNAL_HEADER_PREFIX)]
         if "x-api-key" in headers:
             remove.append("x-api-key")
+        turn_state = headers.get(gc.TURN_STATE_HEADER)
+        if turn_state and not self._forwards_turn_state(pool, turn_state, session_account, account.account_id, now):
+            remove.append(gc.TURN_STATE_HEADER)
         forward = responses.forward(set_headers, remove, routing)
         METRICS.observe_phase("mutate", time.perf_counter() - picked_at)
         return forward
+
+    @staticmethod
+    def _sealed_home(pool: PoolEntry, wanted: SelectionRequest, account_id: int) -> Selection | None:
+        """The sticky account kept for a request with sealed items, when only a demotion stood against it."""
+        candidate = next((c for c in pool.candidates if c.account_id == account_id), None)
+        if candidate is None or not keeps_sealed_session(candidate, pool.policy, wanted):
+            return None
+        return Selection(account_id, sticky_kept=True)
+
+    def _forwards_turn_state(
+        self, pool: PoolEntry, token: str, session_account: int | None, picked: int, now: float
+    ) -> bool:
+        """Whether the client's turn-state may go to the picked account: only to the account that issued it. The
+        removal persists into later attempts of the request (Envoy keeps header mutations), which only ever
+        drops a token, never sends one elsewhere."""
+        token_hash = self.hasher.hexdigest(TURN_STATE_PURPOSE, f"{pool.pool_id}\x00{token}")
+        issuer = self.state.turn_states.issuer(token_hash, session_account, now)
+        if forwards_turn_state(issuer, picked):
+            return True
+        METRICS.turn_state_dropped(pool.name)
+        return False
 
     def _usage_limit(
         self, snapshot: Snapshot, pool: PoolEntry, earliest: float | None, now: float, routing: dict[str, Any]

@@ -16,8 +16,8 @@ import time
 from sqlalchemy.exc import SQLAlchemyError
 
 from extproc.state import GatewayState
-from pooler.services.versions import NOTIFY_CHANNEL, routing_version
-from pooler.snapshot import Snapshot, load_snapshot
+from pooler.gateway.snapshot import Snapshot, load_snapshot
+from pooler.versions import NOTIFY_CHANNEL, routing_version
 
 log = logging.getLogger(__name__)
 

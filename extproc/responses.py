@@ -56,7 +56,7 @@ ERRORS: dict[str, tuple[int, str, str]] = {
         "server_error",
         "This gateway's Envoy is not configured for this route; re-render its pooler routes, clusters and filters.",
     ),
-    # Issue 10 (docs/GATEWAY_SURFACE.md).
+    # Ingress, media and file controls (docs/GATEWAY_SURFACE.md).
     "ip_not_allowed": (403, "invalid_request_error", "This Pool API key may not be used from this address."),
     "image_generation_disabled": (403, "invalid_request_error", "Image generation is disabled for this pool."),
     "file_account_unavailable": (

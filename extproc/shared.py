@@ -3,7 +3,7 @@ on goes through the database, around the unchanged per-attempt processor (docs/O
 scaling"). Off by default: a single replica keeps its purely in-memory hot path.
 
 Before attempt 1 of a request (in a worker thread, off the event loop):
-- requests/min of a limited key: admitted by `pooler.replica_state.admit_request` (exact sliding window across
+- requests/min of a limited key: admitted by `pooler.gateway.replica_state.admit_request` (exact sliding window across
   replicas); a refusal is the same 429 the processor gives. Database down: the local limiter alone decides.
 - stickiness: a session this replica does not know is read through from `sticky_sessions`.
 After the decision: a session the processor pinned for the first time is claimed in the database at once
@@ -28,10 +28,10 @@ from extproc import responses
 from extproc.processor import presented_key, route_of
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
+from pooler.gateway.replica_state import admit_request, claim_sticky, read_sticky
+from pooler.gateway.sessions import session_hash, session_key
+from pooler.gateway.snapshot import Sticky
 from pooler.poolkeys import key_matches, key_prefix
-from pooler.replica_state import admit_request, claim_sticky, read_sticky
-from pooler.sessions import session_hash, session_key
-from pooler.snapshot import Sticky
 
 log = logging.getLogger(__name__)
 

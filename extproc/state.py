@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from extproc.limits import DailyTokens, RequestRateLimiter
 from pooler.context import CoreContext
-from pooler.evidence import AccountEffect, AttemptRecord, ErrorClass, attempt_effect, backoff_seconds
-from pooler.gateway_writes import Batch
+from pooler.gateway.bound_state import TurnStateIssuers
+from pooler.gateway.evidence import AccountEffect, AttemptRecord, ErrorClass, attempt_effect, backoff_seconds
+from pooler.gateway.snapshot import Overlay, Snapshot, Sticky, rebuild_pool
+from pooler.gateway.writes import Batch
 from pooler.selection import WindowView
-from pooler.snapshot import Overlay, Snapshot, Sticky, rebuild_pool
 
 MAX_PENDING_REQUESTS = 200_000
 """Bound on request rows held while the database is away (~100 MB); beyond it the oldest are dropped."""
@@ -65,6 +66,8 @@ class GatewayState:
     failures: dict[tuple[int, ErrorClass], int] = field(default_factory=dict)
     """(account, error class) -> consecutive failed attempts; a success of the account clears its entries.
     Per process: each replica learns its own back-off (the demotion itself is shared through the database)."""
+    turn_states: TurnStateIssuers = field(default_factory=TurnStateIssuers)
+    """Which account issued each echoed `x-codex-turn-state` (keyed hashes, this process only)."""
     _sticky_pruned_at: float = 0.0
 
     # --- snapshot ---------------------------------------------------------------------------------------

@@ -16,10 +16,10 @@ from extproc.files import FilePins
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
 from pooler import route_table as rt
-from pooler.files import file_hash, file_id_from_path, file_ids_from_metadata
-from pooler.ratelimit_view import WS_VIEW_KEY, header_values, key_usage_payload, ws_view_value
+from pooler.gateway.files import file_hash, file_id_from_path, file_ids_from_metadata
+from pooler.gateway.ratelimit_view import WS_VIEW_KEY, header_values, key_usage_payload, ws_view_value
+from pooler.gateway.snapshot import PoolEntry, Snapshot
 from pooler.selection import pooled_usage, pooled_usage_payload
-from pooler.snapshot import PoolEntry, Snapshot
 
 VIEW_HEADER_PREFIX = "x-pooler-view-"
 WS_EXTENSIONS_HEADER = "sec-websocket-extensions"

@@ -1,7 +1,7 @@
 """The background writer: flushes the state's pending batch to the database every interval.
 
 A failed flush (database down) keeps the batch and retries with backoff; rows are written exactly once
-because request ids are unique and every other write is an upsert (see pooler.gateway_writes).
+because request ids are unique and every other write is an upsert (see pooler.gateway.writes).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 from sqlalchemy.exc import SQLAlchemyError
 
 from extproc.state import GatewayState
-from pooler.gateway_writes import Batch, write_batch
+from pooler.gateway.writes import Batch, write_batch
 
 log = logging.getLogger(__name__)
 

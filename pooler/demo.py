@@ -11,10 +11,10 @@ import shlex
 import time
 from dataclasses import dataclass
 
+from pooler.audit import SYSTEM
 from pooler.config import Config
 from pooler.context import open_context
 from pooler.errors import NotFoundError
-from pooler.services.actors import SYSTEM
 
 DEMO_POOL = "demo"
 DEMO_ACCOUNTS = ("acct-1", "acct-2", "acct-3")

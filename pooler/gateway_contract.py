@@ -7,8 +7,9 @@ uses is defined here once.
 from __future__ import annotations
 
 # --- Dynamic metadata namespaces -------------------------------------------------------------------------
-# Written by Envoy's Lua request scanner (envoy_config.REQUEST_SCAN_LUA) from JSON request bodies: the top-level
-# `model` and `prompt_cache_key` strings, and the files the body references (no Python body parsing).
+# Written by Envoy's Lua request scanner (pooler/envoy_config/lua/request_scan.lua, where these names are its
+# "${NAME}" placeholders) from JSON request bodies: the top-level `model` and `prompt_cache_key` strings, and the
+# files the body references (no Python body parsing).
 NS_REQUEST = "pooler.request"
 REQUEST_MODEL = "model"
 REQUEST_PROMPT_CACHE_KEY = "prompt_cache_key"
@@ -16,6 +17,7 @@ REQUEST_FILE_IDS = "file_ids"  # comma-separated upstream file ids found as "fil
 REQUEST_IMAGE_TOOL = "image_tool"  # "1" when the body asks for the image_generation tool
 REQUEST_SCANNED = "scanned"  # "1" on every request the scanner ran for (the route table's `scan` rows need it)
 REQUEST_INVALID_JSON = "invalid_json"  # "1" when a JSON POST body is not a JSON object the top-level walk reads
+REQUEST_SEALED_STATE = "sealed_state"  # "1" when the body carries "encrypted_content" (account-bound items)
 
 # Written by the upstream-filter ext_proc on each attempt; forwarded back to it on the next attempt and
 # visible to the gRPC access log. Keys below.
@@ -60,7 +62,9 @@ INTERNAL_HEADER_PREFIX = "x-pooler-"
 ACCOUNT_ID_HEADER = "chatgpt-account-id"
 WEBSOCKET_BETA_HEADER = "openai-beta"
 WEBSOCKET_BETA_VALUE = "responses_websockets=2026-02-06"
-SESSION_HEADERS = ("session-id", "session_id", "thread-id", "x-codex-window-id", "x-codex-turn-state")
+TURN_STATE_HEADER = "x-codex-turn-state"
+"""The upstream's per-account turn routing token: forwarded only to the account that issued it (bound_state.py)."""
+SESSION_HEADERS = ("session-id", "session_id", "thread-id", "x-codex-window-id", TURN_STATE_HEADER)
 """Stickiness keys in priority order; the body's prompt_cache_key is the fallback."""
 QUOTA_HEADER_PREFIXES = ("x-codex-",)
 UPSTREAM_ERROR_HEADER = "x-pooler-upstream-error"

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from pooler import audit
+from pooler.audit import Actor
 from pooler.errors import PoolerError
 from pooler.models import UpstreamAccount, utcnow
-from pooler.services import audit
-from pooler.services.versions import bump_routing_version
-from pooler.states import AccountState, ActorType
+from pooler.states import AccountState
+from pooler.versions import bump_routing_version
 
 S = AccountState
 
@@ -76,8 +77,7 @@ def transition(
     account: UpstreamAccount,
     new_state: AccountState,
     *,
-    actor_type: ActorType | str,
-    actor_label: str | None,
+    actor: Actor,
     reason: str | None,
     now: dt.datetime | None = None,
 ) -> bool:
@@ -96,8 +96,7 @@ def transition(
     account.state_changed_at = now or utcnow()
     audit.record(
         session,
-        actor_type=actor_type,
-        actor_label=actor_label,
+        actor,
         action="account.state_change",
         target_type="account",
         target_id=account.id,

@@ -10,8 +10,8 @@ import secrets
 
 from sqlalchemy.orm import Session
 
+from pooler.audit import Actor
 from pooler.crypto.hashing import KeyedHasher
-from pooler.services.actors import Actor
 from pooler.settings import get_setting, reset_setting, set_setting
 
 PURPOSE = "metrics-token"

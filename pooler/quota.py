@@ -18,10 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pooler.models import QuotaWindow
-from pooler.states import QuotaSource
+from pooler.states import FIVE_HOUR_MINUTES, WEEKLY_MINUTES, QuotaSource
 
-FIVE_HOUR_MINUTES = 300
-WEEKLY_MINUTES = 10080
 DEFAULT_FAMILY = "codex"
 _USED_HEADER_RE = re.compile(r"^x-([a-z0-9][a-z0-9._-]*?)-(?:primary|secondary)-used-percent$")
 

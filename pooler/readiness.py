@@ -10,19 +10,17 @@ tried): model allow-lists, stickiness and concurrency are per request.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from pooler.selection import AccountCandidate, PoolPolicy, SelectionRequest, WindowView, explain, ineligibility
 from pooler.selection import reasons as rc
-from pooler.selection.windows import live_until, quota_block
-from pooler.states import AccountState, AssignmentStatus, PoolStatus
+from pooler.selection.windows import block_reason, cap_for, live_until
+from pooler.states import FIVE_HOUR_MINUTES, WEEKLY_MINUTES, AccountState, AssignmentStatus, PoolStatus, Strategy
+from pooler.timefmt import moment_text
 
-FIVE_HOUR_MINUTES = 300
-WEEKLY_MINUTES = 10080
 STALE_EVIDENCE = dt.timedelta(hours=6)
 """Evidence older than this earns a note on a routable line even when no staleness bound is configured."""
 UNASSIGNED = "unassigned"
@@ -33,6 +31,23 @@ class Level(StrEnum):
     OK = "ok"
     WARN = "warn"
     BLOCKED = "blocked"
+
+
+class Fix(StrEnum):
+    """What an operator can do about a cause, offered on the same card as the readiness line."""
+
+    RELINK = "relink"
+    """Sign the account in again through OpenAI (the onboarding relink flow)."""
+    REPLACE_AUTH = "replace_auth"
+    """Upload a fresh auth.json of the same ChatGPT account."""
+    REFRESH = "refresh"
+    """Ask the scheduler for a token refresh (useful only while the refresh token is still accepted)."""
+    REACTIVATE = "reactivate"
+    RESUME_POOL = "resume_pool"
+    MANAGE = "manage"
+    """Change an assignment on the account's page (assign to a pool, resume a paused assignment)."""
+    WAIT = "wait"
+    """Nothing to do but wait until `Readiness.until`."""
 
 
 @dataclass(frozen=True)
@@ -77,43 +92,65 @@ class Readiness:
     """Coarse word for grouping and alerts: routable, paused, quota_exhausted, reauth, unassigned, ..."""
     reason: str
     until: dt.datetime | None = None
+    """When the cause ends by itself (a quota window's reset, as its bar shows it; a demotion's end)."""
     notes: tuple[str, ...] = field(default=())
     code: str | None = None
     """The selection reason code (`pooler.selection.reasons`), or `unassigned`; None when routable."""
+    fixes: tuple[Fix, ...] = ()
+    """What fixes the cause, most useful first; empty when routable or nothing can be done."""
+    pool: str | None = None
+    """The pool a pool-level cause (and `Fix.RESUME_POOL`) is about."""
 
 
-# Reason code -> coarse category (stable words the alerts and pool summaries group by).
-_CATEGORY = {
-    rc.ACCOUNT_PREFIX + AccountState.PAUSED: "paused",
-    rc.ACCOUNT_PREFIX + AccountState.REAUTH_REQUIRED: "reauth",
-    rc.ACCOUNT_PREFIX + AccountState.DEACTIVATED: "deactivated",
-    rc.ACCOUNT_PREFIX + AccountState.REFRESH_FAILED: "refresh_failed",
-    rc.ACCOUNT_PREFIX + AccountState.DELETED: "deleted",
-    rc.NO_TOKEN: "reauth",
-    rc.TOKEN_EXPIRED: "refresh_pending",
-    rc.REFRESH_REQUESTED: "refresh_pending",
-    rc.DEMOTED: "demoted",
-    rc.RATE_LIMITED: "quota_exhausted",
-    rc.QUOTA_EXHAUSTED: "quota_exhausted",
-    rc.QUOTA_CAP: "quota_exhausted",
-    rc.POOL_PAUSED: "unassigned",
-    rc.ASSIGNMENT_PAUSED: "unassigned",
-    UNASSIGNED: "unassigned",
-}
-# What the operator can do about it (appended to the policy's sentence).
-_HINTS = {
-    rc.ACCOUNT_PREFIX + AccountState.PAUSED: "Reactivate it to route.",
-    rc.ACCOUNT_PREFIX + AccountState.REAUTH_REQUIRED: "Relink it or replace its auth.json.",
-    rc.ACCOUNT_PREFIX + AccountState.DEACTIVATED: (
-        "The upstream says this account or its workspace is deactivated: check it at chatgpt.com, then "
-        "reactivate or relink it."
+@dataclass(frozen=True)
+class Cause:
+    """How one reason code reads and what fixes it. A new account state adds one row to `CAUSES`."""
+
+    category: str
+    hint: str | None = None
+    fixes: tuple[Fix, ...] = ()
+
+
+_SIGN_IN_AGAIN = (Fix.RELINK, Fix.REPLACE_AUTH)
+CAUSES: dict[str, Cause] = {
+    rc.ACCOUNT_PREFIX + AccountState.PAUSED: Cause("paused", "Reactivate it to route.", (Fix.REACTIVATE,)),
+    rc.ACCOUNT_PREFIX + AccountState.REAUTH_REQUIRED: Cause(
+        "reauth", "Its refresh token was rejected: relink it or replace its auth.json.", _SIGN_IN_AGAIN
     ),
-    rc.ACCOUNT_PREFIX + AccountState.REFRESH_FAILED: "Refresh again, or relink if it keeps failing.",
-    rc.NO_TOKEN: "Replace its auth.json.",
-    UNASSIGNED: "Assign it to a pool to route.",
+    rc.ACCOUNT_PREFIX + AccountState.REFRESH_FAILED: Cause(
+        "refresh_failed",
+        "Relink it or replace its auth.json; refreshing again may help if the failure was brief.",
+        (*_SIGN_IN_AGAIN, Fix.REFRESH),
+    ),
+    rc.ACCOUNT_PREFIX + AccountState.DEACTIVATED: Cause(
+        "deactivated",
+        "The upstream says this account or its workspace is deactivated: check it at chatgpt.com, then "
+        "reactivate or relink it.",
+        (Fix.REACTIVATE, *_SIGN_IN_AGAIN),
+    ),
+    rc.ACCOUNT_PREFIX + AccountState.DELETED: Cause("deleted"),
+    rc.NO_TOKEN: Cause("reauth", "Relink it or replace its auth.json.", _SIGN_IN_AGAIN),
+    rc.TOKEN_EXPIRED: Cause("refresh_pending", "The scheduler refreshes it shortly.", (Fix.REFRESH,)),
+    rc.REFRESH_REQUESTED: Cause("refresh_pending", "The scheduler refreshes it shortly.", (Fix.REFRESH,)),
+    rc.DEMOTED: Cause("demoted", None, (Fix.WAIT,)),
+    rc.RATE_LIMITED: Cause("quota_exhausted", None, (Fix.WAIT,)),
+    rc.QUOTA_EXHAUSTED: Cause("quota_exhausted", None, (Fix.WAIT,)),
+    rc.QUOTA_CAP: Cause("quota_exhausted", "Or raise the pool's cap.", (Fix.WAIT,)),
+    rc.POOL_PAUSED: Cause("pool_paused", "Resume the pool to route.", (Fix.RESUME_POOL,)),
+    rc.ASSIGNMENT_PAUSED: Cause("unassigned", "Resume the assignment on the account's page.", (Fix.MANAGE,)),
+    UNASSIGNED: Cause("unassigned", "Assign it to a pool to route.", (Fix.MANAGE,)),
 }
-# Account-level causes explain more than "the pool/assignment is paused" when pools disagree.
+# Causes that lie with the pool or the assignment, not the account: named only when the account itself could
+# route, because resuming a pool does not help an account that must be signed in again.
 _POOL_LEVEL = frozenset({rc.POOL_PAUSED, rc.ASSIGNMENT_PAUSED})
+
+
+def cause_of(code: str) -> Cause:
+    if code in CAUSES:
+        return CAUSES[code]
+    if code.startswith(rc.ACCOUNT_PREFIX):  # a state without a row: at least say so, offer a new sign-in
+        return Cause(code[len(rc.ACCOUNT_PREFIX) :], None, _SIGN_IN_AGAIN)
+    return Cause(code)
 
 
 def window_name(minutes: int) -> str:
@@ -128,22 +165,12 @@ def window_name(minutes: int) -> str:
     return f"{minutes}m"
 
 
-def hhmm(moment: dt.datetime, now: dt.datetime) -> str:
-    """`14:05` today, `Tue 14:05` within a week, else a date (UTC, as stored)."""
-    moment = moment.astimezone(dt.UTC)
-    if moment.date() == now.astimezone(dt.UTC).date():
-        return moment.strftime("%H:%M")
-    if moment - now < dt.timedelta(days=6):
-        return moment.strftime("%a %H:%M")
-    return moment.strftime("%Y-%m-%d %H:%M")
-
-
 def _ts(value: dt.datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
 
 def candidate_of(facts: AccountFacts, assignment: AssignmentFacts) -> AccountCandidate:
-    """The candidate the gateway's snapshot would build for this assignment (pooler/snapshot.py)."""
+    """The candidate the gateway's snapshot would build for this assignment (pooler/gateway/snapshot.py)."""
     return AccountCandidate(
         account_id=0,
         label="",
@@ -168,29 +195,62 @@ def policy_of(facts: AccountFacts, assignment: AssignmentFacts, stale_after: flo
     secondary = assignment.secondary_cap_percent
     return PoolPolicy(
         pool_status=assignment.pool_status,
-        strategy="least-used",
+        strategy=Strategy.LEAST_USED,
         primary_cap_percent=facts.primary_cap_percent if primary is None else primary,
         secondary_cap_percent=facts.secondary_cap_percent if secondary is None else secondary,
         stale_after_seconds=stale_after,
     )
 
 
-def _until(code: str, candidate: AccountCandidate, policy: PoolPolicy, now: float) -> dt.datetime | None:
-    end: float | None = None
-    if code == rc.DEMOTED:
-        end = candidate.demoted_until
-    elif code in rc.QUOTA_REASONS:
-        _, free_at = quota_block(candidate.windows, policy, now, policy.stale_after_seconds)
-        end = None if math.isinf(free_at) or free_at <= 0 else free_at
-    return None if end is None else dt.datetime.fromtimestamp(end, dt.UTC)
+@dataclass(frozen=True)
+class QuotaBlock:
+    """The window that keeps an account out: the one whose reset is last among the blocking ones."""
+
+    window_minutes: int
+    resets_at: dt.datetime | None
+    """As the quota bar shows it; None when the upstream gave no reset."""
+    stale_at: dt.datetime | None
+    """When the evidence goes stale before that reset (the gateway then tries the account again), else None."""
 
 
-def _sentence(code: str, until: dt.datetime | None, now: dt.datetime) -> str:
+def quota_blocker(candidate: AccountCandidate, policy: PoolPolicy, now: float) -> QuotaBlock | None:
+    stale_after = policy.stale_after_seconds
+    found: tuple[float, WindowView] | None = None
+    for window in candidate.windows:
+        end = live_until(window, stale_after)
+        if end <= now or block_reason(window.used_percent, cap_for(window.window_minutes, policy)) is None:
+            continue
+        if found is None or end > found[0]:
+            found = (end, window)
+    if found is None:
+        return None
+    end, window = found
+    reset = window.resets_at
+    stale = window.observed_at + stale_after if stale_after is not None else None
+    return QuotaBlock(
+        window.window_minutes,
+        None if reset is None else dt.datetime.fromtimestamp(reset, dt.UTC),
+        None if stale is None or (reset is not None and stale >= reset) else dt.datetime.fromtimestamp(stale, dt.UTC),
+    )
+
+
+def _blocked(
+    code: str, candidate: AccountCandidate, policy: PoolPolicy, now: dt.datetime
+) -> tuple[str, dt.datetime | None]:
+    """The policy's sentence with its end, written as the quota bars write it."""
     text = explain(code) if code != UNASSIGNED else "Not assigned to any pool."
-    if until is not None:
-        text = f"{text.rstrip('.')} (until {hhmm(until, now)})."
-    hint = _HINTS.get(code)
-    return f"{text} {hint}" if hint else text
+    until: dt.datetime | None = None
+    if code == rc.DEMOTED and candidate.demoted_until is not None:
+        until = dt.datetime.fromtimestamp(candidate.demoted_until, dt.UTC)
+        text = f"{text} It routes again {moment_text(until, now)}."
+    elif code in rc.QUOTA_REASONS:
+        block = quota_blocker(candidate, policy, now.timestamp())
+        if block is not None and block.resets_at is not None:
+            until = block.resets_at
+            text = f"{text} The {window_name(block.window_minutes)} window resets {moment_text(until, now)}."
+        if block is not None and block.stale_at is not None:
+            text += f" Its evidence goes stale {moment_text(block.stale_at, now)}; the gateway tries it again then."
+    return text, until
 
 
 def _notes(facts: AccountFacts, now: dt.datetime, stale_after: float | None) -> list[str]:
@@ -206,33 +266,41 @@ def _notes(facts: AccountFacts, now: dt.datetime, stale_after: float | None) -> 
     return notes
 
 
+def _account_cause(candidate: AccountCandidate, policy: PoolPolicy, request: SelectionRequest) -> str | None:
+    """What would still keep the account out were its pool and assignment active."""
+    return ineligibility(
+        replace(candidate, assignment_status=AssignmentStatus.ACTIVE),
+        replace(policy, pool_status=PoolStatus.ACTIVE),
+        request,
+    )
+
+
 def account_readiness(facts: AccountFacts, now: dt.datetime, stale_after_seconds: float | None = None) -> Readiness:
-    """Routable when the selection policy accepts the account in at least one of its pools."""
+    """Routable when the selection policy accepts the account in at least one of its pools.
+
+    When it is not, the cause named is the one an operator can act on first: the account's own problem (asked of
+    the policy as if every pool and assignment were active) before a paused pool or assignment, since resuming a
+    pool does not make an account route that must first be signed in again.
+    """
     if not facts.assignments:
-        text = _sentence(UNASSIGNED, None, now)
-        return Readiness(False, Level.BLOCKED, _CATEGORY[UNASSIGNED], text, code=UNASSIGNED)
+        cause = CAUSES[UNASSIGNED]
+        text = f"Not assigned to any pool. {cause.hint}"
+        return Readiness(False, Level.BLOCKED, cause.category, text, code=UNASSIGNED, fixes=cause.fixes)
     now_ts = now.timestamp()
     request = SelectionRequest(now=now_ts)
     live: list[str] = []
-    blocked: list[tuple[str, AccountCandidate, PoolPolicy]] = []
+    blocked: list[tuple[str, AccountCandidate, PoolPolicy, AssignmentFacts]] = []
     for assignment in facts.assignments:
         candidate = candidate_of(facts, assignment)
         policy = policy_of(facts, assignment, stale_after_seconds)
         code = ineligibility(candidate, policy, request)
         if code is None:
             live.append(assignment.pool_name)
-        else:
-            blocked.append((code, candidate, policy))
+            continue
+        own = _account_cause(candidate, policy, request) if code in _POOL_LEVEL else None
+        blocked.append((own or code, candidate, policy, assignment))
     if not live:
-        account_level = [b for b in blocked if b[0] not in _POOL_LEVEL]
-        code, candidate, policy = (account_level or blocked)[0]
-        until = _until(code, candidate, policy, now_ts)
-        category = _CATEGORY.get(code, code)
-        text = _sentence(code, until, now)
-        if code == rc.TOKEN_EXPIRED and not facts.has_refresh_token:
-            # Nothing to refresh with: only a new login helps.
-            category, text = "reauth", f"{text} No refresh token is stored: relink it or replace its auth.json."
-        return Readiness(False, Level.BLOCKED, category, text, until, code=code)
+        return _not_routable(facts, blocked, now)
     notes = _notes(facts, now, stale_after_seconds)
     windows = [w for w in candidate_of(facts, facts.assignments[0]).windows if live_until(w, None) > now_ts]
     busiest = max(windows, key=lambda w: w.used_percent, default=None)
@@ -244,6 +312,32 @@ def account_readiness(facts: AccountFacts, now: dt.datetime, stale_after_seconds
     return Readiness(True, Level.WARN if notes else Level.OK, "routable", head, notes=tuple(notes))
 
 
+def _not_routable(
+    facts: AccountFacts, blocked: list[tuple[str, AccountCandidate, PoolPolicy, AssignmentFacts]], now: dt.datetime
+) -> Readiness:
+    account_level = [b for b in blocked if b[0] not in _POOL_LEVEL]
+    code, candidate, policy, assignment = (account_level or blocked)[0]
+    cause = cause_of(code)
+    text, until = _blocked(code, candidate, policy, now)
+    category, fixes, hint = cause.category, cause.fixes, cause.hint
+    if code == rc.TOKEN_EXPIRED and not facts.has_refresh_token:
+        # Nothing to refresh with: only a new login helps.
+        category, fixes, hint = (
+            "reauth",
+            _SIGN_IN_AGAIN,
+            "No refresh token is stored: relink it or replace its auth.json.",
+        )
+    if code == rc.POOL_PAUSED:
+        text = f"Pool {assignment.pool_name} is not active."
+    if hint:
+        text = f"{text} {hint}"
+    paused = sorted({a.pool_name for _, _, _, a in blocked if a.pool_status != PoolStatus.ACTIVE})
+    if account_level and paused:
+        text += f" (Pool {', '.join(paused)} is also not active.)"
+    pool = assignment.pool_name if code == rc.POOL_PAUSED else None
+    return Readiness(False, Level.BLOCKED, category, text, until, code=code, fixes=fixes, pool=pool)
+
+
 _CATEGORY_WORDS = {
     "quota_exhausted": "quota-exhausted",
     "paused": "paused",
@@ -252,12 +346,13 @@ _CATEGORY_WORDS = {
     "refresh_pending": "awaiting a token refresh",
     "demoted": "demoted",
     "unassigned": "not routed by assignment",
+    "pool_paused": "in a paused pool",
     "deleted": "deleted",
 }
 
 
 def pool_summary(readiness: Sequence[Readiness], now: dt.datetime) -> str:
-    """`3 of 5 accounts routable; 2 quota-exhausted until 14:05; 1 paused`."""
+    """`3 of 5 accounts routable; 2 quota-exhausted, first back in 2h 05m (14:05 UTC); 1 paused`."""
     total = len(readiness)
     if total == 0:
         return "No accounts assigned"
@@ -269,6 +364,6 @@ def pool_summary(readiness: Sequence[Readiness], now: dt.datetime) -> str:
         text = f"{count} {word}"
         untils = [r.until for r in readiness if r.category == category and r.until is not None]
         if untils:
-            text += f" until {hhmm(min(untils), now)}"
+            text += f", first back {moment_text(min(untils), now)}"
         parts.append(text)
     return "; ".join(parts)

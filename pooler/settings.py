@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pooler import audit
+from pooler.audit import Actor
 from pooler.crypto.secretbox import Sealed, SecretBox
 from pooler.errors import NotFoundError, PoolerError, SecretBoxError
 from pooler.models import Setting, utcnow
-from pooler.services import audit
-from pooler.services.actors import Actor
-from pooler.services.versions import bump_routing_version
+from pooler.versions import bump_routing_version
 
 SETTING_SUBJECT = "setting"
 SettingValue = str | int | float | bool
@@ -149,7 +149,7 @@ _DEFS = (
         None,
         "Model pricing for estimated cost: model -> {input, cached_input, output} USD per 1M tokens (unset = vendored)",
     ),
-    # Gateway surface of issue 10 (docs/GATEWAY_SURFACE.md); read by the ext_proc with the routing snapshot.
+    # The gateway surface (docs/GATEWAY_SURFACE.md); read by the ext_proc with the routing snapshot.
     _s(
         "file_pin_ttl_seconds", int, 604800, "Seconds a file id stays pinned to the account that created it", minimum=60
     ),
@@ -292,8 +292,7 @@ def set_setting(
         details = {"entries": len(coerced), "old_entries": len(old) if isinstance(old, dict) else None}
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action="setting.update",
         target_type="setting",
         target_id=name,
@@ -313,8 +312,7 @@ def reset_setting(session: Session, name: str, *, actor: Actor) -> None:
     session.delete(row)
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action="setting.reset",
         target_type="setting",
         target_id=name,

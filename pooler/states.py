@@ -45,6 +45,12 @@ class SecretKind(StrEnum):
     ID_TOKEN = "id_token"
 
 
+FIVE_HOUR_MINUTES = 300
+WEEKLY_MINUTES = 10080
+"""The two codex quota windows, by length in minutes (how the upstream reports them; some plans report only the
+weekly one, in the primary slot, so windows are classified by length, never by slot)."""
+
+
 class Strategy(StrEnum):
     LEAST_USED = "least-used"
     ROUND_ROBIN = "round-robin"
@@ -70,3 +76,17 @@ class QuotaSource(StrEnum):
     HEADERS = "headers"
     USAGE_API = "usage_api"
     LIMIT_ERROR = "limit_error"
+
+
+class FlowStatus(StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class InviteStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REVOKED = "revoked"
+    EXPIRED = "expired"

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
 
 import httpx
@@ -36,6 +36,8 @@ STANDBY_LINE = "pooler-scheduler standby"
 TICK_SECONDS = 0.5
 """How often leadership is checked: a standby takes over within about one tick of the leader's lock going."""
 GRID_ORIGIN = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+REQUEST_POLL_SECONDS = 1.0
+"""How often the leader looks for run-now requests: one indexed query a second, a click answered within ~1 s."""
 
 
 class JobFirer:
@@ -43,6 +45,15 @@ class JobFirer:
 
     def __init__(self, ctx: CoreContext, http: httpx.Client, leader: Leader, runner: str) -> None:
         self.ctx, self.http, self.leader, self.runner = ctx, http, leader, runner
+        # A run-now and a scheduled fire of the same job never overlap in this process.
+        self.locks = {spec.job_id: threading.Lock() for spec in JOBS}
+
+    def _func(self, spec: JobSpec) -> job_runs.JobFunc:
+        def run(now: dt.datetime) -> Mapping[str, int]:
+            with self.locks[spec.job_id]:
+                return spec.run(self.ctx, self.http, now)
+
+        return run
 
     def fire(self, spec: JobSpec, interval_seconds: float) -> None:
         if not self.leader.is_leader:
@@ -56,18 +67,26 @@ class JobFirer:
                 return
         slot = job_runs.floor_slot(utcnow(), dt.timedelta(seconds=interval_seconds))
         try:
-            outcome = job_runs.execute(
-                self.ctx.session_factory,
-                spec.job_id,
-                slot,
-                lambda now: spec.run(self.ctx, self.http, now),
-                self.runner,
-            )
+            outcome = job_runs.execute(self.ctx.session_factory, spec.job_id, slot, self._func(spec), self.runner)
         except Exception as exc:  # the database may be down; the next slot tries again
             log.warning("job %s slot %s not run: %s", spec.job_id, slot.isoformat(), type(exc).__name__)
             return
         if outcome is not None:
             log.info("job %s slot %s: %s", spec.job_id, slot.isoformat(), outcome)
+
+    def run_requested(self) -> None:
+        """Operators' run-now requests (rows the admin inserts), polled every REQUEST_POLL_SECONDS."""
+        if not self.leader.is_leader:
+            return
+        try:
+            done = job_runs.run_requests(
+                self.ctx.session_factory, {spec.job_id: self._func(spec) for spec in JOBS}, self.runner
+            )
+        except Exception as exc:  # the database may be down; the next poll tries again
+            log.warning("run-now requests not polled: %s", type(exc).__name__)
+            return
+        for job_id, outcome in done:
+            log.info("job %s run now: %s", job_id, outcome)
 
 
 def build_scheduler(firer: JobFirer, overrides: dict[str, dt.timedelta]) -> BackgroundScheduler:
@@ -84,6 +103,14 @@ def build_scheduler(firer: JobFirer, overrides: dict[str, dt.timedelta]) -> Back
             coalesce=True,
             misfire_grace_time=max(1, int(seconds)),
         )
+    scheduler.add_job(
+        firer.run_requested,
+        IntervalTrigger(seconds=REQUEST_POLL_SECONDS, timezone=dt.UTC),
+        id="run_requested",
+        name="run_requested",
+        max_instances=1,
+        coalesce=True,
+    )
     return scheduler
 
 

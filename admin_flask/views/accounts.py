@@ -10,10 +10,11 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import FileStorage
 
-from admin_flask import MAX_UPLOAD_BYTES, auditing, queries, scope, security
+from admin_flask import MAX_UPLOAD_BYTES, auditing, back, queries, scope, security
 from admin_flask.db import core, get_db
 from admin_flask.forms import ActionForm, AssignForm, ImportForm, RenameForm, ReplaceAuthForm
 from pooler import lifecycle
+from pooler.audit import Actor
 from pooler.errors import AuthJsonError, PoolerError
 from pooler.models import AuditEvent, RequestLog, UpstreamAccount, utcnow
 from pooler.services import accounts as account_service
@@ -175,10 +176,8 @@ def _writable(account_id: int) -> UpstreamAccount:
 
 
 def _back(account: UpstreamAccount) -> Any:
-    target = request.form.get("back")
-    if target == "list":
-        return redirect(url_for("accounts.index"))
-    return redirect(url_for("accounts.show", account_id=account.id))
+    """Where the action was posted from (a card on a list, the pool page), else the account's page."""
+    return back.redirect_back(url_for("accounts.show", account_id=account.id))
 
 
 def _transition(account_id: int, new_state: AccountState, reason: str, done: str) -> Any:
@@ -189,8 +188,7 @@ def _transition(account_id: int, new_state: AccountState, reason: str, done: str
             db,
             account,
             new_state,
-            actor_type=ActorType.OPERATOR,
-            actor_label=security.current().username,
+            actor=Actor(ActorType.OPERATOR, security.current().username),
             reason=reason,
         )
     except PoolerError as exc:

@@ -12,7 +12,7 @@ from sqlalchemy import case, func, select
 from admin_flask import queries, scope, security
 from admin_flask.charts import Series, legend, line_chart
 from admin_flask.db import get_db
-from admin_flask.health import ActivityStats, health_score, success_rate
+from admin_flask.health import ActivityStats, health_level, health_score, success_rate
 from pooler.models import RequestAttempt, RequestLog, UpstreamAccount, utcnow
 
 PREFIX = "/pools"
@@ -88,6 +88,14 @@ def show(pool_id: int) -> Any:
                 "failed_over_from": 0,
             }
         )
+    # What can route now, beside the span's history: a high score of an account that is out now is not health.
+    members = list(db.scalars(queries.account_query().where(UpstreamAccount.id.in_(member_ids or {-1}))).unique())
+    stale = queries.stale_after(db)
+    now_by_id = {a.id: queries.readiness_of(a, {pool.id: pool}, now, stale) for a in members}
+    for row in rows:
+        readiness = now_by_id.get(row["account_id"])
+        row["now"] = readiness
+        row["level"] = health_level(row["health"], readiness is None or readiness.routable)
     rows.sort(key=lambda r: (-r["requests"], r["label"]))
     grid = queries.buckets(now, span, 24)
     req, _tokens = queries.series_by(db, group="account_id", since=since, grid=grid, pool_ids={pool.id})
@@ -110,4 +118,6 @@ def show(pool_id: int) -> Any:
         chart=line_chart(series + error_series, grid.labels, title=f"Requests per account in {pool.name}"),
         legend=legend(series + error_series),
         refreshed=now,
+        routable_now=sum(1 for r in now_by_id.values() if r.routable),
+        members=len(now_by_id),
     )

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 from sqlalchemy import func, select
 
-from admin_flask import pricing, queries, scope, security
+from admin_flask import attention, pricing, queries, scope, security
 from admin_flask.charts import Series, legend, line_chart
 from admin_flask.db import get_db
 from pooler.models import PoolKey, RequestLog, UpstreamAccount, utcnow
@@ -84,4 +84,6 @@ def index() -> Any:
         pool_cost=[(pool_names.get(k, "(no pool)"), v) for k, v in sorted(pool_cost.items(), key=lambda kv: -kv[1])],
         totals=totals,
         pools=pools,
+        view=attention.Attention(db, security.current(), now),
+        badges=queries.pool_badges(db, pools, queries.readiness_by_pool(db, pools)),
     )

@@ -19,8 +19,9 @@ from pooler.models import OAuthInvite, Pool, UpstreamAccount, utcnow
 from pooler.onboarding import flows, invites
 from pooler.onboarding.errors import OnboardingError
 from pooler.onboarding.priming import prime_account
-from pooler.onboarding.types import InviteStatus, LinkOutcome, Purpose, Requester
+from pooler.onboarding.types import LinkOutcome, Purpose, Requester
 from pooler.services.refresh import make_http_client
+from pooler.states import InviteStatus
 
 PREFIX = "/invites"
 PUBLIC_PREFIX = "/invite"

@@ -7,11 +7,12 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from sqlalchemy import func, select
 
-from admin_flask import auditing, queries, scope, security
+from admin_flask import attention, auditing, back, queries, scope, security
 from admin_flask.db import get_db
 from admin_flask.forms import ActionForm, PoolForm, lines
+from pooler.attention import pool_badge, worst
 from pooler.errors import PoolerError
-from pooler.models import Pool, PoolKey, UpstreamAccount, utcnow
+from pooler.models import PoolKey, UpstreamAccount, utcnow
 from pooler.readiness import pool_summary
 from pooler.services import pools as pool_service
 from pooler.states import KeyStatus, PoolStatus
@@ -21,34 +22,25 @@ bp = Blueprint("pools", __name__)
 bp.before_request(security.require_login)
 
 
-def readiness_by_pool(pools: list[Pool]) -> dict[int, tuple[str, int, int]]:
-    """pool id -> (summary line, routable, total) over its non-deleted accounts."""
-    db = get_db()
-    now = utcnow()
-    ids = [p.id for p in pools]
-    accounts = list(db.scalars(queries.account_query().where(UpstreamAccount.deleted_at.is_(None))).unique())
-    all_pools = {p.id: p for p in db.scalars(select(Pool)).unique()}
-    stale = queries.stale_after(db)
-    result: dict[int, tuple[str, int, int]] = {}
-    for pool_id in ids:
-        members = [a for a in accounts if any(x.pool_id == pool_id for x in a.assignments)]
-        # Readiness within this pool only: its own assignment and caps.
-        only = {pool_id: all_pools[pool_id]}
-        readiness = [queries.readiness_of(a, only, now, stale) for a in members]
-        routable = sum(1 for r in readiness if r.routable)
-        result[pool_id] = (pool_summary(readiness, now), routable, len(members))
-    return result
-
-
 @bp.route("/")
 def index() -> Any:
     pools = scope.visible_pools()
+    db = get_db()
     keys = queries.pairs(
-        get_db(),
+        db,
         select(PoolKey.pool_id, func.count()).where(PoolKey.status == KeyStatus.ACTIVE).group_by(PoolKey.pool_id),
     )
+    ready = queries.readiness_by_pool(db, pools)
+    view = attention.Attention(db, security.current(), utcnow())
     return render_template(
-        "pools/index.html", pools=pools, readiness=readiness_by_pool(pools), keys=keys, action=ActionForm()
+        "pools/index.html",
+        pools=pools,
+        readiness=ready,
+        badges=queries.pool_badges(db, pools, ready),
+        view=view,
+        worst={p.id: worst(view.for_pool(p.id)) for p in pools},
+        keys=keys,
+        action=ActionForm(),
     )
 
 
@@ -112,9 +104,18 @@ def show(pool_id: int) -> Any:
     stale = queries.stale_after(db)
     per_pool = [(c, queries.readiness_of(c.account, only, now, stale)) for c in cards]
     keys = list(db.scalars(select(PoolKey).where(PoolKey.pool_id == pool.id).order_by(PoolKey.created_at)))
-    summary = pool_summary([r for _, r in per_pool if _.account.deleted_at is None], now)
+    live = [r for c, r in per_pool if c.account.deleted_at is None]
+    view = attention.Attention(db, security.current(), now)
     return render_template(
-        "pools/show.html", pool=pool, per_pool=per_pool, keys=keys, summary=summary, action=ActionForm()
+        "pools/show.html",
+        pool=pool,
+        per_pool=per_pool,
+        keys=keys,
+        summary=pool_summary(live, now),
+        badge=pool_badge(pool.status, sum(1 for r in live if r.routable), len(live), queries.min_routable(db)),
+        view=view,
+        items=view.for_pool(pool.id),
+        action=ActionForm(),
     )
 
 
@@ -156,7 +157,7 @@ def _status_action(pool_id: int, fn: Any, done: str) -> Any:
     else:
         db.commit()
         flash(f"Pool {pool.name} {done}.", "ok")
-    return redirect(url_for("pools.show", pool_id=pool.id))
+    return back.redirect_back(url_for("pools.show", pool_id=pool.id))
 
 
 @bp.route("/<int:pool_id>/pause", methods=["POST"])

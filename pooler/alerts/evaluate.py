@@ -21,7 +21,7 @@ from pooler.alerts import email as email_channel
 from pooler.alerts import message, webhook
 from pooler.alerts.incidents import apply_signals
 from pooler.alerts.rules import Thresholds, evaluate_rules
-from pooler.alerts.snapshot import load_snapshot
+from pooler.alerts.snapshot import load_alert_snapshot
 from pooler.alerts.webhook import SendResult
 from pooler.context import CoreContext
 from pooler.crypto.secretbox import SecretBox
@@ -103,7 +103,7 @@ def evaluate(factory: sessionmaker[Session], now: dt.datetime) -> Counter[str]:
     """Runs the rules and reconciles incidents (one transaction); returns counts."""
     with factory.begin() as session:
         thresholds = load_thresholds(session)
-        snapshot = load_snapshot(session, thresholds, now)
+        snapshot = load_alert_snapshot(session, thresholds, now)
         signals = evaluate_rules(snapshot, thresholds)
         cooldown = dt.timedelta(seconds=float(get_number(session, "alert_cooldown_seconds")))
         channels = load_channels(session, None, with_secrets=False).names

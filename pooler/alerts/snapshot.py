@@ -140,7 +140,7 @@ def _jobs(session: Session) -> list[JobHealth]:
     return out
 
 
-def load_snapshot(session: Session, th: Thresholds, now: dt.datetime) -> AlertSnapshot:
+def load_alert_snapshot(session: Session, th: Thresholds, now: dt.datetime) -> AlertSnapshot:
     pools, unassigned_reauth = pool_states(session, th, now)
     return AlertSnapshot(
         now=now,

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pooler.audit import cli_actor
 from pooler.authjson import MAX_AUTH_JSON_BYTES
 from pooler.cli.common import command_group, core_context, fmt_time, print_table, transaction
 from pooler.errors import PoolerError
 from pooler.services import accounts
-from pooler.services.actors import cli_actor
 
 
 def read_input(name: str) -> bytes:

@@ -26,10 +26,10 @@ def _serve(_args: argparse.Namespace) -> int:
 def _create_operator(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
+    from pooler import audit
+    from pooler.audit import cli_actor
     from pooler.models import Pool
-    from pooler.services import audit
     from pooler.services import operators as ops
-    from pooler.services.actors import cli_actor
 
     password = os.environ.get("POOLER_OPERATOR_PASSWORD") if args.password_env else None
     if args.password_env and not password:
@@ -56,8 +56,7 @@ def _create_operator(args: argparse.Namespace) -> int:
         )
         audit.record(
             session,
-            actor_type=actor.type,
-            actor_label=actor.label,
+            actor,
             action="operator.create",
             target_type="operator",
             target_id=operator.id,

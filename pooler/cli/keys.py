@@ -11,11 +11,11 @@ import datetime as dt
 import sys
 from typing import Any
 
+from pooler.audit import cli_actor
 from pooler.cli.common import command_group, core_context, parse_utc, print_table, transaction
 from pooler.errors import PoolerError
 from pooler.models import utcnow
 from pooler.services import keys
-from pooler.services.actors import cli_actor
 
 
 def _expiry(args: argparse.Namespace) -> dt.datetime | None:

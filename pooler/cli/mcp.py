@@ -12,9 +12,9 @@ import os
 import sys
 from typing import Any
 
+from pooler.audit import cli_actor
 from pooler.cli.common import command_group, core_context, fmt_time, print_table, transaction
 from pooler.services import mcp_access
-from pooler.services.actors import cli_actor
 from pooler.settings import set_setting
 
 

@@ -16,7 +16,7 @@ from pooler.cli.common import command_group, core_context, transaction
 
 def _token_create(_args: argparse.Namespace) -> int:
     from pooler import metrics_token
-    from pooler.services.actors import cli_actor
+    from pooler.audit import cli_actor
 
     with core_context() as ctx, transaction(ctx) as session:
         raw = metrics_token.create_token(session, ctx.hasher, actor=cli_actor())
@@ -32,7 +32,7 @@ def _token_create(_args: argparse.Namespace) -> int:
 
 def _token_clear(_args: argparse.Namespace) -> int:
     from pooler import metrics_token
-    from pooler.services.actors import cli_actor
+    from pooler.audit import cli_actor
 
     with core_context() as ctx, transaction(ctx) as session:
         metrics_token.clear_token(session, actor=cli_actor())

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pooler.audit import cli_actor
 from pooler.cli.common import command_group, core_context, fmt_time, print_table, transaction
 from pooler.services import pools
-from pooler.services.actors import cli_actor
 from pooler.states import Strategy
 
 

@@ -12,11 +12,11 @@ import os
 import sys
 from typing import Any
 
+from pooler.audit import cli_actor
 from pooler.cli.common import command_group, core_context, print_table
 from pooler.services.jobs import recent_runs
 from pooler.services.refresh import Outcome, RefreshDeps, make_http_client, refresh_account
 from pooler.services.usage_poll import PollDeps, PollOutcome, poll_account
-from pooler.states import ActorType
 
 
 def _scheduler(_args: argparse.Namespace) -> int:
@@ -27,7 +27,7 @@ def _scheduler(_args: argparse.Namespace) -> int:
 
 def _refresh(args: argparse.Namespace) -> int:
     with core_context() as ctx, make_http_client() as http:
-        deps = RefreshDeps(ctx.session_factory, ctx.box, http, actor_type=ActorType.CLI, actor_label="cli")
+        deps = RefreshDeps(ctx.session_factory, ctx.box, http, actor=cli_actor())
         result = refresh_account(deps, args.id)
     detail = f" ({result.code})" if result.code else ""
     until = f", no token call before {result.not_before:%Y-%m-%d %H:%M:%S} UTC" if result.not_before else ""
@@ -37,7 +37,7 @@ def _refresh(args: argparse.Namespace) -> int:
 
 def _poll(args: argparse.Namespace) -> int:
     with core_context() as ctx, make_http_client() as http:
-        deps = PollDeps(ctx.session_factory, ctx.box, http, actor_type=ActorType.CLI, actor_label="cli")
+        deps = PollDeps(ctx.session_factory, ctx.box, http, actor=cli_actor())
         result = poll_account(deps, args.id, force=True)
     detail = f" ({result.code})" if result.code else ""
     print(f"account #{args.id}: usage poll {result.outcome}{detail}; {result.windows} window(s); state {result.state}")

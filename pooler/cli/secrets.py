@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pooler.audit import cli_actor
 from pooler.cli.common import command_group, core_context, load_cli_config, transaction
 from pooler.crypto.keyring import ensure_dev_keyring
-from pooler.services.actors import cli_actor
 
 
 def _init(_args: argparse.Namespace) -> int:

@@ -71,7 +71,7 @@ def _secret_value(name: str) -> str:
 
 
 def _set(args: argparse.Namespace) -> int:
-    from pooler.services.actors import cli_actor
+    from pooler.audit import cli_actor
     from pooler.settings import definition, set_setting
 
     d = definition(args.name)
@@ -91,7 +91,7 @@ def _set(args: argparse.Namespace) -> int:
 
 
 def _reset(args: argparse.Namespace) -> int:
-    from pooler.services.actors import cli_actor
+    from pooler.audit import cli_actor
     from pooler.settings import definition, reset_setting
 
     d = definition(args.name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pooler import gateway_contract as gc
-from pooler.ratelimit_view import WS_VIEW_REQUEST_HEADER, WS_VIEW_RESPONSE_HEADER
+from pooler.gateway.ratelimit_view import WS_VIEW_REQUEST_HEADER, WS_VIEW_RESPONSE_HEADER
 
 # Client-sent headers that would steer Envoy's own retry/timeout behaviour.
 ENVOY_CONTROL_HEADERS = (
@@ -51,7 +51,7 @@ def build_view_response_mutations() -> list[dict[str, Any]]:
         for header, key in gc.VIEW_HEADERS.items()
     ] + [
         {
-            # The websocket frame view, for WS_VIEW_LUA (which removes it); only upgrades carry the request header.
+            # The websocket frame view, for lua/ws_view.lua (which removes it); only upgrades carry the request header.
             "append": {
                 "header": {"key": WS_VIEW_RESPONSE_HEADER, "value": f"%REQ({WS_VIEW_REQUEST_HEADER})%"},
                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from pooler.envoy_config.header_mutations import build_request_mutations, build_view_response_mutations
-from pooler.envoy_config.lua import REQUEST_SCAN_LUA, WS_VIEW_LUA, WS_VIEW_SCRIPT
+from pooler.envoy_config.lua import REQUEST_SCAN_LUA, REQUEST_SCAN_SCRIPT, WS_VIEW_LUA, WS_VIEW_SCRIPT
 from pooler.envoy_config.parts import FILTER_CONFIG
 from pooler.envoy_config.usage_metadata import build_usage_rules
 
@@ -28,7 +28,6 @@ REQUEST_SCAN_FILTER = "pooler.request_scan"
 USAGE_FILTER = "pooler.usage"
 """sse_to_metadata: token usage of the SSE `response.completed` event."""
 
-REQUEST_SCAN_SCRIPT = "request_scan"
 _HEADER_MUTATION = "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"
 POOLER_FILTERS = (WS_VIEW_FILTER, HEADERS_FILTER, REQUEST_SCAN_FILTER, USAGE_FILTER)
 

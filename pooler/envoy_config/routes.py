@@ -10,14 +10,13 @@ from pooler.envoy_config.header_mutations import client_address_header
 from pooler.envoy_config.http_filters import (
     HEADERS_FILTER,
     REQUEST_SCAN_FILTER,
-    REQUEST_SCAN_SCRIPT,
     USAGE_FILTER,
     WS_VIEW_FILTER,
     headers_on,
     lua_on,
 )
 from pooler.envoy_config.inputs import Upstream
-from pooler.envoy_config.lua import WS_VIEW_SCRIPT
+from pooler.envoy_config.lua import REQUEST_SCAN_SCRIPT, WS_VIEW_SCRIPT
 from pooler.envoy_config.parts import disabled_filters, error_body, json_content_type
 from pooler.envoy_config.timeouts import retry_policy
 

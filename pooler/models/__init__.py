@@ -11,7 +11,7 @@ from pooler.models.onboarding import OAuthFlow, OAuthInvite
 from pooler.models.operators import Operator, OperatorPool
 from pooler.models.pools import Pool, PoolAssignment, PoolSettings
 from pooler.models.sessions import KeyRateHit, StickySession
-from pooler.models.system import DataVersion, JobRun, Setting
+from pooler.models.system import DataVersion, JobRequest, JobRun, Setting
 
 __all__ = [
     "AccountModelExclusion",
@@ -22,6 +22,7 @@ __all__ = [
     "Base",
     "DataVersion",
     "FilePin",
+    "JobRequest",
     "JobRun",
     "KeyRateHit",
     "McpOperatorGate",

@@ -31,6 +31,12 @@ class AlertIncident(Base):
     clear_since: Mapped[dt.datetime | None]
     """First evaluation that no longer saw the condition; resolves after the cooldown (flap damping)."""
     resolved_at: Mapped[dt.datetime | None]
+    acknowledged_at: Mapped[dt.datetime | None]
+    """An operator has seen it and owns it; cleared when the incident escalates (it needs a new look)."""
+    acknowledged_by: Mapped[str200 | None]
+    silenced_until: Mapped[dt.datetime | None]
+    """No notification is queued for it until then; the admin lists it as silenced."""
+    silenced_by: Mapped[str200 | None]
 
 
 class AlertDelivery(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pooler.models.base import Base, int_pk, str64, str200, utc_now
@@ -39,6 +39,25 @@ class JobRun(Base):
     counts: Mapped[dict[str, Any] | None]
     runner: Mapped[str200 | None]
     """host:pid of the leader that ran it."""
+    requested_by: Mapped[str200 | None]
+    """The operator whose run-now request this run answered; None for a scheduled run (its slot is on the grid)."""
+
+
+class JobRequest(Base):
+    """An operator's "run now": the admin inserts it, the scheduler's leader polls for it within seconds.
+
+    The admin and the scheduler are separate processes that share only the database, so the request is a row.
+    """
+
+    __tablename__ = "job_requests"
+
+    id: Mapped[int_pk]
+    job_id: Mapped[str64]
+    requested_by: Mapped[str200]
+    requested_at: Mapped[dt.datetime]
+    picked_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    """When a leader claimed it (None = waiting); a claim is one conditional UPDATE, so only one leader runs it."""
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("job_runs.id", ondelete="SET NULL"))
 
 
 class DataVersion(Base):

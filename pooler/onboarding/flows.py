@@ -23,6 +23,8 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from pooler import audit
+from pooler.audit import Actor
 from pooler.authjson import parse_auth_json
 from pooler.crypto.hashing import KeyedHasher
 from pooler.crypto.secretbox import Sealed, SecretBox
@@ -38,8 +40,6 @@ from pooler.onboarding.pkce import authorization_url, new_pkce, new_state, s256_
 from pooler.onboarding.types import (
     BrowserStart,
     DevicePending,
-    FlowStatus,
-    InviteStatus,
     LinkOutcome,
     Method,
     OAuthConfig,
@@ -47,11 +47,9 @@ from pooler.onboarding.types import (
     Purpose,
     Requester,
 )
-from pooler.services import audit
 from pooler.services.accounts import find_by_chatgpt_id, import_auth_json
-from pooler.services.actors import Actor
 from pooler.settings import get_setting
-from pooler.states import ActorType, PoolStatus
+from pooler.states import ActorType, FlowStatus, InviteStatus, PoolStatus
 
 FLOW_TTL = DEVICE_TIMEOUT
 """Both methods get the device-code limit of 15 minutes: long enough for a sign-in, short for a leaked URL."""
@@ -186,8 +184,10 @@ def _new_flow(
     _supersede(session, flow, now)
     audit.record(
         session,
-        actor_type=ActorType.OPERATOR if operator else ActorType.SYSTEM,
-        actor_label=operator.username if operator else _invite_label(invite),
+        Actor(
+            ActorType.OPERATOR if operator else ActorType.SYSTEM,
+            operator.username if operator else _invite_label(invite),
+        ),
         action="oauth.flow_start",
         target_type="oauth_flow",
         target_id=flow.id,
@@ -303,8 +303,7 @@ def _fail(session: Session, flow: OAuthFlow, code: str, now: dt.datetime, detail
     flow.finished_at = now
     audit.record(
         session,
-        actor_type=ActorType.SYSTEM,
-        actor_label=None,
+        Actor(ActorType.SYSTEM, None),
         action="oauth.flow_failed",
         target_type="oauth_flow",
         target_id=flow.id,
@@ -502,8 +501,7 @@ def _finish(
     action = {Purpose.LINK: "account.oauth_link", Purpose.RELINK: "account.oauth_relink"}.get(purpose, "invite.accept")
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action=action,
         target_type="account",
         target_id=account.id,

@@ -9,14 +9,15 @@ import secrets
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from pooler import audit
+from pooler.audit import Actor
 from pooler.crypto.hashing import KeyedHasher
 from pooler.errors import NotFoundError
 from pooler.models import OAuthFlow, OAuthInvite, utcnow
 from pooler.onboarding.errors import OnboardingError
 from pooler.onboarding.flows import target_pool
-from pooler.onboarding.types import FlowStatus, InviteStatus, OperatorScope
-from pooler.services import audit
-from pooler.services.actors import Actor
+from pooler.onboarding.types import OperatorScope
+from pooler.states import FlowStatus, InviteStatus
 
 INVITE_PURPOSE = "invite"
 DEFAULT_INVITE_TTL = dt.timedelta(days=7)
@@ -65,8 +66,7 @@ def create_invite(
     session.flush()
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action="invite.create",
         target_type="invite",
         target_id=invite.id,
@@ -113,8 +113,7 @@ def revoke_invite(
     )
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action="invite.revoke",
         target_type="invite",
         target_id=invite.id,

@@ -8,6 +8,7 @@ import logging
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
+from pooler.audit import Actor
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import PoolerError
 from pooler.services.refresh import RefreshDeps, refresh_account
@@ -27,12 +28,12 @@ def prime_account(
 ) -> str:
     """Polls usage now; on a refused bearer refreshes once (which marks refresh_failed / reauth_required on
     failure) and polls again. Returns a short outcome code for the operator; never raises for upstream trouble."""
-    poll = PollDeps(session_factory, box, http, actor_type=ActorType.OPERATOR, actor_label=actor_label)
+    poll = PollDeps(session_factory, box, http, actor=Actor(ActorType.OPERATOR, actor_label))
     try:
         result = poll_account(poll, account_id, force=True)
         if result.outcome in (PollOutcome.UNAUTHORIZED, PollOutcome.NO_TOKEN):
             refresh = RefreshDeps(
-                session_factory, box, http, actor_type=ActorType.OPERATOR, actor_label=actor_label, wait_timeout=10
+                session_factory, box, http, actor=Actor(ActorType.OPERATOR, actor_label), wait_timeout=10
             )
             refreshed = refresh_account(refresh, account_id, wait=False)
             if not refreshed.ok:

@@ -20,20 +20,6 @@ class Method(StrEnum):
     DEVICE = "device"
 
 
-class FlowStatus(StrEnum):
-    PENDING = "pending"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    EXPIRED = "expired"
-
-
-class InviteStatus(StrEnum):
-    PENDING = "pending"
-    ACCEPTED = "accepted"
-    REVOKED = "revoked"
-    EXPIRED = "expired"
-
-
 @dataclass(frozen=True)
 class OperatorScope:
     """The operator acting, as far as onboarding needs to know: who, and which pools they may manage."""

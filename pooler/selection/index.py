@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from pooler.selection import scoring
 from pooler.selection.eligibility import static_reason
 from pooler.selection.types import AccountCandidate, PoolPolicy
-from pooler.selection.windows import INF, WEEKLY_MINUTES, block_reason, cap_for
-from pooler.states import PoolStatus, Strategy
+from pooler.selection.windows import INF, block_reason, cap_for
+from pooler.states import WEEKLY_MINUTES, PoolStatus, Strategy
 
 # (window_minutes, used_percent, resets_at or INF, observed_at, cap percent)
 _Window = tuple[int, float, float, float, float]

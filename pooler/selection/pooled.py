@@ -24,8 +24,8 @@ from typing import Any
 from pooler.selection import scoring
 from pooler.selection.eligibility import static_reason
 from pooler.selection.types import AccountCandidate, PoolPolicy
-from pooler.selection.windows import FIVE_HOUR_MINUTES, WEEKLY_MINUTES, cap_for, live_until, quota_block
-from pooler.states import PoolStatus
+from pooler.selection.windows import cap_for, live_until, quota_block
+from pooler.states import FIVE_HOUR_MINUTES, WEEKLY_MINUTES, PoolStatus
 
 POOLED_KINDS = (FIVE_HOUR_MINUTES, WEEKLY_MINUTES)
 # The Codex client parses plan_type into a closed enum: anything else would fail its whole usage fetch.

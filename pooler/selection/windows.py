@@ -12,9 +12,8 @@ from collections.abc import Iterable
 
 from pooler.selection import reasons
 from pooler.selection.types import PoolPolicy, WindowView
+from pooler.states import FIVE_HOUR_MINUTES, WEEKLY_MINUTES
 
-FIVE_HOUR_MINUTES = 300
-WEEKLY_MINUTES = 10080
 INF = math.inf
 
 

@@ -13,17 +13,16 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from pooler import lifecycle
+from pooler import audit, lifecycle
+from pooler.audit import Actor
 from pooler.authjson import ParsedAuth, default_label, parse_auth_json
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import AuthJsonError, ConflictError, NotFoundError, PoolerError
 from pooler.models import AccountModelExclusion, Pool, PoolAssignment, UpstreamAccount, utcnow
-from pooler.services import audit
-from pooler.services.actors import Actor
 from pooler.services.credentials import store_token
 from pooler.services.pools import get_pool
-from pooler.services.versions import bump_routing_version
 from pooler.states import AccountState, AssignmentStatus, PoolStatus, SecretKind
+from pooler.versions import bump_routing_version
 
 # A re-import means fresh credentials: states that only existed because the old credentials failed are cleared.
 CREDENTIAL_STATES = {
@@ -169,8 +168,7 @@ def import_auth_json(
 
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action="account.import" if created else "account.reimport",
         target_type="account",
         target_id=account.id,
@@ -247,8 +245,7 @@ def _by_id(session: Session, account_id: int) -> UpstreamAccount:
 def _record(session: Session, actor: Actor, action: str, account: UpstreamAccount, **details: object) -> None:
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action=action,
         target_type="account",
         target_id=account.id,
@@ -333,8 +330,7 @@ def request_refresh(session: Session, account_id: int, *, actor: Actor, now: dt.
             session,
             account,
             AccountState.REFRESH_DUE,
-            actor_type=actor.type,
-            actor_label=actor.label,
+            actor=actor,
             reason="operator_request",
             now=now,
         )

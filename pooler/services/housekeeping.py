@@ -8,12 +8,11 @@ import datetime as dt
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from pooler import lifecycle
+from pooler import audit, lifecycle
+from pooler.audit import Actor
 from pooler.models import JobRun, OAuthFlow, OAuthInvite, RequestLog, StickySession, UpstreamAccount
-from pooler.onboarding.types import FlowStatus, InviteStatus
-from pooler.services import audit
 from pooler.services.jobs import LifecycleSettings, load_settings
-from pooler.states import AccountState, ActorType
+from pooler.states import AccountState, ActorType, FlowStatus, InviteStatus
 
 BATCH = 5000
 """Rows deleted per transaction, so retention never holds a long write lock (SQLite has one writer)."""
@@ -57,8 +56,7 @@ def release_stale_leases(factory: sessionmaker[Session], now: dt.datetime) -> in
                     session,
                     account,
                     AccountState.REFRESH_DUE,
-                    actor_type=ActorType.SCHEDULER,
-                    actor_label="scheduler",
+                    actor=Actor(ActorType.SCHEDULER, "scheduler"),
                     reason="stale_lease",
                     now=now,
                 )
@@ -101,8 +99,7 @@ def expire_invites(factory: sessionmaker[Session], now: dt.datetime) -> int:
             invite.status = InviteStatus.EXPIRED
             audit.record(
                 session,
-                actor_type=ActorType.SCHEDULER,
-                actor_label="scheduler",
+                Actor(ActorType.SCHEDULER, "scheduler"),
                 action="invite.expire",
                 target_type="invite",
                 target_id=invite.id,

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pooler.models import JobRun, utcnow
+from pooler.models import JobRequest, JobRun, utcnow
 from pooler.settings import get_setting
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,25 @@ def floor_slot(now: dt.datetime, interval: dt.timedelta) -> dt.datetime:
     return dt.datetime.fromtimestamp(stamp - (stamp % seconds), dt.UTC)
 
 
-def claim_run(factory: sessionmaker[Session], job_id: str, slot: dt.datetime, runner: str) -> int | None:
+JOB_IDS = ("refresh_due_tokens", "poll_usage", "housekeeping", "evaluate_alerts")
+"""Every scheduler job (the scheduler's job table names these; a test holds the two to agreement). The admin
+offers "run now" for these without importing the scheduler process package."""
+
+
+def claim_run(
+    factory: sessionmaker[Session], job_id: str, slot: dt.datetime, runner: str, requested_by: str | None = None
+) -> int | None:
     """Inserts the run row; None when this slot was already claimed (by us or another leader)."""
     try:
         with factory.begin() as session:
-            run = JobRun(job_id=job_id, slot=slot, started_at=utcnow(), outcome="running", runner=runner)
+            run = JobRun(
+                job_id=job_id,
+                slot=slot,
+                started_at=utcnow(),
+                outcome="running",
+                runner=runner,
+                requested_by=requested_by,
+            )
             session.add(run)
             session.flush()
             return int(run.id)
@@ -116,6 +130,10 @@ def execute(
     run_id = claim_run(factory, job_id, slot, runner or runner_name())
     if run_id is None:
         return None
+    return _run_claimed(factory, job_id, run_id, func)
+
+
+def _run_claimed(factory: sessionmaker[Session], job_id: str, run_id: int, func: JobFunc) -> str:
     try:
         counts = func(utcnow())
     except Exception as exc:
@@ -125,6 +143,59 @@ def execute(
     outcome = "partial" if counts.get("failed", 0) else "success"
     finish_run(factory, run_id, outcome, counts)
     return outcome
+
+
+def request_run(session: Session, job_id: str, requested_by: str, now: dt.datetime) -> JobRequest | None:
+    """An operator's "run now": a row the scheduler's leader picks up within seconds; None when one for this
+    job is still waiting (asking twice does not run it twice). Raises ValueError for an unknown job."""
+    if job_id not in JOB_IDS:
+        raise ValueError(f"unknown job {job_id!r}")
+    waiting = session.scalar(
+        select(JobRequest.id).where(JobRequest.job_id == job_id, JobRequest.picked_at.is_(None)).limit(1)
+    )
+    if waiting is not None:
+        return None
+    request = JobRequest(job_id=job_id, requested_by=requested_by, requested_at=now)
+    session.add(request)
+    session.flush()
+    return request
+
+
+def waiting_requests(session: Session) -> list[JobRequest]:
+    return list(session.scalars(select(JobRequest).where(JobRequest.picked_at.is_(None)).order_by(JobRequest.id)))
+
+
+def run_requests(
+    factory: sessionmaker[Session], funcs: Mapping[str, JobFunc], runner: str | None = None
+) -> list[tuple[str, str]]:
+    """Runs every waiting request once (the leader calls this every second): claim it with one conditional
+    UPDATE (so a second leader cannot run it too), record a run marked with the operator, link the two.
+    Returns (job_id, outcome) per request run."""
+    done: list[tuple[str, str]] = []
+    with factory() as session:
+        waiting = [(r.id, r.job_id, r.requested_by) for r in waiting_requests(session)]
+    for request_id, job_id, requested_by in waiting:
+        now = utcnow()
+        with factory.begin() as session:
+            claimed = session.execute(
+                update(JobRequest)
+                .where(JobRequest.id == request_id, JobRequest.picked_at.is_(None))
+                .values(picked_at=now)
+            )
+            if not getattr(claimed, "rowcount", 0):
+                continue
+        func = funcs.get(job_id)
+        if func is None:  # a job this scheduler does not know (an older version): picked, never run
+            log.warning("run-now request %s names unknown job %s", request_id, job_id)
+            continue
+        # The run's slot is the request's own moment, off the job's grid; `requested_by` marks it as such.
+        run_id = claim_run(factory, job_id, now, runner or runner_name(), requested_by)
+        if run_id is None:
+            continue
+        with factory.begin() as session:
+            session.execute(update(JobRequest).where(JobRequest.id == request_id).values(run_id=run_id))
+        done.append((job_id, _run_claimed(factory, job_id, run_id, func)))
+    return done
 
 
 def recent_runs(session: Session, limit: int = 50, job_id: str | None = None) -> list[JobRun]:

@@ -14,15 +14,15 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pooler import audit
+from pooler.audit import Actor
 from pooler.crypto.hashing import KeyedHasher
 from pooler.errors import ConflictError, NotFoundError, PoolerError
 from pooler.models import Pool, PoolKey, utcnow
 from pooler.poolkeys import generate_key, key_matches, key_prefix
-from pooler.services import audit
-from pooler.services.actors import Actor
 from pooler.services.pools import get_pool
-from pooler.services.versions import bump_routing_version
 from pooler.states import KeyStatus, PoolStatus
+from pooler.versions import bump_routing_version
 
 PREFIX_ATTEMPTS = 5
 
@@ -60,8 +60,7 @@ class KeyCheck:
 def _audit(session: Session, actor: Actor, action: str, key: PoolKey, **details: object) -> None:
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action=action,
         target_type="pool_key",
         target_id=key.id,

@@ -16,11 +16,11 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pooler import audit
+from pooler.audit import Actor
 from pooler.crypto.hashing import KeyedHasher
 from pooler.errors import NotFoundError
 from pooler.models import McpOperatorGate, McpToken, Operator, utcnow
-from pooler.services import audit
-from pooler.services.actors import Actor
 from pooler.settings import get_setting
 
 TOKEN_PURPOSE = "mcp-token"
@@ -82,8 +82,7 @@ def create_token(session: Session, hasher: KeyedHasher, username: str, label: st
     session.flush()
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action="mcp_token.create",
         target_type="mcp_token",
         target_id=token.id,
@@ -101,8 +100,7 @@ def revoke_token(session: Session, prefix: str, *, actor: Actor) -> None:
         token.revoked_at = utcnow()
         audit.record(
             session,
-            actor_type=actor.type,
-            actor_label=actor.label,
+            actor,
             action="mcp_token.revoke",
             target_type="mcp_token",
             target_id=token.id,
@@ -126,8 +124,7 @@ def set_operator_gate(session: Session, username: str, enabled: bool, *, actor: 
     gate.enabled, gate.updated_at = enabled, utcnow()
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action="mcp.operator_gate",
         target_type="operator",
         target_id=operator.id,

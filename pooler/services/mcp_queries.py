@@ -29,8 +29,8 @@ from pooler.models import (
     utcnow,
 )
 from pooler.readiness import window_name
-from pooler.services.versions import routing_version
 from pooler.settings import get_setting
+from pooler.versions import routing_version
 
 MAX_ROWS = 200
 Json = dict[str, Any]

@@ -13,13 +13,13 @@ from typing import Any, Final
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from pooler import audit
+from pooler.audit import Actor
 from pooler.errors import ConflictError, NotFoundError, PoolerError
 from pooler.models import Pool, PoolAssignment, PoolKey, PoolSettings, UpstreamAccount, utcnow
-from pooler.services import audit
-from pooler.services.actors import Actor
-from pooler.services.versions import bump_routing_version
 from pooler.settings import get_number
 from pooler.states import AccountState, AssignmentStatus, KeyStatus, PoolStatus, Strategy
+from pooler.versions import bump_routing_version
 
 POOL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -132,8 +132,7 @@ def create_pool(
     session.flush()
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action="pool.create",
         target_type="pool",
         target_id=pool.id,
@@ -226,8 +225,7 @@ def _set_status(session: Session, name: str, status: PoolStatus, action: str, ac
     pool.updated_at = utcnow()
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action=action,
         target_type="pool",
         target_id=pool.id,
@@ -319,8 +317,7 @@ def update_pool_settings(
     pool.settings.updated_at = pool.updated_at = utcnow()
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action="pool.update",
         target_type="pool",
         target_id=pool.id,
@@ -346,8 +343,7 @@ def archive_pool(session: Session, name: str, *, actor: Actor) -> Pool:
     pool.status, pool.updated_at = PoolStatus.ARCHIVED, utcnow()
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action="pool.archive",
         target_type="pool",
         target_id=pool.id,

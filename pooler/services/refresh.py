@@ -28,14 +28,15 @@ from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pooler import lifecycle
+from pooler.audit import SCHEDULER, Actor
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import NotFoundError, PoolerError
 from pooler.models import UpstreamAccount, utcnow
 from pooler.oauth import FailureKind, RefreshFailure, TokenSet, refresh_tokens, token_expiry
 from pooler.services.credentials import read_token, store_token
 from pooler.services.jobs import LifecycleSettings, load_settings, runner_name
-from pooler.services.versions import bump_routing_version
-from pooler.states import AccountState, ActorType, SecretKind
+from pooler.states import AccountState, SecretKind
+from pooler.versions import bump_routing_version
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,7 @@ class RefreshDeps:
     box: SecretBox
     http: httpx.Client
     owner: str = field(default_factory=runner_name)
-    actor_type: ActorType = ActorType.SCHEDULER
-    actor_label: str | None = "scheduler"
+    actor: Actor = SCHEDULER
     lease: dt.timedelta = DEFAULT_LEASE
     wait_timeout: float = 30.0
     poll_interval: float = 0.05
@@ -100,9 +100,7 @@ def _transition(
     now: dt.datetime,
 ) -> None:
     """A lifecycle transition recorded as the refresh's actor (the scheduler, or whoever built `deps`)."""
-    lifecycle.transition(
-        session, account, new_state, actor_type=deps.actor_type, actor_label=deps.actor_label, reason=reason, now=now
-    )
+    lifecycle.transition(session, account, new_state, actor=deps.actor, reason=reason, now=now)
 
 
 def make_http_client() -> httpx.Client:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pooler import audit
+from pooler.audit import Actor
 from pooler.crypto.secretbox import Sealed, SecretBox, account_subject
 from pooler.models import AccountSecret, Operator, Setting, utcnow
-from pooler.services import audit
-from pooler.services.actors import Actor
 from pooler.services.operators import TOTP_KIND, totp_subject
 from pooler.settings import CATALOGUE, reseal_setting
 
@@ -81,8 +81,7 @@ def rotate_secrets(session: Session, box: SecretBox, *, actor: Actor, force: boo
     )
     audit.record(
         session,
-        actor_type=actor.type,
-        actor_label=actor.label,
+        actor,
         action="secrets.rotate",
         target_type="keyring",
         target_id=box.current_key_id,

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from pooler import audit
+from pooler.audit import Actor
 from pooler.crypto.hashing import KeyedHasher
 from pooler.crypto.secretbox import SecretBox
 from pooler.models import PoolAssignment, QuotaWindow, RequestAttempt, RequestLog, UpstreamAccount, utcnow
-from pooler.services import audit
-from pooler.services.actors import Actor
 from pooler.services.credentials import store_token
 from pooler.services.keys import create_key
 from pooler.services.pools import create_pool, pause_pool
-from pooler.states import AccountState, ActorType, AssignmentStatus, QuotaSource, SecretKind
+from pooler.states import AccountState, ActorType, AssignmentStatus, QuotaSource, SecretKind, Strategy
 
 SEED_ACTOR = Actor(ActorType.SYSTEM, "dev-seed")
 MODELS = ("gpt-5-codex", "gpt-5.1-codex", "gpt-5.1-codex-mini", "gpt-5")
@@ -72,7 +72,7 @@ def seed(
     result = SeedResult()
     pools = {}
     for name, label, strategy in (
-        ("team-a", "Team A", "least-used"),
+        ("team-a", "Team A", Strategy.LEAST_USED),
         ("team-b", "Team B", "round-robin"),
         ("research", "Research", "primary-first"),
     ):
@@ -137,8 +137,7 @@ def seed(
                 )
         audit.record(
             session,
-            actor_type=ActorType.CLI,
-            actor_label="dev-seed",
+            Actor(ActorType.CLI, "dev-seed"),
             action="account.import",
             target_type="account",
             target_id=account.id,
@@ -148,10 +147,10 @@ def seed(
         if state != AccountState.ACTIVE:
             audit.record(
                 session,
-                actor_type=ActorType.OPERATOR
-                if state in (AccountState.PAUSED, AccountState.DELETED)
-                else ActorType.SCHEDULER,
-                actor_label="owner" if state in (AccountState.PAUSED, AccountState.DELETED) else "scheduler",
+                Actor(
+                    ActorType.OPERATOR if state in (AccountState.PAUSED, AccountState.DELETED) else ActorType.SCHEDULER,
+                    "owner" if state in (AccountState.PAUSED, AccountState.DELETED) else "scheduler",
+                ),
                 action="account.state_change",
                 target_type="account",
                 target_id=account.id,

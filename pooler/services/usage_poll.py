@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pooler import lifecycle
+from pooler.audit import SCHEDULER, Actor
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import NotFoundError, PoolerError
 from pooler.models import QuotaWindow, UpstreamAccount, utcnow
@@ -28,7 +29,7 @@ from pooler.quota import DEFAULT_FAMILY, WindowObservation, parse_usage_payload,
 from pooler.services.credentials import read_token
 from pooler.services.jobs import LifecycleSettings, load_settings
 from pooler.services.refresh import request_refresh
-from pooler.states import AccountState, ActorType, QuotaSource, SecretKind
+from pooler.states import AccountState, QuotaSource, SecretKind
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,7 @@ class PollDeps:
     session_factory: sessionmaker[Session]
     box: SecretBox
     http: httpx.Client
-    actor_type: ActorType = ActorType.SCHEDULER
-    actor_label: str | None = "scheduler"
+    actor: Actor = SCHEDULER
     jitter: Callable[[], float] = field(default=random.random)
     """Returns [0, 1); tests pin it."""
 
@@ -81,8 +81,7 @@ def apply_quota_state(
     now: dt.datetime,
     stale_after: dt.timedelta,
     *,
-    actor_type: ActorType | str = ActorType.SCHEDULER,
-    actor_label: str | None = "scheduler",
+    actor: Actor = SCHEDULER,
 ) -> bool:
     """Derives active <-> quota_exhausted from the account's `codex` windows. Returns True when it changed.
 
@@ -96,9 +95,7 @@ def apply_quota_state(
     if target is None:
         return False
     reason = "window_full" if target == AccountState.QUOTA_EXHAUSTED else "window_reset"
-    return lifecycle.transition(
-        session, account, target, actor_type=actor_type, actor_label=actor_label, reason=reason, now=now
-    )
+    return lifecycle.transition(session, account, target, actor=actor, reason=reason, now=now)
 
 
 def _drop_shadowed(
@@ -194,8 +191,7 @@ def poll_account(
             account,
             now,
             settings.quota_evidence_stale,
-            actor_type=deps.actor_type,
-            actor_label=deps.actor_label,
+            actor=deps.actor,
         )
         result = PollResult(outcome, written, account.state, code, account.usage_poll_not_before)
     if outcome != PollOutcome.OK:
@@ -242,8 +238,7 @@ def poll_usage(deps: PollDeps, now: dt.datetime, settings: LifecycleSettings | N
                 account,
                 now,
                 settings.quota_evidence_stale,
-                actor_type=deps.actor_type,
-                actor_label=deps.actor_label,
+                actor=deps.actor,
             ):
                 counts["state_changes"] += 1
     return counts

@@ -13,6 +13,7 @@ from pooler.simulator import codex, control, media, oauth
 from pooler.simulator.accounts import Account
 from pooler.simulator.auth import authenticate, bearer
 from pooler.simulator.bodies import MAX_BODY, error_body
+from pooler.simulator.codex import TURN_STATE_HEADER
 from pooler.simulator.faults import Fault
 from pooler.simulator.journal import SELECTED_HEADERS, Entry
 from pooler.simulator.state import SimConfig, SimState
@@ -69,6 +70,11 @@ def fault_response(fault: Fault, account: Account | None, state: SimState) -> we
     return web.json_response(body, status=fault.status, headers={**headers, **fault.headers})
 
 
+def _turn_state_issuer(state: SimState, echoed: str | None) -> str | None:
+    """Who issued the echoed turn-state, for the journal (whatever the answer: a 429 or a fault too)."""
+    return state.turn_states.get(echoed, "unknown") if echoed else None
+
+
 @web.middleware
 async def upstream_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/_sim"):
@@ -86,6 +92,7 @@ async def upstream_middleware(request: web.Request, handler: Handler) -> web.Str
         authorization=request.headers.get("Authorization"),
         bearer_fingerprint=fingerprint(token) if token else None,
         headers={h: request.headers[h] for h in SELECTED_HEADERS if h in request.headers},
+        turn_state_issuer=_turn_state_issuer(state, request.headers.get(TURN_STATE_HEADER)),
     )
     request["sim_entry"] = entry
     account: Account | None = None
@@ -133,5 +140,5 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_post("/api/accounts/deviceauth/token", oauth.device_token)
     app.router.add_route("*", "/codex/device", oauth.device_page)
     app.router.add_routes(control.routes)
-    media.register(app)  # files, transcription, images (issue 10)
+    media.register(app)  # files, transcription, images
     return app

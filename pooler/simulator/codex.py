@@ -12,6 +12,7 @@ from aiohttp import WSMsgType, web
 
 from pooler.simulator.accounts import Account
 from pooler.simulator.bodies import error_body, read_body
+from pooler.simulator.bound import BoundStateError, answer_turn_state, check_request, seal
 from pooler.simulator.faults import Fault
 from pooler.simulator.journal import Entry
 from pooler.simulator.state import SimState
@@ -28,6 +29,7 @@ HTTP_STREAM_FAULTS = {"close_mid_stream", "malformed_sse", "fail_event"}
 WS_STREAM_FAULTS = {"close_mid_stream", "malformed_sse", "ws_close", "fail_event"}
 # The real upstream ends a websocket after 60 minutes (by the simulated clock here).
 WS_MAX_AGE_SECONDS = 3600
+TURN_STATE_HEADER = "x-codex-turn-state"
 MALFORMED_SSE = b'event: response.output_text.delta\ndata: {"type": "response.output_text.delta", "delta": \n\n'
 
 
@@ -40,6 +42,17 @@ def failed_event(plan: TurnPlan, code: str) -> dict[str, Any]:
     failed = response_object(plan, "failed", False)
     failed["error"] = {"code": code, "message": "The turn failed upstream."}
     return {"type": "response.failed", "response": failed}
+
+
+def _turn_state(request: web.Request) -> str:
+    """This account's turn-state token for the answer (the journal already names the echo's issuer)."""
+    state: SimState = request.app["state"]
+    account: Account = request["sim_account"]
+    return answer_turn_state(request.headers.get(TURN_STATE_HEADER), account.account_id, state.turn_states)
+
+
+def _bound_state_error(state: SimState, account: Account, body: dict[str, Any]) -> BoundStateError | None:
+    return check_request(body, account.account_id, state.response_accounts, state.config.secret)
 
 
 def _finish(state: SimState, account: Account, plan: TurnPlan, entry: Entry) -> None:
@@ -90,7 +103,14 @@ async def responses_post(request: web.Request) -> web.StreamResponse:
         return not_included_response(account, now, str(body.get("model")))
     if account.exhausted_until(now) is not None:
         return limit_response(account, now)
-    headers = {**quota_headers(account, now), "x-request-id": secrets.token_hex(8)}
+    bound = _bound_state_error(state, account, body)
+    if bound is not None:
+        return web.json_response(bound.body(), status=400, headers={"x-request-id": secrets.token_hex(8)})
+    headers = {
+        **quota_headers(account, now),
+        "x-request-id": secrets.token_hex(8),
+        TURN_STATE_HEADER: _turn_state(request),
+    }
     plan, pacer = _stream_setup(state, account, body, "http", entry)
     if body.get("stream") is False:
         for _ in events(plan):
@@ -135,6 +155,7 @@ async def responses_ws(request: web.Request) -> web.StreamResponse:
         )
     ws = web.WebSocketResponse(max_msg_size=0, compress=True, autoping=True)
     ws.headers.update(quota_headers(account, state.now()))
+    ws.headers.update(_upgrade_headers(request))
     await ws.prepare(request)
     entry.status = 101
     request["sim_ws_opened"] = state.now()
@@ -156,6 +177,20 @@ async def responses_ws(request: web.Request) -> web.StreamResponse:
         else:
             await _ws_error(ws, 400, error_body(f"unknown event type {kind!r}", "unknown_event"))
     return ws
+
+
+def _upgrade_headers(request: web.Request) -> dict[str, str]:
+    """What Codex reads from the 101: the turn-state token, the models ETag (a change makes it refetch the
+    catalogue), the model that serves (here the one the turn metadata names) and that reasoning is included."""
+    headers = {TURN_STATE_HEADER: _turn_state(request), "x-models-etag": MODELS_ETAG, "x-reasoning-included": "true"}
+    try:
+        metadata = json.loads(request.headers.get("x-codex-turn-metadata", ""))
+    except ValueError:
+        metadata = None
+    model = metadata.get("model") if isinstance(metadata, dict) else None
+    if isinstance(model, str) and model.isprintable():
+        headers["openai-model"] = model
+    return headers
 
 
 def _journal_frame(request: web.Request, kind: str) -> Entry:
@@ -191,15 +226,14 @@ async def _ws_turn(request: web.Request, ws: web.WebSocketResponse, frame: dict[
         await _ws_error(ws, 400, error_body(msg, "websocket_connection_limit_reached"))
         await ws.close()
         return False
-    previous = body.get("previous_response_id")
-    if previous and previous not in state.response_ids:
-        entry.status = 400
-        msg = f"Previous response with id '{previous}' not found."
-        await _ws_error(ws, 400, error_body(msg, "previous_response_not_found"))
-        return True
     if account.exhausted_until(now) is not None:
         entry.status = 429
         await _ws_error(ws, 429, limit_error(account, now), quota_headers(account, now))
+        return True
+    bound = _bound_state_error(state, account, body)
+    if bound is not None:
+        entry.status = 400
+        await _ws_error(ws, 400, bound.body())
         return True
     plan, pacer = _stream_setup(state, account, body, "websocket", entry)
     await ws.send_str(json.dumps(rate_limits_event(account, now)))
@@ -233,6 +267,9 @@ async def compact(request: web.Request) -> web.Response:
     now = state.now()
     if account.exhausted_until(now) is not None:
         return limit_response(account, now)
+    bound = _bound_state_error(state, account, body)
+    if bound is not None:
+        return web.json_response(bound.body(), status=400)
     raw_items = body.get("input")
     items: list[Any] = raw_items if isinstance(raw_items, list) else []
     summary = f"Summary of {len(items)} earlier items."
@@ -242,12 +279,15 @@ async def compact(request: web.Request) -> web.Response:
             "id": "msg_" + secrets.token_hex(8),
             "role": "assistant",
             "content": [{"type": "output_text", "text": summary}],
-        }
+        },
+        # The compacted history travels on as an item sealed to this account, like the real backend's.
+        {"type": "compaction", "encrypted_content": seal(state.config.secret, account.account_id)},
     ]
     plan = plan_turn(state, account, {**body, "prompt_cache_key": None})
     plan.text = summary
     _finish(state, account, plan, request["sim_entry"])
-    return web.json_response({"output": output}, headers=quota_headers(account, state.now()))
+    headers = {**quota_headers(account, state.now()), TURN_STATE_HEADER: _turn_state(request)}
+    return web.json_response({"output": output}, headers=headers)
 
 
 def _model(slug: str, name: str, priority: int) -> dict[str, Any]:

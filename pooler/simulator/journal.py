@@ -54,6 +54,8 @@ class Entry:
     usage: dict[str, Any] | None = None
     fault: str | None = None
     note: str | None = None
+    turn_state_issuer: str | None = None
+    """The account that issued the echoed `x-codex-turn-state` ("unknown" when the simulator never issued it)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -1,4 +1,4 @@
-"""Files, transcription and images on the simulated backend (issue 10). Registered by `app.build_app`.
+"""Files, transcription and images on the simulated backend. Registered by `app.build_app`.
 
 - `POST /backend-api/files` `{"file_name", "file_size", "use_case"}` -> `{"file_id", "upload_url"}`; the file
   belongs to the calling account (as upstream: files are per account).

@@ -75,7 +75,10 @@ class SimState:
     codes: dict[str, PendingCode] = field(default_factory=dict)
     devices: dict[str, DeviceAuth] = field(default_factory=dict)
     scripts: deque[dict[str, Any]] = field(default_factory=deque)
-    response_ids: set[str] = field(default_factory=set)
+    response_accounts: dict[str, str] = field(default_factory=dict)
+    """Response id -> the account that produced it (`previous_response_id` is valid only there)."""
+    turn_states: dict[str, str] = field(default_factory=dict)
+    """`x-codex-turn-state` token -> the account that issued it."""
 
     def __post_init__(self) -> None:
         self.initial_config = replace(self.config)
@@ -107,5 +110,6 @@ class SimState:
         self.codes.clear()
         self.devices.clear()
         self.scripts.clear()
-        self.response_ids.clear()
+        self.response_accounts.clear()
+        self.turn_states.clear()
         self.seed_accounts()

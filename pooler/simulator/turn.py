@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pooler.simulator.accounts import Account
+from pooler.simulator.bound import seal, wants_encrypted_reasoning
 from pooler.simulator.state import SimState
 
 DEFAULT_MODEL = "gpt-5.1-codex"
@@ -33,6 +34,9 @@ class TurnPlan:
     token_rate: float
     generate: bool = True
     output: list[dict[str, Any]] = field(default_factory=list)
+    encrypted_reasoning: str | None = None
+    """Sealed to the answering account: set when the body includes `reasoning.encrypted_content` and the turn
+    reasons (reasoning tokens > 0); the reasoning output item carries it."""
 
     def output_tokens(self) -> int:
         if not self.generate:
@@ -96,7 +100,14 @@ def plan_turn(state: SimState, account: Account, body: dict[str, Any]) -> TurnPl
         cached = min(account.prompt_cache.get(cache_key, 0), input_tokens)
         account.prompt_cache[cache_key] = input_tokens
     response_id = "resp_" + secrets.token_hex(12)
-    state.response_ids.add(response_id)
+    state.response_accounts[response_id] = account.account_id
+    reasoning_tokens = int(script.get("reasoning_tokens", state.config.reasoning_tokens))
+    generate = body.get("generate", True) is not False
+    sealed = (
+        seal(state.config.secret, account.account_id)
+        if generate and reasoning_tokens > 0 and wants_encrypted_reasoning(body)
+        else None
+    )
     return TurnPlan(
         response_id=response_id,
         model=model,
@@ -105,9 +116,10 @@ def plan_turn(state: SimState, account: Account, body: dict[str, Any]) -> TurnPl
         function_call=call,
         input_tokens=input_tokens,
         cached_tokens=cached,
-        reasoning_tokens=int(script.get("reasoning_tokens", state.config.reasoning_tokens)),
+        reasoning_tokens=reasoning_tokens,
         token_rate=float(script.get("token_rate", state.config.token_rate)),
-        generate=body.get("generate", True) is not False,
+        generate=generate,
+        encrypted_reasoning=sealed,
     )
 
 
@@ -134,6 +146,13 @@ def events(plan: TurnPlan) -> Iterator[tuple[dict[str, Any], bool]]:
     yield ev("response.created", response=response_object(plan, "in_progress", False)), False
     yield ev("response.in_progress", response=response_object(plan, "in_progress", False)), False
     index = 0
+    if plan.encrypted_reasoning is not None:
+        reasoning: dict[str, Any] = {"type": "reasoning", "id": "rs_" + secrets.token_hex(8), "summary": []}
+        yield ev("response.output_item.added", output_index=index, item=reasoning), False
+        sealed = {**reasoning, "encrypted_content": plan.encrypted_reasoning}
+        plan.output.append(sealed)
+        yield ev("response.output_item.done", output_index=index, item=sealed), False
+        index += 1
     if plan.generate and plan.text is not None:
         item_id = "msg_" + secrets.token_hex(8)
         item = {"type": "message", "id": item_id, "role": "assistant", "status": "in_progress", "content": []}

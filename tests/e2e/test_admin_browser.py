@@ -17,11 +17,18 @@ import httpx
 import pyotp
 import pytest
 from playwright.sync_api import Page, sync_playwright
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from pooler.audit import SYSTEM
 from pooler.migrate import upgrade
+from pooler.models import AlertIncident, AuditEvent, JobRun, UpstreamAccount, utcnow
+from pooler.services.operators import create_operator
+from pooler.settings import set_setting
 from tests.support.databases import throwaway_postgres_database
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.processes import ManagedProcess, wait_until
+from tests.support.scheduler_process import start_scheduler
 from tests.support.simulator import turn_body
 
 pytestmark = pytest.mark.e2e
@@ -38,8 +45,9 @@ PASSWORD = "correct horse battery"
 READY = "admin ready on"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def admin_browser_db() -> Iterator[str]:
+    """A database per test: each journey starts from an empty admin (its first owner, its own pools)."""
     with throwaway_postgres_database("pooler_admin_e2e") as url:
         upgrade(url)
         yield url
@@ -233,3 +241,122 @@ def test_operator_journey(stack: tuple[Gateway, str], artifacts_dir: Path) -> No
         b.shot("13-pool-activity")
         chromium.close()
     assert len(b.pages) > 15
+
+
+# Every job out of the way but the alert rules (a week: their grid fires on Saturdays at midnight only), so the
+# one refresh that moves accounts is the operator's run-now.
+ATTENTION_INTERVALS = "refresh_due_tokens=604800,poll_usage=604800,housekeeping=604800,evaluate_alerts=1"
+
+
+def test_operator_attention(stack: tuple[Gateway, str], artifacts_dir: Path, tmp_path: Path) -> None:
+    """Run now moves a pool's accounts to reauth_required (their refresh tokens are revoked upstream): the Jobs
+    page shows that run as a warning, the outage is on the dashboard and the pool list on the next load, the
+    alert is acknowledged in place, and the accounts' cards offer a new sign-in rather than a refresh."""
+    gw, base = stack
+    shots = artifacts_dir / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    outage = gw.seed_pool("outage", ["acct-out-1", "acct-out-2"])
+    gw.seed_pool("healthy", ["acct-ok-1"])
+    with gw.ctx.session_factory.begin() as session:
+        set_setting(session, "auth_base_url", gw.simulator.base_url, actor=SYSTEM)
+        create_operator(session, username="owner", password=PASSWORD, role="owner")
+    for acct in outage.accounts:
+        gw.simulator.client.upsert_account(acct, revoked=True)
+    gw.update(lambda session: _request_refresh(session, list(outage.accounts.values())))
+    scheduler = start_scheduler(
+        "scheduler", gw.db_url, tmp_path, {**gw.env, "POOLER_SCHEDULER_INTERVALS": ATTENTION_INTERVALS}
+    )
+    try:
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = chromium.new_page(viewport={"width": 1360, "height": 900})
+            b = Browser(page, base, shots)
+            b.canaries.extend([outage.key, *outage.tokens.values()])
+            b.go("/admin/login")
+            page.fill("#username", "owner")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+
+            # Run the refresh now; its run is a warning that says what it did.
+            b.go("/admin/jobs/")
+            page.locator("#job-refresh_due_tokens button", has_text="Run now").click()
+            assert "requested" in page.locator(".flash").inner_text()
+            wait_until(lambda: _run_now_finished(gw), timeout=30, what="the run-now refresh finished")
+            b.go("/admin/jobs/")
+            row = page.locator("#job-refresh_due_tokens")
+            assert row.locator("[data-job-level]").inner_text() == "warning"
+            assert "moved 2 accounts to reauth_required" in row.locator("[data-job-summary]").inner_text()
+            assert "run now by owner" in row.inner_text()
+            b.shot("20-jobs-warning")
+
+            # The outage on the dashboard and the pool list, on the next load.
+            b.go("/admin/")
+            alert = page.locator("#attention li.alert", has_text="Pool outage: no routable account")
+            assert alert.count() == 1 and "sev-outage" in (alert.get_attribute("class") or "")
+            assert page.locator("[data-pool-status]", has_text="active · 0 routable").count() == 1
+            b.shot("21-dashboard-outage")
+            b.go("/admin/pools/")
+            status = page.locator("tr", has_text="outage").locator("[data-pool-status]")
+            assert status.inner_text() == "active · 0 routable"
+            assert "sev-outage" in (status.get_attribute("class") or "")
+            b.shot("22-pools-outage")
+
+            # Acknowledge once the scheduler has recorded the incident; it moves to acknowledged.
+            wait_until(lambda: _incident_recorded(gw, outage.pool_id), timeout=30, what="the outage incident")
+            b.go("/admin/alerts/")
+            alert = page.locator("li.alert", has_text="Pool outage: no routable account")
+            alert.locator("button", has_text="Acknowledge").click()
+            assert page.url.endswith("/admin/alerts/")  # in place
+            assert page.locator("li.alert", has_text="Pool outage: no routable account").count() == 0
+            b.go("/admin/alerts/?tab=acknowledged")
+            acknowledged = page.locator("li.alert", has_text="Pool outage: no routable account")
+            assert acknowledged.get_attribute("data-state") == "acknowledged"
+            assert "acknowledged by owner" in acknowledged.inner_text()
+            b.shot("23-alerts-acknowledged")
+
+            # The accounts' cards offer a new sign-in, not a refresh that cannot work.
+            b.go(f"/admin/accounts/?pool={outage.pool_id}")
+            for account_id in outage.accounts.values():
+                card = page.locator(f"#account-{account_id}")
+                assert "The account must be signed in again." in card.locator("[data-readiness]").inner_text()
+                actions = card.locator(".actions")
+                assert actions.locator("text=Relink with OpenAI").count() == 1
+                assert actions.locator("text=Replace auth.json").count() == 1
+                assert actions.locator("text=Refresh token").count() == 0
+            b.shot("24-cards-relink")
+            chromium.close()
+    except BaseException:
+        print("----- scheduler log -----\n" + scheduler.log_text()[-4000:])
+        raise
+    finally:
+        scheduler.stop()
+    with gw.ctx.session_factory() as session:
+        audited = set(session.scalars(select(AuditEvent.action).where(AuditEvent.actor_label == "owner")))
+    assert {"job.run_requested", "alert.acknowledge"} <= audited
+
+
+def _request_refresh(session: Session, account_ids: list[int]) -> None:
+    for account_id in account_ids:
+        account = session.get(UpstreamAccount, account_id)
+        assert account is not None
+        account.refresh_requested_at = utcnow()
+
+
+def _run_now_finished(gw: Gateway) -> bool:
+    with gw.ctx.session_factory() as session:
+        run = session.scalar(
+            select(JobRun).where(JobRun.job_id == "refresh_due_tokens", JobRun.requested_by == "owner")
+        )
+        return run is not None and run.finished_at is not None
+
+
+def _incident_recorded(gw: Gateway, pool_id: int) -> bool:
+    with gw.ctx.session_factory() as session:
+        return (
+            session.scalar(
+                select(AlertIncident.id).where(
+                    AlertIncident.rule == "pool_no_routable", AlertIncident.subject == f"pool:{pool_id}"
+                )
+            )
+            is not None
+        )

@@ -27,7 +27,7 @@ from tests.support.codex_cli import (
     write_codex_config,
 )
 from tests.support.databases import psycopg_url, throwaway_postgres_database
-from tests.support.pooler_up import PoolerUp, pooler_up_demo, require_extproc
+from tests.support.pooler_up import PoolerUp, pooler_up_demo
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +53,6 @@ def run_codex(
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PoolerUp]:
     """`pooler up --demo` on SQLite (what `make run` gets) and on a throwaway PostgreSQL database."""
-    require_extproc()
     with ExitStack() as stack:
         db_url = stack.enter_context(throwaway_postgres_database("pooler_e2e")) if request.param == "postgres" else None
         yield stack.enter_context(pooler_up_demo(tmp_path_factory.mktemp("gateway"), database_url=db_url))

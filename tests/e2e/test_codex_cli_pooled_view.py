@@ -1,4 +1,4 @@
-"""Issue 10 acceptance: the real Codex CLI, in HTTP (SSE) and websocket mode, receives the *pool's* rate limits.
+"""The real Codex CLI, in HTTP (SSE) and websocket mode, receives the *pool's* rate limits.
 
 Set-up: a gateway (simulator + ext_proc + Envoy, tests/support/gateway.py) with one pool of 3 simulated plus
 accounts at known usage (5 h: 10/40/70 %, weekly: 5/20/50 %) and `pooled_rate_limits` on; the gateway first
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from tests.support.codex_cli import MODEL
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.processes import free_port, wait_until
 from tests.support.simulator import turn_body
+from tests.support.websocket_frames import frame_head
 
 pytestmark = pytest.mark.e2e
 USAGE = {"acct-cv1": (10, 5), "acct-cv2": (40, 20), "acct-cv3": (70, 50)}
@@ -126,12 +126,7 @@ def parse_responses(data: bytes) -> list[Response]:
         pos = end + 4
         if response.status == 101:
             while pos + 2 <= len(data):
-                b0, b1 = data[pos], data[pos + 1]
-                n, head = b1 & 0x7F, 2
-                if n == 126:
-                    n, head = struct.unpack(">H", data[pos + 2 : pos + 4])[0], 4
-                elif n == 127:
-                    n, head = struct.unpack(">Q", data[pos + 2 : pos + 10])[0], 10
+                b0, n, head = frame_head(data, pos)
                 response.rsv1 = response.rsv1 or bool(b0 & 0x40)
                 response.frames.append((b0 & 0x0F, data[pos + head : pos + head + n]))
                 pos += head + n

@@ -22,13 +22,13 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from sqlalchemy import select
 
 from pooler import settings
+from pooler.audit import Actor
 from pooler.config import load_config
 from pooler.context import CoreContext, open_context
 from pooler.migrate import upgrade
 from pooler.models import OAuthFlow, Operator, Pool, UpstreamAccount
 from pooler.services import operators as ops
 from pooler.services import pools
-from pooler.services.actors import Actor
 from pooler.services.credentials import read_token
 from pooler.states import AccountState, ActorType, SecretKind
 from tests.support.databases import throwaway_postgres_database

@@ -1,4 +1,4 @@
-"""Issue 10 - admission control: with a limit of 2 the third concurrent stream gets 503 quickly."""
+"""Admission control: with a limit of 2 the third concurrent stream gets 503 quickly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from pooler.services.actors import SYSTEM
+from pooler.audit import SYSTEM
 from pooler.settings import set_setting
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.processes import wait_until

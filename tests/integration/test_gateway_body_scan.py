@@ -1,6 +1,7 @@
-"""Real Envoy + ext_proc + PostgreSQL + simulator: the Lua request scanner (envoy_config.REQUEST_SCAN_LUA) gives
-the ext_proc the top-level `model` and `prompt_cache_key` of JSON bodies - for model allow-lists, stickiness
-and the request log - however the body spells or hides them."""
+"""Real Envoy + ext_proc + PostgreSQL + simulator: the Lua request scanner (pooler/envoy_config/lua/request_scan.lua)
+gives the ext_proc the top-level `model` and `prompt_cache_key` of JSON bodies - for model allow-lists, stickiness
+and the request log - however the body spells or hides them (tests/unit/test_lua_request_scan.py: the same and
+more edge cases under LuaJIT)."""
 
 from __future__ import annotations
 

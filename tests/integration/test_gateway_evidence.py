@@ -12,8 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from pooler.audit import SYSTEM
 from pooler.models import AccountModelExclusion, JobRun, PoolAssignment, QuotaWindow, UpstreamAccount
-from pooler.services.actors import SYSTEM
 from pooler.settings import set_setting
 from pooler.states import AccountState
 from tests.support.gateway import Gateway, SeededPool, running_gateway

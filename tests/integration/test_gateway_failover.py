@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from pooler.models import PoolAssignment, QuotaWindow
+from pooler.models import QuotaWindow
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.processes import wait_until
 from tests.support.simulator import parse_sse, turn_body
@@ -57,12 +57,7 @@ def _spend(gw: Gateway, account: str) -> int:
 
 def test_failover_to_another_account_marks_the_first_limited(gw: Gateway) -> None:
     seeded = gw.seed_pool("failover", ["acct-fa", "acct-fb"], strategy="primary-first")
-
-    def prefer_a(session: Any) -> None:
-        for a in session.scalars(select(PoolAssignment).where(PoolAssignment.pool_id == seeded.pool_id)):
-            a.priority = 1 if a.account_id == seeded.accounts["acct-fa"] else 2
-
-    gw.update(prefer_a)
+    gw.prefer(seeded, "acct-fa")
     wait_until(lambda: _responses(gw, _last_seq(gw) - 0) is not None, timeout=1)
     reset_at = _spend(gw, "acct-fa")
     since = _last_seq(gw)

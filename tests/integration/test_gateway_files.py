@@ -1,4 +1,4 @@
-"""Issue 10 - file affinity through the real data path (Envoy + ext_proc + PostgreSQL + simulator).
+"""File affinity through the real data path (Envoy + ext_proc + PostgreSQL + simulator).
 
 The simulator keeps files per account (finalize from another account is a 404), so a 200 proves the pin."""
 

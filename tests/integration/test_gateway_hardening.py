@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from extproc.state import GatewayState
-from pooler.evidence import RequestRecord
-from pooler.gateway_writes import Batch, write_batch
+from pooler.gateway.evidence import RequestRecord
+from pooler.gateway.writes import Batch, write_batch
 from pooler.models import PoolAssignment, QuotaWindow, RequestLog, UpstreamAccount
 from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.processes import wait_until

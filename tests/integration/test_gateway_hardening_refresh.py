@@ -13,9 +13,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from pooler.audit import SYSTEM
 from pooler.migrate import upgrade
 from pooler.models import PoolAssignment, UpstreamAccount
-from pooler.services.actors import SYSTEM
 from pooler.settings import set_setting
 from tests.support.databases import throwaway_postgres_database
 from tests.support.gateway import Gateway, SeededPool, running_gateway

@@ -1,4 +1,4 @@
-"""Issue 10 - ingress trust: client allowlist (Envoy RBAC), trusted-proxy XFF, per-key allowlist (ext_proc).
+"""Ingress trust: client allowlist (Envoy RBAC), trusted-proxy XFF, per-key allowlist (ext_proc).
 
 Peers are distinct loopback addresses: 127.0.0.1 (allowed client), 127.0.0.2 (trusted proxy), 127.0.0.3
 (untrusted, not allowed)."""

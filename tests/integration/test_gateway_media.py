@@ -1,4 +1,4 @@
-"""Issue 10 - transcription and images through the real data path (simulator backend)."""
+"""Transcription and images through the real data path (simulator backend)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from pooler.services.actors import SYSTEM
+from pooler.audit import SYSTEM
 from pooler.settings import set_setting
 from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.processes import wait_until

@@ -1,4 +1,4 @@
-"""Issue 10 - pooled rate-limit view: x-codex-* response headers carry the pool's aggregate (the same figures
+"""Pooled rate-limit view: x-codex-* response headers carry the pool's aggregate (the same figures
 as the pooled /backend-api/wham/usage), written by Envoy from the ext_proc's request-time metadata.
 
 Proven here at the Envoy side (what reaches a client: HTTP SSE headers, the websocket 101 headers and the
@@ -9,7 +9,6 @@ offer is dropped only when the view is on). Byte-level frame handling: test_gate
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,12 +17,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from pooler.audit import SYSTEM
 from pooler.models import Pool, PoolKey, QuotaWindow
 from pooler.services import keys
-from pooler.services.actors import SYSTEM
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.processes import wait_until
-from tests.support.simulator import turn_body
+from tests.support.simulator import turn_body, upgrade_headers, ws_turn_events
 
 pytestmark = pytest.mark.integration
 USAGE = {"acct-p1": (10, 5), "acct-p2": (40, 20), "acct-p3": (70, 50)}
@@ -107,6 +106,8 @@ def test_headers_and_ws_upgrade_show_the_pool_aggregate(gw: Gateway) -> None:
     # The offered permessage-deflate was dropped (compressed frames could not be rewritten).
     assert compress == 0 and "sec-websocket-extensions" not in upgrade
     assert not any(k.startswith("x-pooler-") for k in upgrade)
+    # The 101's headers Codex reads pass the view's filters untouched.
+    assert upgrade["x-codex-turn-state"] and upgrade["x-models-etag"] and upgrade["x-reasoning-included"] == "true"
     rate_events = [e for e in events if e["type"] == "codex.rate_limits"]
     assert len(rate_events) == 2  # one on connect, one per turn (simulator)
     for event in rate_events:
@@ -136,15 +137,8 @@ async def _ws_turn(gw: Gateway, key: str) -> tuple[dict[str, str], list[dict[str
         aiohttp.ClientSession() as session,
         session.ws_connect(gw.ws_url, headers=_headers(key), compress=15) as sock,
     ):
-        upgrade = {k.lower(): v for k, v in sock._response.headers.items()}  # the 101 as Envoy sent it
         await sock.send_json({"type": "response.create", **turn_body("ws")})
-        events: list[dict[str, Any]] = []
-        while True:
-            msg = await asyncio.wait_for(sock.receive(), 20)
-            event = json.loads(msg.data)
-            events.append(event)
-            if event.get("type") in ("response.completed", "error", "response.failed"):
-                return upgrade, events, sock.compress
+        return upgrade_headers(sock), await ws_turn_events(sock), sock.compress
 
 
 def test_view_off_leaves_ws_frames_and_compression_alone(gw: Gateway) -> None:

@@ -1,4 +1,4 @@
-"""Issue 10 - the websocket route's frame rewriter (`envoy_config.WS_VIEW_LUA`) byte for byte, in real Envoy.
+"""The websocket route's frame rewriter (pooler/envoy_config/lua/ws_view.lua) byte for byte, in real Envoy.
 
 Envoy runs the rendered gateway config in `direct` mode (same listener, filters and routes, no ext_proc), so the
 test client itself sends the `x-pooler-view-ws-rate-limits` request header the ext_proc would set, and the
@@ -20,95 +20,22 @@ import base64
 import contextlib
 import hashlib
 import json
-import os
 import secrets
 import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pooler.envoy_config import Endpoint, GatewayConfig, render
-from pooler.ratelimit_view import WS_VIEW_REQUEST_HEADER, WS_VIEW_RESPONSE_HEADER
+from pooler.gateway.ratelimit_view import WS_VIEW_REQUEST_HEADER, WS_VIEW_RESPONSE_HEADER
 from tests.support.processes import VENV_BIN, ManagedProcess, free_port, port_open, wait_until
+from tests.support.websocket_frames import VIEW, VIEW_LIMITS, frame, frame_script, parse_frames
 
 pytestmark = pytest.mark.integration
 PATH = "/backend-api/codex/responses"
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-VIEW_LIMITS = {
-    "allowed": True,
-    "limit_reached": False,
-    "primary": {"used_percent": 40, "window_minutes": 300, "reset_after_seconds": 999, "reset_at": 4102444800},
-    "secondary": {"used_percent": 25, "window_minutes": 10080, "reset_after_seconds": 999, "reset_at": 4102444900},
-}
-VIEW = "pro " + json.dumps(VIEW_LIMITS, separators=(",", ":"))
-
-
-def frame(payload: bytes, opcode: int = 1, fin: bool = True, rsv1: bool = False, mask: bool = False) -> bytes:
-    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
-    n = len(payload)
-    mask_bit = 0x80 if mask else 0
-    if n < 126:
-        head = bytes([b0, mask_bit | n])
-    elif n < 65536:
-        head = bytes([b0, mask_bit | 126]) + struct.pack(">H", n)
-    else:
-        head = bytes([b0, mask_bit | 127]) + struct.pack(">Q", n)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
-
-def parse_frames(data: bytes) -> list[tuple[int, bytes, bytes]]:
-    """(first byte, payload, raw frame bytes) of unmasked server frames."""
-    out, pos = [], 0
-    while pos < len(data):
-        b0, b1 = data[pos], data[pos + 1]
-        n, head = b1 & 0x7F, 2
-        if n == 126:
-            n, head = struct.unpack(">H", data[pos + 2 : pos + 4])[0], 4
-        elif n == 127:
-            n, head = struct.unpack(">Q", data[pos + 2 : pos + 10])[0], 10
-        assert not b1 & 0x80
-        out.append((b0, data[pos + head : pos + head + n], data[pos : pos + head + n]))
-        pos += head + n
-    return out
-
-
-def rate_event(used: int, **extra: Any) -> dict[str, Any]:
-    window = {"used_percent": used, "window_minutes": 300, "reset_after_seconds": 60, "reset_at": 1700000000}
-    return {
-        "type": "codex.rate_limits",
-        "plan_type": "plus",
-        "rate_limits": {"allowed": True, "limit_reached": False, "primary": window, "secondary": None},
-        "credits": {"has_credits": True, "unlimited": False, "balance": "7"},
-        **extra,
-    }
-
-
-def script() -> tuple[list[bytes], list[bool]]:
-    """The upstream's frames and, per frame, whether it is a rate-limit event the view replaces."""
-    big = json.dumps({"type": "response.output_text.delta", "delta": "x" * 70_000}).encode()
-    quoting = json.dumps({"type": "response.output_text.delta", "delta": 'say "codex.rate_limits" {['}).encode()
-    padded = rate_event(90, code_review_rate_limits=None, note="p" * 200)  # > 125 bytes: 16-bit length
-    frames = [
-        (frame(json.dumps(rate_event(90)).encode()), True),
-        (frame(json.dumps({"type": "response.created", "response": {"id": "r1"}}).encode()), False),
-        (frame(quoting), False),
-        (frame(big), False),
-        (frame(b"\x00\x01binary codex.rate_limits", opcode=2), False),
-        (frame(b"ping", opcode=9), False),
-        (frame(b'{"type":"codex.rate', fin=False), False),  # fragmented message: left alone
-        (frame(b'_limits"}', opcode=0), False),
-        (frame(json.dumps(rate_event(91)).encode(), rsv1=True), False),  # "compressed": never touched
-        (frame(json.dumps(padded).encode()), True),
-        (frame(json.dumps({"type": "response.completed", "response": {"id": "r1"}}).encode()), False),
-        (frame(struct.pack(">H", 1000), opcode=8), False),
-    ]
-    return [f for f, _ in frames], [r for _, r in frames]
 
 
 def pieces(stream: bytes, frames: list[bytes]) -> list[bytes]:
@@ -138,7 +65,7 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes:
 
 async def run_exchange(port: int, upstream_port: int, view: str | None) -> tuple[dict[str, str], bytes, bytes]:
     """Returns (the 101 headers the client got, the bytes the upstream sent, the bytes the client received)."""
-    frames, _ = script()
+    frames, _ = frame_script()
     stream = b"".join(frames)
     parts = pieces(stream, frames)
 
@@ -248,7 +175,7 @@ def test_rate_limit_frames_get_the_view_and_everything_else_passes_byte_for_byte
     headers, _sent, received = asyncio.run(run_exchange(port, upstream_port, VIEW))
     after = int(time.time())
     assert WS_VIEW_RESPONSE_HEADER not in headers and WS_VIEW_REQUEST_HEADER not in headers
-    frames, replaced = script()
+    frames, replaced = frame_script()
     got = parse_frames(received)
     assert len(got) == len(frames)
     for (b0, payload, raw), original, is_event in zip(got, frames, replaced, strict=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import httpx
@@ -14,7 +15,7 @@ from pooler.models import Pool, PoolKey
 from pooler.states import KeyStatus, PoolStatus
 from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.processes import wait_until
-from tests.support.simulator import parse_sse, turn_body
+from tests.support.simulator import parse_sse, turn_body, ws_turn_events
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ def test_sse_happy_path_uses_the_account_token_and_logs_tokens(gw: Gateway) -> N
 def test_websocket_upgrade_swaps_the_bearer(gw: Gateway) -> None:
     seeded = gw.seed_pool("wsock", ["acct-w1"])
 
-    async def run() -> list[dict[str, object]]:
+    async def run() -> list[dict[str, Any]]:
         async with (
             aiohttp.ClientSession() as session,
             session.ws_connect(
@@ -76,14 +77,7 @@ def test_websocket_upgrade_swaps_the_bearer(gw: Gateway) -> None:
             ) as ws,
         ):
             await ws.send_json({"type": "response.create", **turn_body("ws hello")})
-            events: list[dict[str, object]] = []
-            while True:
-                msg = await asyncio.wait_for(ws.receive(), 20)
-                assert msg.type == aiohttp.WSMsgType.TEXT, msg
-                event = json.loads(msg.data)
-                events.append(event)
-                if event.get("type") in ("response.completed", "error", "response.failed"):
-                    return events
+            return await ws_turn_events(ws)
 
     events = asyncio.run(run())
     assert events[-1]["type"] == "response.completed", events[-1]

@@ -23,12 +23,12 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy.orm import Session, sessionmaker
 
+from pooler.audit import SYSTEM
 from pooler.crypto.hashing import KeyedHasher
 from pooler.db import make_engine, make_session_factory
 from pooler.migrate import upgrade
 from pooler.models import Operator, Pool, PoolKey, PoolSettings, RequestLog, UpstreamAccount
 from pooler.services import mcp_access
-from pooler.services.actors import SYSTEM
 from pooler.settings import set_setting
 from tests.support.processes import ManagedProcess, free_port, wait_until
 

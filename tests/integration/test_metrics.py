@@ -11,9 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from pooler.audit import SYSTEM
 from pooler.metrics_token import clear_token, create_token
 from pooler.models import PoolAssignment, UpstreamAccount
-from pooler.services.actors import SYSTEM
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.processes import wait_until
 from tests.support.simulator import turn_body

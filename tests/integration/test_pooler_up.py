@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.pooler_up import PoolerUp, pooler_up_demo, require_extproc
+from tests.support.pooler_up import PoolerUp, pooler_up_demo
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,6 @@ def group_alive(pgid: int) -> bool:
 
 @pytest.fixture
 def pooler_up(tmp_path: Path) -> Iterator[PoolerUp]:
-    require_extproc()
     with pooler_up_demo(tmp_path) as up:
         yield up
 

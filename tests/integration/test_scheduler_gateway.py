@@ -20,12 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pooler.audit import SYSTEM
 from pooler.migrate import upgrade
 from pooler.models import UpstreamAccount
-from pooler.services.actors import SYSTEM
 from pooler.services.refresh import RefreshDeps, refresh_due_tokens
-from pooler.services.versions import routing_version
 from pooler.settings import set_setting
+from pooler.versions import routing_version
 from tests.support.databases import throwaway_postgres_database
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.processes import wait_until

@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pooler.audit import SYSTEM
 from pooler.crypto.keyring import parse_keyring
 from pooler.crypto.secretbox import SecretBox
 from pooler.db import make_engine, make_session_factory
 from pooler.migrate import upgrade
 from pooler.models import AuditEvent, UpstreamAccount
-from pooler.services.actors import SYSTEM
 from pooler.services.refresh import Outcome, RefreshDeps, refresh_account, refresh_due_tokens, request_refresh
 from pooler.services.usage_poll import PollDeps, PollOutcome, poll_account
 from pooler.settings import set_setting

@@ -15,7 +15,15 @@ import pytest
 import zstandard
 
 from tests.support.processes import VENV_BIN
-from tests.support.simulator import RunningSimulator, bearer, parse_sse, running_simulator, turn_body
+from tests.support.simulator import (
+    RunningSimulator,
+    bearer,
+    parse_sse,
+    running_simulator,
+    turn_body,
+    upgrade_headers,
+    ws_turn_events,
+)
 
 pytestmark = pytest.mark.integration
 BETA = {"OpenAI-Beta": "responses_websockets=2026-02-06"}
@@ -275,3 +283,116 @@ def test_websocket_connection_ages_out_after_an_hour(shared_simulator: RunningSi
     error, after = asyncio.run(run())
     assert error["type"] == "error" and error["error"]["code"] == "websocket_connection_limit_reached"
     assert after in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+ENCRYPTED = {"include": ["reasoning.encrypted_content"]}
+
+
+def _completed(resp: httpx.Response) -> dict[str, Any]:
+    assert resp.status_code == 200, resp.text
+    response: dict[str, Any] = parse_sse(resp.text)[-1]["response"]
+    return response
+
+
+def test_account_bound_state_over_http(shared_simulator: RunningSimulator) -> None:
+    sim = shared_simulator
+    sim.client.configure(reasoning_tokens=3)
+    one, two = sim.client.access_token("acct-1"), sim.client.access_token("acct-2")
+    first = _completed(post_turn(sim, one, turn_body(**ENCRYPTED)))
+    reasoning = first["output"][0]
+    assert reasoning["type"] == "reasoning" and reasoning["encrypted_content"].startswith("gAAAA")
+    # Codex replays the reasoning item with the next turn's input: the same account takes it back.
+    replay = turn_body(**ENCRYPTED)
+    replay["input"] = [*replay["input"], reasoning, *first["output"][1:]]
+    assert _completed(post_turn(sim, one, replay))["status"] == "completed"
+    chained = turn_body(previous_response_id=first["id"])
+    assert _completed(post_turn(sim, one, chained))["status"] == "completed"
+    # Another account refuses both, with the backend's error body.
+    moved = post_turn(sim, two, replay)
+    assert moved.status_code == 400
+    assert moved.json()["error"]["code"] == "invalid_encrypted_content"
+    assert moved.json()["error"]["type"] == "invalid_request_error"
+    lost = post_turn(sim, two, chained)
+    assert lost.status_code == 400 and lost.json()["error"] == {
+        "message": f"Previous response with id '{first['id']}' not found.",
+        "type": "invalid_request_error",
+        "param": "previous_response_id",
+        "code": "previous_response_not_found",
+    }
+    # Without `include` (or without reasoning) no sealed item is produced: old callers see the same output.
+    plain = _completed(post_turn(sim, one, turn_body()))
+    assert [item["type"] for item in plain["output"]] == ["message"]
+    # A compaction item from the compact endpoint is sealed the same way.
+    compact = httpx.post(f"{sim.codex_base_url}/responses/compact", json=turn_body(), headers=bearer(one)).json()
+    sealed = compact["output"][-1]
+    assert sealed["type"] == "compaction"
+    body = turn_body(input=[sealed])
+    assert post_turn(sim, one, body).status_code == 200
+    assert post_turn(sim, two, body).json()["error"]["code"] == "invalid_encrypted_content"
+    again = httpx.post(f"{sim.codex_base_url}/responses/compact", json=body, headers=bearer(two))
+    assert again.status_code == 400 and again.json()["error"]["code"] == "invalid_encrypted_content"
+
+
+def test_turn_state_is_issued_per_account_and_its_echo_journaled(shared_simulator: RunningSimulator) -> None:
+    sim = shared_simulator
+    one, two = sim.client.access_token("acct-1"), sim.client.access_token("acct-2")
+    issued = post_turn(sim, one, turn_body()).headers["x-codex-turn-state"]
+    assert issued
+    # Echoed to its own account: kept. Echoed to another account: that account issues its own.
+    assert post_turn(sim, one, turn_body(), **{"x-codex-turn-state": issued}).headers["x-codex-turn-state"] == issued
+    elsewhere = post_turn(sim, two, turn_body(), **{"x-codex-turn-state": issued}).headers["x-codex-turn-state"]
+    assert elsewhere != issued
+    post_turn(sim, one, turn_body(), **{"x-codex-turn-state": "ts_never_issued"})
+    entries = sim.client.journal(route="responses")
+    assert [(e["account"], e["turn_state_issuer"]) for e in entries] == [
+        ("acct-1", None),
+        ("acct-1", "acct-1"),
+        ("acct-2", "acct-1"),
+        ("acct-1", "unknown"),
+    ]
+
+
+def test_websocket_upgrade_headers_and_account_bound_state(shared_simulator: RunningSimulator) -> None:
+    sim = shared_simulator
+    sim.client.configure(reasoning_tokens=2)
+    metadata = json.dumps({"model": "gpt-5.1-codex-mini", "turn_id": "t-1"})
+
+    async def run(token: str, echo: str | None, frames: list[dict[str, Any]]) -> tuple[dict[str, str], list[Any]]:
+        headers = {**bearer(token), **BETA, "x-codex-turn-metadata": metadata}
+        if echo:
+            headers["x-codex-turn-state"] = echo
+        events: list[Any] = []
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"{sim.codex_base_url}/responses", headers=headers) as ws,
+        ):
+            await ws.receive(timeout=5)  # codex.rate_limits
+            for frame in frames:
+                await ws.send_str(json.dumps(frame))
+                events += await ws_turn_events(ws, timeout=5)
+            return upgrade_headers(ws), events
+
+    one, two = sim.client.access_token("acct-1"), sim.client.access_token("acct-2")
+    create = {"type": "response.create", **turn_body(**ENCRYPTED)}
+    upgrade, events = asyncio.run(run(one, None, [create]))
+    assert upgrade["x-codex-turn-state"].startswith("ts_")
+    assert upgrade["x-models-etag"] and upgrade["openai-model"] == "gpt-5.1-codex-mini"
+    assert upgrade["x-reasoning-included"] == "true"
+    done = events[-1]["response"]
+    follow_up = {"type": "response.create", **turn_body(**ENCRYPTED), "previous_response_id": done["id"]}
+    replay = {"type": "response.create", **turn_body(**ENCRYPTED, input=done["output"])}
+    _, same = asyncio.run(run(one, upgrade["x-codex-turn-state"], [follow_up, replay]))
+    assert [e["type"] for e in same if e["type"] in ("response.completed", "error")] == ["response.completed"] * 2
+    other_upgrade, other = asyncio.run(run(two, upgrade["x-codex-turn-state"], [follow_up, replay]))
+    assert other_upgrade["x-codex-turn-state"] != upgrade["x-codex-turn-state"]
+    errors = [e for e in other if e["type"] == "error"]
+    assert [(e["status"], e["error"]["code"]) for e in errors] == [
+        (400, "previous_response_not_found"),
+        (400, "invalid_encrypted_content"),
+    ]
+    upgrades = [e for e in sim.client.journal(route="responses") if e["method"] == "GET"]
+    assert [(e["account"], e["turn_state_issuer"]) for e in upgrades] == [
+        ("acct-1", None),
+        ("acct-1", "acct-1"),
+        ("acct-2", "acct-1"),
+    ]

@@ -34,13 +34,13 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from pooler.audit import SYSTEM
 from pooler.config import load_config
 from pooler.context import CoreContext, open_context
 from pooler.envoy_config import Endpoint, ExtprocTls, GatewayConfig, metrics_socket_for, render
-from pooler.models import PoolSettings, RequestLog
+from pooler.models import PoolAssignment, PoolSettings, RequestLog
 from pooler.services import accounts, keys, pools
-from pooler.services.actors import SYSTEM
-from pooler.services.versions import bump_routing_version
+from pooler.versions import bump_routing_version
 from tests.support.processes import VENV_BIN, ManagedProcess, free_port, port_open, wait_until
 from tests.support.simulator import RunningSimulator, running_simulator
 from tests.support.tls import Pki, make_pki
@@ -220,6 +220,15 @@ class Gateway:
             change(session)
             bump_routing_version(session)
 
+    def prefer(self, seeded: SeededPool, first: str) -> None:
+        """Priority 1 for the account `first` of the pool, 2 for the others (the `primary-first` strategy)."""
+
+        def change(session: Any) -> None:
+            for row in session.scalars(select(PoolAssignment).where(PoolAssignment.pool_id == seeded.pool_id)):
+                row.priority = 1 if row.account_id == seeded.accounts[first] else 2
+
+        self.update(change)
+
     def request_logs(self, **where: Any) -> list[RequestLog]:
         with self.ctx.session_factory() as session:
             query = select(RequestLog).order_by(RequestLog.id)
@@ -393,7 +402,8 @@ def running_gateway(
             pki=pki,
         )
         stack.callback(lambda: gw.extproc.stop())
-        stack.callback(lambda: [p.stop() for p in gw.replicas.values()])
+        for replica in gw.replicas.values():
+            stack.callback(replica.stop)
         try:
             wait_until(lambda: port_open(port) or not envoy.alive(), timeout=60, what="envoy listener")
             if not envoy.alive():

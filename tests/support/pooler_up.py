@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.support.processes import REPO_ROOT, VENV_BIN, ManagedProcess, free_port, wait_until
+from tests.support.processes import VENV_BIN, ManagedProcess, free_port, wait_until
 
 READY_RE = re.compile(r"^pooler ready: client (\S+)", re.M)
 KEY_RE = re.compile(r"Pool key \(shown once[^)]*\): (cpk_\S+)")
@@ -50,11 +49,6 @@ class PoolerUp:
             headers={"Authorization": f"Bearer {self.key}", "Accept": "text/event-stream"},
             timeout=15,
         )
-
-
-def require_extproc() -> None:
-    if not (REPO_ROOT / "extproc" / "__main__.py").exists():
-        pytest.skip("extproc has not landed (python -m extproc)")
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from pooler.simulator.client import SimulatorClient
@@ -86,6 +87,27 @@ def parse_sse(text: str) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             events.append({"_malformed": data})
     return events
+
+
+TERMINAL_EVENTS = ("response.completed", "error", "response.failed")
+
+
+async def ws_turn_events(ws: aiohttp.ClientWebSocketResponse, timeout: float = 20) -> list[dict[str, Any]]:
+    """A websocket turn's server events after its `response.create`, up to its terminal event (a text frame
+    each; anything else fails the test)."""
+    events: list[dict[str, Any]] = []
+    while True:
+        msg = await ws.receive(timeout=timeout)
+        assert msg.type == aiohttp.WSMsgType.TEXT, msg
+        event = json.loads(msg.data)
+        events.append(event)
+        if event.get("type") in TERMINAL_EVENTS:
+            return events
+
+
+def upgrade_headers(ws: aiohttp.ClientWebSocketResponse) -> dict[str, str]:
+    """The websocket's 101 response headers, lower-cased (aiohttp keeps the handshake response private)."""
+    return {k.lower(): v for k, v in ws._response.headers.items()}
 
 
 def bearer(token: str, account_id: str | None = None) -> dict[str, str]:

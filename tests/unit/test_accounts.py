@@ -9,15 +9,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pooler.audit import Actor
 from pooler.crypto.keyring import new_key_material, parse_keyring
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import AuthJsonError, NotFoundError
 from pooler.models import AccountSecret, AuditEvent, PoolAssignment, UpstreamAccount
 from pooler.services import accounts, pools
-from pooler.services.actors import Actor
 from pooler.services.credentials import read_token
-from pooler.services.versions import routing_version
 from pooler.states import AccountState, ActorType, SecretKind
+from pooler.versions import routing_version
 from tests.support import jwt
 
 ACTOR = Actor(ActorType.CLI, "tester")

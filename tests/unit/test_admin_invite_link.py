@@ -6,11 +6,11 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import select
 
+from pooler.audit import cli_actor
 from pooler.context import CoreContext
 from pooler.models import OAuthInvite
 from pooler.onboarding import invites
 from pooler.onboarding.types import OperatorScope
-from pooler.services.actors import cli_actor
 from pooler.services.pools import create_pool
 from tests.support.admin import *  # noqa: F403
 from tests.support.admin import Auth

@@ -39,7 +39,7 @@ def test_pricing_saved_as_catalogue_setting(auth: Auth, client: FlaskClient, cor
 
 
 def test_unusable_stored_table_falls_back_to_vendored(core_ctx: CoreContext) -> None:
-    from pooler.services.actors import SYSTEM
+    from pooler.audit import SYSTEM
     from pooler.settings import set_setting
 
     with core_ctx.session_factory.begin() as session:

@@ -13,7 +13,7 @@ import pytest
 
 from extproc import admission
 from extproc.admission import AdmissionControl
-from pooler.gateway_features import Admission
+from pooler.gateway.features import Admission
 
 
 def config(limit: int = 2, queue: int = 0, wait: float = 1.0, family: str = "responses") -> Admission:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pooler.alerts import evaluate as alert_eval
 from pooler.alerts.incidents import apply_signals
 from pooler.alerts.rules import Severity, Signal
+from pooler.audit import SYSTEM
 from pooler.db import make_engine, make_session_factory
 from pooler.migrate import upgrade
 from pooler.models import (
@@ -35,7 +36,6 @@ from pooler.models import (
     Setting,
     UpstreamAccount,
 )
-from pooler.services.actors import SYSTEM
 from pooler.settings import set_setting
 from tests.support.databases import throwaway_postgres_database
 

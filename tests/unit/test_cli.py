@@ -41,7 +41,7 @@ def _row_counts(cli: Cli) -> dict[str, int]:
 
 def test_happy_path(cli: Cli) -> None:
     assert "(head)" in cli.ok("db", "upgrade")
-    assert cli.ok("db", "current").startswith("0001 (head)")
+    assert re.match(r"\d{4} \(head\)", cli.ok("db", "current"))  # whichever migration is the head
     cli.ok("pool", "create", "team-a", "--label", "Team A", "--strategy", "round-robin")
     assert re.search(r"team-a\s+active\s+round-robin", cli.ok("pool", "list"))
 
@@ -81,7 +81,7 @@ def test_happy_path(cli: Cli) -> None:
     assert "2 (1 ready; active 1, refresh_due 1)" in shown
 
     status = cli.ok("status")
-    assert "revision 0001 (head)" in status and "current key k1" in status
+    assert re.search(r"revision \d{4} \(head\)", status) and "current key k1" in status
     assert "accounts:  2 (active 1, refresh_due 1)" in status
 
     assert "is paused" in cli.ok("key", "pause", prefix)

@@ -1,16 +1,16 @@
-"""The pure policy of pooler.evidence: what each upstream answer changes for its account."""
+"""The pure policy of pooler.gateway.evidence: what each upstream answer changes for its account."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 
 from extproc.responses import error_body
 from pooler import gateway_contract as gc
-from pooler.envoy_config import lua
-from pooler.evidence import (
+from pooler.envoy_config.lua import UPSTREAM_ERRORS_LUA
+from pooler.gateway.evidence import (
+    DEAD_ACCOUNT_CODES,
     MAX_BACKOFF_FACTOR,
     STREAM_INCOMPLETE,
     AttemptRecord,
@@ -156,8 +156,10 @@ def test_stream_failure() -> None:
 
 
 def test_the_error_readers_reply_is_the_gateways_own_no_eligible_account() -> None:
-    reply = json.dumps(lua._NO_ACCOUNT_REPLY, separators=(",", ":")).encode()
-    assert (503, reply) == error_body("no_eligible_account")
+    status, reply = error_body("no_eligible_account")
+    assert status == 503 and f"local reply = '{reply.decode()}'" in UPSTREAM_ERRORS_LUA
+    dead = {m for m in DEAD_ACCOUNT_CODES if f"{m} = true" in UPSTREAM_ERRORS_LUA}
+    assert dead == DEAD_ACCOUNT_CODES  # the filter rewrites the same codes the policy deactivates on
 
 
 def test_deactivated_accounts_raise_a_watch_alert_and_read_as_not_routable() -> None:

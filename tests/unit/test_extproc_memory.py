@@ -14,7 +14,7 @@ from extproc import state as state_module
 from extproc.accesslog import AccessLogHandler
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
-from pooler.snapshot import Sticky
+from pooler.gateway.snapshot import Sticky
 
 
 def _state() -> GatewayState:

@@ -13,8 +13,8 @@ from extproc.processor import misconfigured, model_from_turn_metadata, presented
 from pooler import gateway_contract as gc
 from pooler import route_table as rt
 from pooler.crypto.hashing import KeyedHasher
-from pooler.evidence import AttemptRecord, attempt_effect, attempt_outcomes
-from pooler.sessions import session_hash, session_key
+from pooler.gateway.evidence import AttemptRecord, attempt_effect, attempt_outcomes
+from pooler.gateway.sessions import session_hash, session_key
 
 
 def _scanned() -> Struct:

@@ -1,4 +1,4 @@
-"""pooler/files.py: upload-URL safety (what the gateway refuses to hand a client) and file-id helpers."""
+"""pooler/gateway/files.py: upload-URL safety (what the gateway refuses to hand a client) and file-id helpers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pooler.files import (
+from pooler.gateway.files import (
     MAX_FILE_IDS,
     file_hash,
     file_id_from_path,

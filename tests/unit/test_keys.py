@@ -9,14 +9,14 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from pooler.audit import Actor
 from pooler.crypto.hashing import KeyedHasher
 from pooler.errors import ConflictError, NotFoundError, PoolerError
 from pooler.models import AuditEvent
 from pooler.services import keys, pools
-from pooler.services.actors import Actor
 from pooler.services.keys import KeyCheckStatus
-from pooler.services.versions import routing_version
 from pooler.states import ActorType
+from pooler.versions import routing_version
 from tests.support.dbscan import dump_all_tables
 
 ACTOR = Actor(ActorType.CLI, "tester")

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pooler import settings
+from pooler.audit import Actor
 from pooler.crypto.hashing import KeyedHasher
 from pooler.crypto.keyring import new_key_material, parse_keyring
 from pooler.crypto.secretbox import SecretBox
@@ -25,7 +26,6 @@ from pooler.onboarding.errors import OnboardingError
 from pooler.onboarding.priming import prime_account
 from pooler.onboarding.types import (
     DevicePending,
-    InviteStatus,
     LinkOutcome,
     OAuthConfig,
     OperatorScope,
@@ -34,9 +34,8 @@ from pooler.onboarding.types import (
 )
 from pooler.services import accounts, pools
 from pooler.services import operators as ops
-from pooler.services.actors import Actor
 from pooler.services.credentials import read_token
-from pooler.states import AccountState, ActorType, SecretKind
+from pooler.states import AccountState, ActorType, InviteStatus, SecretKind
 from tests.support.dbscan import dump_all_tables
 from tests.support.simulator import RunningSimulator, _module_simulator  # noqa: F401
 from tests.support.simulator import shared_simulator as shared_simulator

@@ -9,14 +9,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pooler.audit import Actor
 from pooler.crypto.keyring import new_key_material, parse_keyring
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import ConflictError, NotFoundError, PoolerError
 from pooler.models import AuditEvent
 from pooler.services import accounts, pools
-from pooler.services.actors import Actor
-from pooler.services.versions import routing_version
 from pooler.states import AccountState, ActorType, PoolStatus, Strategy
+from pooler.versions import routing_version
 from tests.support import jwt
 
 ACTOR = Actor(ActorType.CLI, "tester")

@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pooler.audit import Actor
 from pooler.errors import ConflictError, PoolerError
 from pooler.models import AuditEvent
 from pooler.services import pools
-from pooler.services.actors import Actor
-from pooler.services.versions import routing_version
 from pooler.states import ActorType, PoolStatus, Strategy
+from pooler.versions import routing_version
 
 ACTOR = Actor(ActorType.OPERATOR, "olga")
 

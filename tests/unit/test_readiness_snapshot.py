@@ -1,15 +1,19 @@
-"""One vocabulary: the admin's readiness code for (pool, account) equals the gateway snapshot's verdict."""
+"""One vocabulary: the admin's readiness code for (pool, account) equals the gateway snapshot's verdict, except
+that the account's own cause is named before a paused pool or assignment (the gateway checks the pool first)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from sqlalchemy import select
 
 from admin_flask import queries
 from pooler.context import CoreContext
+from pooler.gateway.snapshot import load_snapshot
 from pooler.models import Pool, UpstreamAccount, utcnow
 from pooler.selection import SelectionRequest, ineligibility
+from pooler.selection import reasons as rc
 from pooler.services.seed import seed
-from pooler.snapshot import load_snapshot
 from tests.support.admin import *  # noqa: F403
 
 
@@ -28,7 +32,15 @@ def test_readiness_agrees_with_the_snapshot(core_ctx: CoreContext) -> None:
         seen = set()
         for entry in snapshot.pools.values():
             for candidate in entry.base_candidates:
-                gateway = ineligibility(candidate, entry.policy, SelectionRequest(now=now.timestamp()))
+                request = SelectionRequest(now=now.timestamp())
+                gateway = ineligibility(candidate, entry.policy, request)
+                if gateway in (rc.POOL_PAUSED, rc.ASSIGNMENT_PAUSED):
+                    own = ineligibility(
+                        dataclasses.replace(candidate, assignment_status="active"),
+                        dataclasses.replace(entry.policy, pool_status="active"),
+                        request,
+                    )
+                    gateway = own or gateway
                 account = session.get(UpstreamAccount, candidate.account_id)
                 assert account is not None
                 admin = queries.readiness_of(account, {entry.pool_id: pools[entry.pool_id]}, now, stale)

@@ -15,8 +15,8 @@ from pooler.models import UpstreamAccount
 from pooler.oauth import token_expiry
 from pooler.services.credentials import read_token
 from pooler.services.refresh import Outcome, RefreshDeps, refresh_account, refresh_due_tokens, request_refresh
-from pooler.services.versions import routing_version
 from pooler.states import SecretKind
+from pooler.versions import routing_version
 from tests.support.lifecycle_fixtures import FakeOAuth, create_account, fake_jwt, make_box, state_events
 
 Factory = sessionmaker[Session]

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pooler import settings
+from pooler.audit import Actor
 from pooler.crypto.keyring import Keyring, new_key_material, parse_keyring
 from pooler.crypto.secretbox import NONCE_BYTES, Sealed, SecretBox
 from pooler.db import make_engine, make_session_factory
@@ -20,7 +21,6 @@ from pooler.errors import SecretBoxError
 from pooler.migrate import upgrade
 from pooler.models import AccountSecret, Operator
 from pooler.services import accounts, operators, pools
-from pooler.services.actors import Actor
 from pooler.services.credentials import read_token
 from pooler.services.secrets_rotation import rotate_secrets
 from pooler.states import ActorType, SecretKind

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from pooler import settings
+from pooler.audit import Actor
 from pooler.crypto.keyring import new_key_material, parse_keyring
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import NotFoundError, PoolerError, SecretBoxError
 from pooler.models import Setting
-from pooler.services.actors import Actor
 from pooler.states import ActorType
 
 ACTOR = Actor(ActorType.CLI, "tester")

@@ -618,7 +618,7 @@ def upgrade() -> None:
     with op.batch_alter_table("mcp_tokens", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_mcp_tokens_operator_id"), ["operator_id"], unique=False)
 
-    # File affinity (issue 10): file id hash -> the account that created the file.
+    # File affinity: file id hash -> the account that created the file.
     op.create_table(
         "file_pins",
         sa.Column("pool_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),

@@ -1,7 +1,7 @@
 """account model exclusions: models an account cannot serve, learnt from the upstream
 
 Revision ID: 0002
-Revises: 0001
+Revises: 0007
 Create Date: 2026-12-07 18:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import pooler.models.base
 
 revision = "0002"
-down_revision = "0001"
+down_revision = "0007"  # re-chained after main's 0007 when main was merged
 branch_labels = None
 depends_on = None
 

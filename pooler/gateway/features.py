@@ -1,6 +1,7 @@
-"""Per-pool, per-key and instance settings of the issue-10 gateway features, read with the routing snapshot.
+"""Per-pool, per-key and instance settings of the gateway surface (docs/GATEWAY_SURFACE.md), read with the
+routing snapshot.
 
-Kept apart from `pooler.snapshot` (one line there calls `load_features`) so the snapshot's hot structures stay
+Kept apart from `pooler.gateway.snapshot` (one line there calls `load_features`) so the snapshot's hot structures stay
 as they are: the ext_proc looks these up by pool/key id only on the paths that need them.
 """
 

@@ -41,7 +41,7 @@ def file_id_from_path(path: str) -> str | None:
 
 
 def file_ids_from_metadata(value: str | None) -> list[str]:
-    """The comma-separated ids the Envoy Lua scanner found in a JSON body (see envoy_config.REQUEST_SCAN_LUA)."""
+    """The comma-separated ids the Envoy Lua scanner found in a JSON body (pooler/envoy_config/lua/request_scan.lua)."""
     if not value:
         return []
     ids = [v for v in value.split(",") if valid_file_id(v)]

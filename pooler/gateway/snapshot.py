@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import SecretBoxError
-from pooler.gateway_features import GatewayFeatures, load_features
+from pooler.gateway.features import GatewayFeatures, load_features
 from pooler.models import (
     AccountModelExclusion,
     AccountSecret,
@@ -34,9 +34,9 @@ from pooler.models import (
 )
 from pooler.selection import AccountCandidate, PoolIndex, PoolPolicy, StrategyState, WindowView
 from pooler.services.credentials import open_secret
-from pooler.services.versions import routing_version
 from pooler.settings import get_number, get_setting
-from pooler.states import AccountState, SecretKind
+from pooler.states import AccountState, SecretKind, Strategy
+from pooler.versions import routing_version
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Snapshot:
     demotion_seconds: float
     stale_after_seconds: float | None
     features: GatewayFeatures = field(default_factory=GatewayFeatures)
-    """Issue-10 features (file pins TTL, admission, ingress per key, image gate, pooled view)."""
+    """Gateway-surface settings (file pins TTL, admission, ingress per key, image gate, pooled view)."""
 
     def pools_of(self, account_id: int) -> Iterable[PoolEntry]:
         return (p for p in self.pools.values() if any(c.account_id == account_id for c in p.base_candidates))
@@ -220,7 +220,7 @@ def load_snapshot(
         ps = settings.get(pool.id) or PoolSettings(pool_id=pool.id)
         policy = PoolPolicy(
             pool_status=pool.status,
-            strategy=ps.strategy or "least-used",
+            strategy=ps.strategy or Strategy.LEAST_USED,
             primary_cap_percent=ps.primary_cap_percent if ps.primary_cap_percent is not None else 100.0,
             secondary_cap_percent=ps.secondary_cap_percent if ps.secondary_cap_percent is not None else 100.0,
             allowed_models=frozenset(ps.allowed_models) if ps.allowed_models else None,

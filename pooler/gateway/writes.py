@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from pooler.evidence import AccountEffect, RequestRecord
+from pooler.audit import GATEWAY
+from pooler.gateway.evidence import AccountEffect, RequestRecord
 from pooler.lifecycle import can_transition, transition
 from pooler.models import AccountModelExclusion, PoolKey, RequestAttempt, RequestLog, StickySession, UpstreamAccount
 from pooler.quota import record_observations
 from pooler.services.refresh import request_refresh
-from pooler.services.versions import bump_routing_version
-from pooler.states import AccountState, ActorType, QuotaSource
+from pooler.states import AccountState, QuotaSource
+from pooler.versions import bump_routing_version
 
 MAX_MODEL_LENGTH = 64
 EXISTING_IDS_PER_QUERY = 5000
@@ -100,9 +101,7 @@ def _deactivate(session: Session, account_id: int, code: str, at: dt.datetime) -
     account = session.get(UpstreamAccount, account_id)
     if account is None or not can_transition(account.state, AccountState.DEACTIVATED):
         return False
-    return transition(
-        session, account, AccountState.DEACTIVATED, actor_type=ActorType.GATEWAY, actor_label=None, reason=code, now=at
-    )
+    return transition(session, account, AccountState.DEACTIVATED, actor=GATEWAY, reason=code, now=at)
 
 
 def _exclude_model(session: Session, effect: AccountEffect) -> None:

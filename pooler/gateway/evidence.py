@@ -2,7 +2,7 @@
 
 Pure: `attempt_effect` turns one attempt's status/flags/headers into what changes for its account; the
 ext_proc applies that to its snapshot at once and hands the records to the batched writer
-(`pooler.gateway_writes`). The access log gives one entry per upstream attempt (the router's upstream log,
+(`pooler.gateway.writes`). The access log gives one entry per upstream attempt (the router's upstream log,
 with that attempt's status and quota headers) and one per downstream request (final status, timings,
 tokens); request rows are built from both.
 """
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pooler.gateway_contract import ACTIVE_LIMIT_HEADER
-from pooler.quota import DEFAULT_FAMILY, FIVE_HOUR_MINUTES, WindowObservation, parse_rate_limit_headers
+from pooler.quota import DEFAULT_FAMILY, WindowObservation, parse_rate_limit_headers
+from pooler.states import FIVE_HOUR_MINUTES
 
 DEFAULT_LIMIT_SECONDS = 60.0
 """A 429 that names no reset (not in its body, headers or retry-after) limits the account this long: short, so

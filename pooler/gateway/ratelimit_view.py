@@ -9,7 +9,7 @@ resetting at UTC midnight; 0 % when the key has no budget) - never an upstream a
 
 Websocket `codex.rate_limits` frames get the same figures (`ws_view_value`): the ext_proc sends the value as the
 `WS_VIEW_REQUEST_HEADER` attempt header, Envoy's downstream header_mutation copies it onto the 101 as
-`WS_VIEW_RESPONSE_HEADER`, and the websocket route's Lua filter (`envoy_config.WS_VIEW_LUA`) removes that header
+`WS_VIEW_RESPONSE_HEADER`, and the websocket route's Lua filter (`pooler/envoy_config/lua/ws_view.lua`) removes it
 and splices the value into the frames. Names live here because the renderer and the ext_proc both need them.
 """
 
