@@ -68,7 +68,7 @@ SESSION_HEADERS = ("session-id", "session_id", "thread-id", "x-codex-window-id",
 """Stickiness keys in priority order; the body's prompt_cache_key is the fallback."""
 QUOTA_HEADER_PREFIXES = ("x-codex-",)
 UPSTREAM_ERROR_HEADER = "x-pooler-upstream-error"
-"""Set on an attempt's non-2xx response by the upstream Lua filter (envoy_config.lua.UPSTREAM_ERRORS_LUA) with
+"""Set on an attempt's non-2xx response by the upstream Lua filter (pooler/envoy_config/lua/upstream_errors.lua) with
 what its body said (`status=401 type=... code=...`, safe tokens only); the router's per-attempt access log
 carries it to Python, and every route removes it before the client."""
 ACTIVE_LIMIT_HEADER = "x-pooler-active-limit"

@@ -16,7 +16,7 @@ _CODEC = {
     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
 }
 UPSTREAM_ERRORS_FILTER = "pooler.upstream_errors"
-"""Lua, per attempt: what a non-2xx answer's body says, for the access log (envoy_config.lua.UPSTREAM_ERRORS_LUA).
+"""Lua, per attempt: what a non-2xx answer's body says, for the access log (envoy_config/lua/upstream_errors.lua).
 Measured choice over a response phase of the ext_proc: no gRPC message at all on a 2xx, and no body read."""
 _UPSTREAM_ERRORS = {
     "name": UPSTREAM_ERRORS_FILTER,
