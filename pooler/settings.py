@@ -140,6 +140,17 @@ _DEFS = (
     _s("alert_key_error_threshold", int, 20, "401/403 answers per key prefix in the window that alert", minimum=1),
     _s("alert_key_error_window_minutes", int, 15, "Window of the key errors spike rule", minimum=1),
     _s("alert_job_failure_runs", int, 3, "Consecutive failed runs of a scheduler job that raise an alert", minimum=1),
+    # Admin sign-in sessions (pooler.services.admin_sessions): read on every admin request, so a change applies to
+    # sessions already open.
+    _s(
+        "admin_session_idle_minutes",
+        int,
+        120,
+        "Admin sessions end after this many minutes without a request",
+        minimum=1,
+        maximum=7 * 24 * 60,
+    ),
+    _s("admin_session_max_hours", int, 12, "Admin sessions end this many hours after sign-in", minimum=1, maximum=720),
     _s("mcp_enabled", bool, False, "Instance-wide gate of the read-only MCP endpoint (/mcp)"),
     _s("metrics_token_hash", str, None, "Keyed hash of the /metrics bearer token (pooler.metrics_token); empty = open"),
     # Admin: the cost estimate's table; unset = the vendored admin_flask/pricing.json (validated by the admin).

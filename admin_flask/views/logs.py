@@ -14,7 +14,6 @@ from pooler.models import PoolKey, RequestLog, UpstreamAccount, utcnow
 
 PREFIX = "/logs"
 bp = Blueprint("logs", __name__)
-bp.before_request(security.require_login)
 PAGE_SIZE = 50
 SINCE = {
     "1h": dt.timedelta(hours=1),

@@ -15,7 +15,6 @@ from pooler.errors import PoolerError
 
 PREFIX = "/settings"
 bp = Blueprint("settings", __name__)
-bp.before_request(security.require_login)
 
 
 @bp.route("/")

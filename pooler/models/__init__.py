@@ -8,7 +8,7 @@ from pooler.models.keys import PoolKey
 from pooler.models.logs import AuditEvent, RequestAttempt, RequestLog
 from pooler.models.mcp import McpOperatorGate, McpToken
 from pooler.models.onboarding import OAuthFlow, OAuthInvite
-from pooler.models.operators import Operator, OperatorPool
+from pooler.models.operators import AdminSession, Operator, OperatorPool
 from pooler.models.pools import Pool, PoolAssignment, PoolSettings
 from pooler.models.sessions import KeyRateHit, StickySession
 from pooler.models.system import DataVersion, JobRequest, JobRun, Setting
@@ -16,6 +16,7 @@ from pooler.models.system import DataVersion, JobRequest, JobRun, Setting
 __all__ = [
     "AccountModelExclusion",
     "AccountSecret",
+    "AdminSession",
     "AlertDelivery",
     "AlertIncident",
     "AuditEvent",
