@@ -100,7 +100,7 @@ class Signal:
 Rule = Callable[[AlertSnapshot, Thresholds], list[Signal]]
 
 # Jobs whose failure shrinks routing capacity (stale tokens or quota evidence) rather than only delaying upkeep.
-CAPACITY_JOBS = frozenset({"refresh_due_tokens", "poll_usage"})
+CAPACITY_JOBS = frozenset({"refresh_due_tokens", "refresh_requested", "poll_usage"})
 
 
 def _plural(n: int, word: str) -> str:
