@@ -26,8 +26,9 @@ from pooler.gateway.evidence import (
     CONNECT_FAILURE_FLAGS,
     AttemptRecord,
     RequestRecord,
-    attempt_effect,
     attempt_outcomes,
+    parse_upstream_error,
+    stream_failure,
 )
 from pooler.gateway.switch_causes import refine_cause
 
@@ -156,23 +157,24 @@ class AccessLogHandler:
             position = len(slot[1])
             account_id = routed[1][position] if routed is not None and position < len(routed[1]) else None
             account_id = stamped if stamped is not None else account_id
+        headers = {k.lower(): v for k, v in entry.response.response_headers.items()}
+        error = parse_upstream_error(headers.get(gc.UPSTREAM_ERROR_HEADER))
+        status = entry.response.response_code.value if entry.response.HasField("response_code") else 0
         record = AttemptRecord(
             request_id=request_id,
             account_id=account_id,
-            status=entry.response.response_code.value if entry.response.HasField("response_code") else 0,
+            # The upstream's own status: the error reader turns a credential error into a 503 for the router.
+            status=error.status if error is not None else status,
             flags=_flags(common),
-            headers={k.lower(): v for k, v in entry.response.response_headers.items()},
+            headers=headers,
             observed_at=answered_at(common, now),
+            error=error,
         )
         slot[1].append(record)
         log.debug("attempt request=%s n=%d account=%s status=%s", request_id, position + 1, account_id, record.status)
         if account_id is None:
             return  # answered by the gateway itself (no account was routed): no upstream evidence
-        snapshot = self.state.snapshot
-        demotion = snapshot.demotion_seconds if snapshot is not None else 30.0
-        effect = attempt_effect(record, demotion)
-        if effect is not None:
-            self.state.apply_effect(effect, record.observed_at)
+        self.state.learn(record)
 
     def _downstream(self, entry: HTTPAccessLogEntry) -> None:
         common = entry.common_properties
@@ -203,8 +205,30 @@ class AccessLogHandler:
         ttfb = _seconds(common.time_to_first_downstream_tx_byte)
         total = _seconds(common.duration) or _seconds(common.time_to_last_downstream_tx_byte)
         error = string_field(routing, gc.ROUTING_ERROR)
+        upstream_error = error is None and status >= 400 and bool(attempts) and attempts[-1].error is not None
+        if upstream_error:
+            # The upstream's own code for the answer the client got (the last attempt's): `usage_not_included`,
+            # `account_deactivated`, ... (safe tokens the error reader wrote, never a message).
+            last = attempts[-1]
+            error = (last.error.label if last.error is not None else None) or f"upstream_{last.status}"
         if error is None and status >= 500 and not attempts and tried:
             error = "upstream_unavailable" if _flags(common) else None
+        failed = None
+        if error is None and tried:
+            headers = entry.response.response_headers
+            failed = stream_failure(
+                status,
+                headers.get("content-type"),
+                string_field(usage, gc.USAGE_STREAM_ERROR),
+                string_field(usage, gc.USAGE_RESPONSE_STATUS),
+                _flags(common),
+            )
+        if failed is not None:
+            # The turn failed inside its 200 (bytes had reached the client, so no failover): the served account
+            # learns it like the same status, and the row is an error with that code.
+            error, upstream_error = failed.code, True
+            ended = (start or now) + (_seconds(common.duration) or 0.0)
+            self.state.learn(AttemptRecord(request_id, tried[-1], failed.status, _flags(common), {}, ended, failed))
         record = RequestRecord(
             request_id=request_id,
             created_at=created,
@@ -220,6 +244,7 @@ class AccessLogHandler:
             duration_ms=None if total is None else round(total * 1000, 3),
             tried=tried,
             tokens=tokens,
+            upstream_error=upstream_error,
         )
         if self.attribute_late:
             self._attribute_late(attempts, tried, now)
@@ -269,25 +294,17 @@ class AccessLogHandler:
         missing = [account for account in tried if account not in answered]
         if not missing or not flags & CONNECT_FAILURE_FLAGS:
             return
-        snapshot = self.state.snapshot
-        demotion = snapshot.demotion_seconds if snapshot is not None else 30.0
         for account in missing:
             record = AttemptRecord(request_id, account, 0, flags, {}, now)
             attempts.append(record)
-            effect = attempt_effect(record, demotion)
-            if effect is not None:
-                self.state.apply_effect(effect, now)
+            self.state.learn(record, now)
 
     def _attribute_late(self, attempts: list[AttemptRecord], tried: list[int], now: float) -> None:
-        snapshot = self.state.snapshot
-        demotion = snapshot.demotion_seconds if snapshot is not None else 30.0
         for position, attempt in enumerate(attempts):
             if attempt.account_id is not None or position >= len(tried):
                 continue
             attempt = attempts[position] = dataclasses.replace(attempt, account_id=tried[position])
-            effect = attempt_effect(attempt, demotion)
-            if effect is not None:
-                self.state.apply_effect(effect, now)
+            self.state.learn(attempt, now)
 
 
 class AccessLogMethod:

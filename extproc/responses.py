@@ -126,10 +126,18 @@ def immediate(
     return response
 
 
+RETRY_AFTER_DEFAULTS = {"no_eligible_account": "1"}
+"""A retryable gateway error says when to retry even where the caller named no time (accounts come back by
+themselves: a demotion ends, a token is refreshed); the same `retry-after: 1` the upstream error reader sends."""
+
+
 def error(
     code: str, routing: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None
 ) -> ProcessingResponse:
     status, body = error_body(code)
+    default = RETRY_AFTER_DEFAULTS.get(code)
+    if default is not None and not (headers and "retry-after" in headers):
+        headers = {**(headers or {}), "retry-after": default}
     return immediate(status, body, {**(routing or {}), "error": code}, headers, details=f"pooler_{code}")
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from extproc.limits import DailyTokens, RequestRateLimiter
 from pooler.context import CoreContext
 from pooler.gateway.bound_state import TurnStateIssuers
-from pooler.gateway.evidence import AccountEffect, AttemptRecord
+from pooler.gateway.evidence import AccountEffect, AttemptRecord, ErrorClass, attempt_effect, backoff_seconds
 from pooler.gateway.snapshot import EXPIRED_STICKY_MEMORY_SECONDS, Overlay, Snapshot, Sticky, rebuild_pool
 from pooler.gateway.writes import Batch
 from pooler.selection import WindowView
@@ -79,6 +79,9 @@ class GatewayState:
     finish_hooks: list[Callable[[str], None]] = field(default_factory=list)
     """Called with the request id when its downstream access-log entry arrives (admission slots)."""
     dropped_rows: int = 0
+    failures: dict[tuple[int, ErrorClass], int] = field(default_factory=dict)
+    """(account, error class) -> consecutive failed attempts; a success of the account clears its entries.
+    Per process: each replica learns its own back-off (the demotion itself is shared through the database)."""
     turn_states: TurnStateIssuers = field(default_factory=TurnStateIssuers)
     """Which account issued each echoed `x-codex-turn-state` (keyed hashes, this process only)."""
     _sticky_pruned_at: float = 0.0
@@ -98,16 +101,46 @@ class GatewayState:
                 account is None or account.credential_epoch != overlay.refresh_epoch
             ):
                 overlay.refresh_epoch = None
+            if overlay.deactivated_epoch is not None and (
+                account is None or account.credential_epoch != overlay.deactivated_epoch or account.deactivated
+            ):
+                overlay.deactivated_epoch = None  # relinked, or the database has the state now
+            for model in [m for m, until in overlay.excluded_models.items() if until is not None and until <= now]:
+                del overlay.excluded_models[model]
+            if account is not None:
+                for model in account.excluded_models:
+                    overlay.excluded_models.pop(model, None)  # the database has it now
             if (
                 (overlay.limited_until or 0) <= now
                 and (overlay.demoted_until or 0) <= now
                 and overlay.refresh_epoch is None
+                and overlay.deactivated_epoch is None
+                and not overlay.excluded_models
                 and all((w.resets_at or 0) <= now for w in overlay.windows.values())
             ):
                 del self.overlays[account_id]
         self.snapshot = snapshot
 
     # --- evidence ---------------------------------------------------------------------------------------
+    def learn(self, record: AttemptRecord, observed_at: float | None = None) -> None:
+        """One finished attempt of a routed account: its effect (with this account's back-off for a repeated
+        failure of the same class) applied now. `observed_at`: when to date it (default: when it answered)."""
+        account_id = record.account_id
+        if account_id is None:
+            return
+        kind = record.error_class
+        base = self.snapshot.demotion_seconds if self.snapshot is not None else 30.0
+        if kind is None:
+            if record.status and record.status < 400 and self.failures:
+                for key in [k for k in self.failures if k[0] == account_id]:
+                    del self.failures[key]
+        else:
+            count = self.failures[(account_id, kind)] = self.failures.get((account_id, kind), 0) + 1
+            base = backoff_seconds(base, count)
+        effect = attempt_effect(record, base)
+        if effect is not None:
+            self.apply_effect(effect, record.observed_at if observed_at is None else observed_at)
+
     def apply_effect(self, effect: AccountEffect, observed_at: float) -> None:
         """Make the evidence visible to the very next selection, and queue it for the database."""
         snapshot = self.snapshot
@@ -131,6 +164,10 @@ class GatewayState:
             overlay.demoted_until = max(effect.demoted_until, overlay.demoted_until or 0.0)
         if effect.refresh_requested and snapshot is not None and effect.account_id in snapshot.accounts:
             overlay.refresh_epoch = snapshot.accounts[effect.account_id].credential_epoch
+        if effect.deactivated is not None and snapshot is not None and effect.account_id in snapshot.accounts:
+            overlay.deactivated_epoch = snapshot.accounts[effect.account_id].credential_epoch
+        if effect.excluded_model is not None:
+            overlay.excluded_models[effect.excluded_model] = effect.excluded_until
         if snapshot is not None:
             for pool in snapshot.pools_of(effect.account_id):
                 rebuild_pool(snapshot, pool, self.overlays)

@@ -31,6 +31,7 @@ def cli_actor() -> Actor:
 
 SYSTEM = Actor(ActorType.SYSTEM, "system")
 SCHEDULER = Actor(ActorType.SCHEDULER, "scheduler")
+GATEWAY = Actor(ActorType.GATEWAY, "gateway")
 
 
 def record(

@@ -38,6 +38,11 @@ ROUTING_INSTALLATION = "installation"  # keyed hash of the client's installation
 # Written by envoy.filters.http.sse_to_metadata from the `response.completed` SSE event.
 NS_USAGE = "pooler.usage"
 USAGE_KEYS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "total_tokens")
+USAGE_STREAM_ERROR = "stream_error"
+USAGE_RESPONSE_STATUS = "response_status"
+"""`response.status` of the stream's latest event that has one: `completed` once `response.completed` came."""
+"""The code of a streamed turn's failure event (`response.failed`'s `response.error.code`, an `error` event's
+`code`), by the same filter."""
 
 # Written by the ext_proc when the pool (or key) shows clients an aggregate quota view. The clusters' upstream
 # filter chain copies it onto the attempt's response (VIEW_RESPONSE_PREFIX + key with dashes); Envoy's downstream
@@ -83,6 +88,13 @@ TURN_STATE_HEADER = "x-codex-turn-state"
 SESSION_HEADERS = ("session-id", "session_id", "thread-id", "x-codex-window-id", TURN_STATE_HEADER)
 """Stickiness keys in priority order; the body's prompt_cache_key is the fallback."""
 QUOTA_HEADER_PREFIXES = ("x-codex-",)
+UPSTREAM_ERROR_HEADER = "x-pooler-upstream-error"
+"""Set on an attempt's non-2xx response by the upstream Lua filter (pooler/envoy_config/lua/upstream_errors.lua) with
+what its body said (`status=401 type=... code=...`, safe tokens only); the router's per-attempt access log
+carries it to Python, and every route removes it before the client."""
+ACTIVE_LIMIT_HEADER = "x-pooler-active-limit"
+"""Set by the same filter when `x-codex-active-limit` names a family other than `codex`: that family's
+`x-<family>-primary|secondary-*` windows packed under one fixed name (the access log logs headers by name)."""
 CLIENT_IP_HEADER = "x-pooler-client-ip"
 """Set by Envoy's downstream header_mutation from the derived client address (trusted proxies honoured),
 overwriting any client-sent copy; read by the ext_proc for per-key allowlists and removed before the upstream."""
@@ -104,7 +116,10 @@ PROCESSOR_V1_AUDIO = "v1_audio"  # POST /v1/audio/transcriptions: multipart mode
 # --- Retry -----------------------------------------------------------------------------------------------
 # 401: the Pool key was already accepted, so an upstream 401 means this account's token was refused; another
 # account can serve the request (the 401 also flags the account for refresh through the access log).
-RETRIABLE_STATUS_CODES = (401, 429, 502, 503)
+# 500/504: an upstream failure on one account says nothing about the others (README promises failover on 5xx).
+# An upstream 401/402/403 about an account's credentials reaches the router as a 503 (the upstream Lua filter
+# rewrites it, so the client never sees another account's credential error), hence retried too.
+RETRIABLE_STATUS_CODES = (401, 429, 500, 502, 503, 504)
 RETRY_ON = "retriable-status-codes,connect-failure,reset-before-request"
 
 # --- Route families (request log `route_family`) ---------------------------------------------------------

@@ -26,8 +26,9 @@ from pooler.versions import bump_routing_version
 
 S = AccountState
 
-# Every state may be paused or deleted by an operator, and any live state may turn out to need re-auth.
-_ANY_LIVE = {S.PAUSED, S.DELETED, S.REAUTH_REQUIRED}
+# Every state may be paused or deleted by an operator, and any live state may turn out to need re-auth or be
+# found deactivated by the upstream.
+_ANY_LIVE = {S.PAUSED, S.DELETED, S.REAUTH_REQUIRED, S.DEACTIVATED}
 ALLOWED_TRANSITIONS: dict[AccountState, frozenset[AccountState]] = {
     S.ACTIVE: frozenset(
         _ANY_LIVE | {S.REFRESH_DUE, S.REFRESHING, S.REFRESH_FAILED, S.QUOTA_EXHAUSTED},
@@ -38,6 +39,8 @@ ALLOWED_TRANSITIONS: dict[AccountState, frozenset[AccountState]] = {
     S.QUOTA_EXHAUSTED: frozenset(_ANY_LIVE | {S.ACTIVE, S.REFRESH_DUE, S.REFRESHING, S.REFRESH_FAILED}),
     # Re-auth (a fresh auth.json or OAuth onboarding) brings an account back; nothing else does.
     S.REAUTH_REQUIRED: frozenset({S.ACTIVE, S.PAUSED, S.DELETED}),
+    # A person acted (reactivated the workspace, relinked the account): an operator puts it back.
+    S.DEACTIVATED: frozenset({S.ACTIVE, S.PAUSED, S.DELETED, S.REAUTH_REQUIRED}),
     S.PAUSED: frozenset({S.ACTIVE, S.DELETED, S.REAUTH_REQUIRED}),
     S.DELETED: frozenset(),
 }

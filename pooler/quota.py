@@ -21,7 +21,7 @@ from pooler.models import QuotaWindow
 from pooler.states import FIVE_HOUR_MINUTES, WEEKLY_MINUTES, QuotaSource
 
 DEFAULT_FAMILY = "codex"
-_USED_HEADER_RE = re.compile(r"^x-([a-z0-9][a-z0-9.-]*?)-(?:primary|secondary)-used-percent$")
+_USED_HEADER_RE = re.compile(r"^x-([a-z0-9][a-z0-9._-]*?)-(?:primary|secondary)-used-percent$")
 
 
 @dataclass(frozen=True)

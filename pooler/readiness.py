@@ -122,6 +122,12 @@ CAUSES: dict[str, Cause] = {
         "Relink it or replace its auth.json; refreshing again may help if the failure was brief.",
         (*_SIGN_IN_AGAIN, Fix.REFRESH),
     ),
+    rc.ACCOUNT_PREFIX + AccountState.DEACTIVATED: Cause(
+        "deactivated",
+        "The upstream says this account or its workspace is deactivated: check it at chatgpt.com, then "
+        "reactivate or relink it.",
+        (Fix.REACTIVATE, *_SIGN_IN_AGAIN),
+    ),
     rc.ACCOUNT_PREFIX + AccountState.DELETED: Cause("deleted"),
     rc.NO_TOKEN: Cause("reauth", "Relink it or replace its auth.json.", _SIGN_IN_AGAIN),
     rc.TOKEN_EXPIRED: Cause("refresh_pending", "The scheduler refreshes it shortly.", (Fix.REFRESH,)),

@@ -21,6 +21,10 @@ class AccountState(StrEnum):
     REFRESH_FAILED = "refresh_failed"
     REAUTH_REQUIRED = "reauth_required"
     QUOTA_EXHAUSTED = "quota_exhausted"
+    DEACTIVATED = "deactivated"
+    """The upstream said the account (or its workspace) is dead: 402, or 403 account_deactivated,
+    deactivated_workspace, token_invalidated, app_session_terminated. Set by the gateway; out of rotation until
+    an operator reactivates or relinks it."""
     DELETED = "deleted"
 
 

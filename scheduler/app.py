@@ -58,6 +58,13 @@ class JobFirer:
     def fire(self, spec: JobSpec, interval_seconds: float) -> None:
         if not self.leader.is_leader:
             return
+        if spec.due is not None:
+            try:
+                if not spec.due(self.ctx, utcnow()):
+                    return
+            except Exception as exc:  # the database may be down; the next slot looks again
+                log.warning("job %s: due check failed: %s", spec.job_id, type(exc).__name__)
+                return
         slot = job_runs.floor_slot(utcnow(), dt.timedelta(seconds=interval_seconds))
         try:
             outcome = job_runs.execute(self.ctx.session_factory, spec.job_id, slot, self._func(spec), self.runner)

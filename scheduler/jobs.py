@@ -12,10 +12,11 @@ import httpx
 from pooler.alerts.evaluate import evaluate_alerts
 from pooler.context import CoreContext
 from pooler.services import housekeeping
-from pooler.services.refresh import RefreshDeps, refresh_due_tokens
+from pooler.services.refresh import RefreshDeps, refresh_due_tokens, refresh_requested_pending
 from pooler.services.usage_poll import PollDeps, poll_usage
 
 JobRunner = Callable[[CoreContext, httpx.Client, dt.datetime], Mapping[str, int]]
+JobDue = Callable[[CoreContext, dt.datetime], bool]
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,21 @@ class JobSpec:
     job_id: str
     interval: dt.timedelta
     run: JobRunner
+    due: JobDue | None = None
+    """A cheap look before claiming a slot: a frequent job records a run only when it has work."""
 
 
 def run_refresh_due_tokens(ctx: CoreContext, http: httpx.Client, now: dt.datetime) -> Mapping[str, int]:
     return refresh_due_tokens(RefreshDeps(ctx.session_factory, ctx.box, http), now)
+
+
+def run_refresh_requested(ctx: CoreContext, http: httpx.Client, now: dt.datetime) -> Mapping[str, int]:
+    return refresh_due_tokens(RefreshDeps(ctx.session_factory, ctx.box, http), now, requested_only=True)
+
+
+def refresh_requested_due(ctx: CoreContext, now: dt.datetime) -> bool:
+    with ctx.session_factory() as session:
+        return refresh_requested_pending(session, now)
 
 
 def run_poll_usage(ctx: CoreContext, http: httpx.Client, now: dt.datetime) -> Mapping[str, int]:
@@ -45,6 +57,10 @@ def run_evaluate_alerts(ctx: CoreContext, http: httpx.Client, now: dt.datetime) 
 
 JOBS = (
     JobSpec("refresh_due_tokens", dt.timedelta(seconds=30), run_refresh_due_tokens),
+    # An upstream 401 (the gateway flags the account) is refreshed within seconds, not at the next 30 s run:
+    # when every token of a pool expires at once, the pool is back as soon as the refreshes land. Single
+    # flight per account across processes: refresh_account's lease.
+    JobSpec("refresh_requested", dt.timedelta(seconds=2), run_refresh_requested, refresh_requested_due),
     JobSpec("poll_usage", dt.timedelta(minutes=1), run_poll_usage),
     JobSpec("housekeeping", dt.timedelta(minutes=10), run_housekeeping),
     JobSpec("evaluate_alerts", dt.timedelta(minutes=1), run_evaluate_alerts),

@@ -165,6 +165,7 @@ def show(account_id: int) -> Any:
         assign=assign,
         replace=ReplaceAuthForm(),
         action=ActionForm(),
+        exclusions=account_service.model_exclusions(db, account.id),
     )
 
 
@@ -208,6 +209,17 @@ def pause(account_id: int) -> Any:
 @bp.route("/<int:account_id>/reactivate", methods=["POST"])
 def reactivate(account_id: int) -> Any:
     return _transition(account_id, AccountState.ACTIVE, "operator", "reactivated")
+
+
+@bp.route("/<int:account_id>/exclusions/clear", methods=["POST"])
+def clear_exclusion(account_id: int) -> Any:
+    account = _writable(account_id)
+    model, actor = request.form.get("model", ""), auditing.actor()
+    _service_call(
+        lambda db: account_service.clear_model_exclusion(db, account.id, model, actor=actor),
+        f"{account.label} may serve {model} again.",
+    )
+    return _back(account)
 
 
 @bp.route("/<int:account_id>/delete", methods=["POST"])

@@ -120,7 +120,7 @@ class Signal:
 Rule = Callable[[AlertSnapshot, Thresholds], list[Signal]]
 
 # Jobs whose failure shrinks routing capacity (stale tokens or quota evidence) rather than only delaying upkeep.
-CAPACITY_JOBS = frozenset({"refresh_due_tokens", "poll_usage"})
+CAPACITY_JOBS = frozenset({"refresh_due_tokens", "refresh_requested", "poll_usage"})
 
 
 def _plural(n: int, word: str) -> str:
@@ -185,23 +185,45 @@ def _cats(pool: PoolState) -> dict[str, Any]:
     return {"not_routable_by_category": dict(sorted(pool.by_category.items()))} if pool.by_category else {}
 
 
-def accounts_reauth_required(snap: AlertSnapshot, th: Thresholds) -> list[Signal]:
+def _accounts_in_state(snap: AlertSnapshot, state: str, until: str, next_check: str) -> list[Signal]:
+    """One watch signal per (non-archived) pool with accounts in `state`, a state a person must resolve."""
     out = []
     for pool in snap.pools:
-        count = pool.by_state.get("reauth_required", 0)
+        count = pool.by_state.get(state, 0)
         if count == 0 or pool.status == "archived":
             continue
         out.append(
             Signal(
-                rule="accounts_reauth_required",
+                rule=f"accounts_{state}",
                 subject=f"pool:{pool.pool_id}",
                 severity=Severity.WATCH,
-                title=f"Pool {pool.label}: {_plural(count, 'account')} in reauth_required",
-                impact=f"pool {pool.label} lost {_plural(count, 'account')} until they are signed in again",
-                next_check="upstream accounts in reauth_required: import a fresh login for each",
-                details={"pool": pool.label, "state": "reauth_required", "accounts_in_state": count},
+                title=f"Pool {pool.label}: {_plural(count, 'account')} in {state}",
+                impact=f"pool {pool.label} lost {_plural(count, 'account')} until {until}",
+                next_check=next_check,
+                details={"pool": pool.label, "state": state, "accounts_in_state": count},
             )
         )
+    return out
+
+
+def accounts_deactivated(snap: AlertSnapshot, th: Thresholds) -> list[Signal]:
+    """Accounts the upstream called dead (402, 403 account_deactivated, ...), seen by the gateway."""
+    return _accounts_in_state(
+        snap,
+        "deactivated",
+        "a person reactivates them",
+        "upstream accounts in deactivated (admin account page shows the upstream's code): check each at "
+        "chatgpt.com, then reactivate or relink it",
+    )
+
+
+def accounts_reauth_required(snap: AlertSnapshot, th: Thresholds) -> list[Signal]:
+    out = _accounts_in_state(
+        snap,
+        "reauth_required",
+        "they are signed in again",
+        "upstream accounts in reauth_required: import a fresh login for each",
+    )
     if snap.unassigned_reauth:
         count = snap.unassigned_reauth
         out.append(
@@ -337,6 +359,7 @@ RULES: Mapping[str, Rule] = {
     "pool_no_routable": pool_no_routable,
     "pool_low_routable": pool_low_routable,
     "accounts_reauth_required": accounts_reauth_required,
+    "accounts_deactivated": accounts_deactivated,
     "quota_above_threshold": quota_above_threshold,
     "key_errors_spike": key_errors_spike,
     "job_failing": job_failing,

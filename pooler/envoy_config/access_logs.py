@@ -16,8 +16,15 @@ _QUOTA_WINDOW_HEADERS = tuple(
 )
 QUOTA_RESPONSE_HEADERS = (*_QUOTA_WINDOW_HEADERS, "x-codex-active-limit", "x-codex-plan-type", "retry-after")
 # The request an attempt belongs to (set on the attempt's response by the upstream filter chain; see
-# envoy_config.upstream_filters), and the quota evidence.
-LOG_RESPONSE_HEADERS = (*QUOTA_RESPONSE_HEADERS, gc.ATTEMPT_OF_HEADER)
+# envoy_config.upstream_filters), the quota evidence, the upstream error reader's findings, and the content type
+# (an SSE answer that ends without `response.completed` was cut).
+LOG_RESPONSE_HEADERS = (
+    *QUOTA_RESPONSE_HEADERS,
+    gc.ATTEMPT_OF_HEADER,
+    gc.UPSTREAM_ERROR_HEADER,
+    gc.ACTIVE_LIMIT_HEADER,
+    "content-type",
+)
 LOG_REQUEST_HEADERS = ("upgrade",)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pooler import gateway_contract as gc
 from pooler import route_table as rt
 from pooler.envoy_config.header_mutations import client_address_header
 from pooler.envoy_config.http_filters import (
@@ -67,6 +68,9 @@ def build_route(route: rt.Route, num_retries: int, upstream: Upstream) -> dict[s
             }
         )
     out["request_headers_to_add"] = added
+    if route.target in (rt.Target.CODEX, rt.Target.CODEX_WS):
+        # The upstream error reader's notes are for the access log only.
+        out["response_headers_to_remove"] = [gc.UPSTREAM_ERROR_HEADER, gc.ACTIVE_LIMIT_HEADER]
     out["typed_per_filter_config"] = _filters(route)
     return out
 

@@ -89,7 +89,7 @@ def gateway_local_cluster(config: GatewayConfig) -> dict[str, Any]:
             _PROTOCOL_OPTIONS: {
                 "@type": f"type.googleapis.com/{_PROTOCOL_OPTIONS}",
                 "explicit_http_config": {"http_protocol_options": {}},
-                "http_filters": build_upstream_http_filters(config),
+                "http_filters": build_upstream_http_filters(config, upstream=False),
             }
         },
     }

@@ -8,6 +8,7 @@ from typing import Any
 
 from pooler import gateway_contract as gc
 from pooler.envoy_config.inputs import GatewayConfig
+from pooler.envoy_config.lua import UPSTREAM_ERRORS_LUA
 from pooler.envoy_config.parts import duration
 from pooler.gateway.ratelimit_view import WS_VIEW_KEY, WS_VIEW_RESPONSE_HEADER
 from pooler.route_table import PROCESSORS
@@ -58,14 +59,25 @@ _CODEC = {
     "name": "envoy.filters.http.upstream_codec",
     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
 }
+UPSTREAM_ERRORS_FILTER = "pooler.upstream_errors"
+"""Lua, per attempt: what a non-2xx answer's body says, for the access log (envoy_config/lua/upstream_errors.lua).
+Measured choice over a response phase of the ext_proc: no gRPC message at all on a 2xx, and no body read."""
+_UPSTREAM_ERRORS = {
+    "name": UPSTREAM_ERRORS_FILTER,
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+        "default_source_code": {"inline_string": UPSTREAM_ERRORS_LUA},
+    },
+}
 
 
 def build_upstream_http_filters(
-    config: GatewayConfig, processor: str | None = None, graceful_close: bool = True
+    config: GatewayConfig, processor: str | None = None, graceful_close: bool = True, upstream: bool = True
 ) -> list[dict[str, Any]]:
-    """The ext_proc for one cluster. `processor`: the body-reading processor of the cluster's routes (None:
-    headers only), named to the ext_proc as gRPC initial metadata. `graceful_close`: the Envoy runs with the
-    runtime key `ext_proc_graceful_grpc_close` on (see envoy/envoy.yaml)."""
+    """The ext_proc for one cluster, then (`upstream`: a cluster of the real upstream, not gateway_local) the
+    error reader. `processor`: the body-reading processor of the cluster's routes (None: headers only), named
+    to the ext_proc as gRPC initial metadata. `graceful_close`: the Envoy runs with the runtime key
+    `ext_proc_graceful_grpc_close` on (see envoy/envoy.yaml)."""
     if config.direct:  # the benchmark baseline has no ext_proc on any cluster
         return [_CODEC]
     timeout = duration(config.extproc_timeout_seconds)
@@ -124,5 +136,6 @@ def build_upstream_http_filters(
         # The attempt's response names its request for the per-attempt access log (x-request-id, which the log
         # would read, never reaches the upstream: pooler/gateway/upstream_identity.py).
         _ATTEMPT_OF,
+        *([_UPSTREAM_ERRORS] if upstream else []),
         _CODEC,
     ]

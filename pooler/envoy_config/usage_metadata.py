@@ -1,4 +1,5 @@
-"""sse_to_metadata rules: the token counts of a streamed `response.completed` into dynamic metadata."""
+"""sse_to_metadata rules: the token counts of a streamed `response.completed`, and the code of a stream's
+failure event, into dynamic metadata."""
 
 from __future__ import annotations
 
@@ -17,7 +18,23 @@ def build_usage_rules() -> list[dict[str, Any]]:
         "total_tokens": ("total_tokens",),
     }
     assert set(paths) == set(gc.USAGE_KEYS)
-    return [
+    # A turn that fails inside its 200: `response.failed` (`response.error.code`, e.g. server_is_overloaded)
+    # or an `error` event (top-level `code`; no other Codex event has one).
+    # `response.status`, last one wins: `completed` tells a finished stream from a cut one.
+    failures = [
+        {
+            "rule": {
+                "selectors": [{"key": k} for k in path],
+                "on_present": {"metadata_namespace": gc.NS_USAGE, "key": key, "type": "STRING"},
+            }
+        }
+        for key, path in (
+            (gc.USAGE_STREAM_ERROR, ("response", "error", "code")),
+            (gc.USAGE_STREAM_ERROR, ("code",)),
+            (gc.USAGE_RESPONSE_STATUS, ("response", "status")),
+        )
+    ]
+    return failures + [
         {
             "rule": {
                 "selectors": [{"key": k} for k in ("response", "usage", *path)],

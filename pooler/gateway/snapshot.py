@@ -21,6 +21,7 @@ from pooler.crypto.secretbox import SecretBox
 from pooler.errors import SecretBoxError
 from pooler.gateway.features import GatewayFeatures, load_features
 from pooler.models import (
+    AccountModelExclusion,
     AccountSecret,
     Pool,
     PoolAssignment,
@@ -34,7 +35,7 @@ from pooler.models import (
 from pooler.selection import AccountCandidate, PoolIndex, PoolPolicy, StrategyState, WindowView
 from pooler.services.credentials import open_secret
 from pooler.settings import get_number, get_setting
-from pooler.states import SecretKind, Strategy
+from pooler.states import AccountState, SecretKind, Strategy
 from pooler.versions import routing_version
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,10 @@ class AccountEntry:
     credential_epoch: int
     access_token: str | None = field(repr=False)
     """Decrypted; lives only in memory and in the `authorization` header sent upstream."""
+    deactivated: bool = False
+    """In state `deactivated` in the database (the gateway's own overlay is then no longer needed)."""
+    excluded_models: frozenset[str] = frozenset()
+    """Models the database excludes for this account (account_model_exclusions)."""
 
 
 @dataclass(slots=True)
@@ -90,6 +95,11 @@ class Overlay:
     """A 401 was seen while the account had this credential epoch: skip it until the epoch changes."""
     windows: dict[int, WindowView] = field(default_factory=dict)
     """window_minutes -> the newest window seen in response headers."""
+    deactivated_epoch: int | None = None
+    """The upstream said the account is dead while it had this credential epoch: out of rotation until the
+    database says `deactivated` (then the state does it) or the account is relinked."""
+    excluded_models: dict[str, float | None] = field(default_factory=dict)
+    """model -> until (None: until an operator clears it), ahead of the database."""
 
 
 @dataclass(slots=True)
@@ -134,12 +144,19 @@ def apply_overlay(candidate: AccountCandidate, overlay: Overlay | None, epoch: i
         if have is None or have.observed_at <= seen.observed_at:
             windows[minutes] = seen
     demoted = max(candidate.demoted_until or 0.0, overlay.demoted_until or 0.0) or None
+    excluded = candidate.excluded_models
+    if overlay.excluded_models:
+        merged = dict(excluded)
+        merged.update(overlay.excluded_models)
+        excluded = tuple(sorted(merged.items()))
     return replace(
         candidate,
+        state=str(AccountState.DEACTIVATED) if overlay.deactivated_epoch == epoch else candidate.state,
         limited_until=overlay.limited_until,
         demoted_until=demoted,
         refresh_requested=candidate.refresh_requested or overlay.refresh_epoch == epoch,
         windows=tuple(sorted(windows.values(), key=lambda w: w.window_minutes)),
+        excluded_models=excluded,
     )
 
 
@@ -177,6 +194,10 @@ def load_snapshot(
         windows.setdefault(w.account_id, []).append(
             WindowView(w.window_minutes, w.used_percent, _ts(w.resets_at), w.observed_at.timestamp())
         )
+    exclusions: dict[int, tuple[tuple[str, float | None], ...]] = {}
+    for ex in session.scalars(select(AccountModelExclusion).order_by(AccountModelExclusion.model)):
+        if ex.until is None or ex.until > now:
+            exclusions[ex.account_id] = (*exclusions.get(ex.account_id, ()), (ex.model, _ts(ex.until)))
     by_id: dict[int, UpstreamAccount] = {}
     for row in rows:
         token: str | None = None
@@ -186,7 +207,15 @@ def load_snapshot(
                 token = open_secret(box, secret)
             except SecretBoxError:
                 log.warning("account %s: access token cannot be opened; not routable", row.id)
-        accounts[row.id] = AccountEntry(row.id, row.label, row.chatgpt_account_id, row.credential_epoch, token)
+        accounts[row.id] = AccountEntry(
+            row.id,
+            row.label,
+            row.chatgpt_account_id,
+            row.credential_epoch,
+            token,
+            deactivated=row.state == AccountState.DEACTIVATED,
+            excluded_models=frozenset(m for m, _ in exclusions.get(row.id, ())),
+        )
         by_id[row.id] = row
 
     pools: dict[int, PoolEntry] = {}
@@ -221,6 +250,7 @@ def load_snapshot(
                 refresh_requested=by_id[a.account_id].refresh_requested_at is not None,
                 has_token=accounts[a.account_id].access_token is not None,
                 windows=tuple(windows.get(a.account_id, ())),
+                excluded_models=exclusions.get(a.account_id, ()),
             )
             for a in sorted(assignments.get(pool.id, []), key=lambda a: (a.priority, a.account_id))
             if a.account_id in by_id

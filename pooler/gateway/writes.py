@@ -13,11 +13,21 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from pooler.audit import GATEWAY
 from pooler.gateway.evidence import AccountEffect, RequestRecord
-from pooler.models import InflightStreams, PoolKey, RequestAttempt, RequestLog, StickySession, UpstreamAccount
+from pooler.lifecycle import can_transition, transition
+from pooler.models import (
+    AccountModelExclusion,
+    InflightStreams,
+    PoolKey,
+    RequestAttempt,
+    RequestLog,
+    StickySession,
+    UpstreamAccount,
+)
 from pooler.quota import record_observations
 from pooler.services.refresh import request_refresh
-from pooler.states import QuotaSource
+from pooler.states import AccountState, QuotaSource
 from pooler.versions import bump_routing_version
 
 MAX_MODEL_LENGTH = 64
@@ -87,6 +97,11 @@ def write_batch(session: Session, batch: Batch) -> None:
             # time of a burst, picked up by the next refresh_due_tokens run.
             state_changed = True
             request_refresh(session, effect.account_id, _utc(observed_at))
+        if effect.deactivated is not None:
+            state_changed |= _deactivate(session, effect.account_id, effect.deactivated, _utc(observed_at))
+        if effect.excluded_model is not None:
+            state_changed = True
+            _exclude_model(session, effect)
     for (pool_id, session_hash), (account_id, expires_at) in batch.sticky.items():
         row = session.get(StickySession, (pool_id, session_hash))
         if row is None:
@@ -128,6 +143,32 @@ def _write_inflight(session: Session, report: InflightReport) -> None:
                 for aid in existing
             ],
         )
+
+
+def _deactivate(session: Session, account_id: int, code: str, at: dt.datetime) -> bool:
+    """The upstream said the account is dead: state `deactivated` (audited, as every state change), unless it is
+    already out of service in a way a person must handle anyway (deleted, reauth_required) or already there."""
+    account = session.get(UpstreamAccount, account_id)
+    if account is None or not can_transition(account.state, AccountState.DEACTIVATED):
+        return False
+    return transition(session, account, AccountState.DEACTIVATED, actor=GATEWAY, reason=code, now=at)
+
+
+def _exclude_model(session: Session, effect: AccountEffect) -> None:
+    """Upsert: a newer exclusion of the same model replaces the older (a permanent one is never shortened)."""
+    assert effect.excluded_model is not None
+    model = effect.excluded_model[:200]
+    until = None if effect.excluded_until is None else _utc(effect.excluded_until)
+    reason = "usage_not_included" if until is None else "usage_limit_reached"
+    row = session.scalar(
+        select(AccountModelExclusion).where(
+            AccountModelExclusion.account_id == effect.account_id, AccountModelExclusion.model == model
+        )
+    )
+    if row is None:
+        session.add(AccountModelExclusion(account_id=effect.account_id, model=model, reason=reason, until=until))
+    elif row.until is not None and (until is None or until > row.until):
+        row.until, row.reason = until, reason
 
 
 def _write_requests(session: Session, records: list[RequestRecord]) -> None:

@@ -1,6 +1,6 @@
 """The data model. Import models from here; `Base.metadata` holds every table."""
 
-from pooler.models.accounts import AccountSecret, QuotaWindow, UpstreamAccount
+from pooler.models.accounts import AccountModelExclusion, AccountSecret, QuotaWindow, UpstreamAccount
 from pooler.models.alerts import AlertDelivery, AlertIncident
 from pooler.models.base import Base, utcnow
 from pooler.models.files import FilePin
@@ -14,6 +14,7 @@ from pooler.models.sessions import InflightStreams, KeyRateHit, StickySession
 from pooler.models.system import DataVersion, JobRequest, JobRun, Setting
 
 __all__ = [
+    "AccountModelExclusion",
     "AccountSecret",
     "AdminSession",
     "AlertDelivery",

@@ -89,3 +89,21 @@ class QuotaWindow(Base):
     observed_at: Mapped[dt.datetime]
 
     account: Mapped[UpstreamAccount] = relationship(back_populates="quota_windows")
+
+
+class AccountModelExclusion(Base):
+    """A model one account cannot serve, learnt from the upstream: 429 `usage_not_included` (the plan lacks it;
+    until an operator clears it) or a spent limit of a family other than `codex` (until its reset). Selection
+    skips the account for that model only; other models still route there."""
+
+    __tablename__ = "account_model_exclusions"
+    __table_args__ = (UniqueConstraint("account_id", "model"),)
+
+    id: Mapped[int_pk]
+    account_id: Mapped[int] = mapped_column(ForeignKey("upstream_accounts.id", ondelete="CASCADE"), index=True)
+    model: Mapped[str200]
+    reason: Mapped[str64]
+    """The upstream's code: `usage_not_included`, or `usage_limit_reached:<family>`."""
+    until: Mapped[dt.datetime | None]
+    """None: until an operator clears it."""
+    created_at: Mapped[utc_now]

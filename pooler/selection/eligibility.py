@@ -1,9 +1,10 @@
 """Whether one account may serve one request, and why not: the reference rules, checked in this order.
 
-pool active -> model allowed -> assignment active -> account state routable -> token present -> token not
-expired -> not refresh-flagged -> not demoted -> not rate-limited -> live windows under caps -> concurrency
-under cap -> not already tried. The first failing check names the reason. `PoolIndex` precomputes the same
-rules per snapshot for the hot path; tests hold both to agreement.
+pool active -> model allowed -> assignment active -> account state routable -> token present -> model not
+excluded for the account -> token not expired -> not refresh-flagged -> not demoted -> not rate-limited -> live
+windows under caps -> concurrency under cap -> not already tried. The first failing check names the reason.
+`PoolIndex` precomputes the same rules per snapshot for the hot path (model exclusions per request, like tried
+accounts); tests hold both to agreement.
 """
 
 from __future__ import annotations
@@ -14,11 +15,18 @@ from pooler.selection.types import AccountCandidate, PoolPolicy, SelectionReques
 from pooler.selection.windows import quota_block
 from pooler.states import AssignmentStatus, PoolStatus
 
-__all__ = ["explain", "ineligibility", "model_allowed", "static_reason"]
+__all__ = ["explain", "ineligibility", "model_allowed", "model_excluded", "static_reason"]
 
 
 def model_allowed(policy: PoolPolicy, model: str | None) -> bool:
     return policy.allowed_models is None or model is None or model in policy.allowed_models
+
+
+def model_excluded(candidate: AccountCandidate, model: str | None, now: float) -> bool:
+    """The upstream told this account it cannot serve `model` (for now)."""
+    if model is None:
+        return False
+    return any(m == model and (until is None or until > now) for m, until in candidate.excluded_models)
 
 
 def static_reason(candidate: AccountCandidate) -> str | None:
@@ -43,6 +51,8 @@ def ineligibility(candidate: AccountCandidate, policy: PoolPolicy, request: Sele
     found = static_reason(candidate)
     if found is not None:
         return found
+    if model_excluded(candidate, request.model, now):
+        return reasons.MODEL_NOT_INCLUDED
     if candidate.access_token_expires_at is not None and candidate.access_token_expires_at <= now:
         return reasons.TOKEN_EXPIRED
     if candidate.refresh_requested:

@@ -106,7 +106,17 @@ class PoolIndex:
     """Built once per snapshot reload (per pool); cheap to query many times. Not shared across threads
     without care: the cached view is replaced wholesale, so a race costs only a duplicate computation."""
 
-    __slots__ = ("_live", "_view", "active", "allowed_models", "candidates", "concurrency_cap", "policy", "strategy")
+    __slots__ = (
+        "_live",
+        "_view",
+        "active",
+        "allowed_models",
+        "candidates",
+        "concurrency_cap",
+        "excluded_models",
+        "policy",
+        "strategy",
+    )
 
     def __init__(self, policy: PoolPolicy, candidates: Iterable[AccountCandidate]) -> None:
         self.policy = policy
@@ -120,6 +130,21 @@ class PoolIndex:
             _Prepared(c, policy) for c in self.candidates if static_reason(c) is None
         )
         self._view: PoolView | None = None
+        self.excluded_models: dict[str, tuple[tuple[int, float | None], ...]] = {}
+        """model -> (account, until) the upstream said cannot serve it: empty in the common case, so a
+        selection pays one truthiness test."""
+        for c in self.candidates:
+            for model, until in c.excluded_models:
+                self.excluded_models[model] = (*self.excluded_models.get(model, ()), (c.account_id, until))
+
+    def excluded_for(self, model: str | None, now: float) -> frozenset[int]:
+        """Accounts that cannot serve `model` now (per-request, like already-tried accounts)."""
+        if not self.excluded_models or model is None:
+            return frozenset()
+        found = self.excluded_models.get(model)
+        if not found:
+            return frozenset()
+        return frozenset(a for a, until in found if until is None or until > now)
 
     def view(self, now: float, stale_after: float | None) -> PoolView:
         view = self._view

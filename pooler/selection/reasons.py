@@ -8,6 +8,8 @@ from pooler.states import AccountState
 
 POOL_PAUSED: Final = "pool_paused"
 MODEL_NOT_ALLOWED: Final = "model_not_allowed"
+MODEL_NOT_INCLUDED: Final = "model_not_included"
+"""The upstream told this account it cannot serve this model (429 usage_not_included, or a per-model limit)."""
 ASSIGNMENT_PAUSED: Final = "assignment_paused"
 NO_TOKEN: Final = "no_token"
 TOKEN_EXPIRED: Final = "token_expired"

@@ -15,6 +15,7 @@ Failure answers, when nothing passes:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from pooler.selection import reasons
 from pooler.selection.index import PoolIndex, PoolView
@@ -55,6 +56,11 @@ def select_account(
         stale_after = policy.stale_after_seconds
     view = index.view(request.now, stale_after)
     cap = index.concurrency_cap if request.enforce_cap else None
+    excluded = index.excluded_for(request.model, request.now)
+    if excluded:
+        # The upstream excluded these accounts for this model (usage_not_included, a per-model limit family): for
+        # this pick they are as good as tried.
+        request = replace(request, exclude=request.exclude | excluded)
 
     sticky = request.sticky_account_id
     full = False

@@ -45,6 +45,8 @@ class AccountCandidate:
     """The gateway saw a 401: skipped until the scheduler refreshed the token."""
     has_token: bool
     windows: tuple[WindowView, ...] = ()
+    excluded_models: tuple[tuple[str, float | None], ...] = ()
+    """(model, until or None) this account cannot serve (429 usage_not_included; a per-model limit family)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from pooler.audit import Actor
 from pooler.authjson import ParsedAuth, default_label, parse_auth_json
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import AuthJsonError, ConflictError, NotFoundError, PoolerError
-from pooler.models import Pool, PoolAssignment, UpstreamAccount, utcnow
+from pooler.models import AccountModelExclusion, Pool, PoolAssignment, UpstreamAccount, utcnow
 from pooler.services.credentials import store_token
 from pooler.services.pools import get_pool
 from pooler.states import AccountState, AssignmentStatus, PoolStatus, SecretKind
@@ -30,6 +30,8 @@ CREDENTIAL_STATES = {
     AccountState.REFRESHING,
     AccountState.REFRESH_FAILED,
     AccountState.REAUTH_REQUIRED,
+    # Relinking is the person acting on what the upstream said (token_invalidated, app_session_terminated, ...).
+    AccountState.DEACTIVATED,
     AccountState.DELETED,
 }
 
@@ -334,3 +336,30 @@ def request_refresh(session: Session, account_id: int, *, actor: Actor, now: dt.
         )
     session.flush()
     _record(session, actor, "account.refresh_requested", account)
+
+
+def model_exclusions(session: Session, account_id: int) -> list[AccountModelExclusion]:
+    """The models the upstream told this account it cannot serve (live ones: permanent or not yet reset)."""
+    now = utcnow()
+    rows = session.scalars(
+        select(AccountModelExclusion)
+        .where(AccountModelExclusion.account_id == account_id)
+        .order_by(AccountModelExclusion.model)
+    )
+    return [r for r in rows if r.until is None or r.until > now]
+
+
+def clear_model_exclusion(session: Session, account_id: int, model: str, *, actor: Actor) -> None:
+    """An operator says the account serves `model` again (its plan changed): selection may pick it for it."""
+    account = _by_id(session, account_id)
+    row = session.scalar(
+        select(AccountModelExclusion).where(
+            AccountModelExclusion.account_id == account_id, AccountModelExclusion.model == model
+        )
+    )
+    if row is None:
+        raise NotFoundError(f"account #{account_id} has no exclusion for that model")
+    session.delete(row)
+    session.flush()
+    _record(session, actor, "account.model_exclusion_cleared", account, model=model[:200])
+    bump_routing_version(session)

@@ -75,7 +75,7 @@ def floor_slot(now: dt.datetime, interval: dt.timedelta) -> dt.datetime:
     return dt.datetime.fromtimestamp(stamp - (stamp % seconds), dt.UTC)
 
 
-JOB_IDS = ("refresh_due_tokens", "poll_usage", "housekeeping", "evaluate_alerts")
+JOB_IDS = ("refresh_due_tokens", "refresh_requested", "poll_usage", "housekeeping", "evaluate_alerts")
 """Every scheduler job (the scheduler's job table names these; a test holds the two to agreement). The admin
 offers "run now" for these without importing the scheduler process package."""
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import httpx
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pooler import codex_client, lifecycle
@@ -345,22 +345,43 @@ def _wait_for_leader(
 # ---- the scheduler job ----------------------------------------------------------------------------------------
 
 
+def _refreshable_now(now: dt.datetime) -> tuple[ColumnElement[bool], ...]:
+    """Accounts a refresh job may take now: refreshable state, not deleted, not in back-off, not leased."""
+    A = UpstreamAccount
+    return (
+        A.state.in_([str(s) for s in lifecycle.REFRESHABLE_STATES]),
+        A.deleted_at.is_(None),
+        or_(A.refresh_not_before.is_(None), A.refresh_not_before <= now),
+        or_(A.refresh_lease_owner.is_(None), A.refresh_lease_until < now),
+    )
+
+
+def refresh_requested_pending(session: Session, now: dt.datetime) -> bool:
+    """Whether some account the gateway flagged (an upstream 401) can be refreshed now: one indexed-size query,
+    so the `refresh_requested` job can look every few seconds and record a run only when there is work."""
+    found = session.execute(
+        select(UpstreamAccount.id)
+        .where(UpstreamAccount.refresh_requested_at.is_not(None), *_refreshable_now(now))
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def refresh_due_tokens(
-    deps: RefreshDeps, now: dt.datetime, settings: LifecycleSettings | None = None
+    deps: RefreshDeps, now: dt.datetime, settings: LifecycleSettings | None = None, requested_only: bool = False
 ) -> dict[str, int]:
     """Job `refresh_due_tokens`: proactive (expiring within the horizon, or refreshed > 8 days ago) and on-demand
-    (flagged by the gateway) refreshes. Idempotent: accounts in backoff or leased elsewhere are skipped."""
+    (flagged by the gateway) refreshes. Idempotent: accounts in backoff or leased elsewhere are skipped.
+    `requested_only`: only the accounts the gateway flagged (job `refresh_requested`, every few seconds)."""
     A = UpstreamAccount
     with deps.session_factory() as session:
         settings = settings or load_settings(session)
-        candidates = session.execute(
-            select(A.id, A.access_token_expires_at, A.last_refresh_at, A.refresh_requested_at, A.state).where(
-                A.state.in_([str(s) for s in lifecycle.REFRESHABLE_STATES]),
-                A.deleted_at.is_(None),
-                or_(A.refresh_not_before.is_(None), A.refresh_not_before <= now),
-                or_(A.refresh_lease_owner.is_(None), A.refresh_lease_until < now),
-            )
-        ).all()
+        query = select(A.id, A.access_token_expires_at, A.last_refresh_at, A.refresh_requested_at, A.state).where(
+            *_refreshable_now(now)
+        )
+        if requested_only:
+            query = query.where(A.refresh_requested_at.is_not(None))
+        candidates = session.execute(query).all()
     counts = {"checked": len(candidates), "refreshed": 0, "skipped": 0, "failed": 0, "reauth_required": 0}
     for account_id, expires_at, last_refresh_at, requested_at, state in candidates:
         reason = lifecycle.refresh_due_reason(

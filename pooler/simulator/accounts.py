@@ -109,6 +109,10 @@ class Account:
     secondary: Window | None
     # A revoked account rejects its access tokens and refresh tokens (models a password change / re-auth need).
     revoked: bool = False
+    # A deactivated account (or workspace) answers every backend call 403 account_deactivated.
+    deactivated: bool = False
+    # Models outside this account's plan: a turn asking for one answers 429 usage_not_included.
+    excluded_models: frozenset[str] = frozenset()
     credits_balance: float = 0.0
     prompt_cache: dict[str, int] = field(default_factory=dict)
 
@@ -143,6 +147,8 @@ class Account:
             "email": self.email,
             "user_id": self.user_id,
             "revoked": self.revoked,
+            "deactivated": self.deactivated,
+            "excluded_models": sorted(self.excluded_models),
             "primary": self.primary.describe(now),
             "secondary": self.secondary.describe(now) if self.secondary else None,
             "exhausted_until": self.exhausted_until(now),
@@ -158,6 +164,10 @@ class Account:
                 setattr(self, key, str(spec[key]))
         if "revoked" in spec:
             self.revoked = bool(spec["revoked"])
+        if "deactivated" in spec:
+            self.deactivated = bool(spec["deactivated"])
+        if "excluded_models" in spec:
+            self.excluded_models = frozenset(str(m) for m in spec["excluded_models"] or ())
         if "credits_balance" in spec:
             self.credits_balance = float(spec["credits_balance"])
         if spec.get("secondary") is False or spec.get("secondary_minutes") == 0:

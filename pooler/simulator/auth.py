@@ -40,4 +40,6 @@ def authenticate(request: web.Request, state: SimState) -> Account | web.Respons
     account = state.account(ident)
     if account.revoked:
         return unauthorized("Your authentication token has been invalidated.", "token_invalidated")
+    if account.deactivated:
+        return web.json_response(error_body("This account has been deactivated.", "account_deactivated"), status=403)
     return account

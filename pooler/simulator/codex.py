@@ -17,10 +17,16 @@ from pooler.simulator.faults import Fault
 from pooler.simulator.journal import Entry
 from pooler.simulator.state import SimState
 from pooler.simulator.turn import TurnPlan, events, plan_turn, response_object
-from pooler.simulator.usage import limit_error, limit_response, quota_headers, rate_limits_event
+from pooler.simulator.usage import (
+    limit_error,
+    limit_response,
+    not_included_response,
+    quota_headers,
+    rate_limits_event,
+)
 
-HTTP_STREAM_FAULTS = {"close_mid_stream", "malformed_sse"}
-WS_STREAM_FAULTS = {"close_mid_stream", "malformed_sse", "ws_close"}
+HTTP_STREAM_FAULTS = {"close_mid_stream", "malformed_sse", "fail_event"}
+WS_STREAM_FAULTS = {"close_mid_stream", "malformed_sse", "ws_close", "fail_event"}
 # The real upstream ends a websocket after 60 minutes (by the simulated clock here).
 WS_MAX_AGE_SECONDS = 3600
 TURN_STATE_HEADER = "x-codex-turn-state"
@@ -29,6 +35,13 @@ MALFORMED_SSE = b'event: response.output_text.delta\ndata: {"type": "response.ou
 
 def _sse(event: dict[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+
+
+def failed_event(plan: TurnPlan, code: str) -> dict[str, Any]:
+    """The upstream giving up on a turn inside a 200 stream (e.g. server_is_overloaded)."""
+    failed = response_object(plan, "failed", False)
+    failed["error"] = {"code": code, "message": "The turn failed upstream."}
+    return {"type": "response.failed", "response": failed}
 
 
 def _turn_state(request: web.Request) -> str:
@@ -86,6 +99,8 @@ async def responses_post(request: web.Request) -> web.StreamResponse:
     entry: Entry = request["sim_entry"]
     body = await read_body(request)
     now = state.now()
+    if str(body.get("model")) in account.excluded_models:
+        return not_included_response(account, now, str(body.get("model")))
     if account.exhausted_until(now) is not None:
         return limit_response(account, now)
     bound = _bound_state_error(state, account, body)
@@ -114,6 +129,10 @@ async def responses_post(request: web.Request) -> web.StreamResponse:
             return resp
         if fault is not None and fault.kind == "malformed_sse":
             await resp.write(MALFORMED_SSE)
+        if fault is not None and fault.kind == "fail_event":
+            await resp.write(_sse(failed_event(plan, fault.code)))
+            await resp.write_eof()
+            return resp
         if is_token:
             await pacer.tick()
         if terminal:

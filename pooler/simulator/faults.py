@@ -6,7 +6,9 @@ Kinds and their phase:
   `delay` (seconds before the first byte);
 - during a stream ("stream"): `slow` (token_rate), `close_mid_stream` (connection dropped after
   `after_tokens` deltas), `malformed_sse` (a broken event after `after_tokens` deltas, then the stream goes
-  on), `ws_close` (websocket closed cleanly without a terminal event after `after_tokens` deltas).
+  on), `ws_close` (websocket closed cleanly without a terminal event after `after_tokens` deltas),
+  `fail_event` (after `after_tokens` deltas, 0 = before any, the turn ends with an SSE `response.failed` event
+  whose `response.error.code` is `code`; over websockets the same event as a frame).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PRE_KINDS = {"status", "delay"}
-STREAM_KINDS = {"slow", "close_mid_stream", "malformed_sse", "ws_close"}
+STREAM_KINDS = {"slow", "close_mid_stream", "malformed_sse", "ws_close", "fail_event"}
 KINDS = PRE_KINDS | STREAM_KINDS
 ROUTES = {"responses", "compact", "models", "usage", "oauth_token", "authorize", "device", "*"}
 TRANSPORTS = {"any", "http", "websocket"}
@@ -40,6 +42,7 @@ class Fault:
     seconds: float = 0.0
     token_rate: float = 5.0
     after_tokens: int = 2
+    code: str = "server_is_overloaded"
     hits: int = 0
 
     def matches(self, route: str, account: str | None, transport: str) -> bool:
@@ -76,6 +79,7 @@ def parse_fault(spec: dict[str, Any], fault_id: int) -> Fault:
     fault.seconds = float(spec.get("seconds", 0.0))
     fault.token_rate = float(spec.get("token_rate", 5.0))
     fault.after_tokens = int(spec.get("after_tokens", 2))
+    fault.code = str(spec.get("code", "server_is_overloaded"))
     return fault
 
 

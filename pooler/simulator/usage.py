@@ -83,6 +83,18 @@ def limit_error(account: Account, now: float, resets_at: int | None = None) -> d
     }
 
 
+def not_included_response(account: Account, now: float, model: str) -> web.Response:
+    """A turn for a model outside the account's plan: 429 usage_not_included (not a spent window, so no reset)."""
+    body = {
+        "error": {
+            "type": "usage_not_included",
+            "message": f"The {model} model is not included in your plan.",
+            "plan_type": account.plan,
+        }
+    }
+    return web.json_response(body, status=429, headers=quota_headers(account, now))
+
+
 def limit_response(account: Account, now: float, resets_at: int | None = None) -> web.Response:
     return web.json_response(limit_error(account, now, resets_at), status=429, headers=quota_headers(account, now))
 

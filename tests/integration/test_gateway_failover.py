@@ -151,5 +151,6 @@ def test_upstream_closes_mid_stream_client_sees_error_without_retry(gw: Gateway)
     assert broken or not any(e.get("type") == "response.completed" for e in events)
     assert len(_responses(gw, since)) == 1  # no retry once bytes reached the client
     started = dt.datetime.now(dt.UTC)
-    assert started  # the request log still gets a row for it
-    gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")
+    assert started  # the request log still gets a row for it, as an error: the turn never completed
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
+    assert row.status_code == 200 and row.error_code == "stream_incomplete"

@@ -231,7 +231,9 @@ class Gateway:
 
     def request_logs(self, **where: Any) -> list[RequestLog]:
         with self.ctx.session_factory() as session:
-            query = select(RequestLog).order_by(RequestLog.id)
+            # By when each request started: rows are inserted as Envoy's workers flush their access logs (each on
+            # its own timer), so insertion order can put a later request first.
+            query = select(RequestLog).order_by(RequestLog.created_at, RequestLog.id)
             for column, value in where.items():
                 query = query.where(getattr(RequestLog, column) == value)
             rows = list(session.scalars(query))

@@ -8,9 +8,17 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from pooler.context import CoreContext
-from pooler.models import AuditEvent, InflightStreams, Pool, PoolAssignment, UpstreamAccount, utcnow
+from pooler.models import (
+    AccountModelExclusion,
+    AuditEvent,
+    InflightStreams,
+    Pool,
+    PoolAssignment,
+    UpstreamAccount,
+    utcnow,
+)
 from pooler.services.seed import SeedResult, seed
-from pooler.states import PoolStatus
+from pooler.states import AccountState, PoolStatus
 from tests.support.admin import *  # noqa: F403
 from tests.support.admin import Auth
 
@@ -107,3 +115,28 @@ def test_streams_in_flight_against_the_cap_on_pool_and_account_pages(auth: Auth,
     assert "0 / 8" in page  # the pool's other accounts
     account = auth.client.get(f"/admin/accounts/{member}").get_data(as_text=True)
     assert 'data-streams="8">8 · team-a cap 8' in account
+
+
+def test_account_page_shows_model_exclusions_and_clears_one(
+    auth: Auth, client: FlaskClient, core_ctx: CoreContext
+) -> None:
+    data = _seed(core_ctx)
+    auth.bootstrap()
+    auth.login()
+    alice = data.accounts["alice"]
+    with core_ctx.session_factory.begin() as session:
+        session.add(AccountModelExclusion(account_id=alice, model="gpt-5.1-codex-max", reason="usage_not_included"))
+        account = session.get(UpstreamAccount, alice)
+        assert account is not None
+        account.state, account.state_reason = AccountState.DEACTIVATED, "account_deactivated"
+    page = client.get(f"/admin/accounts/{alice}").get_data(as_text=True)
+    assert "data-model-exclusions" in page and "gpt-5.1-codex-max" in page and "usage_not_included" in page
+    assert "deactivated" in page and "Reactivate" in page
+    assert auth.post(f"/admin/accounts/{alice}/exclusions/clear", {"model": "gpt-5.1-codex-max"}).status_code == 302
+    assert auth.post(f"/admin/accounts/{alice}/exclusions/clear", {"model": "gpt-5.1-codex-max"}).status_code == 302
+    assert auth.post(f"/admin/accounts/{alice}/reactivate").status_code == 302
+    with core_ctx.session_factory() as session:
+        assert session.scalars(select(AccountModelExclusion)).all() == []
+        account = session.get(UpstreamAccount, alice)
+        assert account is not None and account.state == AccountState.ACTIVE
+    assert _actions(core_ctx).count("account.model_exclusion_cleared") == 1

@@ -460,7 +460,7 @@ def test_routes_reach_their_subsets_and_retry_like_the_bundled_config(patched: d
             assert action["cluster"] == subset_cluster(cluster, _upstream())
             assert action["host_rewrite_literal"] == UPSTREAM
             policy = action["retry_policy"]
-            assert set(gc.RETRIABLE_STATUS_CODES) == {401, 429, 502, 503}
+            assert set(gc.RETRIABLE_STATUS_CODES) == {401, 429, 500, 502, 503, 504}
             assert sorted(policy["retriable_status_codes"]) == sorted(row.retry_statuses)
             assert policy == retry_policy(istio_gateway_config().num_retries, row.retry_statuses)
         else:

@@ -67,3 +67,32 @@ def test_answered_at_falls_back_when_envoy_recorded_no_upstream_byte() -> None:
     assert answered_at(entry.common_properties, 42.0) == 42.0
     entry.common_properties.time_to_first_upstream_rx_byte.FromNanoseconds(250_000_000)
     assert answered_at(entry.common_properties, 42.0) == 10.25
+
+
+def test_consecutive_failures_double_the_demotion_and_a_success_resets_it() -> None:
+    state = GatewayState(cast(Any, None))  # no snapshot: demotion_seconds defaults to 30
+    handler = AccessLogHandler(state)
+    now = 1_800_000_000.0
+    demotions = []
+    for n, status in enumerate((500, 502, 503, 200, 504)):
+        request_id = f"r{n}"
+        state.start(request_id, 1, now)
+        handler.handle(_attempt(request_id, status, now + n, 0.0, {}))
+        if status >= 500:
+            effect, at = state.pending.effects[-1]
+            assert effect.demoted_until is not None
+            demotions.append(effect.demoted_until - at)
+    assert demotions == [30.0, 60.0, 120.0, 30.0]
+
+
+def test_the_error_readers_header_gives_the_upstreams_status_and_code() -> None:
+    state = GatewayState(cast(Any, None))
+    handler = AccessLogHandler(state)
+    now = 1_800_000_000.0
+    state.start("dead", 1, now)
+    # The router saw a 503 (the Lua filter rewrote the 403 so Envoy retries it); the evidence is the 403's.
+    handler.handle(_attempt("dead", 503, now, 0.1, {"x-pooler-upstream-error": "status=403 code=account_deactivated"}))
+    (record,) = state.attempts["dead"][1]
+    assert record.status == 403 and record.error is not None and record.error.code == "account_deactivated"
+    effect, _ = state.pending.effects[-1]
+    assert effect.deactivated == "account_deactivated" and effect.demoted_until is None

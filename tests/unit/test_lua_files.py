@@ -14,6 +14,8 @@ import pytest
 
 from pooler.envoy_config import lua
 from pooler.envoy_config.http_filters import build_http_filters
+from pooler.envoy_config.upstream_filters import build_upstream_http_filters
+from tests.support.envoy_configs import sample_config
 from tests.support.luajit import luajit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +24,7 @@ ENTRY_POINTS = {
     lua.REQUEST_SCAN_SCRIPT: "envoy_on_request",
     lua.WS_VIEW_SCRIPT: "envoy_on_response",
     lua.WS_USAGE_SCRIPT: "envoy_on_response",
+    lua.UPSTREAM_ERRORS_SCRIPT: "envoy_on_response",
 }
 # The parts of the standard library the scripts may use (Envoy's LuaJIT opens them all; `io`, `require`, `load*`
 # and `debug` have no business in a filter).
@@ -62,13 +65,20 @@ def test_a_rendered_script_compiles_and_touches_only_standard_globals(script: st
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_the_config_carries_the_rendered_scripts_with_every_placeholder_filled(script: str) -> None:
+def test_the_config_carries_the_rendered_scripts_with_every_placeholder_filled(script: str, tmp_path: Path) -> None:
     sources = {
         name: code["inline_string"]
         for f in build_http_filters()
         if "source_codes" in f["typed_config"]
         for name, code in f["typed_config"]["source_codes"].items()
     }
+    # The upstream error reader is each Codex cluster's only Lua filter: its one script is the default source.
+    upstream = build_upstream_http_filters(sample_config(tmp_path))
+    sources[lua.UPSTREAM_ERRORS_SCRIPT] = next(
+        f["typed_config"]["default_source_code"]["inline_string"]
+        for f in upstream
+        if "default_source_code" in f.get("typed_config", {})
+    )
     assert sources[script] == lua.render_script(script)
     assert "${" not in sources[script]
     for value in lua.SUBSTITUTIONS[script].values():

@@ -15,6 +15,7 @@ from pooler.selection import (
     WindowView,
     select_account,
 )
+from pooler.selection.eligibility import ineligibility
 from pooler.selection.load import RECENT_HALF_LIFE, RecentPicks
 
 NOW = 1_800_000_000.0
@@ -405,3 +406,20 @@ def test_a_caller_that_cannot_count_streams_skips_the_cap_but_still_breaks_ties(
     loose = pick(policy, accounts, req(in_flight={1: 5, 2: 3}, enforce_cap=False))
     assert (loose.account_id, loose.error) == (2, None)
     assert pick(policy, accounts, req(in_flight={1: 5, 2: 3})).error == "concurrency_cap"
+
+
+def test_an_account_is_skipped_only_for_the_model_the_upstream_excluded() -> None:
+    """429 usage_not_included (until cleared) or a per-model limit family (until its reset): that model only."""
+    policy = pol("primary-first")
+    candidates = [acct(1, priority=1, excluded_models=(("big", None), ("mini", NOW + 60))), acct(2, priority=2)]
+
+    def pick(model: str, now: float = NOW) -> int | None:
+        return select_account(policy, candidates, req(model=model, now=now), StrategyState()).account_id
+
+    assert pick("big") == 2
+    assert pick("mini") == 2
+    assert pick("mini", NOW + 61) == 1  # a per-model limit ends at its reset
+    assert pick("other") == 1
+    only = [acct(1, excluded_models=(("big", None),))]
+    assert select_account(policy, only, req(model="big"), StrategyState()).account_id is None
+    assert ineligibility(only[0], policy, req(model="big")) == "model_not_included"

@@ -2,10 +2,11 @@
 importlib.resources) so that they can be parsed, linted and unit-tested as Lua (tests/unit/test_lua_*.py).
 
 One file per script (`request_scan.lua`: the request body scanner; `ws_view.lua`: the websocket pooled-view frame
-rewriter; `ws_usage.lua`: the websocket token counter), its name being the script's name in the filter's
-`source_codes` and in the routes' `LuaPerRoute`, plus `json.lua`, the JSON helpers every script starts with, and
-`ws_frames.lua`, the websocket frame helpers of the two websocket scripts. A script's source, as rendered into
-the config, is built in two explicit steps:
+rewriter; `ws_usage.lua`: the websocket token counter; `upstream_errors.lua`: the upstream filter that reads
+non-2xx answers), its name being the script's name in the filter's `source_codes` and in the routes'
+`LuaPerRoute`, plus `json.lua`, the JSON helpers every script starts with, and `ws_frames.lua`, the websocket
+frame helpers of the two websocket scripts. A script's source, as rendered into the config, is built in two
+explicit steps:
 
 1. Each file's code, without its leading comment block (the file's description, for readers: everything up to
    the first blank line), is joined in order: `json.lua`, the script's helpers (`HELPERS`), then the script,
@@ -30,6 +31,7 @@ WS_FRAMES_FILE = "ws_frames.lua"
 REQUEST_SCAN_SCRIPT = "request_scan"
 WS_VIEW_SCRIPT = "ws_view"
 WS_USAGE_SCRIPT = "ws_usage"
+UPSTREAM_ERRORS_SCRIPT = "upstream_errors"
 
 _PLACEHOLDER = re.compile(r"\$\{(\w*)\}")
 _LITERAL_SAFE = re.compile(r"[\w.:-]+")
@@ -49,6 +51,10 @@ SUBSTITUTIONS: dict[str, dict[str, str]] = {
     },
     WS_VIEW_SCRIPT: {"WS_VIEW_RESPONSE_HEADER": WS_VIEW_RESPONSE_HEADER},
     WS_USAGE_SCRIPT: {"NS_USAGE": gc.NS_USAGE},
+    UPSTREAM_ERRORS_SCRIPT: {
+        name: getattr(gc, name)
+        for name in ("UPSTREAM_ERROR_HEADER", "ACTIVE_LIMIT_HEADER", "NS_REQUEST", "REQUEST_MODEL")
+    },
 }
 """Per script, the value of each `${NAME}` in its code."""
 HELPERS: dict[str, tuple[str, ...]] = {WS_VIEW_SCRIPT: (WS_FRAMES_FILE,), WS_USAGE_SCRIPT: (WS_FRAMES_FILE,)}
@@ -92,3 +98,4 @@ def render_script(script: str) -> str:
 REQUEST_SCAN_LUA = render_script(REQUEST_SCAN_SCRIPT)
 WS_VIEW_LUA = render_script(WS_VIEW_SCRIPT)
 WS_USAGE_LUA = render_script(WS_USAGE_SCRIPT)
+UPSTREAM_ERRORS_LUA = render_script(UPSTREAM_ERRORS_SCRIPT)

@@ -1,0 +1,212 @@
+"""What the gateway learns from each upstream answer, through the real Envoy, ext_proc and simulator: the
+upstream's view (simulator journal: attempts per account) and the account's state in the database."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from pooler.audit import SYSTEM
+from pooler.models import AccountModelExclusion, JobRun, PoolAssignment, QuotaWindow, UpstreamAccount
+from pooler.settings import set_setting
+from pooler.states import AccountState
+from tests.support.gateway import Gateway, SeededPool, running_gateway
+from tests.support.processes import wait_until
+from tests.support.scheduler_process import start_scheduler
+from tests.support.simulator import parse_sse, turn_body
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def gw(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with running_gateway(postgres_url, tmp_path_factory.mktemp("gateway-evidence")) as gateway:
+        with gateway.ctx.session_factory.begin() as session:
+            set_setting(session, "auth_base_url", gateway.simulator.base_url, actor=SYSTEM)  # refreshes
+        yield gateway
+
+
+def _post(gw: Gateway, key: str, **fields: Any) -> httpx.Response:
+    return httpx.post(
+        f"{gw.codex_base}/responses",
+        json=turn_body("hi", **fields),
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+
+
+def _last_seq(gw: Gateway) -> int:
+    return max([e["seq"] for e in gw.simulator.client.journal()] or [0])
+
+
+def _attempts(gw: Gateway, since: int) -> list[tuple[str, int]]:
+    return [(e["account"], e["status"]) for e in gw.simulator.client.journal(since=since) if e["route"] == "responses"]
+
+
+def _first_then(gw: Gateway, name: str, first: str, second: str) -> SeededPool:
+    """A primary-first pool that always tries `first` before `second`."""
+    seeded = gw.seed_pool(name, [first, second], strategy="primary-first")
+
+    def order(session: Any) -> None:
+        for a in session.scalars(select(PoolAssignment).where(PoolAssignment.pool_id == seeded.pool_id)):
+            a.priority = 1 if a.account_id == seeded.accounts[first] else 2
+
+    gw.update(order)
+    return seeded
+
+
+def _account(gw: Gateway, account_id: int) -> UpstreamAccount:
+    with gw.ctx.session_factory() as session:
+        row = session.get(UpstreamAccount, account_id)
+        assert row is not None
+        return row
+
+
+def test_deactivated_account_fails_over_and_leaves_rotation(gw: Gateway) -> None:
+    seeded = _first_then(gw, "dead", "acct-dead", "acct-alive")
+    gw.simulator.client.upsert_account("acct-dead", deactivated=True)
+    since = _last_seq(gw)
+    response = _post(gw, seeded.key)
+    assert response.status_code == 200, response.text
+    assert _attempts(gw, since) == [("acct-dead", 403), ("acct-alive", 200)]
+
+    dead = seeded.accounts["acct-dead"]
+    wait_until(
+        lambda: _account(gw, dead).state == AccountState.DEACTIVATED, timeout=10, what="account state deactivated"
+    )
+    assert _account(gw, dead).state_reason == "account_deactivated"
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
+    assert [(a.account_id, a.status_code, a.outcome) for a in row.attempts] == [
+        (dead, 403, "failed_over"),
+        (seeded.accounts["acct-alive"], 200, "served"),
+    ]
+    # Out of rotation: later requests never reach it.
+    since = _last_seq(gw)
+    for _ in range(3):
+        assert _post(gw, seeded.key).status_code == 200
+    assert {a for a, _ in _attempts(gw, since)} == {"acct-alive"}
+
+
+def test_credential_errors_never_reach_the_client(gw: Gateway) -> None:
+    seeded = gw.seed_pool("expired", ["acct-x1", "acct-x2"])
+    body = {"error": {"message": "Provided authentication token is expired.", "code": "token_expired"}}
+    gw.simulator.client.add_fault("status", status=401, body=body, count=2, route="responses")
+    since = _last_seq(gw)
+    response = _post(gw, seeded.key)
+    assert sorted(_attempts(gw, since)) == [("acct-x1", 401), ("acct-x2", 401)]
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "no_eligible_account"
+    assert "token" not in response.text
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
+    # The third attempt found no untried account: the gateway's own answer, with the upstream's statuses kept.
+    assert row.error_code == "no_eligible_account"
+    assert [a.status_code for a in row.attempts][:2] == [401, 401]
+    with gw.ctx.session_factory() as session:
+        flagged = session.scalars(
+            select(UpstreamAccount.refresh_requested_at).where(UpstreamAccount.id.in_(seeded.accounts.values()))
+        ).all()
+    assert all(flagged), "both accounts are flagged for a refresh"
+
+
+def test_upstream_500_fails_over_and_demotes(gw: Gateway) -> None:
+    seeded = _first_then(gw, "five", "acct-f1", "acct-f2")
+    gw.simulator.client.add_fault("status", status=500, account="acct-f1", count=1)
+    since = _last_seq(gw)
+    before = time.time()
+    response = _post(gw, seeded.key)
+    assert response.status_code == 200, response.text
+    assert _attempts(gw, since) == [("acct-f1", 500), ("acct-f2", 200)]
+    demoted = wait_until(
+        lambda: _account(gw, seeded.accounts["acct-f1"]).demoted_until, timeout=10, what="demotion written"
+    )
+    assert demoted.timestamp() >= before + 25  # demotion_seconds (30) from the failure
+
+
+def test_rate_limit_exceeded_cools_down_from_retry_after_without_a_quota_window(gw: Gateway) -> None:
+    seeded = _first_then(gw, "burst", "acct-r1", "acct-r2")
+    body = {"error": {"type": "rate_limit_exceeded", "message": "Rate limit reached"}}
+    gw.simulator.client.add_fault("status", status=429, account="acct-r1", body=body, headers={"retry-after": "7"})
+    since = _last_seq(gw)
+    before = time.time()
+    assert _post(gw, seeded.key).status_code == 200
+    assert _attempts(gw, since) == [("acct-r1", 429), ("acct-r2", 200)]
+    r1 = seeded.accounts["acct-r1"]
+    demoted = wait_until(lambda: _account(gw, r1).demoted_until, timeout=10, what="cooldown written")
+    assert before + 5 <= demoted.timestamp() <= time.time() + 8
+    with gw.ctx.session_factory() as session:
+        spent = session.scalars(
+            select(QuotaWindow).where(QuotaWindow.account_id == r1, QuotaWindow.used_percent >= 100)
+        ).all()
+    assert spent == []  # a burst limit is not a spent window
+
+
+def test_usage_not_included_excludes_the_account_for_that_model_only(gw: Gateway) -> None:
+    seeded = _first_then(gw, "plan", "acct-n1", "acct-n2")
+    gw.simulator.client.upsert_account("acct-n1", excluded_models=["gpt-5.1-codex-max"])
+    since = _last_seq(gw)
+    assert _post(gw, seeded.key, model="gpt-5.1-codex-max").status_code == 200
+    assert _attempts(gw, since) == [("acct-n1", 429), ("acct-n2", 200)]
+    n1 = seeded.accounts["acct-n1"]
+
+    def excluded() -> list[tuple[str, str]]:
+        with gw.ctx.session_factory() as session:
+            rows = session.scalars(select(AccountModelExclusion).where(AccountModelExclusion.account_id == n1))
+            return [(r.model, r.reason) for r in rows]
+
+    assert wait_until(excluded, timeout=10, what="model exclusion") == [("gpt-5.1-codex-max", "usage_not_included")]
+    assert _account(gw, n1).state == AccountState.ACTIVE and _account(gw, n1).demoted_until is None
+    since = _last_seq(gw)
+    assert _post(gw, seeded.key, model="gpt-5.1-codex-max").status_code == 200
+    assert _post(gw, seeded.key, model="gpt-5.1-codex").status_code == 200
+    # The excluded model goes straight to the other account; any other model still routes to the first.
+    assert _attempts(gw, since) == [("acct-n2", 200), ("acct-n1", 200)]
+
+
+def test_failure_event_inside_a_stream_is_evidence(gw: Gateway) -> None:
+    seeded = gw.seed_pool("failevent", ["acct-e1"])
+    gw.simulator.client.add_fault("fail_event", after_tokens=0, code="server_is_overloaded")
+    response = _post(gw, seeded.key)
+    assert response.status_code == 200
+    assert any(e.get("type") == "response.failed" for e in parse_sse(response.text))
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
+    assert row.error_code == "server_is_overloaded"
+    assert row.account_id == seeded.accounts["acct-e1"]
+    wait_until(
+        lambda: _account(gw, seeded.accounts["acct-e1"]).demoted_until, timeout=10, what="demotion after the event"
+    )
+
+
+def test_a_401_is_refreshed_within_seconds(gw: Gateway, tmp_path: Path) -> None:
+    seeded = gw.seed_pool("refresh-now", ["acct-t1"])
+    account_id = seeded.accounts["acct-t1"]
+    epoch = _account(gw, account_id).credential_epoch
+    # The periodic refresh_due_tokens job is slowed to an hour: only the fast refresh_requested job can be quick.
+    env = {k: gw.env[k] for k in ("POOLER_SECRET_KEYS", "POOLER_KEY_PEPPER", "POOLER_LOG_LEVEL")}
+    scheduler = start_scheduler(
+        "scheduler-evidence", gw.db_url, tmp_path, {**env, "POOLER_SCHEDULER_INTERVALS": "refresh_due_tokens=3600"}
+    )
+    try:
+        gw.simulator.client.add_fault("status", status=401, account="acct-t1", count=1)
+        flagged_at = time.time()
+        response = _post(gw, seeded.key)
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+
+        def refreshed() -> bool:
+            row = _account(gw, account_id)
+            return row.refresh_requested_at is None and row.credential_epoch > epoch
+
+        wait_until(refreshed, timeout=15, what="the account refreshed")
+        assert time.time() - flagged_at < 10
+        with gw.ctx.session_factory() as session:
+            runs = session.scalars(select(JobRun).where(JobRun.job_id == "refresh_requested")).all()
+        assert any((run.counts or {}).get("refreshed") for run in runs), "refreshed by the fast job"
+        wait_until(lambda: _post(gw, seeded.key).status_code == 200, timeout=15, what="the account serves again")
+    finally:
+        scheduler.stop()
