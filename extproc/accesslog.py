@@ -203,6 +203,7 @@ class AccessLogHandler:
         record.attempts = attempt_outcomes(tried, attempts, status)
         if record.key_prefix and tokens.get("total_tokens"):
             self.state.tokens.add(record.key_prefix, tokens["total_tokens"], now)
+            self.state.budgets.add(record.key_prefix, record.model, tokens, now)
         if record.key_id is not None and error is None:
             self.state.pending.key_used[record.key_id] = now
         self.state.pending.requests.append(record)

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from extproc.budgets import BudgetCounters
 from extproc.limits import DailyTokens, RequestRateLimiter
 from pooler.context import CoreContext
 from pooler.gateway.bound_state import TurnStateIssuers
@@ -48,6 +49,7 @@ class GatewayState:
     overlays: dict[int, Overlay] = field(default_factory=dict)
     limiter: RequestRateLimiter = field(default_factory=RequestRateLimiter)
     tokens: DailyTokens = field(default_factory=DailyTokens)
+    budgets: BudgetCounters = field(default_factory=BudgetCounters)
     in_flight: dict[int, int] = field(default_factory=dict)
     requests_in_flight: dict[str, tuple[float, list[int]]] = field(default_factory=dict)
     attempts: dict[str, tuple[float, list[AttemptRecord]]] = field(default_factory=dict)
@@ -72,6 +74,7 @@ class GatewayState:
         """Swap in a freshly loaded snapshot (overlays already applied by the loader)."""
         now = time.time()
         self.tokens.seed(snapshot.tokens_today, now)
+        self.budgets.seed(snapshot.budgets)
         # Drop overlays that no longer say anything. A 401 flag is over once the account's credential epoch
         # moved (the scheduler refreshed it): without this the overlay would be kept for ever.
         for account_id, overlay in list(self.overlays.items()):

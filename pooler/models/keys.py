@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pooler.models.base import Base, int_pk, str200, utc_now
@@ -37,3 +37,26 @@ class PoolKey(Base):
     last_used_at: Mapped[dt.datetime | None]
 
     pool: Mapped[Pool] = relationship()
+    budgets: Mapped[list[KeyBudget]] = relationship(
+        back_populates="key", cascade="all, delete-orphan", order_by="KeyBudget.id"
+    )
+
+
+class KeyBudget(Base):
+    """A spend limit of one key over a calendar period in its pool's time zone (pooler.budgets)."""
+
+    __tablename__ = "key_budgets"
+    __table_args__ = (UniqueConstraint("key_id", "period", "unit"),)
+
+    id: Mapped[int_pk]
+    key_id: Mapped[int] = mapped_column(ForeignKey("pool_keys.id", ondelete="CASCADE"), index=True)
+    period: Mapped[str] = mapped_column(String(8))
+    """`day`, `week` (from Monday) or `month`."""
+    unit: Mapped[str] = mapped_column(String(8))
+    """`tokens` or `usd` (priced by the pricing table)."""
+    hard_limit: Mapped[float | None]
+    """Requests are refused (429 budget_exceeded) once the period's usage reached it."""
+    soft_limit: Mapped[float | None]
+    """An alert is raised once the period's usage reached it."""
+
+    key: Mapped[PoolKey] = relationship(back_populates="budgets")

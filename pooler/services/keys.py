@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 
 from pooler import audit
 from pooler.audit import Actor
+from pooler.budgets import Budget, Period, Unit, parse_stored
 from pooler.crypto.hashing import KeyedHasher
 from pooler.errors import ConflictError, NotFoundError, PoolerError
-from pooler.models import Pool, PoolKey, utcnow
+from pooler.models import KeyBudget, Pool, PoolKey, utcnow
 from pooler.poolkeys import generate_key, key_matches, key_prefix
 from pooler.services.pools import get_pool
 from pooler.states import KeyStatus, PoolStatus
@@ -96,6 +97,7 @@ def create_key(
     allowed_models: list[str] | None = None,
     requests_per_minute: int | None = None,
     tokens_per_day: int | None = None,
+    budgets: list[Budget] | None = None,
     now: dt.datetime | None = None,
 ) -> CreatedKey:
     pool_row = get_pool(session, pool) if isinstance(pool, str) else pool
@@ -122,6 +124,10 @@ def create_key(
         requests_per_minute=requests_per_minute,
         tokens_per_day=tokens_per_day,
         created_at=now,
+        budgets=[
+            KeyBudget(period=b.period.value, unit=b.unit.value, hard_limit=b.hard, soft_limit=b.soft)
+            for b in budgets or []
+        ],
     )
     session.add(key)
     session.flush()
@@ -135,6 +141,7 @@ def create_key(
         allowed_models=models,
         requests_per_minute=requests_per_minute,
         tokens_per_day=tokens_per_day,
+        budgets=[budget_text(b) for b in budgets or []],
     )
     bump_routing_version(session)
     return CreatedKey(key=key, raw=raw)
@@ -217,3 +224,49 @@ def check_key(session: Session, hasher: KeyedHasher, raw: str, now: dt.datetime)
     elif key.pool.status != PoolStatus.ACTIVE:
         status = KeyCheckStatus.POOL_PAUSED
     return KeyCheck(status, key_id=key.id, pool_id=key.pool_id, prefix=prefix)
+
+
+def key_budgets(key: PoolKey) -> list[Budget]:
+    """The key's budgets as policy values (rows that no longer parse are skipped, never fatal)."""
+    parsed = (parse_stored(r.period, r.unit, r.hard_limit, r.soft_limit) for r in key.budgets)
+    return [b for b in parsed if b is not None]
+
+
+def set_budgets(session: Session, prefix: str, budgets: list[Budget], *, actor: Actor) -> PoolKey:
+    """Replaces the key's budgets (at most one per period and unit); audited with the limits, bumps routing."""
+    key = get_key(session, prefix)
+    seen = {(b.period, b.unit) for b in budgets}
+    if len(seen) != len(budgets):
+        raise PoolerError("one budget per period and unit")
+    before = [budget_text(b) for b in key_budgets(key)]
+    after = [budget_text(b) for b in budgets]
+    if before == after:
+        return key
+    key.budgets = [
+        KeyBudget(period=b.period.value, unit=b.unit.value, hard_limit=b.hard, soft_limit=b.soft) for b in budgets
+    ]
+    session.flush()
+    _audit(session, actor, "key.budgets", key, old=before, new=after)
+    bump_routing_version(session)
+    return key
+
+
+def budget_text(budget: Budget) -> str:
+    return f"{budget.period.value} {budget.unit.value} hard={budget.hard} soft={budget.soft}"
+
+
+def parse_budget(text: str) -> Budget:
+    """`PERIOD:UNIT:HARD[:SOFT]` (`day:tokens:100000`, `month:usd:50:40`, `week:usd::20` for a soft-only one)."""
+    parts = text.strip().split(":")
+    if len(parts) not in (3, 4):
+        raise PoolerError("a budget is PERIOD:UNIT:HARD[:SOFT], e.g. day:tokens:100000 or month:usd:50:40")
+    try:
+        period, unit = Period(parts[0].strip().lower()), Unit(parts[1].strip().lower())
+    except ValueError:
+        raise PoolerError("budget period is day, week or month; unit is tokens or usd") from None
+    try:
+        hard = float(parts[2]) if parts[2].strip() else None
+        soft = float(parts[3]) if len(parts) == 4 and parts[3].strip() else None
+        return Budget(period, unit, hard, soft)
+    except ValueError:
+        raise PoolerError("budget limits must be positive numbers, at least one of hard and soft") from None

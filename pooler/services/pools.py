@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from pooler import audit
 from pooler.audit import Actor
+from pooler.budgets import DEFAULT_ZONE, valid_zone
 from pooler.errors import ConflictError, NotFoundError, PoolerError
 from pooler.models import Pool, PoolAssignment, PoolKey, PoolSettings, UpstreamAccount, utcnow
 from pooler.settings import get_number
@@ -264,6 +265,10 @@ def _check_settings(values: dict[str, Any]) -> dict[str, Any]:
     concurrency = checked.get("max_concurrency_per_account")
     if concurrency is not None and not 1 <= int(concurrency) <= 1000:
         raise PoolerError("max concurrency per account must be between 1 and 1000 (or unset)")
+    if "time_zone" in checked:
+        checked["time_zone"] = str(checked["time_zone"]).strip() or DEFAULT_ZONE
+        if not valid_zone(checked["time_zone"]):
+            raise PoolerError("time zone must be an IANA zone name such as UTC or Europe/Berlin")
     if "allowed_models" in checked:
         # An empty list and None both mean "every model"; store None so the snapshot sees one spelling.
         checked["allowed_models"] = [m for m in checked["allowed_models"] or [] if m] or None
@@ -283,6 +288,7 @@ def update_pool_settings(
     secondary_cap_percent: float | _Unchanged = UNCHANGED,
     max_concurrency_per_account: int | _Unchanged | None = UNCHANGED,
     allowed_models: list[str] | _Unchanged | None = UNCHANGED,
+    time_zone: str | _Unchanged = UNCHANGED,
 ) -> dict[str, dict[str, Any]]:
     """Applies the passed settings to pool `name`; returns the changed fields as {field: {old, new}}.
 
@@ -299,6 +305,7 @@ def update_pool_settings(
         "secondary_cap_percent": secondary_cap_percent,
         "max_concurrency_per_account": max_concurrency_per_account,
         "allowed_models": allowed_models,
+        "time_zone": time_zone,
     }
     wanted = _check_settings({k: v for k, v in passed.items() if not isinstance(v, _Unchanged)})
     changes: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,42 @@
+"""budgets: per-key spend limits (tokens, USD) over calendar periods, and each pool's time zone
+
+Revision ID: 0009
+Revises: 0007
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("pool_settings") as batch:
+        batch.add_column(sa.Column("time_zone", sa.String(length=64), server_default="UTC", nullable=False))
+    op.create_table(
+        "key_budgets",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("key_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("period", sa.String(length=8), nullable=False),
+        sa.Column("unit", sa.String(length=8), nullable=False),
+        sa.Column("hard_limit", sa.Double(), nullable=True),
+        sa.Column("soft_limit", sa.Double(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["key_id"], ["pool_keys.id"], name=op.f("fk_key_budgets_key_id_pool_keys"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_key_budgets")),
+        sa.UniqueConstraint("key_id", "period", "unit", name=op.f("uq_key_budgets_key_id_period_unit")),
+    )
+    op.create_index(op.f("ix_key_budgets_key_id"), "key_budgets", ["key_id"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_key_budgets_key_id"), table_name="key_budgets")
+    op.drop_table("key_budgets")
+    with op.batch_alter_table("pool_settings") as batch:
+        batch.drop_column("time_zone")
