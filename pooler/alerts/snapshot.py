@@ -8,7 +8,9 @@ from collections import Counter, defaultdict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from pooler.alerts.rules import AlertSnapshot, JobHealth, KeyErrors, PoolState, Thresholds
+from pooler.alerts.rules import AlertSnapshot, JobHealth, KeyBudgetUse, KeyErrors, PoolState, Thresholds
+from pooler.budgets import states as budget_states
+from pooler.gateway.budgets import load_budget_book
 from pooler.models import AccountSecret, JobRun, Pool, PoolAssignment, PoolKey, RequestLog, UpstreamAccount
 from pooler.readiness import AccountFacts, AssignmentFacts, WindowFacts, account_readiness, window_name
 from pooler.states import AccountState, AssignmentStatus, SecretKind
@@ -140,6 +142,31 @@ def _jobs(session: Session) -> list[JobHealth]:
     return out
 
 
+def _budgets(session: Session, now: dt.datetime) -> list[KeyBudgetUse]:
+    """Budgets whose soft or hard limit is reached now (the request logs, as the gateway reconciles them)."""
+    book = load_budget_book(session, now)
+    labels = dict(session.execute(select(PoolKey.prefix, Pool.label).join(Pool, Pool.id == PoolKey.pool_id)).all())
+    out = []
+    for prefix, entry in book.keys.items():
+        used = {period: usage for (p, period), (_, usage) in book.used.items() if p == prefix}
+        for state in budget_states(entry.budgets, used, now.timestamp(), entry.tz):
+            if state.exceeded or state.soft_reached:
+                b = state.budget
+                out.append(
+                    KeyBudgetUse(
+                        prefix,
+                        labels.get(prefix),
+                        b.period.value,
+                        b.unit.value,
+                        state.used,
+                        b.soft,
+                        b.hard,
+                        dt.datetime.fromtimestamp(state.resets_at, dt.UTC),
+                    )
+                )
+    return out
+
+
 def load_alert_snapshot(session: Session, th: Thresholds, now: dt.datetime) -> AlertSnapshot:
     pools, unassigned_reauth = pool_states(session, th, now)
     return AlertSnapshot(
@@ -148,4 +175,5 @@ def load_alert_snapshot(session: Session, th: Thresholds, now: dt.datetime) -> A
         unassigned_reauth=unassigned_reauth,
         key_errors=_key_errors(session, th, now),
         jobs=_jobs(session),
+        budgets=_budgets(session, now),
     )

@@ -159,3 +159,20 @@ def test_budget_needs_a_positive_limit() -> None:
     with pytest.raises(ValueError):
         Budget(Period.DAY, Unit.TOKENS, 0, None)
     assert BudgetState(Budget(Period.DAY, Unit.TOKENS, 5, None), 5, 0, 1).exceeded
+
+
+def test_alert_rule_warns_at_the_soft_limit_and_degrades_at_the_hard_one() -> None:
+    from pooler.alerts.rules import AlertSnapshot, KeyBudgetUse, Severity, Thresholds, key_budget_reached
+
+    resets = dt.datetime(2026, 12, 10, tzinfo=dt.UTC)
+    snap = AlertSnapshot(
+        now=dt.datetime(2026, 12, 9, 12, tzinfo=dt.UTC),
+        budgets=[
+            KeyBudgetUse("cpk_soft", "Team A", "month", "usd", 41.0, 40.0, 50.0, resets),
+            KeyBudgetUse("cpk_hard", "Team A", "day", "tokens", 1000, None, 1000, resets),
+        ],
+    )
+    signals = {s.subject: s for s in key_budget_reached(snap, Thresholds())}
+    soft, hard = signals["key:cpk_soft:month:usd"], signals["key:cpk_hard:day:tokens"]
+    assert soft.severity is Severity.WATCH and "$41.00" in soft.impact and soft.details["limit"] == 40.0
+    assert hard.severity is Severity.DEGRADED and "budget_exceeded" in hard.impact
