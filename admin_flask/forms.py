@@ -62,6 +62,7 @@ class PoolForm(FlaskForm):
         "Max concurrent requests per account", validators=[Optional(), NumberRange(1, 1000)]
     )
     allowed_models = TextAreaField("Allowed models (one per line, empty = all)", validators=[Length(max=4000)])
+    time_zone = StringField("Time zone (IANA)", default="UTC", validators=[Optional(), Length(max=64)])
 
 
 class ImportForm(FlaskForm):
@@ -85,6 +86,9 @@ class AssignForm(FlaskForm):
     priority = IntegerField("Priority (lower first)", default=100, validators=[NumberRange(0, 10000)])
 
 
+BUDGETS_LABEL = "Budgets (one per line: PERIOD:UNIT:HARD[:SOFT], e.g. day:tokens:200000 or month:usd:50:40)"
+
+
 class KeyForm(FlaskForm):
     pool_id = SelectField("Pool", coerce=int)
     label = StringField("Label", validators=[DataRequired(), Length(max=200)])
@@ -92,6 +96,11 @@ class KeyForm(FlaskForm):
     allowed_models = TextAreaField("Allowed models (one per line, empty = pool default)")
     requests_per_minute = IntegerField("Requests per minute", validators=[Optional(), NumberRange(1, 100000)])
     tokens_per_day = IntegerField("Tokens per day", validators=[Optional(), NumberRange(1, 10**12)])
+    budgets = TextAreaField(BUDGETS_LABEL, validators=[Length(max=400)])
+
+
+class BudgetsForm(FlaskForm):
+    budgets = TextAreaField(BUDGETS_LABEL, validators=[Length(max=400)])
 
 
 class OperatorForm(FlaskForm):

@@ -10,9 +10,11 @@ from sqlalchemy import func, select
 
 from admin_flask import auditing, scope, security
 from admin_flask.db import core, get_db
-from admin_flask.forms import KeyForm, lines
+from admin_flask.forms import BudgetsForm, KeyForm, lines
+from pooler.budgets import BudgetState
 from pooler.errors import PoolerError
-from pooler.models import PoolKey, RequestLog
+from pooler.gateway.budgets import load_budget_book
+from pooler.models import PoolKey, RequestLog, utcnow
 from pooler.services import keys as key_service
 from pooler.services.keys import CreatedKey
 
@@ -64,8 +66,22 @@ def index() -> Any:
     if pool_id:
         form.pool_id.data = pool_id
     return render_template(
-        "keys/index.html", keys=keys, usage=_usage([k.prefix for k in keys]), form=form, pool_id=pool_id
+        "keys/index.html",
+        keys=keys,
+        usage=_usage([k.prefix for k in keys]),
+        form=form,
+        pool_id=pool_id,
+        budgets=_budget_states(),
+        budgets_form=BudgetsForm(),
+        budget_spec=key_service.budget_spec,
+        key_budgets=key_service.key_budgets,
     )
+
+
+def _budget_states() -> dict[str, list[BudgetState]]:
+    """Each budgeted key's budgets with what it used in the current period (from the request logs)."""
+    now = utcnow()
+    return load_budget_book(get_db(), now).key_states(now.timestamp())
 
 
 @bp.route("/new", methods=["POST"])
@@ -90,6 +106,7 @@ def create() -> Any:
             allowed_models=lines(form.allowed_models.data),
             requests_per_minute=form.requests_per_minute.data,
             tokens_per_day=form.tokens_per_day.data,
+            budgets=[key_service.parse_budget(line) for line in lines(form.budgets.data) or []],
         )
     except PoolerError as exc:
         db.rollback()
@@ -97,6 +114,26 @@ def create() -> Any:
         return redirect(url_for("keys.index"))
     db.commit()
     return _show_once(created, "created")
+
+
+@bp.route("/<int:key_id>/budgets", methods=["POST"])
+def budgets(key_id: int) -> Any:
+    """Replaces the key's budgets with the lines of the form (empty: none)."""
+    key = scope.key_or_404(key_id)
+    form = BudgetsForm()
+    db = get_db()
+    try:
+        if not form.validate_on_submit():
+            raise PoolerError("; ".join(e for errors in form.errors.values() for e in errors))
+        parsed = [key_service.parse_budget(line) for line in lines(form.budgets.data) or []]
+        key_service.set_budgets(db, key.prefix, parsed, actor=auditing.actor())
+    except PoolerError as exc:
+        db.rollback()
+        flash(str(exc), "error")
+    else:
+        db.commit()
+        flash(f"Budgets of key {key.prefix} saved.", "ok")
+    return redirect(url_for("keys.index", pool_id=key.pool_id))
 
 
 def _status(key_id: int, fn: Any, done: str) -> Any:

@@ -84,6 +84,7 @@ def _form_settings(form: PoolForm) -> dict[str, Any]:
         "secondary_cap_percent": form.secondary_cap_percent.data,
         "max_concurrency_per_account": form.max_concurrency_per_account.data,
         "allowed_models": lines(form.allowed_models.data),
+        "time_zone": form.time_zone.data or "UTC",
     }
 
 

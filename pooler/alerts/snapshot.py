@@ -9,7 +9,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from pooler.alerts.rules import AlertSnapshot, JobHealth, KeyBudgetUse, KeyErrors, PoolState, Thresholds
-from pooler.budgets import states as budget_states
 from pooler.gateway.budgets import load_budget_book
 from pooler.models import AccountSecret, JobRun, Pool, PoolAssignment, PoolKey, RequestLog, UpstreamAccount
 from pooler.readiness import AccountFacts, AssignmentFacts, WindowFacts, account_readiness, window_name
@@ -147,9 +146,8 @@ def _budgets(session: Session, now: dt.datetime) -> list[KeyBudgetUse]:
     book = load_budget_book(session, now)
     labels = dict(session.execute(select(PoolKey.prefix, Pool.label).join(Pool, Pool.id == PoolKey.pool_id)).all())
     out = []
-    for prefix, entry in book.keys.items():
-        used = {period: usage for (p, period), (_, usage) in book.used.items() if p == prefix}
-        for state in budget_states(entry.budgets, used, now.timestamp(), entry.tz):
+    for prefix, key_states in book.key_states(now.timestamp()).items():
+        for state in key_states:
             if state.exceeded or state.soft_reached:
                 b = state.budget
                 out.append(

@@ -18,7 +18,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from pooler.budgets import Budget, Period, Usage, parse_stored, period_bounds, request_tokens, zone
+from pooler.budgets import (
+    Budget,
+    BudgetState,
+    Period,
+    Usage,
+    parse_stored,
+    period_bounds,
+    request_tokens,
+    states,
+    zone,
+)
 from pooler.models import PoolKey, PoolSettings, RequestLog
 from pooler.pricing import PRICING_SETTING, Prices, estimate, usable
 from pooler.settings import get_json_setting
@@ -48,6 +58,15 @@ class BudgetBook:
     """(prefix, period) -> (the period's start, usage since then)."""
     zones: dict[int, str] = field(default_factory=dict)
     """pool id -> its time zone's name (where its budget periods start)."""
+
+    def key_states(self, now: float) -> dict[str, list[BudgetState]]:
+        """Each budgeted key's budgets with the usage read (the admin and the alert rules; the ext_proc counts
+        on from here itself)."""
+        out = {}
+        for prefix, entry in self.keys.items():
+            used = {period: usage for (p, period), (_, usage) in self.used.items() if p == prefix}
+            out[prefix] = states(entry.budgets, used, now, entry.tz)
+        return out
 
 
 def load_budget_book(session: Session, now: dt.datetime) -> BudgetBook:

@@ -255,6 +255,16 @@ def budget_text(budget: Budget) -> str:
     return f"{budget.period.value} {budget.unit.value} hard={budget.hard} soft={budget.soft}"
 
 
+def budget_spec(budget: Budget) -> str:
+    """The `PERIOD:UNIT:HARD[:SOFT]` text `parse_budget` reads (the admin's edit form shows it)."""
+
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:g}" if value != int(value) else str(int(value))
+
+    soft = f":{number(budget.soft)}" if budget.soft is not None else ""
+    return f"{budget.period.value}:{budget.unit.value}:{number(budget.hard)}{soft}"
+
+
 def parse_budget(text: str) -> Budget:
     """`PERIOD:UNIT:HARD[:SOFT]` (`day:tokens:100000`, `month:usd:50:40`, `week:usd::20` for a soft-only one)."""
     parts = text.strip().split(":")
