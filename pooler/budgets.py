@@ -128,12 +128,6 @@ def states(budgets: Iterable[Budget], used: Mapping[Period, Usage], now: float, 
     return out
 
 
-def refusal(budget_states: Iterable[BudgetState]) -> BudgetState | None:
-    """The exceeded budget a refusal names: the one that resets last (the key is refused until then)."""
-    exceeded = [s for s in budget_states if s.exceeded]
-    return max(exceeded, key=lambda s: s.resets_at) if exceeded else None
-
-
 def describe(state: BudgetState) -> str:
     """The refusal's message: which budget, how much of it, and when it resets (UTC)."""
     budget = state.budget

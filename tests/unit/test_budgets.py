@@ -18,7 +18,6 @@ from pooler.budgets import (
     describe,
     parse_stored,
     period_bounds,
-    refusal,
     request_tokens,
     states,
     valid_zone,
@@ -67,7 +66,7 @@ def test_tokens_count_input_and_output_once_and_cost_prices_cached_input() -> No
     assert usable({"m": "not prices"}) == vendored()
 
 
-def test_refusal_names_the_exceeded_budget_that_resets_last() -> None:
+def test_states_say_which_limits_are_reached() -> None:
     now = _ts(2026, 12, 9, 12)
     budgets = [
         Budget(Period.DAY, Unit.TOKENS, 100, None),
@@ -78,12 +77,9 @@ def test_refusal_names_the_exceeded_budget_that_resets_last() -> None:
     result = states(budgets, used, now, UTC)
     assert [s.exceeded for s in result] == [True, True, False]
     assert [s.soft_reached for s in result] == [False, True, True]
-    chosen = refusal(result)
-    assert chosen is not None and chosen.budget.period is Period.MONTH
-    assert describe(chosen) == (
+    assert describe(result[1]) == (
         "The monthly spend budget of this Pool API key is used up ($5.00 of $5.00); it resets at 2027-01-01T00:00:00Z."
     )
-    assert refusal(states(budgets[2:], used, now, UTC)) is None
 
 
 @pytest.mark.parametrize(
@@ -135,6 +131,22 @@ def test_counters_take_the_larger_of_database_and_memory_and_roll_at_the_period_
     assert counters.states("cpk_a", tomorrow)[0].used == 0
     assert counters.check("cpk_a", {}, tomorrow) is None
     assert counters.check("cpk_other", {}, now) is None  # no budgets: one dict lookup
+
+
+def test_the_refusal_names_the_exceeded_budget_that_resets_last() -> None:
+    now = _ts(2026, 12, 9, 12)
+    entry = KeyBudgets(
+        7,
+        "cpk_a",
+        UTC,
+        (Budget(Period.DAY, Unit.TOKENS, 10, None), Budget(Period.MONTH, Unit.TOKENS, 10, None)),
+    )
+    used = {("cpk_a", p): (period_bounds(p, now, UTC)[0], Usage(50, 0.0)) for p in (Period.DAY, Period.MONTH)}
+    counters = BudgetCounters()
+    counters.seed(BudgetBook({"cpk_a": entry}, {}, used))
+    reply = counters.check("cpk_a", {}, now)
+    assert reply is not None
+    assert json.loads(reply.immediate_response.body)["error"]["budget"]["period"] == "month"
 
 
 def test_refusal_reply_is_a_codex_429_with_retry_after() -> None:
