@@ -96,7 +96,12 @@ class KeyUsageProcessor(_KeyedLocal):
                 "tokens_today": state.tokens.used(principal.key_prefix, now),
             },
             "budgets": [state_payload(s, now) for s in state.budgets.states(principal.key_prefix, now)],
+            "share": None,
         }
+        windows = state.shares.windows(principal.key_prefix, pool, now)
+        if windows is not None:
+            # Percent of the pool's capacity, never the accounts behind it.
+            payload["share"] = {"windows": windows}
         return responses.immediate(
             200, json.dumps(payload, separators=(",", ":")).encode(), attempt.base, NO_STORE, "pooler_answer"
         )

@@ -246,19 +246,25 @@ class AttemptProcessor:
         if model is not None and key.allowed_models is not None and model not in key.allowed_models:
             return responses.error("model_not_allowed", routing)
         if limits:
-            refused = self._check_limits(key, routing, now)
+            refused = self._check_limits(key, snapshot.pools.get(key.pool_id), routing, now)
             if refused is not None:
                 return refused
         return Principal(key.key_id, key.prefix, key.pool_id)
 
-    def _check_limits(self, key: KeyEntry, routing: Mapping[str, Any], now: float) -> ProcessingResponse | None:
-        """Tokens per day, budgets, then requests per minute (last: a refused request does not use a slot)."""
+    def _check_limits(
+        self, key: KeyEntry, pool: PoolEntry | None, routing: Mapping[str, Any], now: float
+    ) -> ProcessingResponse | None:
+        """Tokens per day, budgets, quota share, then requests per minute (last: a refused request does not use
+        a slot)."""
         if key.tokens_per_day is not None and self.state.tokens.used(key.prefix, now) >= key.tokens_per_day:
             wait = self.state.tokens.seconds_to_midnight(now)
             return responses.error("tokens_limit_exceeded", routing, {"retry-after": str(wait)})
         over_budget = self.state.budgets.check(key.prefix, routing, now)
         if over_budget is not None:
             return over_budget
+        over_share = self.state.shares.check(key.prefix, pool, routing, now)
+        if over_share is not None:
+            return over_share
         if key.requests_per_minute is not None:
             wait_s = self.state.limiter.check_and_count(key.key_id, key.requests_per_minute, now)
             if wait_s is not None:

@@ -16,7 +16,7 @@ import time
 from sqlalchemy.exc import SQLAlchemyError
 
 from extproc.state import GatewayState
-from pooler.gateway.budgets import RECONCILE_SECONDS, BudgetBook, read_usage
+from pooler.gateway.budgets import RECONCILE_SECONDS, BudgetBook, read_share_tokens, read_usage
 from pooler.gateway.snapshot import Snapshot, load_snapshot
 from pooler.versions import NOTIFY_CHANNEL, routing_version
 
@@ -55,14 +55,19 @@ class Reloader:
 
     def _budget_usage(self, book: BudgetBook) -> BudgetBook:
         with self.state.ctx.session_factory() as session:
-            used = read_usage(session, book.keys, book.prices, time.time())
-            return BudgetBook(book.keys, book.prices, used, book.zones)
+            now = time.time()
+            used = read_usage(session, book.keys, book.prices, now)
+            pools = {s.pool_id for s in book.shares.values()}
+            tokens = read_share_tokens(session, book.groups, pools, now)
+            return BudgetBook(book.keys, book.prices, used, book.zones, book.shares, book.groups, tokens)
 
     async def reconcile_budgets(self) -> None:
         """Re-read the budgeted keys' usage (every replica's requests) between snapshot loads."""
         snapshot = self.state.snapshot
         now = time.monotonic()
-        if snapshot is None or not snapshot.budgets.keys or now - self._budgets_read < RECONCILE_SECONDS:
+        if snapshot is None or now - self._budgets_read < RECONCILE_SECONDS:
+            return
+        if not (snapshot.budgets.keys or snapshot.budgets.shares):
             return
         self._budgets_read = now
         try:
@@ -72,6 +77,7 @@ class Reloader:
         if self.state.snapshot is snapshot:
             snapshot.budgets = book
             self.state.budgets.seed(book)
+            self.state.shares.seed(book)
 
     async def check(self) -> None:
         try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from extproc.budgets import BudgetCounters
 from extproc.limits import DailyTokens, RequestRateLimiter
+from extproc.share import ShareGate
 from pooler.context import CoreContext
 from pooler.gateway.bound_state import TurnStateIssuers
 from pooler.gateway.evidence import AccountEffect, AttemptRecord
@@ -50,6 +51,7 @@ class GatewayState:
     limiter: RequestRateLimiter = field(default_factory=RequestRateLimiter)
     tokens: DailyTokens = field(default_factory=DailyTokens)
     budgets: BudgetCounters = field(default_factory=BudgetCounters)
+    shares: ShareGate = field(default_factory=ShareGate)
     in_flight: dict[int, int] = field(default_factory=dict)
     requests_in_flight: dict[str, tuple[float, list[int]]] = field(default_factory=dict)
     attempts: dict[str, tuple[float, list[AttemptRecord]]] = field(default_factory=dict)
@@ -75,6 +77,7 @@ class GatewayState:
         now = time.time()
         self.tokens.seed(snapshot.tokens_today, now)
         self.budgets.seed(snapshot.budgets)
+        self.shares.seed(snapshot.budgets)
         # Drop overlays that no longer say anything. A 401 flag is over once the account's credential epoch
         # moved (the scheduler refreshed it): without this the overlay would be kept for ever.
         for account_id, overlay in list(self.overlays.items()):

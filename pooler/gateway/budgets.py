@@ -11,7 +11,7 @@ served since the last read (at most `RECONCILE_SECONDS` plus one writer flush).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -29,9 +29,10 @@ from pooler.budgets import (
     states,
     zone,
 )
-from pooler.models import PoolKey, PoolSettings, RequestLog
+from pooler.models import PoolAssignment, PoolKey, PoolSettings, QuotaWindow, RequestLog
 from pooler.pricing import PRICING_SETTING, Prices, estimate, usable
 from pooler.settings import get_json_setting
+from pooler.share import WINDOW_NAMES, group_of
 
 RECONCILE_SECONDS = 30.0
 
@@ -48,6 +49,18 @@ class KeyBudgets:
         return frozenset(b.period for b in self.budgets)
 
 
+@dataclass(frozen=True, slots=True)
+class KeyShare:
+    pool_id: int
+    percent: float
+    group: str
+    pacing: bool
+
+
+ShareTokens = dict[tuple[int, int], tuple[float, dict[str, int]]]
+"""(account id, window minutes) -> (the window's start, share group -> tokens since then)."""
+
+
 @dataclass(slots=True)
 class BudgetBook:
     """Budgeted keys by prefix, the prices, and the usage read from the database at `loaded_at`."""
@@ -58,6 +71,11 @@ class BudgetBook:
     """(prefix, period) -> (the period's start, usage since then)."""
     zones: dict[int, str] = field(default_factory=dict)
     """pool id -> its time zone's name (where its budget periods start)."""
+    shares: dict[str, KeyShare] = field(default_factory=dict)
+    """Keys with a quota share, by prefix."""
+    groups: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """Every key of a pool that has a quota share: prefix -> (pool id, share group); their tokens dilute."""
+    share_tokens: ShareTokens = field(default_factory=dict)
 
     def key_states(self, now: float) -> dict[str, list[BudgetState]]:
         """Each budgeted key's budgets with the usage read (the admin and the alert rules; the ext_proc counts
@@ -72,13 +90,65 @@ class BudgetBook:
 def load_budget_book(session: Session, now: dt.datetime) -> BudgetBook:
     zones = {s.pool_id: s.time_zone for s in session.scalars(select(PoolSettings))}
     keys: dict[str, KeyBudgets] = {}
-    for key in session.scalars(select(PoolKey).options(selectinload(PoolKey.budgets))):
+    all_keys = list(session.scalars(select(PoolKey).options(selectinload(PoolKey.budgets))))
+    shares = {
+        k.prefix: KeyShare(k.pool_id, k.share_percent, group_of(k.prefix, k.share_team), k.share_pacing)
+        for k in all_keys
+        if k.share_percent is not None
+    }
+    share_pools = {s.pool_id for s in shares.values()}
+    groups = {k.prefix: (k.pool_id, group_of(k.prefix, k.share_team)) for k in all_keys if k.pool_id in share_pools}
+    for key in all_keys:
         parsed = (parse_stored(r.period, r.unit, r.hard_limit, r.soft_limit) for r in key.budgets)
         budgets = [b for b in parsed if b is not None]
         if budgets:
             keys[key.prefix] = KeyBudgets(key.id, key.prefix, zone(zones.get(key.pool_id)), tuple(budgets))
     prices = usable(get_json_setting(session, PRICING_SETTING))
-    return BudgetBook(keys, prices, read_usage(session, keys, prices, now.timestamp()), zones)
+    used = read_usage(session, keys, prices, now.timestamp())
+    tokens = read_share_tokens(session, groups, share_pools, now.timestamp())
+    return BudgetBook(keys, prices, used, zones, shares, groups, tokens)
+
+
+def read_share_tokens(
+    session: Session, groups: Mapping[str, tuple[int, str]], pool_ids: Iterable[int], now: float
+) -> ShareTokens:
+    """Tokens per share group on each account of the share pools, in each account's current 5-hour and weekly
+    window (from its latest quota window rows): one grouped query per account window."""
+    pools = set(pool_ids)
+    if not pools:
+        return {}
+    accounts = set(session.scalars(select(PoolAssignment.account_id).where(PoolAssignment.pool_id.in_(pools))))
+    out: ShareTokens = {}
+    windows = session.scalars(
+        select(QuotaWindow).where(
+            QuotaWindow.account_id.in_(accounts),
+            QuotaWindow.limit_family == "codex",
+            QuotaWindow.window_minutes.in_(WINDOW_NAMES),
+        )
+    )
+    for window in windows:
+        if window.resets_at is None or window.resets_at.timestamp() <= now:
+            continue
+        start = window.resets_at.timestamp() - window.window_minutes * 60
+        rows = session.execute(
+            select(RequestLog.key_prefix, func.sum(RequestLog.input_tokens), func.sum(RequestLog.output_tokens))
+            .where(
+                RequestLog.account_id == window.account_id,
+                RequestLog.created_at >= dt.datetime.fromtimestamp(start, dt.UTC),
+                RequestLog.key_prefix.is_not(None),
+            )
+            .group_by(RequestLog.key_prefix)
+        )
+        by_group: dict[str, int] = {}
+        for prefix, input_tokens, output_tokens in rows:
+            known = groups.get(str(prefix))
+            if known is not None:
+                count = request_tokens(int(input_tokens or 0), int(output_tokens or 0))
+                by_group[known[1]] = by_group.get(known[1], 0) + count
+        slot = (window.account_id, window.window_minutes)
+        if slot not in out or out[slot][0] < start:
+            out[slot] = (start, by_group)
+    return out
 
 
 def read_usage(

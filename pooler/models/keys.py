@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from pooler.models.base import Base, int_pk, str200, utc_now
+from pooler.models.base import Base, int_pk, str64, str200, utc_now
 from pooler.models.pools import Pool
 from pooler.states import KeyStatus
 
@@ -31,6 +31,12 @@ class PoolKey(Base):
     """Client IPs/CIDRs this key may be used from (the address Envoy derived, trusted proxies honoured)."""
     hide_upstream_quota: Mapped[bool] = mapped_column(default=False)
     """Key holders see this key's own limits in quota headers and usage, never the upstream's."""
+    share_percent: Mapped[float | None]
+    """Most of the pool's 5-hour and weekly capacity this key (or its team) may use, in percent (pooler.share)."""
+    share_team: Mapped[str64 | None]
+    """Keys of a pool with the same team are measured together against their share."""
+    share_pacing: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """Spread the weekly share evenly over the days of the pool's weekly window."""
     created_at: Mapped[utc_now]
     rotated_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]

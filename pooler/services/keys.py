@@ -98,6 +98,7 @@ def create_key(
     requests_per_minute: int | None = None,
     tokens_per_day: int | None = None,
     budgets: list[Budget] | None = None,
+    share: KeyShareSpec | None = None,
     now: dt.datetime | None = None,
 ) -> CreatedKey:
     pool_row = get_pool(session, pool) if isinstance(pool, str) else pool
@@ -111,6 +112,7 @@ def create_key(
         if expires_at <= now:
             raise PoolerError("key expiry must be in the future")
     _validate_limits(requests_per_minute, tokens_per_day)
+    share = _checked_share(share or KeyShareSpec())
     models = sorted({m.strip() for m in allowed_models or [] if m.strip()}) or None
     raw, prefix, key_hash = _fresh_key(session, hasher)
     key = PoolKey(
@@ -124,6 +126,9 @@ def create_key(
         requests_per_minute=requests_per_minute,
         tokens_per_day=tokens_per_day,
         created_at=now,
+        share_percent=share.percent,
+        share_team=share.team,
+        share_pacing=share.pacing,
         budgets=[
             KeyBudget(period=b.period.value, unit=b.unit.value, hard_limit=b.hard, soft_limit=b.soft)
             for b in budgets or []
@@ -142,6 +147,7 @@ def create_key(
         requests_per_minute=requests_per_minute,
         tokens_per_day=tokens_per_day,
         budgets=[budget_text(b) for b in budgets or []],
+        share=share.text(),
     )
     bump_routing_version(session)
     return CreatedKey(key=key, raw=raw)
@@ -224,6 +230,47 @@ def check_key(session: Session, hasher: KeyedHasher, raw: str, now: dt.datetime)
     elif key.pool.status != PoolStatus.ACTIVE:
         status = KeyCheckStatus.POOL_PAUSED
     return KeyCheck(status, key_id=key.id, pool_id=key.pool_id, prefix=prefix)
+
+
+@dataclass(frozen=True)
+class KeyShareSpec:
+    """A key's quota share (pooler.share): None percent = no share."""
+
+    percent: float | None = None
+    team: str | None = None
+    pacing: bool = False
+
+    def text(self) -> str | None:
+        if self.percent is None:
+            return None
+        team = f" team={self.team}" if self.team else ""
+        return f"{self.percent:g}%{team}{' paced' if self.pacing else ''}"
+
+
+def _checked_share(share: KeyShareSpec) -> KeyShareSpec:
+    team = (share.team or "").strip() or None
+    if team is not None and (len(team) > 64 or not team.isprintable()):
+        raise PoolerError("share team must be 1-64 printable characters")
+    if share.percent is not None and not 0 < share.percent <= 100:
+        raise PoolerError("quota share must be a percent above 0 and at most 100")
+    return KeyShareSpec(share.percent, team, share.pacing and share.percent is not None)
+
+
+def set_share(session: Session, prefix: str, share: KeyShareSpec, *, actor: Actor) -> PoolKey:
+    """Sets the key's quota share (percent None: none); audited, bumps the routing version."""
+    key = get_key(session, prefix)
+    share = _checked_share(share)
+    before = key_share(key).text()
+    if before == share.text():
+        return key
+    key.share_percent, key.share_team, key.share_pacing = share.percent, share.team, share.pacing
+    _audit(session, actor, "key.share", key, old=before, new=share.text())
+    bump_routing_version(session)
+    return key
+
+
+def key_share(key: PoolKey) -> KeyShareSpec:
+    return KeyShareSpec(key.share_percent, key.share_team, key.share_pacing)
 
 
 def key_budgets(key: PoolKey) -> list[Budget]:

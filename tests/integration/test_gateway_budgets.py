@@ -11,7 +11,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from pooler.audit import SYSTEM
 from pooler.budgets import Budget, Period, Unit
+from pooler.models import Pool
+from pooler.services import keys as key_service
+from pooler.services.keys import KeyShareSpec
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.processes import wait_until
 from tests.support.simulator import turn_body
@@ -143,3 +147,40 @@ def test_self_service_usage_shows_only_the_callers_figures(gw: Gateway) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "connect-src 'self'" in page.headers["content-security-policy"]
     assert 'type="password"' in page.text and "localStorage" not in page.text
+
+
+def test_a_key_with_a_30_percent_weekly_share_is_refused_while_another_key_goes_on(gw: Gateway) -> None:
+    accounts = ["acct-q1", "acct-q2", "acct-q3"]
+    seeded = gw.seed_pool("share", accounts, strategy="round-robin", key_fields={"share": KeyShareSpec(percent=30)})
+    with gw.ctx.session_factory.begin() as session:
+        other = key_service.create_key(
+            session, gw.ctx.hasher, pool=session.get(Pool, seeded.pool_id), label="other", actor=SYSTEM
+        ).raw
+    assert _post(gw, seeded.key).status_code == 200
+    first = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
+    per_request = first.total_tokens or 0
+    assert per_request > 0
+    for account in accounts:  # each request uses a tenth of an account's week
+        gw.simulator.client.upsert_account(account, secondary_budget=10 * per_request)
+
+    served, refused = 1, None
+    for _ in range(30):
+        answer = _post(gw, seeded.key)
+        if answer.status_code == 429:
+            refused = answer
+            break
+        assert answer.status_code == 200, answer.text
+        served += 1
+    assert refused is not None, "the share never refused"
+    error = refused.json()["error"]
+    assert error["code"] == "share_exceeded" and error["type"] == "usage_limit_reached"
+    assert "weekly capacity" in error["message"] and error["share"]["window"] == "weekly"
+    assert error["share"]["used_percent"] >= 30 and int(refused.headers["retry-after"]) > 0
+    assert served >= 9  # about 30% of 3 accounts x 10 requests (the reported percent lags one request)
+
+    for _ in range(3):
+        assert _post(gw, other).status_code == 200
+    mine = _usage(gw, seeded.key).json()["share"]["windows"]
+    weekly = next(w for w in mine if w["window"] == "weekly")
+    assert weekly["exceeded"] is True and weekly["allowed_percent"] == 30
+    assert _usage(gw, other).json()["share"] is None

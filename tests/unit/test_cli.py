@@ -41,7 +41,7 @@ def _row_counts(cli: Cli) -> dict[str, int]:
 
 def test_happy_path(cli: Cli) -> None:
     assert "(head)" in cli.ok("db", "upgrade")
-    assert cli.ok("db", "current").startswith("0001 (head)")
+    assert re.match(r"\d{4} \(head\)", cli.ok("db", "current"))
     cli.ok("pool", "create", "team-a", "--label", "Team A", "--strategy", "round-robin")
     assert re.search(r"team-a\s+active\s+round-robin", cli.ok("pool", "list"))
 
@@ -81,11 +81,19 @@ def test_happy_path(cli: Cli) -> None:
     assert "2 (1 ready; active 1, refresh_due 1)" in shown
 
     status = cli.ok("status")
-    assert "revision 0001 (head)" in status and "current key k1" in status
+    assert re.search(r"revision \d{4} \(head\)", status) and "current key k1" in status
     assert "accounts:  2 (active 1, refresh_due 1)" in status
 
     assert "is paused" in cli.ok("key", "pause", prefix)
     assert "is active" in cli.ok("key", "resume", prefix)
+    assert "day tokens hard=1000.0 soft=None" in cli.ok("key", "budgets", prefix, "--budget", "day:tokens:1000")
+    assert "budgets: none" in cli.ok("key", "budgets", prefix)
+    assert "PERIOD:UNIT:HARD" in cli.fails("key", "budgets", prefix, "--budget", "day:tokens")
+    assert "share: 30% team=ml paced" in cli.ok(
+        "key", "share", prefix, "--share-percent", "30", "--share-team", "ml", "--share-pacing"
+    )
+    assert "at most 100" in cli.fails("key", "share", prefix, "--share-percent", "130")
+    assert "share: none" in cli.ok("key", "share", prefix)
     rotated = cli.run("key", "rotate", prefix)
     assert rotated.returncode == 0 and KEY_RE.match(rotated.stdout.strip())
     new_prefix = KEY_RE.match(rotated.stdout.strip()).group(1)  # type: ignore[union-attr]

@@ -1,4 +1,4 @@
-"""budgets: per-key spend limits (tokens, USD) over calendar periods, and each pool's time zone
+"""budgets: per-key spend limits (tokens, USD) over calendar periods, each pool's time zone, key quota shares
 
 Revision ID: 0009
 Revises: 0007
@@ -18,6 +18,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("pool_settings") as batch:
         batch.add_column(sa.Column("time_zone", sa.String(length=64), server_default="UTC", nullable=False))
+    with op.batch_alter_table("pool_keys") as batch:
+        batch.add_column(sa.Column("share_percent", sa.Double(), nullable=True))
+        batch.add_column(sa.Column("share_team", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("share_pacing", sa.Boolean(), server_default=sa.false(), nullable=False))
     op.create_table(
         "key_budgets",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
@@ -38,5 +42,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_key_budgets_key_id"), table_name="key_budgets")
     op.drop_table("key_budgets")
+    with op.batch_alter_table("pool_keys") as batch:
+        batch.drop_column("share_pacing")
+        batch.drop_column("share_team")
+        batch.drop_column("share_percent")
     with op.batch_alter_table("pool_settings") as batch:
         batch.drop_column("time_zone")
