@@ -20,16 +20,7 @@ from extproc import responses
 from pooler.gateway.budgets import BudgetBook, KeyShare, ShareTokens
 from pooler.gateway.snapshot import PoolEntry
 from pooler.selection.scoring import plan_weight
-from pooler.share import (
-    FIVE_HOURS,
-    WEEKLY,
-    WINDOW_NAMES,
-    AccountWindow,
-    ShareUse,
-    measure,
-    next_pace_step,
-    paced_percent,
-)
+from pooler.share import WINDOW_NAMES, AccountWindow, ShareUse, key_windows, measure, week_end_of
 
 SHARE_EXCEEDED = "share_exceeded"
 STALE_SLACK_SECONDS = 60.0
@@ -79,7 +70,6 @@ class ShareGate:
             return cached[2], cached[3]
         windows = []
         tokens: dict[tuple[int, int], Mapping[str, int]] = {}
-        week_end: float | None = None
         for candidate in pool.candidates:
             weight = plan_weight(candidate.plan_type)
             for w in candidate.windows:
@@ -88,8 +78,6 @@ class ShareGate:
                 windows.append(
                     AccountWindow(candidate.account_id, weight, w.window_minutes, w.used_percent, w.resets_at)
                 )
-                if w.window_minutes == WEEKLY:
-                    week_end = w.resets_at if week_end is None else min(week_end, w.resets_at)
                 slot = (candidate.account_id, w.window_minutes)
                 start = w.resets_at - w.window_minutes * 60
                 have = self._tokens.get(slot)
@@ -97,7 +85,7 @@ class ShareGate:
                     self._tokens[slot] = have = (start, {})  # the window reset since these were counted
                 if have is not None:
                     tokens[slot] = have[1]
-        result = measure(windows, tokens)
+        result, week_end = measure(windows, tokens), week_end_of(windows)
         self._measures[pool.pool_id] = (pool.candidates, second, result, week_end)
         return result, week_end
 
@@ -107,30 +95,7 @@ class ShareGate:
         if share is None:
             return None
         uses, week_end = self.uses(pool, now)
-        out = []
-        for minutes in (FIVE_HOURS, WEEKLY):
-            use = uses.get((share.group, minutes))
-            used = use.used_percent if use is not None else 0.0
-            allowed = share.percent
-            paced = minutes == WEEKLY and share.pacing and week_end is not None
-            if paced and week_end is not None:
-                allowed = paced_percent(share.percent, week_end, now)
-            exceeded = used >= allowed
-            resets_at = use.resets_at if use is not None else None
-            if paced and week_end is not None and exceeded and used < share.percent:
-                resets_at = next_pace_step(week_end, now)  # tomorrow's allowance is larger
-            out.append(
-                {
-                    "window": WINDOW_NAMES[minutes],
-                    "used_percent": round(used, 3),
-                    "allowed_percent": round(allowed, 3),
-                    "share_percent": share.percent,
-                    "paced": paced,
-                    "exceeded": exceeded,
-                    "resets_at": None if resets_at is None else int(resets_at),
-                }
-            )
-        return out
+        return key_windows(share.percent, share.pacing, share.group, uses, week_end, now)
 
     def check(
         self, prefix: str, pool: PoolEntry | None, routing: Mapping[str, Any], now: float

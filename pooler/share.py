@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 FIVE_HOURS = 300
 WEEKLY = 10080
@@ -119,3 +120,44 @@ def projected_exhaustion(windows: Iterable[AccountWindow], window_minutes: int, 
         return None
     at = now + (100 - used) * elapsed / used
     return at if at < started + window_minutes * 60 else None
+
+
+def key_windows(
+    percent: float,
+    pacing: bool,
+    group: str,
+    uses: Mapping[tuple[str, int], ShareUse],
+    week_end: float | None,
+    now: float,
+) -> list[dict[str, Any]]:
+    """A key's share per window kind: used vs allowed (paced on the weekly window), whether it is exceeded, and
+    when it can go on (the earliest reset of an account charged to it; for a paced key under its whole share,
+    the next day of the week)."""
+    out = []
+    for minutes in (FIVE_HOURS, WEEKLY):
+        use = uses.get((group, minutes))
+        used = use.used_percent if use is not None else 0.0
+        paced = minutes == WEEKLY and pacing and week_end is not None
+        allowed = paced_percent(percent, week_end, now) if paced and week_end is not None else percent
+        exceeded = used >= allowed
+        resets_at = use.resets_at if use is not None else None
+        if paced and week_end is not None and exceeded and used < percent:
+            resets_at = next_pace_step(week_end, now)
+        out.append(
+            {
+                "window": WINDOW_NAMES[minutes],
+                "used_percent": round(used, 3),
+                "allowed_percent": round(allowed, 3),
+                "share_percent": percent,
+                "paced": paced,
+                "exceeded": exceeded,
+                "resets_at": None if resets_at is None else int(resets_at),
+            }
+        )
+    return out
+
+
+def week_end_of(windows: Iterable[AccountWindow]) -> float | None:
+    """The end of the pool's weekly window for pacing: the earliest weekly reset among its accounts."""
+    ends = [w.resets_at for w in windows if w.window_minutes == WEEKLY and w.resets_at is not None]
+    return min(ends) if ends else None

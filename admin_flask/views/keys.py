@@ -13,7 +13,7 @@ from admin_flask.db import core, get_db
 from admin_flask.forms import BudgetsForm, KeyForm, lines
 from pooler.budgets import BudgetState
 from pooler.errors import PoolerError
-from pooler.gateway.budgets import load_budget_book
+from pooler.gateway.budgets import key_share_windows, load_budget_book, pool_account_windows
 from pooler.models import PoolKey, RequestLog, utcnow
 from pooler.services import keys as key_service
 from pooler.services.keys import CreatedKey
@@ -65,23 +65,34 @@ def index() -> Any:
     form.pool_id.choices = [(p.id, p.name) for p in scope.visible_pools(include_archived=False)]
     if pool_id:
         form.pool_id.data = pool_id
+    budget_states, shares = _limits()
     return render_template(
         "keys/index.html",
         keys=keys,
         usage=_usage([k.prefix for k in keys]),
         form=form,
         pool_id=pool_id,
-        budgets=_budget_states(),
+        budgets=budget_states,
+        shares=shares,
+        key_share=key_service.key_share,
         budgets_form=BudgetsForm(),
         budget_spec=key_service.budget_spec,
         key_budgets=key_service.key_budgets,
     )
 
 
-def _budget_states() -> dict[str, list[BudgetState]]:
-    """Each budgeted key's budgets with what it used in the current period (from the request logs)."""
+def _share(form: KeyForm | BudgetsForm) -> key_service.KeyShareSpec:
+    return key_service.KeyShareSpec(form.share_percent.data, form.share_team.data, bool(form.share_pacing.data))
+
+
+def _limits() -> tuple[dict[str, list[BudgetState]], dict[str, Any]]:
+    """Each budgeted key's budgets with what it used in the current period, and each share key's share used vs
+    allowed (from the request logs and the stored quota windows)."""
     now = utcnow()
-    return load_budget_book(get_db(), now).key_states(now.timestamp())
+    db = get_db()
+    book = load_budget_book(db, now)
+    windows = pool_account_windows(db, {s.pool_id for s in book.shares.values()}, now.timestamp())
+    return book.key_states(now.timestamp()), key_share_windows(book, windows, now.timestamp())
 
 
 @bp.route("/new", methods=["POST"])
@@ -107,6 +118,7 @@ def create() -> Any:
             requests_per_minute=form.requests_per_minute.data,
             tokens_per_day=form.tokens_per_day.data,
             budgets=[key_service.parse_budget(line) for line in lines(form.budgets.data) or []],
+            share=_share(form),
         )
     except PoolerError as exc:
         db.rollback()
@@ -118,7 +130,7 @@ def create() -> Any:
 
 @bp.route("/<int:key_id>/budgets", methods=["POST"])
 def budgets(key_id: int) -> Any:
-    """Replaces the key's budgets with the lines of the form (empty: none)."""
+    """Replaces the key's budgets with the lines of the form (empty: none) and sets its quota share."""
     key = scope.key_or_404(key_id)
     form = BudgetsForm()
     db = get_db()
@@ -127,12 +139,13 @@ def budgets(key_id: int) -> Any:
             raise PoolerError("; ".join(e for errors in form.errors.values() for e in errors))
         parsed = [key_service.parse_budget(line) for line in lines(form.budgets.data) or []]
         key_service.set_budgets(db, key.prefix, parsed, actor=auditing.actor())
+        key_service.set_share(db, key.prefix, _share(form), actor=auditing.actor())
     except PoolerError as exc:
         db.rollback()
         flash(str(exc), "error")
     else:
         db.commit()
-        flash(f"Budgets of key {key.prefix} saved.", "ok")
+        flash(f"Budgets and share of key {key.prefix} saved.", "ok")
     return redirect(url_for("keys.index", pool_id=key.pool_id))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -29,10 +30,11 @@ from pooler.budgets import (
     states,
     zone,
 )
-from pooler.models import PoolAssignment, PoolKey, PoolSettings, QuotaWindow, RequestLog
+from pooler.models import PoolAssignment, PoolKey, PoolSettings, QuotaWindow, RequestLog, UpstreamAccount
 from pooler.pricing import PRICING_SETTING, Prices, estimate, usable
+from pooler.selection.scoring import plan_weight
 from pooler.settings import get_json_setting
-from pooler.share import WINDOW_NAMES, group_of
+from pooler.share import WINDOW_NAMES, AccountWindow, group_of, key_windows, measure, week_end_of
 
 RECONCILE_SECONDS = 30.0
 
@@ -182,3 +184,49 @@ def read_usage(
 def request_usage(prices: Prices, model: str | None, input_tokens: int, cached: int, output: int) -> Usage:
     """What one request (or a sum of requests of one model) counts against budgets."""
     return Usage(request_tokens(input_tokens, output), estimate(prices, model, input_tokens, cached, output))
+
+
+def pool_account_windows(session: Session, pool_ids: Iterable[int], now: float) -> dict[int, list[AccountWindow]]:
+    """Each pool's accounts' live 5-hour and weekly windows (latest row per account and kind) with plan weights:
+    what the admin measures shares and projects exhaustion from (the ext_proc uses its live candidates)."""
+    pools = set(pool_ids)
+    if not pools:
+        return {}
+    members: dict[int, list[int]] = {}
+    for pool_id, account_id in session.execute(
+        select(PoolAssignment.pool_id, PoolAssignment.account_id).where(PoolAssignment.pool_id.in_(pools))
+    ):
+        members.setdefault(account_id, []).append(pool_id)
+    rows = session.execute(select(UpstreamAccount.id, UpstreamAccount.plan_type).where(UpstreamAccount.id.in_(members)))
+    plans = {int(account_id): plan for account_id, plan in rows}
+    latest: dict[tuple[int, int], QuotaWindow] = {}
+    for window in session.scalars(
+        select(QuotaWindow).where(
+            QuotaWindow.account_id.in_(members),
+            QuotaWindow.limit_family == "codex",
+            QuotaWindow.window_minutes.in_(WINDOW_NAMES),
+        )
+    ):
+        slot = (window.account_id, window.window_minutes)
+        if slot not in latest or latest[slot].observed_at < window.observed_at:
+            latest[slot] = window
+    out: dict[int, list[AccountWindow]] = {p: [] for p in pools}
+    for (account_id, minutes), window in latest.items():
+        if window.resets_at is None or window.resets_at.timestamp() <= now:
+            continue
+        weight = plan_weight(plans.get(account_id))
+        view = AccountWindow(account_id, weight, minutes, window.used_percent, window.resets_at.timestamp())
+        for pool_id in members.get(account_id, []):
+            out[pool_id].append(view)
+    return out
+
+
+def key_share_windows(book: BudgetBook, windows: Mapping[int, list[AccountWindow]], now: float) -> dict[str, Any]:
+    """Each share key's windows (used vs allowed) as the database knows them (the admin's view)."""
+    out: dict[str, Any] = {}
+    tokens = {slot: groups for slot, (_, groups) in book.share_tokens.items()}
+    for prefix, share in book.shares.items():
+        pool_windows = windows.get(share.pool_id, [])
+        uses = measure(pool_windows, tokens)
+        out[prefix] = key_windows(share.percent, share.pacing, share.group, uses, week_end_of(pool_windows), now)
+    return out
