@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 
+from bench.selection_bench import make_candidates, policy_for
+from extproc.share import ShareGate
+from pooler.gateway.budgets import BudgetBook, KeyShare
+from pooler.gateway.snapshot import PoolEntry
+from pooler.selection import PoolIndex, StrategyState, WindowView
 from pooler.share import (
     DAY_SECONDS,
     FIVE_HOURS,
@@ -62,3 +70,74 @@ def test_projected_exhaustion_extrapolates_the_rate_of_the_current_windows() -> 
     assert projected_exhaustion([], WEEKLY, NOW) is None
     spent = [AccountWindow(1, 1.0, FIVE_HOURS, 100.0, NOW + 60)]
     assert projected_exhaustion(spent, FIVE_HOURS, NOW) == NOW
+
+
+def _pool(windows: tuple[tuple[int, float, float], ...]) -> PoolEntry:
+    base = make_candidates(1, spent_fraction=0.0)[0]
+    candidate = dataclasses.replace(
+        base, plan_type="plus", windows=tuple(WindowView(m, u, r, NOW) for m, u, r in windows)
+    )
+    policy = policy_for("least-used")
+    return PoolEntry(1, "p", policy, 3, (candidate,), (candidate,), PoolIndex(policy, (candidate,)), StrategyState())
+
+
+def test_gate_refuses_over_the_share_and_forgets_a_past_window() -> None:
+    reset = NOW + 2 * DAY_SECONDS
+    pool = _pool(((WEEKLY, 50.0, reset),))
+    account = pool.candidates[0].account_id
+    groups = {"cpk_a": (1, "key:cpk_a"), "cpk_b": (1, "key:cpk_b")}
+    shares = {"cpk_a": KeyShare(1, 30.0, "key:cpk_a", False)}
+    gate = ShareGate()
+    start = reset - WEEK
+    gate.seed(BudgetBook(shares=shares, groups=groups, share_tokens={(account, WEEKLY): (start, {"key:cpk_a": 80})}))
+    gate.add("cpk_b", account, 20, NOW)  # a: 80% of the account's 50% = 40% of a one-account pool
+    reply = gate.check("cpk_a", pool, {"key_id": 1}, NOW)
+    assert reply is not None and reply.immediate_response.status.code == 429
+    error = json.loads(reply.immediate_response.body)["error"]
+    assert error["code"] == "share_exceeded" and error["share"]["used_percent"] == 40.0
+    assert error["resets_at"] == int(reset) and "weekly capacity" in error["message"]
+    assert gate.check("cpk_b", pool, {}, NOW) is None  # no share: never refused
+
+    # The account's window reset: the new week starts from nothing.
+    later = reset + 10
+    fresh = _pool(((WEEKLY, 5.0, later + WEEK),))
+    assert gate.check("cpk_a", fresh, {}, later) is None
+    assert gate.windows("cpk_a", fresh, later) == [
+        {
+            "window": "5h",
+            "used_percent": 0.0,
+            "allowed_percent": 30.0,
+            "share_percent": 30.0,
+            "paced": False,
+            "exceeded": False,
+            "resets_at": None,
+        },
+        {
+            "window": "weekly",
+            "used_percent": 0.0,
+            "allowed_percent": 30.0,
+            "share_percent": 30.0,
+            "paced": False,
+            "exceeded": False,
+            "resets_at": None,
+        },
+    ]
+
+
+def test_a_paced_key_waits_for_the_next_day() -> None:
+    reset = NOW + 6.5 * DAY_SECONDS  # half a day into the week: 30/7 % allowed today
+    pool = _pool(((WEEKLY, 10.0, reset),))
+    account = pool.candidates[0].account_id
+    gate = ShareGate()
+    gate.seed(
+        BudgetBook(
+            shares={"cpk_a": KeyShare(1, 30.0, "key:cpk_a", True)},
+            groups={"cpk_a": (1, "key:cpk_a")},
+            share_tokens={(account, WEEKLY): (reset - WEEK, {"key:cpk_a": 10})},
+        )
+    )
+    windows = gate.windows("cpk_a", pool, NOW)
+    assert windows is not None
+    weekly = windows[1]
+    assert weekly["paced"] and weekly["allowed_percent"] == pytest.approx(30 / 7, abs=1e-3)
+    assert weekly["exceeded"] and weekly["resets_at"] == int(reset - 6 * DAY_SECONDS)
