@@ -102,6 +102,7 @@ def create_pool(
     sticky_ttl_seconds: int | None = None,
     max_attempts: int = 3,
     allowed_models: list[str] | None = None,
+    time_zone: str = DEFAULT_ZONE,
 ) -> Pool:
     """Creates a pool with its settings row. `sticky_ttl_seconds` defaults to the `sticky_ttl_default_seconds`
     setting."""
@@ -113,6 +114,7 @@ def create_pool(
         raise PoolerError(f"unknown strategy {strategy!r}; choose one of {choices}") from None
     if not 1 <= max_attempts <= 10:
         raise PoolerError("max attempts must be between 1 and 10")
+    zone_name = _check_settings({"time_zone": time_zone})["time_zone"]
     if session.scalar(select(Pool.id).where(Pool.name == name)) is not None:
         raise ConflictError(f"pool {name!r} already exists")
     if sticky_ttl_seconds is None:
@@ -127,6 +129,7 @@ def create_pool(
         sticky_ttl_seconds=ttl,
         max_attempts=max_attempts,
         allowed_models=allowed_models or None,
+        time_zone=zone_name,
         updated_at=now,
     )
     session.add(pool)
@@ -138,7 +141,12 @@ def create_pool(
         target_type="pool",
         target_id=pool.id,
         target_label=pool.name,
-        details={"strategy": str(strategy), "sticky_ttl_seconds": ttl, "max_attempts": max_attempts},
+        details={
+            "strategy": str(strategy),
+            "sticky_ttl_seconds": ttl,
+            "max_attempts": max_attempts,
+            "time_zone": zone_name,
+        },
     )
     bump_routing_version(session)
     return pool

@@ -131,6 +131,7 @@ def test_failures_are_one_line_and_write_nothing(cli: Cli) -> None:
     big.write_bytes(b" " * (70 * 1024))
     assert "larger than 64 KiB" in cli.fails("account", "import", "--pool", "team-a", str(big))
     assert "already exists" in cli.fails("pool", "create", "team-a")
+    assert "IANA zone" in cli.fails("pool", "create", "team-z", "--time-zone", "Mars/Olympus")
     assert "does not exist" in cli.fails("pool", "show", "nope")
     assert "does not exist" in cli.fails("key", "create", "--pool", "nope", "--label", "x")
     assert "no Pool key" in cli.fails("key", "revoke", "cpk_00000000")
