@@ -65,6 +65,7 @@ class PoolForm(FlaskForm):
         validators=[Optional(), NumberRange(1, 1000)],
     )
     allowed_models = TextAreaField("Allowed models (one per line, empty = all)", validators=[Length(max=4000)])
+    time_zone = StringField("Time zone (IANA)", default="UTC", validators=[Optional(), Length(max=64)])
 
 
 class ImportForm(FlaskForm):
@@ -88,6 +89,10 @@ class AssignForm(FlaskForm):
     priority = IntegerField("Priority (lower first)", default=100, validators=[NumberRange(0, 10000)])
 
 
+SHARE_LABEL = "Quota share (% of the pool's 5h and weekly capacity, empty = none)"
+BUDGETS_LABEL = "Budgets (one per line: PERIOD:UNIT:HARD[:SOFT], e.g. day:tokens:200000 or month:usd:50:40)"
+
+
 class KeyForm(FlaskForm):
     pool_id = SelectField("Pool", coerce=int)
     label = StringField("Label", validators=[DataRequired(), Length(max=200)])
@@ -95,6 +100,19 @@ class KeyForm(FlaskForm):
     allowed_models = TextAreaField("Allowed models (one per line, empty = pool default)")
     requests_per_minute = IntegerField("Requests per minute", validators=[Optional(), NumberRange(1, 100000)])
     tokens_per_day = IntegerField("Tokens per day", validators=[Optional(), NumberRange(1, 10**12)])
+    budgets = TextAreaField(BUDGETS_LABEL, validators=[Length(max=400)])
+    share_percent = FloatField(SHARE_LABEL, validators=[Optional(), NumberRange(0.01, 100)])
+    share_team = StringField("Share team (keys of a team share one measure)", validators=[Optional(), Length(max=64)])
+    share_pacing = BooleanField("Pace the weekly share over the week's days")
+
+
+class BudgetsForm(FlaskForm):
+    """A key's spend limits: budgets and quota share."""
+
+    budgets = TextAreaField(BUDGETS_LABEL, validators=[Length(max=400)])
+    share_percent = FloatField(SHARE_LABEL, validators=[Optional(), NumberRange(0.01, 100)])
+    share_team = StringField("Share team", validators=[Optional(), Length(max=64)])
+    share_pacing = BooleanField("Paced")
 
 
 class OperatorForm(FlaskForm):

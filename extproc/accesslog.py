@@ -256,6 +256,10 @@ class AccessLogHandler:
         )
         if record.key_prefix and tokens.get("total_tokens"):
             self.state.tokens.add(record.key_prefix, tokens["total_tokens"], now)
+            self.state.budgets.add(record.key_prefix, record.model, tokens, now)
+            served_by = tried[-1] if tried else None
+            share_tokens = tokens.get("input_tokens", 0) + tokens.get("output_tokens", 0)
+            self.state.shares.add(record.key_prefix, served_by, share_tokens, now)
         if record.key_id is not None and error is None:
             self.state.pending.key_used[record.key_id] = now
         self.state.pending.requests.append(record)

@@ -159,9 +159,10 @@ class AttemptProcessor:
             headers, path, route, snapshot, routing, request_ns, time.time(), request_id_of(headers, routing)
         )
 
-    def authenticate(self, attempt: Attempt) -> ProcessingResponse | None:
+    def authenticate(self, attempt: Attempt, limits: bool = True) -> ProcessingResponse | None:
         """Fills the attempt's model, principal, pool and routing base; a response refuses the request. Attempt 1
-        authenticates the Pool key; later attempts trust the principal in metadata only Envoy can carry."""
+        authenticates the Pool key; later attempts trust the principal in metadata only Envoy can carry.
+        `limits=False`: the key's usage limits do not apply (its holder asks how much of them is left)."""
         headers, snapshot, routing, route = attempt.headers, attempt.snapshot, attempt.routing_ns, attempt.route
         family = route.family
         model = string_field(attempt.request_ns, gc.REQUEST_MODEL) or model_from_turn_metadata(
@@ -171,7 +172,7 @@ class AttemptProcessor:
         key_id = int_field(routing, gc.ROUTING_KEY_ID)
         if key_id is None:
             started = time.perf_counter()
-            outcome = self._check_key(snapshot, headers, model, family, attempt.now)
+            outcome = self._check_key(snapshot, headers, model, family, attempt.now, limits)
             METRICS.observe_phase("auth", time.perf_counter() - started)
             if isinstance(outcome, ProcessingResponse):
                 return outcome
@@ -236,7 +237,13 @@ class AttemptProcessor:
         return Deferred(queued)
 
     def _check_key(
-        self, snapshot: Snapshot, headers: Mapping[str, str], model: str | None, family: str, now: float
+        self,
+        snapshot: Snapshot,
+        headers: Mapping[str, str],
+        model: str | None,
+        family: str,
+        now: float,
+        limits: bool = True,
     ) -> Principal | ProcessingResponse:
         raw = presented_key(headers)
         prefix = key_prefix(raw) if raw else None
@@ -262,14 +269,31 @@ class AttemptProcessor:
             return responses.error("key_expired", routing)
         if model is not None and key.allowed_models is not None and model not in key.allowed_models:
             return responses.error("model_not_allowed", routing)
+        if limits:
+            refused = self._check_limits(key, snapshot.pools.get(key.pool_id), routing, now)
+            if refused is not None:
+                return refused
+        return Principal(key.key_id, key.prefix, key.pool_id)
+
+    def _check_limits(
+        self, key: KeyEntry, pool: PoolEntry | None, routing: Mapping[str, Any], now: float
+    ) -> ProcessingResponse | None:
+        """Tokens per day, budgets, quota share, then requests per minute (last: a refused request does not use
+        a slot)."""
         if key.tokens_per_day is not None and self.state.tokens.used(key.prefix, now) >= key.tokens_per_day:
             wait = self.state.tokens.seconds_to_midnight(now)
             return responses.error("tokens_limit_exceeded", routing, {"retry-after": str(wait)})
+        over_budget = self.state.budgets.check(key.prefix, routing, now)
+        if over_budget is not None:
+            return over_budget
+        over_share = self.state.shares.check(key.prefix, pool, routing, now)
+        if over_share is not None:
+            return over_share
         if key.requests_per_minute is not None:
             wait_s = self.state.limiter.check_and_count(key.key_id, key.requests_per_minute, now)
             if wait_s is not None:
                 return responses.error("rate_limit_exceeded", routing, {"retry-after": str(wait_s)})
-        return Principal(key.key_id, key.prefix, key.pool_id)
+        return None
 
     def _pick(self, attempt: Attempt) -> ProcessingResponse | Exhausted:
         """The account of this attempt (skipping those already tried), its bearer and the routing metadata; the

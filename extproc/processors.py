@@ -13,7 +13,13 @@ from collections.abc import Callable, Mapping
 
 from extproc.codex import CodexProcessor
 from extproc.files import FilesProcessor
-from extproc.local import ReadyProcessor, UsageProcessor, V1ModelsProcessor
+from extproc.local import (
+    KeyUsagePageProcessor,
+    KeyUsageProcessor,
+    ReadyProcessor,
+    UsageProcessor,
+    V1ModelsProcessor,
+)
 from extproc.media import V1AudioProcessor
 from extproc.phases import StreamProcessor
 from extproc.processor import AttemptProcessor
@@ -31,12 +37,16 @@ def openers(gateway: AttemptProcessor) -> dict[str, Opener]:
     ready = ReadyProcessor()
     usage = UsageProcessor(gateway)
     models = V1ModelsProcessor(gateway)
+    key_usage = KeyUsageProcessor(gateway)
+    key_usage_page = KeyUsagePageProcessor()
     pins = gateway.surface.pins
     return {
         rt.PROCESSOR_CODEX: lambda: codex,
         rt.PROCESSOR_READY: lambda: ready,
         rt.PROCESSOR_USAGE: lambda: usage,
         rt.PROCESSOR_V1_MODELS: lambda: models,
+        rt.PROCESSOR_KEY_USAGE: lambda: key_usage,
+        rt.PROCESSOR_KEY_USAGE_PAGE: lambda: key_usage_page,
         gc.PROCESSOR_V1_RESPONSES: lambda: V1Processor(gateway, V1Route.RESPONSES),
         gc.PROCESSOR_V1_CHAT: lambda: V1Processor(gateway, V1Route.CHAT),
         gc.PROCESSOR_FILES: lambda: FilesProcessor(gateway, pins, openai=False),

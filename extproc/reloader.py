@@ -16,6 +16,7 @@ import time
 from sqlalchemy.exc import SQLAlchemyError
 
 from extproc.state import GatewayState
+from pooler.gateway.budgets import RECONCILE_SECONDS, BudgetBook, read_share_tokens, read_usage
 from pooler.gateway.snapshot import Snapshot, load_snapshot
 from pooler.versions import NOTIFY_CHANNEL, routing_version
 
@@ -35,6 +36,7 @@ class Reloader:
         self.postgres = engine.dialect.name == "postgresql"
         self.poll = POLL_SECONDS_POSTGRES if self.postgres else POLL_SECONDS_SQLITE
         self._db_ok = True
+        self._budgets_read = time.monotonic()
 
     def _version(self) -> int:
         with self.state.ctx.session_factory() as session:
@@ -50,6 +52,32 @@ class Reloader:
         snapshot = await asyncio.to_thread(self._load)
         self.state.install(snapshot)
         self.reloads += 1
+
+    def _budget_usage(self, book: BudgetBook) -> BudgetBook:
+        with self.state.ctx.session_factory() as session:
+            now = time.time()
+            used = read_usage(session, book.keys, book.prices, now)
+            pools = {s.pool_id for s in book.shares.values()}
+            tokens = read_share_tokens(session, book.groups, pools, now)
+            return BudgetBook(book.keys, book.prices, used, book.zones, book.shares, book.groups, tokens)
+
+    async def reconcile_budgets(self) -> None:
+        """Re-read the budgeted keys' usage (every replica's requests) between snapshot loads."""
+        snapshot = self.state.snapshot
+        now = time.monotonic()
+        if snapshot is None or now - self._budgets_read < RECONCILE_SECONDS:
+            return
+        if not (snapshot.budgets.keys or snapshot.budgets.shares):
+            return
+        self._budgets_read = now
+        try:
+            book = await asyncio.to_thread(self._budget_usage, snapshot.budgets)
+        except SQLAlchemyError:
+            return  # the version check reports the outage; counting goes on from the access log
+        if self.state.snapshot is snapshot:
+            snapshot.budgets = book
+            self.state.budgets.seed(book)
+            self.state.shares.seed(book)
 
     async def check(self) -> None:
         try:
@@ -92,6 +120,7 @@ class Reloader:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.check()
+            await self.reconcile_budgets()
             # Wall clock, like the start times the processor records (the loop's clock is monotonic).
             self.state.expire_in_flight(time.time())
             self.state.prune_sticky(time.time())

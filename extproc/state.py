@@ -12,7 +12,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from extproc.budgets import BudgetCounters
 from extproc.limits import DailyTokens, RequestRateLimiter
+from extproc.share import ShareGate
 from pooler.context import CoreContext
 from pooler.gateway.bound_state import TurnStateIssuers
 from pooler.gateway.evidence import AccountEffect, AttemptRecord, ErrorClass, attempt_effect, backoff_seconds
@@ -52,6 +54,8 @@ class GatewayState:
     overlays: dict[int, Overlay] = field(default_factory=dict)
     limiter: RequestRateLimiter = field(default_factory=RequestRateLimiter)
     tokens: DailyTokens = field(default_factory=DailyTokens)
+    budgets: BudgetCounters = field(default_factory=BudgetCounters)
+    shares: ShareGate = field(default_factory=ShareGate)
     in_flight: dict[int, int] = field(default_factory=dict)
     """account id -> streams in flight: from the pick until the request's access-log entry (see `start`)."""
     recent: RecentPicks = field(default_factory=RecentPicks)
@@ -93,6 +97,8 @@ class GatewayState:
         self.tokens.seed(snapshot.tokens_today, now)
         self.adopt_sessions(snapshot.sticky, now)
         snapshot.sticky.clear()  # adopted: `sessions` is the one table (no second copy to read by mistake)
+        self.budgets.seed(snapshot.budgets)
+        self.shares.seed(snapshot.budgets)
         # Drop overlays that no longer say anything. A 401 flag is over once the account's credential epoch
         # moved (the scheduler refreshed it): without this the overlay would be kept for ever.
         for account_id, overlay in list(self.overlays.items()):

@@ -79,6 +79,8 @@ PROCESSOR_CODEX = "codex"
 PROCESSOR_READY = "ready"
 PROCESSOR_USAGE = "usage"
 PROCESSOR_V1_MODELS = "v1_models"
+PROCESSOR_KEY_USAGE = "key_usage"
+PROCESSOR_KEY_USAGE_PAGE = "key_usage_page"
 PROCESSORS: Mapping[str, ProcessorSpec] = MappingProxyType(
     {
         spec.name: spec
@@ -87,6 +89,8 @@ PROCESSORS: Mapping[str, ProcessorSpec] = MappingProxyType(
             ProcessorSpec(PROCESSOR_READY),
             ProcessorSpec(PROCESSOR_USAGE),
             ProcessorSpec(PROCESSOR_V1_MODELS),
+            ProcessorSpec(PROCESSOR_KEY_USAGE),
+            ProcessorSpec(PROCESSOR_KEY_USAGE_PAGE),
             ProcessorSpec(
                 gc.PROCESSOR_V1_RESPONSES,
                 request_body=True,
@@ -181,6 +185,7 @@ V1_UNSUPPORTED_MESSAGE = (
 )
 
 _CODEX = "/backend-api/codex"
+KEY_USAGE_PATH = "/pooler/usage"
 _NO_RETRY: tuple[int, ...] = ()
 
 ROUTES: tuple[Route, ...] = (
@@ -314,6 +319,30 @@ ROUTES: tuple[Route, ...] = (
         Target.LOCAL,
         path="/api/codex/usage",
         processor=PROCESSOR_USAGE,
+        body=Body.NONE,
+        retry_statuses=_NO_RETRY,
+        timeout="10s",
+    ),
+    # Self-service: a key's own usage, budgets and share, asked with the key itself (the page asks for the key
+    # in the browser and calls the JSON route). Under /pooler/, a path the upstream does not serve.
+    Route(
+        "key_usage",
+        gc.ROUTE_USAGE,
+        Target.LOCAL,
+        path=KEY_USAGE_PATH,
+        method="GET",
+        processor=PROCESSOR_KEY_USAGE,
+        body=Body.NONE,
+        retry_statuses=_NO_RETRY,
+        timeout="10s",
+    ),
+    Route(
+        "key_usage_page",
+        gc.ROUTE_USAGE,
+        Target.LOCAL,
+        path=f"{KEY_USAGE_PATH}.html",
+        method="GET",
+        processor=PROCESSOR_KEY_USAGE_PAGE,
         body=Body.NONE,
         retry_statuses=_NO_RETRY,
         timeout="10s",

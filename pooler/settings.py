@@ -167,7 +167,7 @@ _DEFS = (
     ),
     _s("mcp_enabled", bool, False, "Instance-wide gate of the read-only MCP endpoint (/mcp)"),
     _s("metrics_token_hash", str, None, "Keyed hash of the /metrics bearer token (pooler.metrics_token); empty = open"),
-    # Admin: the cost estimate's table; unset = the vendored admin_flask/pricing.json (validated by the admin).
+    # The pricing table (pooler.pricing): the admin's cost estimate and money budgets; unset = pooler/pricing.json.
     _s(
         "admin_model_pricing",
         dict,

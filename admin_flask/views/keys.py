@@ -10,9 +10,11 @@ from sqlalchemy import func, select
 
 from admin_flask import auditing, scope
 from admin_flask.db import core, get_db
-from admin_flask.forms import KeyForm, lines
+from admin_flask.forms import BudgetsForm, KeyForm, lines
+from pooler.budgets import BudgetState
 from pooler.errors import PoolerError
-from pooler.models import PoolKey, RequestLog
+from pooler.gateway.budgets import key_share_windows, load_budget_book, pool_account_windows
+from pooler.models import PoolKey, RequestLog, utcnow
 from pooler.services import keys as key_service
 from pooler.services.keys import CreatedKey
 
@@ -62,9 +64,34 @@ def index() -> Any:
     form.pool_id.choices = [(p.id, p.name) for p in scope.visible_pools(include_archived=False)]
     if pool_id:
         form.pool_id.data = pool_id
+    budget_states, shares = _limits()
     return render_template(
-        "keys/index.html", keys=keys, usage=_usage([k.prefix for k in keys]), form=form, pool_id=pool_id
+        "keys/index.html",
+        keys=keys,
+        usage=_usage([k.prefix for k in keys]),
+        form=form,
+        pool_id=pool_id,
+        budgets=budget_states,
+        shares=shares,
+        key_share=key_service.key_share,
+        budgets_form=BudgetsForm(),
+        budget_spec=key_service.budget_spec,
+        key_budgets=key_service.key_budgets,
     )
+
+
+def _share(form: KeyForm | BudgetsForm) -> key_service.KeyShareSpec:
+    return key_service.KeyShareSpec(form.share_percent.data, form.share_team.data, bool(form.share_pacing.data))
+
+
+def _limits() -> tuple[dict[str, list[BudgetState]], dict[str, Any]]:
+    """Each budgeted key's budgets with what it used in the current period, and each share key's share used vs
+    allowed (from the request logs and the stored quota windows)."""
+    now = utcnow()
+    db = get_db()
+    book = load_budget_book(db, now)
+    windows = pool_account_windows(db, {s.pool_id for s in book.shares.values()}, now.timestamp())
+    return book.key_states(now.timestamp()), key_share_windows(book, windows, now.timestamp())
 
 
 @bp.route("/new", methods=["POST"])
@@ -89,6 +116,8 @@ def create() -> Any:
             allowed_models=lines(form.allowed_models.data),
             requests_per_minute=form.requests_per_minute.data,
             tokens_per_day=form.tokens_per_day.data,
+            budgets=[key_service.parse_budget(line) for line in lines(form.budgets.data) or []],
+            share=_share(form),
         )
     except PoolerError as exc:
         db.rollback()
@@ -96,6 +125,27 @@ def create() -> Any:
         return redirect(url_for("keys.index"))
     db.commit()
     return _show_once(created, "created")
+
+
+@bp.route("/<int:key_id>/budgets", methods=["POST"])
+def budgets(key_id: int) -> Any:
+    """Replaces the key's budgets with the lines of the form (empty: none) and sets its quota share."""
+    key = scope.key_or_404(key_id)
+    form = BudgetsForm()
+    db = get_db()
+    try:
+        if not form.validate_on_submit():
+            raise PoolerError("; ".join(e for errors in form.errors.values() for e in errors))
+        parsed = [key_service.parse_budget(line) for line in lines(form.budgets.data) or []]
+        key_service.set_budgets(db, key.prefix, parsed, actor=auditing.actor())
+        key_service.set_share(db, key.prefix, _share(form), actor=auditing.actor())
+    except PoolerError as exc:
+        db.rollback()
+        flash(str(exc), "error")
+    else:
+        db.commit()
+        flash(f"Budgets and share of key {key.prefix} saved.", "ok")
+    return redirect(url_for("keys.index", pool_id=key.pool_id))
 
 
 def _status(key_id: int, fn: Any, done: str) -> Any:

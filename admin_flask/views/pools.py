@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
@@ -13,11 +14,13 @@ from admin_flask.db import get_db
 from admin_flask.forms import ActionForm, PoolForm, lines
 from pooler.attention import pool_badge, worst
 from pooler.errors import PoolerError
+from pooler.gateway.budgets import key_share_windows, load_budget_book, pool_account_windows
 from pooler.gateway.switch_causes import CAUSE_TEXT, MOVES
 from pooler.models import PoolKey, UpstreamAccount, utcnow
 from pooler.readiness import pool_summary
 from pooler.services import pools as pool_service
 from pooler.services.cache_health import cache_health, share
+from pooler.share import WINDOW_NAMES, pool_used_percent, projected_exhaustion
 from pooler.states import KeyStatus, PoolStatus
 
 PREFIX = "/pools"
@@ -86,6 +89,7 @@ def _form_settings(form: PoolForm) -> dict[str, Any]:
         "secondary_cap_percent": form.secondary_cap_percent.data,
         "max_concurrency_per_account": form.max_concurrency_per_account.data,
         "allowed_models": lines(form.allowed_models.data),
+        "time_zone": form.time_zone.data or "UTC",
     }
 
 
@@ -118,6 +122,7 @@ def show(pool_id: int) -> Any:
         view=view,
         items=view.for_pool(pool.id),
         action=ActionForm(),
+        capacity=_capacity(pool.id, keys),
     )
 
 
@@ -145,6 +150,28 @@ def cache(pool_id: int) -> Any:
         moves=MOVES,
         refreshed=now,
     )
+
+
+def _capacity(pool_id: int, keys: list[PoolKey]) -> dict[str, Any]:
+    """The pool's used capacity per window kind, when it runs out at the current rate, and its keys' shares."""
+    db = get_db()
+    now = utcnow()
+    windows = pool_account_windows(db, [pool_id], now.timestamp())[pool_id]
+    kinds = []
+    for minutes, name in WINDOW_NAMES.items():
+        measured = pool_used_percent(windows, minutes)
+        at = projected_exhaustion(windows, minutes, now.timestamp())
+        kinds.append(
+            {
+                "window": name,
+                "used_percent": None if measured is None else measured[0],
+                "exhausted_at": None if at is None else dt.datetime.fromtimestamp(at, dt.UTC),
+            }
+        )
+    book = load_budget_book(db, now)
+    prefixes = {k.prefix for k in keys}
+    shares = {p: w for p, w in key_share_windows(book, {pool_id: windows}, now.timestamp()).items() if p in prefixes}
+    return {"windows": kinds, "shares": shares}
 
 
 @bp.route("/<int:pool_id>/edit", methods=["GET", "POST"])

@@ -57,6 +57,20 @@ class KeyErrors:
 
 
 @dataclass(frozen=True)
+class KeyBudgetUse:
+    """A budget of a key whose soft or hard limit is reached in the current period."""
+
+    key_prefix: str
+    pool_label: str | None
+    period: str
+    unit: str
+    used: float
+    soft_limit: float | None
+    hard_limit: float | None
+    resets_at: dt.datetime
+
+
+@dataclass(frozen=True)
 class JobHealth:
     job_id: str
     consecutive_failures: int
@@ -101,6 +115,7 @@ class AlertSnapshot:
     key_errors: Sequence[KeyErrors] = ()
     jobs: Sequence[JobHealth] = ()
     cache: Sequence[CacheShare] = ()
+    budgets: Sequence[KeyBudgetUse] = ()
 
 
 @dataclass(frozen=True)
@@ -355,6 +370,40 @@ def cache_share_drop(snap: AlertSnapshot, th: Thresholds) -> list[Signal]:
     return out
 
 
+def key_budget_reached(snap: AlertSnapshot, th: Thresholds) -> list[Signal]:
+    """A key's soft budget (an early warning: WATCH) or hard budget (its requests are refused: DEGRADED) is
+    reached; one incident per key, period and unit, resolved when the period resets."""
+    out = []
+    for use in snap.budgets:
+        hard = use.hard_limit is not None and use.used >= use.hard_limit
+        limit = use.hard_limit if hard else use.soft_limit
+        amount = f"${use.used:.2f}" if use.unit == "usd" else f"{int(use.used)} tokens"
+        out.append(
+            Signal(
+                rule="key_budget_reached",
+                subject=f"key:{use.key_prefix}:{use.period}:{use.unit}",
+                severity=Severity.DEGRADED if hard else Severity.WATCH,
+                title=f"Key {use.key_prefix}: {use.period} {use.unit} budget {'used up' if hard else 'soft limit'}",
+                impact=(
+                    f"requests with key {use.key_prefix} are refused (429 budget_exceeded) until the period resets"
+                    if hard
+                    else f"key {use.key_prefix} used {amount} of its {use.period} budget; nothing is refused yet"
+                ),
+                next_check="the key's page (usage by model, budgets) and whether its budget fits its work",
+                details={
+                    "key_prefix": use.key_prefix,
+                    "pool": use.pool_label,
+                    "period": use.period,
+                    "unit": use.unit,
+                    "used": round(use.used, 6),
+                    "limit": limit,
+                    "resets_at": use.resets_at.isoformat(),
+                },
+            )
+        )
+    return out
+
+
 RULES: Mapping[str, Rule] = {
     "pool_no_routable": pool_no_routable,
     "pool_low_routable": pool_low_routable,
@@ -364,6 +413,7 @@ RULES: Mapping[str, Rule] = {
     "key_errors_spike": key_errors_spike,
     "job_failing": job_failing,
     "cache_share_drop": cache_share_drop,
+    "key_budget_reached": key_budget_reached,
 }
 
 

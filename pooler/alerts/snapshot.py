@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from pooler.alerts.rules import AlertSnapshot, CacheShare, JobHealth, KeyErrors, PoolState, Thresholds
+from pooler.alerts.rules import AlertSnapshot, CacheShare, JobHealth, KeyBudgetUse, KeyErrors, PoolState, Thresholds
+from pooler.gateway.budgets import load_budget_book
 from pooler.models import AccountSecret, JobRun, Pool, PoolAssignment, PoolKey, RequestLog, UpstreamAccount
 from pooler.readiness import AccountFacts, AssignmentFacts, WindowFacts, account_readiness, window_name
 from pooler.services.cache_health import cache_shares
@@ -142,6 +143,30 @@ def _jobs(session: Session) -> list[JobHealth]:
     return out
 
 
+def _budgets(session: Session, now: dt.datetime) -> list[KeyBudgetUse]:
+    """Budgets whose soft or hard limit is reached now (the request logs, as the gateway reconciles them)."""
+    book = load_budget_book(session, now)
+    labels = dict(session.execute(select(PoolKey.prefix, Pool.label).join(Pool, Pool.id == PoolKey.pool_id)).all())
+    out = []
+    for prefix, key_states in book.key_states(now.timestamp()).items():
+        for state in key_states:
+            if state.exceeded or state.soft_reached:
+                b = state.budget
+                out.append(
+                    KeyBudgetUse(
+                        prefix,
+                        labels.get(prefix),
+                        b.period.value,
+                        b.unit.value,
+                        state.used,
+                        b.soft,
+                        b.hard,
+                        dt.datetime.fromtimestamp(state.resets_at, dt.UTC),
+                    )
+                )
+    return out
+
+
 def load_alert_snapshot(
     session: Session, th: Thresholds, now: dt.datetime, cache: Sequence[CacheShare] | None = None
 ) -> AlertSnapshot:
@@ -155,4 +180,5 @@ def load_alert_snapshot(
         key_errors=_key_errors(session, th, now),
         jobs=_jobs(session),
         cache=cache_shares(session, now) if cache is None else cache,
+        budgets=_budgets(session, now),
     )

@@ -42,11 +42,46 @@ def _create(args: argparse.Namespace) -> int:
             allowed_models=args.model,
             requests_per_minute=args.rpm,
             tokens_per_day=args.tokens_per_day,
+            budgets=[keys.parse_budget(b) for b in args.budget or []],
+            share=keys.KeyShareSpec(args.share_percent, args.share_team, args.share_pacing),
             actor=cli_actor(),
         )
         note = f"created key {created.key.prefix} ({created.key.label}) for pool {args.pool}"
     print(note + "; the key below is shown only once", file=sys.stderr)
     print(created.raw)
+    return 0
+
+
+BUDGET_HELP = (
+    "PERIOD:UNIT:HARD[:SOFT] (repeatable): day|week|month, tokens|usd, in the pool's time zone; "
+    "e.g. day:tokens:200000, month:usd:50:40, week:usd::20 (soft only)"
+)
+
+
+def _budgets(args: argparse.Namespace) -> int:
+    budgets = [keys.parse_budget(b) for b in args.budget or []]
+    with core_context() as ctx, transaction(ctx) as session:
+        key = keys.set_budgets(session, args.prefix, budgets, actor=cli_actor())
+        shown = ", ".join(keys.budget_text(b) for b in keys.key_budgets(key)) or "none"
+        message = f"key {key.prefix} ({key.label}) budgets: {shown}"
+    print(message)
+    return 0
+
+
+def _share_options(p: Any) -> None:
+    p.add_argument(
+        "--share-percent", type=float, metavar="P", help="most of the pool's 5-hour and weekly capacity, in percent"
+    )
+    p.add_argument("--share-team", metavar="TEAM", help="keys of the pool with the same team share one measure")
+    p.add_argument("--share-pacing", action="store_true", help="spread the weekly share evenly over the week's days")
+
+
+def _share(args: argparse.Namespace) -> int:
+    spec = keys.KeyShareSpec(args.share_percent, args.share_team, args.share_pacing)
+    with core_context() as ctx, transaction(ctx) as session:
+        key = keys.set_share(session, args.prefix, spec, actor=cli_actor())
+        message = f"key {key.prefix} ({key.label}) share: {keys.key_share(key).text() or 'none'}"
+    print(message)
     return 0
 
 
@@ -106,7 +141,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", action="append", metavar="MODEL", help="allow only these models (repeatable)")
     p.add_argument("--rpm", type=int, metavar="N", help="requests per minute limit")
     p.add_argument("--tokens-per-day", type=int, metavar="N", help="tokens per day limit")
+    p.add_argument("--budget", action="append", metavar="SPEC", help=BUDGET_HELP)
+    _share_options(p)
     p.set_defaults(func=_create)
+    p = group.add_parser("share", help="set a key's quota share of the pool's capacity (no --share-percent: none)")
+    p.add_argument("prefix", help="the key's public prefix (cpk_xxxxxxxx)")
+    _share_options(p)
+    p.set_defaults(func=_share)
+    p = group.add_parser("budgets", help="replace a key's budgets (none given: remove them)")
+    p.add_argument("prefix", help="the key's public prefix (cpk_xxxxxxxx)")
+    p.add_argument("--budget", action="append", metavar="SPEC", help=BUDGET_HELP)
+    p.set_defaults(func=_budgets)
     p = group.add_parser("list", help="list keys (prefixes only)")
     p.add_argument("--pool")
     p.set_defaults(func=_list)

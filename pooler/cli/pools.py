@@ -21,6 +21,7 @@ def _create(args: argparse.Namespace) -> int:
             sticky_ttl_seconds=args.sticky_ttl,
             max_attempts=args.max_attempts,
             allowed_models=args.model,
+            time_zone=args.time_zone,
             actor=cli_actor(),
         )
         message = (
@@ -106,6 +107,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--sticky-ttl", type=int, metavar="SECONDS", help="sticky session TTL (default: setting)")
     p.add_argument("--max-attempts", type=int, default=3, help="upstream attempts per request (default 3)")
     p.add_argument("--model", action="append", metavar="MODEL", help="allow only these models (repeatable)")
+    p.add_argument(
+        "--time-zone", default="UTC", metavar="ZONE", help="IANA zone where key budget periods start (default UTC)"
+    )
     p.set_defaults(func=_create)
     p = group.add_parser("list", help="list pools")
     p.set_defaults(func=_list)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import SecretBoxError
+from pooler.gateway.budgets import BudgetBook, load_budget_book
 from pooler.gateway.features import GatewayFeatures, load_features
 from pooler.models import (
     AccountModelExclusion,
@@ -130,6 +131,8 @@ class Snapshot:
     stale_after_seconds: float | None
     features: GatewayFeatures = field(default_factory=GatewayFeatures)
     """Gateway-surface settings (file pins TTL, admission, ingress per key, image gate, pooled view)."""
+    budgets: BudgetBook = field(default_factory=BudgetBook)
+    """Key budgets, prices and the budgeted keys' usage at load time (pooler.gateway.budgets)."""
 
     def pools_of(self, account_id: int) -> Iterable[PoolEntry]:
         return (p for p in self.pools.values() if any(c.account_id == account_id for c in p.base_candidates))
@@ -306,6 +309,7 @@ def load_snapshot(
         demotion_seconds=float(demotion),
         stale_after_seconds=float(stale) if stale else None,
         features=load_features(session),
+        budgets=load_budget_book(session, now),
     )
     for entry in pools.values():
         rebuild_pool(snapshot, entry, overlays)

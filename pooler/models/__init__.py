@@ -4,7 +4,7 @@ from pooler.models.accounts import AccountModelExclusion, AccountSecret, QuotaWi
 from pooler.models.alerts import AlertDelivery, AlertIncident
 from pooler.models.base import Base, utcnow
 from pooler.models.files import FilePin
-from pooler.models.keys import PoolKey
+from pooler.models.keys import KeyBudget, PoolKey
 from pooler.models.logs import AuditEvent, RequestAttempt, RequestLog
 from pooler.models.mcp import McpOperatorGate, McpToken
 from pooler.models.onboarding import OAuthFlow, OAuthInvite
@@ -26,6 +26,7 @@ __all__ = [
     "InflightStreams",
     "JobRequest",
     "JobRun",
+    "KeyBudget",
     "KeyRateHit",
     "McpOperatorGate",
     "McpToken",

@@ -58,6 +58,8 @@ class PoolSettings(Base):
     """Image generation/edit routes (and responses asking for the image_generation tool) are allowed."""
     pooled_rate_limits: Mapped[bool] = mapped_column(default=False)
     """Clients see the pool's aggregate in x-codex-* quota headers instead of one account's."""
+    time_zone: Mapped[str64] = mapped_column(default="UTC", server_default="UTC")
+    """IANA zone of the pool's calendar: where the days, weeks and months of key budgets start."""
     updated_at: Mapped[utc_now]
 
     pool: Mapped[Pool] = relationship(back_populates="settings")

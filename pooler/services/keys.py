@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 
 from pooler import audit
 from pooler.audit import Actor
+from pooler.budgets import Budget, Period, Unit, parse_stored
 from pooler.crypto.hashing import KeyedHasher
 from pooler.errors import ConflictError, NotFoundError, PoolerError
-from pooler.models import Pool, PoolKey, utcnow
+from pooler.models import KeyBudget, Pool, PoolKey, utcnow
 from pooler.poolkeys import generate_key, key_matches, key_prefix
 from pooler.services.pools import get_pool
 from pooler.states import KeyStatus, PoolStatus
@@ -96,6 +97,8 @@ def create_key(
     allowed_models: list[str] | None = None,
     requests_per_minute: int | None = None,
     tokens_per_day: int | None = None,
+    budgets: list[Budget] | None = None,
+    share: KeyShareSpec | None = None,
     now: dt.datetime | None = None,
 ) -> CreatedKey:
     pool_row = get_pool(session, pool) if isinstance(pool, str) else pool
@@ -109,6 +112,7 @@ def create_key(
         if expires_at <= now:
             raise PoolerError("key expiry must be in the future")
     _validate_limits(requests_per_minute, tokens_per_day)
+    share = _checked_share(share or KeyShareSpec())
     models = sorted({m.strip() for m in allowed_models or [] if m.strip()}) or None
     raw, prefix, key_hash = _fresh_key(session, hasher)
     key = PoolKey(
@@ -122,6 +126,13 @@ def create_key(
         requests_per_minute=requests_per_minute,
         tokens_per_day=tokens_per_day,
         created_at=now,
+        share_percent=share.percent,
+        share_team=share.team,
+        share_pacing=share.pacing,
+        budgets=[
+            KeyBudget(period=b.period.value, unit=b.unit.value, hard_limit=b.hard, soft_limit=b.soft)
+            for b in budgets or []
+        ],
     )
     session.add(key)
     session.flush()
@@ -135,6 +146,8 @@ def create_key(
         allowed_models=models,
         requests_per_minute=requests_per_minute,
         tokens_per_day=tokens_per_day,
+        budgets=[budget_text(b) for b in budgets or []],
+        share=share.text(),
     )
     bump_routing_version(session)
     return CreatedKey(key=key, raw=raw)
@@ -217,3 +230,100 @@ def check_key(session: Session, hasher: KeyedHasher, raw: str, now: dt.datetime)
     elif key.pool.status != PoolStatus.ACTIVE:
         status = KeyCheckStatus.POOL_PAUSED
     return KeyCheck(status, key_id=key.id, pool_id=key.pool_id, prefix=prefix)
+
+
+@dataclass(frozen=True)
+class KeyShareSpec:
+    """A key's quota share (pooler.share): None percent = no share."""
+
+    percent: float | None = None
+    team: str | None = None
+    pacing: bool = False
+
+    def text(self) -> str | None:
+        if self.percent is None:
+            return None
+        team = f" team={self.team}" if self.team else ""
+        return f"{self.percent:g}%{team}{' paced' if self.pacing else ''}"
+
+
+def _checked_share(share: KeyShareSpec) -> KeyShareSpec:
+    team = (share.team or "").strip() or None
+    if team is not None and (len(team) > 64 or not team.isprintable()):
+        raise PoolerError("share team must be 1-64 printable characters")
+    if share.percent is not None and not 0 < share.percent <= 100:
+        raise PoolerError("quota share must be a percent above 0 and at most 100")
+    return KeyShareSpec(share.percent, team, share.pacing and share.percent is not None)
+
+
+def set_share(session: Session, prefix: str, share: KeyShareSpec, *, actor: Actor) -> PoolKey:
+    """Sets the key's quota share (percent None: none); audited, bumps the routing version."""
+    key = get_key(session, prefix)
+    share = _checked_share(share)
+    before = key_share(key).text()
+    if before == share.text():
+        return key
+    key.share_percent, key.share_team, key.share_pacing = share.percent, share.team, share.pacing
+    _audit(session, actor, "key.share", key, old=before, new=share.text())
+    bump_routing_version(session)
+    return key
+
+
+def key_share(key: PoolKey) -> KeyShareSpec:
+    return KeyShareSpec(key.share_percent, key.share_team, key.share_pacing)
+
+
+def key_budgets(key: PoolKey) -> list[Budget]:
+    """The key's budgets as policy values (rows that no longer parse are skipped, never fatal)."""
+    parsed = (parse_stored(r.period, r.unit, r.hard_limit, r.soft_limit) for r in key.budgets)
+    return [b for b in parsed if b is not None]
+
+
+def set_budgets(session: Session, prefix: str, budgets: list[Budget], *, actor: Actor) -> PoolKey:
+    """Replaces the key's budgets (at most one per period and unit); audited with the limits, bumps routing."""
+    key = get_key(session, prefix)
+    seen = {(b.period, b.unit) for b in budgets}
+    if len(seen) != len(budgets):
+        raise PoolerError("one budget per period and unit")
+    before = [budget_text(b) for b in key_budgets(key)]
+    after = [budget_text(b) for b in budgets]
+    if before == after:
+        return key
+    key.budgets = [
+        KeyBudget(period=b.period.value, unit=b.unit.value, hard_limit=b.hard, soft_limit=b.soft) for b in budgets
+    ]
+    session.flush()
+    _audit(session, actor, "key.budgets", key, old=before, new=after)
+    bump_routing_version(session)
+    return key
+
+
+def budget_text(budget: Budget) -> str:
+    return f"{budget.period.value} {budget.unit.value} hard={budget.hard} soft={budget.soft}"
+
+
+def budget_spec(budget: Budget) -> str:
+    """The `PERIOD:UNIT:HARD[:SOFT]` text `parse_budget` reads (the admin's edit form shows it)."""
+
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:g}" if value != int(value) else str(int(value))
+
+    soft = f":{number(budget.soft)}" if budget.soft is not None else ""
+    return f"{budget.period.value}:{budget.unit.value}:{number(budget.hard)}{soft}"
+
+
+def parse_budget(text: str) -> Budget:
+    """`PERIOD:UNIT:HARD[:SOFT]` (`day:tokens:100000`, `month:usd:50:40`, `week:usd::20` for a soft-only one)."""
+    parts = text.strip().split(":")
+    if len(parts) not in (3, 4):
+        raise PoolerError("a budget is PERIOD:UNIT:HARD[:SOFT], e.g. day:tokens:100000 or month:usd:50:40")
+    try:
+        period, unit = Period(parts[0].strip().lower()), Unit(parts[1].strip().lower())
+    except ValueError:
+        raise PoolerError("budget period is day, week or month; unit is tokens or usd") from None
+    try:
+        hard = float(parts[2]) if parts[2].strip() else None
+        soft = float(parts[3]) if len(parts) == 4 and parts[3].strip() else None
+        return Budget(period, unit, hard, soft)
+    except ValueError:
+        raise PoolerError("budget limits must be positive numbers, at least one of hard and soft") from None

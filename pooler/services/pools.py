@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from pooler import audit
 from pooler.audit import Actor
+from pooler.budgets import DEFAULT_ZONE, valid_zone
 from pooler.errors import ConflictError, NotFoundError, PoolerError
 from pooler.models import Pool, PoolAssignment, PoolKey, PoolSettings, UpstreamAccount, utcnow
 from pooler.settings import get_number
@@ -101,6 +102,7 @@ def create_pool(
     sticky_ttl_seconds: int | None = None,
     max_attempts: int = 3,
     allowed_models: list[str] | None = None,
+    time_zone: str = DEFAULT_ZONE,
 ) -> Pool:
     """Creates a pool with its settings row. `sticky_ttl_seconds` defaults to the `sticky_ttl_default_seconds`
     setting."""
@@ -112,6 +114,7 @@ def create_pool(
         raise PoolerError(f"unknown strategy {strategy!r}; choose one of {choices}") from None
     if not 1 <= max_attempts <= 10:
         raise PoolerError("max attempts must be between 1 and 10")
+    zone_name = _check_settings({"time_zone": time_zone})["time_zone"]
     if session.scalar(select(Pool.id).where(Pool.name == name)) is not None:
         raise ConflictError(f"pool {name!r} already exists")
     if sticky_ttl_seconds is None:
@@ -126,6 +129,7 @@ def create_pool(
         sticky_ttl_seconds=ttl,
         max_attempts=max_attempts,
         allowed_models=allowed_models or None,
+        time_zone=zone_name,
         updated_at=now,
     )
     session.add(pool)
@@ -137,7 +141,12 @@ def create_pool(
         target_type="pool",
         target_id=pool.id,
         target_label=pool.name,
-        details={"strategy": str(strategy), "sticky_ttl_seconds": ttl, "max_attempts": max_attempts},
+        details={
+            "strategy": str(strategy),
+            "sticky_ttl_seconds": ttl,
+            "max_attempts": max_attempts,
+            "time_zone": zone_name,
+        },
     )
     bump_routing_version(session)
     return pool
@@ -264,6 +273,10 @@ def _check_settings(values: dict[str, Any]) -> dict[str, Any]:
     concurrency = checked.get("max_concurrency_per_account")
     if concurrency is not None and not 1 <= int(concurrency) <= 1000:
         raise PoolerError("max concurrency per account must be between 1 and 1000 (or unset)")
+    if "time_zone" in checked:
+        checked["time_zone"] = str(checked["time_zone"]).strip() or DEFAULT_ZONE
+        if not valid_zone(checked["time_zone"]):
+            raise PoolerError("time zone must be an IANA zone name such as UTC or Europe/Berlin")
     if "allowed_models" in checked:
         # An empty list and None both mean "every model"; store None so the snapshot sees one spelling.
         checked["allowed_models"] = [m for m in checked["allowed_models"] or [] if m] or None
@@ -283,6 +296,7 @@ def update_pool_settings(
     secondary_cap_percent: float | _Unchanged = UNCHANGED,
     max_concurrency_per_account: int | _Unchanged | None = UNCHANGED,
     allowed_models: list[str] | _Unchanged | None = UNCHANGED,
+    time_zone: str | _Unchanged = UNCHANGED,
 ) -> dict[str, dict[str, Any]]:
     """Applies the passed settings to pool `name`; returns the changed fields as {field: {old, new}}.
 
@@ -299,6 +313,7 @@ def update_pool_settings(
         "secondary_cap_percent": secondary_cap_percent,
         "max_concurrency_per_account": max_concurrency_per_account,
         "allowed_models": allowed_models,
+        "time_zone": time_zone,
     }
     wanted = _check_settings({k: v for k, v in passed.items() if not isinstance(v, _Unchanged)})
     changes: dict[str, dict[str, Any]] = {}

@@ -46,6 +46,7 @@ from tests.support.simulator import RunningSimulator, running_simulator
 from tests.support.tls import Pki, make_pki
 
 EXTPROC_READY = "pooler extproc ready"
+SHIFTED_CLOCK = "tests.support.shifted_clock"
 
 
 @dataclass
@@ -85,6 +86,8 @@ class Gateway:
     dataclasses.replace: own listener, admin, local socket) and start it with `start_envoy`."""
     pki: Pki | None = None
     """With `extproc_tls`: the CA, the ext_proc's server certificate and Envoy's client certificate."""
+    clock_file: Path | None = None
+    """With `shifted_clock`: the file holding the seconds the ext_proc's wall clock is moved by."""
 
     @property
     def extproc_tcp_port(self) -> int | None:
@@ -109,9 +112,8 @@ class Gateway:
     def start_extproc(self, timeout: float = 60.0) -> None:
         log_path = self.log_dir / "extproc.log"
         before = log_path.read_text(errors="replace").count(EXTPROC_READY) if log_path.exists() else 0
-        self.extproc = ManagedProcess(
-            "extproc", [str(VENV_BIN / "python"), "-m", "extproc"], log_path, env=self.env
-        ).start()
+        command = ["-m", "extproc"] if self.clock_file is None else ["-m", SHIFTED_CLOCK, str(self.clock_file)]
+        self.extproc = ManagedProcess("extproc", [str(VENV_BIN / "python"), *command], log_path, env=self.env).start()
 
         def ready() -> bool:
             if not self.extproc.alive():
@@ -158,6 +160,11 @@ class Gateway:
             return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def shift_clock(self, seconds: float) -> None:
+        """Moves the ext_proc's wall clock to `seconds` ahead of real time (needs `shifted_clock=True`)."""
+        assert self.clock_file is not None, "running_gateway(shifted_clock=True)"
+        self.clock_file.write_text(repr(float(seconds)))
 
     def kill_extproc(self) -> None:
         self.extproc.kill()
@@ -325,13 +332,15 @@ def running_gateway(
     extproc_tcp: bool = False,
     extproc_tls: bool = False,
     extproc_host: str = "127.0.0.1",
+    shifted_clock: bool = False,
 ) -> Iterator[Gateway]:
     """Starts (or reuses `simulator`) + ext_proc + Envoy; yields a ready Gateway; stops everything after.
     `extproc_replicas` > 1: that many ext_proc processes in replica mode (POOLER_EXTPROC_SHARED) behind the one
     Envoy, whose clusters list them all with health checks (docs/OPERATIONS.md "Horizontal scaling").
     `extproc_tcp`: Envoy reaches every ext_proc over TCP (and /metrics too); `extproc_tls` (implies TCP): mTLS,
     the ext_proc requiring Envoy's client certificate (`gw.pki`); `extproc_host`: the name Envoy uses for those
-    TCP addresses (e.g. "localhost": a DNS name, so STRICT_DNS clusters)."""
+    TCP addresses (e.g. "localhost": a DNS name, so STRICT_DNS clusters); `shifted_clock`: the ext_proc runs
+    under tests/support/shifted_clock.py, its wall clock moved by `gw.shift_clock`."""
     log_dir.mkdir(parents=True, exist_ok=True)
     sock_dir = Path(tempfile.mkdtemp(prefix="plr", dir="/tmp"))  # unix socket paths must stay short
     with ExitStack() as stack:
@@ -402,6 +411,7 @@ def running_gateway(
             replica_envs=replica_envs,
             config=config,
             pki=pki,
+            clock_file=sock_dir / "clock" if shifted_clock else None,
         )
         stack.callback(lambda: gw.extproc.stop())
         for replica in gw.replicas.values():

@@ -94,6 +94,14 @@ def test_happy_path(cli: Cli) -> None:
 
     assert "is paused" in cli.ok("key", "pause", prefix)
     assert "is active" in cli.ok("key", "resume", prefix)
+    assert "day tokens hard=1000.0 soft=None" in cli.ok("key", "budgets", prefix, "--budget", "day:tokens:1000")
+    assert "budgets: none" in cli.ok("key", "budgets", prefix)
+    assert "PERIOD:UNIT:HARD" in cli.fails("key", "budgets", prefix, "--budget", "day:tokens")
+    assert "share: 30% team=ml paced" in cli.ok(
+        "key", "share", prefix, "--share-percent", "30", "--share-team", "ml", "--share-pacing"
+    )
+    assert "at most 100" in cli.fails("key", "share", prefix, "--share-percent", "130")
+    assert "share: none" in cli.ok("key", "share", prefix)
     rotated = cli.run("key", "rotate", prefix)
     assert rotated.returncode == 0 and KEY_RE.match(rotated.stdout.strip())
     new_prefix = KEY_RE.match(rotated.stdout.strip()).group(1)  # type: ignore[union-attr]
@@ -131,6 +139,7 @@ def test_failures_are_one_line_and_write_nothing(cli: Cli) -> None:
     big.write_bytes(b" " * (70 * 1024))
     assert "larger than 64 KiB" in cli.fails("account", "import", "--pool", "team-a", str(big))
     assert "already exists" in cli.fails("pool", "create", "team-a")
+    assert "IANA zone" in cli.fails("pool", "create", "team-z", "--time-zone", "Mars/Olympus")
     assert "does not exist" in cli.fails("pool", "show", "nope")
     assert "does not exist" in cli.fails("key", "create", "--pool", "nope", "--label", "x")
     assert "no Pool key" in cli.fails("key", "revoke", "cpk_00000000")

@@ -107,3 +107,15 @@ def test_archive_is_final_and_idempotent(session_factory: sessionmaker[Session])
             pools.update_pool_settings(s, name, actor=ACTOR, max_attempts=2)
         with pytest.raises(ConflictError, match="archived"):
             pools.pause_pool(s, name, actor=ACTOR)
+
+
+def test_time_zone_is_set_on_create_and_validated(session_factory: sessionmaker[Session]) -> None:
+    actor = Actor(ActorType.CLI, "tester")
+    name = f"tz-{secrets.token_hex(3)}"
+    with session_factory.begin() as session:
+        pool = pools.create_pool(session, name=name, actor=actor, time_zone="Asia/Tokyo")
+        assert pool.settings.time_zone == "Asia/Tokyo"
+        with pytest.raises(PoolerError):
+            pools.create_pool(session, name=f"{name}-x", actor=actor, time_zone="Nowhere/Land")
+        changes = pools.update_pool_settings(session, name, actor=actor, time_zone="Europe/Berlin")
+        assert changes == {"time_zone": {"old": "Asia/Tokyo", "new": "Europe/Berlin"}}
