@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 from sqlalchemy import func, select
 
-from admin_flask import attention, pricing, queries, scope, security
+from admin_flask import attention, firstrun, pricing, queries, scope, security
 from admin_flask.charts import Series, legend, line_chart
 from admin_flask.db import get_db
 from pooler.models import PoolKey, RequestLog, UpstreamAccount, utcnow
@@ -85,5 +85,6 @@ def index() -> Any:
         totals=totals,
         pools=pools,
         view=attention.Attention(db, security.current(), now),
+        setup_steps=firstrun.checklist(firstrun.setup_facts(db, ids)),
         badges=queries.pool_badges(db, pools, queries.readiness_by_pool(db, pools)),
     )
