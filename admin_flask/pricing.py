@@ -4,12 +4,14 @@ pooler.settings' catalogue; unset = the vendored table)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from pooler.audit import Actor
+from pooler.models import RequestLog
 from pooler.settings import get_json_setting, reset_setting, set_setting
 
 PRICING_SETTING = "admin_model_pricing"
@@ -68,3 +70,14 @@ def estimate(table: Prices, model: str | None, input_tokens: int, cached: int, o
     return (
         fresh * prices.get("input", 0.0) + cached * prices.get("cached_input", 0.0) + output * prices.get("output", 0.0)
     ) / per
+
+
+def request_cost(table: Prices, row: RequestLog) -> float:
+    """The list-price estimate of one logged request."""
+    return estimate(table, row.model, row.input_tokens or 0, row.cached_tokens or 0, row.output_tokens or 0)
+
+
+def costs_of(session: Session, rows: Sequence[RequestLog]) -> dict[int, float]:
+    """Estimates for a page of logged requests, by request log id."""
+    table = load(session)
+    return {row.id: request_cost(table, row) for row in rows}
