@@ -1,4 +1,4 @@
-"""The dashboard's first-run checklist: steps ticked from real data, hidden once every step is done."""
+"""The dashboard: first-run checklist ticked from real data (hidden once done), chart spans up to 30 days."""
 
 from __future__ import annotations
 
@@ -44,3 +44,14 @@ def test_dashboard_ticks_steps_from_data_and_hides_when_done(
         seed(session, core_ctx.box, core_ctx.hasher, requests=3)
     assert _steps(client) == {}
     assert "Get started" not in client.get("/admin/").get_data(as_text=True)
+
+
+def test_spans_up_to_thirty_days(auth: Auth, client: FlaskClient, core_ctx: CoreContext) -> None:
+    with core_ctx.session_factory.begin() as session:
+        seed(session, core_ctx.box, core_ctx.hasher, requests=20)
+    auth.bootstrap()
+    auth.login()
+    for span in ("7d", "14d", "30d"):
+        page = client.get(f"/admin/?span={span}").get_data(as_text=True)
+        assert f'href="/admin/?span={span}"' in page and page.count('class="hit"') >= 28
+    assert client.get("/admin/?span=365d").status_code == 200  # unknown span: the default, not an error
