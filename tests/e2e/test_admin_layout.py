@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, ViewportSize, sync_playwright
 
 from pooler.audit import SYSTEM
 from pooler.services import pools
@@ -19,8 +19,8 @@ from tests.support.gateway import Gateway
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.e2e
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1440, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1440, "height": 900}
 
 
 def _seed(gw: Gateway) -> None:
