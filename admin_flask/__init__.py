@@ -6,7 +6,6 @@ process entry point (`python -m admin_flask`) lets it open one from the environm
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -37,10 +36,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_NAME="pooler_admin",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        # Local dev runs over plain http; production behind TLS sets POOLER_ADMIN_SECURE_COOKIES=1.
+        # Forces Secure on every cookie (behind a TLS proxy in front of Envoy); without it a cookie is still
+        # Secure whenever the request came over TLS (security.AdminSessionInterface). How long a sign-in lasts
+        # is the admin_sessions row's business (DB settings), not the cookie's: it is a browser-session cookie.
         SESSION_COOKIE_SECURE=_env_flag("POOLER_ADMIN_SECURE_COOKIES", False),
         SESSION_COOKIE_PATH=URL_PREFIX,
-        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
         # Slightly above 64 KiB so the multipart envelope around a 64 KiB file still fits; the file itself is
         # checked against MAX_UPLOAD_BYTES in the view.
         MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES + 16 * 1024,

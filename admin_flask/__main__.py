@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from pooler.config import load_config
+from pooler.config import Config, load_config
 from pooler.errors import ConfigError
 
 READY_LINE = "admin ready on http://{host}:{port}/admin"
@@ -33,21 +34,14 @@ class AdminServer(BaseApplication):  # type: ignore[misc]
         return create_app()
 
 
-def main() -> int:
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        print(f"admin: configuration error: {exc}", file=sys.stderr)
-        return 2
-    host = os.environ.get("POOLER_ADMIN_HOST", "127.0.0.1")
-    port = config.admin_port
-    ready = READY_LINE.format(host=host, port=port)
+CONTROL_SOCKET = "admin-gunicorn.ctl"
+"""gunicorn's control socket, in POOLER_DATA_DIR: its default ($XDG_RUNTIME_DIR or ~/.gunicorn/gunicorn.ctl) is
+one path per user, so a second stack on the host would delete the first one's socket."""
 
-    def when_ready(_server: Any) -> None:
-        print(ready, flush=True)
 
-    options = {
-        "bind": f"{host}:{port}",
+def gunicorn_options(config: Config, host: str, when_ready: Callable[[Any], None]) -> dict[str, Any]:
+    return {
+        "bind": f"{host}:{config.admin_port}",
         "workers": int(os.environ.get("POOLER_ADMIN_WORKERS", "2")),
         "threads": 4,
         "worker_class": "gthread",
@@ -60,8 +54,27 @@ def main() -> int:
         "loglevel": config.log_level.lower(),
         "when_ready": when_ready,
         "proc_name": "pooler-admin",
+        # Every runtime file of a stack lives under its data dir (a too-long path only costs gunicorn a warning).
+        "control_socket": str(config.data_dir.resolve() / CONTROL_SOCKET),
+        # X-Forwarded-Proto (request.scheme) is believed from this host only: Envoy, which sets it itself.
+        "forwarded_allow_ips": "127.0.0.1,::1",
     }
-    AdminServer(options).run()
+
+
+def main() -> int:
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"admin: configuration error: {exc}", file=sys.stderr)
+        return 2
+    host = os.environ.get("POOLER_ADMIN_HOST", "127.0.0.1")
+    ready = READY_LINE.format(host=host, port=config.admin_port)
+
+    def when_ready(_server: Any) -> None:
+        print(ready, flush=True)
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    AdminServer(gunicorn_options(config, host, when_ready)).run()
     return 0
 
 

@@ -38,10 +38,17 @@ def _ip(text: str | None) -> str | None:
         return None
 
 
+def peer_is_loopback() -> bool:
+    """The TCP peer is on this host (Envoy in the same network namespace): its x-pooler-* and X-Forwarded-Proto
+    headers are believed, anyone else's are not."""
+    peer = _ip(request.remote_addr)
+    return peer is not None and ipaddress.ip_address(peer).is_loopback
+
+
 def client_address() -> str:
     """The requesting client's IP: Envoy's derived address when Envoy is the peer, else the peer."""
     peer = _ip(request.remote_addr)
-    if peer is not None and ipaddress.ip_address(peer).is_loopback:
+    if peer_is_loopback():
         forwarded = _ip(request.headers.get(CLIENT_IP_HEADER))
         if forwarded is not None:
             return forwarded

@@ -16,11 +16,18 @@ from typing import Any
 
 from envoy.data.accesslog.v3.accesslog_pb2 import AccessLogCommon, AccessLogType, HTTPAccessLogEntry
 from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
+from google.protobuf.wrappers_pb2 import StringValue
 
 from extproc.metrics import METRICS
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
-from pooler.gateway.evidence import AttemptRecord, RequestRecord, attempt_effect, attempt_outcomes
+from pooler.gateway.evidence import (
+    CONNECT_FAILURE_FLAGS,
+    AttemptRecord,
+    RequestRecord,
+    attempt_effect,
+    attempt_outcomes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,34 @@ def _seconds(duration: Any) -> float | None:
     if duration is None or (duration.seconds == 0 and duration.nanos == 0):
         return None
     return float(duration.seconds + duration.nanos / 1e9)
+
+
+def entry_request_id(entry: HTTPAccessLogEntry) -> str:
+    """Envoy's id of the request an entry belongs to. The ext_proc removes x-request-id before the upstream (no
+    Codex client sends it), and that removal reaches the header map the log reads (the entry's `request_id`,
+    and the stream id Envoy derives from the header, come out empty). So a downstream entry reads the copy the
+    connection manager put in filter state first; an attempt's entry, the copy its response carries
+    (`attempt_of`; an attempt that got no response has none: empty)."""
+    logged: str = entry.request.request_id
+    if entry.common_properties.access_log_type == UPSTREAM_END:
+        return attempt_of(entry)[0] or logged
+    packed = entry.common_properties.filter_state_objects.get(gc.REQUEST_ID_FILTER_STATE)
+    if packed is not None:
+        value = StringValue()
+        if packed.Unpack(value) and value.value:
+            return str(value.value)
+    return logged
+
+
+def attempt_of(entry: HTTPAccessLogEntry) -> tuple[str, int | None]:
+    """(request id, account id) an attempt's response was stamped with by the upstream filter chain
+    (`gc.ATTEMPT_OF_HEADER`: "<request id> <account id>"; the account is empty when the ext_proc routed none)."""
+    value = entry.response.response_headers.get(gc.ATTEMPT_OF_HEADER, "")
+    request_id, _, account = value.partition(" ")
+    try:
+        return request_id, int(float(account)) if account else None
+    except ValueError:
+        return request_id, None
 
 
 def answered_at(common: AccessLogCommon, default: float) -> float:
@@ -118,7 +153,10 @@ class AccessLogHandler:
         the ext_proc's routing namespace, so the attempt's account is found by position: the n-th upstream entry
         of a request is its n-th attempt, and the processor recorded the account of every attempt it routed."""
         common = entry.common_properties
-        request_id = entry.request.request_id
+        request_id = entry_request_id(entry)
+        if not request_id:
+            return  # an attempt that got no response: its request's downstream entry accounts for it
+        stamped = attempt_of(entry)[1]
         now = time.time()
         done = self.state.finished.get(request_id)
         if done is not None:
@@ -127,12 +165,14 @@ class AccessLogHandler:
             slot: tuple[float, list[AttemptRecord]] = (now, [])
             position, done.seen = done.seen, done.seen + 1
             account_id = done.accounts[position] if position < len(done.accounts) else None
+            account_id = stamped if stamped is not None else account_id
             self.state.late_attempts += 1
         else:
             slot = self.state.attempts.setdefault(request_id, (now, []))
             routed = self.state.requests_in_flight.get(request_id)
             position = len(slot[1])
             account_id = routed[1][position] if routed is not None and position < len(routed[1]) else None
+            account_id = stamped if stamped is not None else account_id
         record = AttemptRecord(
             request_id=request_id,
             account_id=account_id,
@@ -154,7 +194,7 @@ class AccessLogHandler:
     def _downstream(self, entry: HTTPAccessLogEntry) -> None:
         common = entry.common_properties
         routing = _fields(common, gc.NS_ROUTING)
-        request_id = entry.request.request_id
+        request_id = entry_request_id(entry)
         routed = self.state.requests_in_flight.get(request_id)
         self.state.finish(request_id)
         now = time.time()
@@ -200,6 +240,7 @@ class AccessLogHandler:
         )
         if self.attribute_late:
             self._attribute_late(attempts, tried, now)
+        self._unanswered(request_id, attempts, tried, _flags(common), now)
         record.attempts = attempt_outcomes(tried, attempts, status)
         if record.key_prefix and tokens.get("total_tokens"):
             self.state.tokens.add(record.key_prefix, tokens["total_tokens"], now)
@@ -229,6 +270,26 @@ class AccessLogHandler:
             attempts,
             attempts - 1,
         )
+
+    def _unanswered(
+        self, request_id: str, attempts: list[AttemptRecord], tried: list[int], flags: frozenset[str], now: float
+    ) -> None:
+        """Attempts that got no response (connect failure, reset) have no entry of their own that names their
+        request (it is stamped on responses: `attempt_of`). When the request ended with an upstream-failure
+        flag, each tried account with no entry is such an attempt: recorded with status 0 and those flags, so
+        it demotes its account as its own entry did while x-request-id still went upstream."""
+        answered = {a.account_id for a in attempts}
+        missing = [account for account in tried if account not in answered]
+        if not missing or not flags & CONNECT_FAILURE_FLAGS:
+            return
+        snapshot = self.state.snapshot
+        demotion = snapshot.demotion_seconds if snapshot is not None else 30.0
+        for account in missing:
+            record = AttemptRecord(request_id, account, 0, flags, {}, now)
+            attempts.append(record)
+            effect = attempt_effect(record, demotion)
+            if effect is not None:
+                self.state.apply_effect(effect, now)
 
     def _attribute_late(self, attempts: list[AttemptRecord], tried: list[int], now: float) -> None:
         snapshot = self.state.snapshot

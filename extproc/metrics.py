@@ -9,7 +9,8 @@ the routing snapshot (accounts, states, quota windows) in memory. So one process
   seconds), because the scheduler may run anywhere and the database already holds `job_runs`.
 
 Exposition: plain HTTP on a unix socket beside the ext_proc socket (`<socket>.metrics`), and also on
-POOLER_METRICS_LISTEN when set (an Envoy in another pod cannot reach the socket); routed by Envoy at `/metrics`.
+POOLER_METRICS_LISTEN when set (an Envoy in another pod cannot reach the socket); routed by Envoy at `/metrics`
+on the gateway port, where the metrics token is always required (pooler.metrics_token).
 Served on the event loop, so collectors read the snapshot without racing its mutations.
 Labels never carry account ids, ChatGPT ids, emails or tokens.
 """
@@ -29,12 +30,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from extproc.responses import error_body
 from pooler.config import ListenAddress
 from pooler.errors import ConfigError
 from pooler.gateway.evidence import RequestRecord
 from pooler.gateway.snapshot import Snapshot
 from pooler.metrics_token import allowed, stored_hash
 from pooler.models import AlertIncident, JobRun
+from pooler.route_table import ROUTE_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +224,8 @@ class DatabaseCollector(Collector):
 
 METRICS = GatewayMetrics()
 """The process-wide metrics (one ext_proc process = one registry)."""
+METRICS_ROUTE = "metrics"
+"""The route table row of `/metrics` on the gateway port (pooler/route_table.py)."""
 
 
 class MetricsServer:
@@ -278,10 +283,17 @@ class MetricsServer:
                 if length:
                     await reader.readexactly(length)
                 await self._refresh_db()
+                # Envoy's /metrics route on the gateway port names its row in this header (overwriting a client's
+                # copy); a direct scrape of the socket or POOLER_METRICS_LISTEN does not send it (and sending it
+                # only makes a scrape stricter).
+                via_gateway = headers.get(ROUTE_HEADER) == METRICS_ROUTE
                 if target.split("?", 1)[0] != "/metrics" or method not in ("GET", "HEAD"):
                     status, body, ctype = "404 Not Found", b"not found\n", "text/plain"
-                elif not allowed(self.ctx.hasher, self.db.token_hash, headers.get("authorization")):
-                    status, body, ctype = "401 Unauthorized", b"unauthorized\n", "text/plain"
+                elif not allowed(
+                    self.ctx.hasher, self.db.token_hash, headers.get("authorization"), token_required=via_gateway
+                ):
+                    status, body = "401 Unauthorized", error_body("metrics_token_required")[1]
+                    ctype = "application/json"
                 else:
                     status, body = "200 OK", generate_latest(self.metrics.registry)
                     ctype = "text/plain; version=0.0.4; charset=utf-8"

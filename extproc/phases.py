@@ -63,6 +63,8 @@ class Attempt:
     request_ns: Any
     """NS_REQUEST: what the Lua request scanner lifted from the body (model, prompt_cache_key, file ids)."""
     now: float
+    request_id: str | None
+    """Envoy's x-request-id (attempt 1) or its copy in NS_ROUTING (later attempts: the header is never sent on)."""
     model: str | None = None
     first: bool = True
     """Attempt 1 of its request (authenticated here; admission applies)."""

@@ -29,15 +29,27 @@ from extproc.state import GatewayState
 from extproc.surface import Surface, attach_view
 from pooler import gateway_contract as gc
 from pooler import route_table as rt
+from pooler.codex_client import identity_headers
 from pooler.gateway.bound_state import TURN_STATE_PURPOSE, forwards_turn_state, keeps_sealed_session
 from pooler.gateway.sessions import session_hash, session_key
-from pooler.gateway.snapshot import KeyEntry, PoolEntry, Snapshot
+from pooler.gateway.snapshot import AccountEntry, KeyEntry, PoolEntry, Snapshot
+from pooler.gateway.upstream_identity import (
+    account_installation_id,
+    client_installation,
+    client_installation_hash,
+    installation_mutations,
+    removed_upstream,
+)
 from pooler.poolkeys import key_matches, key_prefix
 from pooler.selection import Selection, SelectionRequest, select_account
 from pooler.selection.eligibility import ineligibility
 from pooler.states import KeyStatus
 
 log = logging.getLogger(__name__)
+
+SDK_ROUTES = frozenset(r.name for r in rt.ROUTES if (r.path or r.prefix or "").startswith("/v1/"))
+"""Routes an OpenAI SDK calls: upstream, the gateway is the Codex client (its identity replaces the SDK's)."""
+CODEX_IDENTITY = identity_headers()
 
 EVIDENCE_WAIT_SECONDS = 1.5
 """Longest wait for the access log (flushed every 0.5 s) before answering a request whose accounts all failed."""
@@ -71,6 +83,22 @@ def misconfigured(
     if route.body is rt.Body.SCAN and _string(request_ns, gc.REQUEST_SCANNED) != "1":
         return True
     return expected is None and not route.admits(path, websocket)
+
+
+CACHE_MAX = 65536
+
+
+def _bounded(cache: dict[Any, str]) -> dict[Any, str]:
+    """The cache, emptied first when full (clients choose the values)."""
+    if len(cache) >= CACHE_MAX:
+        cache.clear()
+    return cache
+
+
+def request_id_of(headers: Mapping[str, str], routing: Any = None) -> str | None:
+    """Envoy's id of this request: the header on attempt 1; later attempts read the copy attempt 1 recorded in
+    NS_ROUTING, because the header is removed before the upstream and that removal persists."""
+    return headers.get(gc.REQUEST_ID_HEADER) or _string(routing, gc.ROUTING_REQUEST_ID)
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -115,6 +143,10 @@ class AttemptProcessor:
         self.state = state
         self.hasher = state.ctx.hasher
         self.surface = Surface(state)
+        # Keyed hashes of client installation ids and the per-account ids derived from them: two HMACs per
+        # attempt otherwise, for values that repeat with every turn of a client.
+        self._client_hashes: dict[str, str] = {}
+        self._installations: dict[tuple[int, str], str] = {}
 
     def begin(self, request: ProcessingRequest, stream_processor: str | None = None) -> Attempt | ProcessingResponse:
         """The attempt's facts, or a refusal before any processor: no route row, a row whose processor is not the
@@ -135,7 +167,9 @@ class AttemptProcessor:
         snapshot = self.state.snapshot
         if snapshot is None:
             return responses.error("gateway_not_ready")
-        return Attempt(headers, path, route, snapshot, routing, request_ns, time.time())
+        return Attempt(
+            headers, path, route, snapshot, routing, request_ns, time.time(), request_id_of(headers, routing)
+        )
 
     def authenticate(self, attempt: Attempt) -> ProcessingResponse | None:
         """Fills the attempt's model, principal, pool and routing base; a response refuses the request. Attempt 1
@@ -169,6 +203,8 @@ class AttemptProcessor:
             gc.ROUTING_ROUTE_FAMILY: family,
             gc.ROUTING_ROUTE: route.name,
         }
+        if attempt.request_id:
+            base[gc.ROUTING_REQUEST_ID] = attempt.request_id
         attempt.pool = snapshot.pools.get(principal.pool_id)
         if attempt.pool is None:
             return responses.error("no_eligible_account", base)
@@ -193,7 +229,7 @@ class AttemptProcessor:
         if not attempt.first:
             return self._pick(attempt)
         admission_family = route.admission
-        request_id = headers.get("x-request-id")
+        request_id = attempt.request_id
         config = attempt.snapshot.features.admission
         admitted = self.surface.admission.try_acquire(admission_family, request_id, config)
         if admitted:
@@ -278,7 +314,7 @@ class AttemptProcessor:
             routing[gc.ROUTING_SESSION] = hashed
 
         if len(tried) >= pool.max_attempts:
-            return Exhausted(pool, model, headers.get("x-request-id"), len(tried), routing)
+            return Exhausted(pool, model, attempt.request_id, len(tried), routing)
         exclude = frozenset(tried)
         if pinned is not None:
             # A referenced file lives in one account: that account or a clear error, never another account.
@@ -314,7 +350,7 @@ class AttemptProcessor:
             return responses.error("file_account_unavailable", routing)
         if selection.account_id is None:
             if selection.error == "no_eligible_account" and tried:
-                return Exhausted(pool, model, headers.get("x-request-id"), len(tried), routing)
+                return Exhausted(pool, model, attempt.request_id, len(tried), routing)
             if selection.error == "usage_limit_reached":
                 return self._usage_limit(snapshot, pool, selection.earliest_reset, now, routing)
             return responses.error(selection.error or "no_eligible_account", routing)
@@ -334,7 +370,7 @@ class AttemptProcessor:
             )
         ):
             self.state.pin_session(pool.pool_id, hashed, account.account_id, pool.policy.sticky_ttl_seconds, now)
-        request_id = headers.get("x-request-id")
+        request_id = attempt.request_id
         if request_id:
             self.state.start(request_id, account.account_id, now)
 
@@ -346,9 +382,11 @@ class AttemptProcessor:
         }
         if attempt.upgrade and not headers.get(gc.WEBSOCKET_BETA_HEADER):
             set_headers[gc.WEBSOCKET_BETA_HEADER] = gc.WEBSOCKET_BETA_VALUE
-        remove = [name for name in headers if name.startswith(gc.INTERNAL_HEADER_PREFIX)]
-        if "x-api-key" in headers:
-            remove.append("x-api-key")
+        set_headers.update(self._installation(attempt, account, routing))
+        sdk_client = attempt.route.name in SDK_ROUTES
+        if sdk_client:
+            set_headers.update(CODEX_IDENTITY)
+        remove = removed_upstream(headers, sdk_client)
         turn_state = headers.get(gc.TURN_STATE_HEADER)
         if turn_state and not self._forwards_turn_state(pool, turn_state, session_account, account.account_id, now):
             remove.append(gc.TURN_STATE_HEADER)
@@ -376,6 +414,25 @@ class AttemptProcessor:
             return True
         METRICS.turn_state_dropped(pool.name)
         return False
+
+    def _installation(self, attempt: Attempt, account: AccountEntry, routing: dict[str, Any]) -> dict[str, str]:
+        """The client's installation id, wherever it named it, replaced by this account's own (see
+        pooler.gateway.upstream_identity). Attempt 1 keeps only a keyed hash of the client's id, in the routing
+        metadata, because its rewrite persists into the headers later attempts see."""
+        client_hash = _string(attempt.routing_ns, gc.ROUTING_INSTALLATION)
+        if client_hash is None:
+            raw = client_installation(attempt.headers)
+            if raw is None:
+                return {}
+            client_hash = self._client_hashes.get(raw)
+            if client_hash is None:
+                client_hash = _bounded(self._client_hashes)[raw] = client_installation_hash(self.hasher, raw)
+        routing[gc.ROUTING_INSTALLATION] = client_hash
+        derived = self._installations.get((account.account_id, client_hash))
+        if derived is None:
+            derived = account_installation_id(self.hasher, account.account_id, client_hash)
+            _bounded(self._installations)[(account.account_id, client_hash)] = derived
+        return installation_mutations(attempt.headers, derived)
 
     def _usage_limit(
         self, snapshot: Snapshot, pool: PoolEntry, earliest: float | None, now: float, routing: dict[str, Any]

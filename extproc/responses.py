@@ -67,6 +67,13 @@ ERRORS: dict[str, tuple[int, str, str]] = {
     "server_is_overloaded": (503, "server_error", "The gateway is at its concurrency limit; retry shortly."),
     "request_too_large": (413, "invalid_request_error", "The request body is larger than this gateway accepts."),
     "length_required": (411, "invalid_request_error", "Uploads need a Content-Length header."),
+    # /metrics (served by extproc/metrics.py): through the gateway port only with the metrics token.
+    "metrics_token_required": (
+        401,
+        "invalid_request_error",
+        "/metrics needs the metrics token: `Authorization: Bearer <token>` (create one with `pooler metrics token "
+        "create`).",
+    ),
 }
 
 

@@ -25,7 +25,7 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, 
 from sqlalchemy.exc import SQLAlchemyError
 
 from extproc import responses
-from extproc.processor import presented_key, route_of
+from extproc.processor import presented_key, request_id_of, route_of
 from extproc.state import GatewayState
 from pooler import gateway_contract as gc
 from pooler.gateway.replica_state import admit_request, claim_sticky, read_sticky
@@ -86,7 +86,7 @@ class SharedState:
             if routing is not None and gc.ROUTING_TRIED in routing.fields
             else 0
         )
-        prepared = Prepared(headers.get("x-request-id"), tried)
+        prepared = Prepared(request_id_of(headers, routing), tried)
         if snapshot is None or (routing is not None and gc.ROUTING_KEY_ID in routing.fields):
             return prepared  # attempts >= 2 carry their principal; nothing shared to check again
         raw = presented_key(headers)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from google.protobuf.struct_pb2 import Struct
 
 from extproc import responses
 from extproc.admission import AdmissionControl
@@ -21,7 +22,6 @@ from pooler.gateway.ratelimit_view import WS_VIEW_KEY, header_values, key_usage_
 from pooler.gateway.snapshot import PoolEntry, Snapshot
 from pooler.selection import pooled_usage, pooled_usage_payload
 
-VIEW_HEADER_PREFIX = "x-pooler-view-"
 WS_EXTENSIONS_HEADER = "sec-websocket-extensions"
 
 
@@ -123,14 +123,16 @@ class Surface:
 
 
 class ViewValues(dict[str, str]):
-    """View values plus their header mutation, built once: the pooled view is cached per pool per second, and
-    merging a prebuilt mutation costs ~1 us per attempt against ~13 us for adding the 9 headers one by one."""
+    """View values plus what an attempt carries them as, built once (the pooled view is cached per pool per
+    second): the NS_VIEW metadata and, on websocket upgrades, the request header change."""
 
-    __slots__ = ("mutation",)
+    __slots__ = ("metadata", "mutation")
 
     def __init__(self, values: Mapping[str, str]) -> None:
         super().__init__(values)
-        self.mutation = _view_mutation(values)
+        self.metadata = Struct()
+        self.metadata.update(dict(values))
+        self.mutation = _ws_mutation(values)
 
 
 def _with_ws(payload: dict[str, Any], websocket: bool) -> ViewValues:
@@ -140,26 +142,25 @@ def _with_ws(payload: dict[str, Any], websocket: bool) -> ViewValues:
     return ViewValues(values)
 
 
-def _view_mutation(values: Mapping[str, str]) -> ep.HeaderMutation:
+def _ws_mutation(values: Mapping[str, str]) -> ep.HeaderMutation | None:
+    if WS_VIEW_KEY not in values:
+        return None
+    # Compressed (permessage-deflate) frames cannot be rewritten by the websocket route's Lua filter: the
+    # upgrade is sent without the offer, so the upstream answers uncompressed frames. Only when the view is on.
     mutation = ep.HeaderMutation()
-    for key, value in values.items():
-        opt = mutation.set_headers.add()
-        opt.header.key = VIEW_HEADER_PREFIX + key.replace("_", "-")
-        opt.header.raw_value = value.encode()
-        opt.append_action = opt.OVERWRITE_IF_EXISTS_OR_ADD
-    if WS_VIEW_KEY in values:
-        # Compressed (permessage-deflate) frames cannot be rewritten by the websocket route's Lua filter: the
-        # upgrade is sent without the offer, so the upstream answers uncompressed frames. Only when the view is on.
-        mutation.remove_headers.append(WS_EXTENSIONS_HEADER)
+    mutation.remove_headers.append(WS_EXTENSIONS_HEADER)
     return mutation
 
 
 def attach_view(response: ep.ProcessingResponse, values: Mapping[str, str]) -> None:
-    """The view as `x-pooler-view-*` request headers of this attempt, read back by Envoy's downstream response
-    header_mutation with `%REQ(...)%`. Measured: dynamic metadata written by an *upstream* ext_proc is not yet
-    in the downstream stream info when the response headers are encoded (it is by access-log time), so
-    `%DYNAMIC_METADATA%` came out empty; the request header map is shared with the router, so `%REQ%` works."""
+    """The view as NS_VIEW dynamic metadata of this attempt. Never as request headers: those reach the upstream.
+    The clusters' upstream filter chain (`pooler.attempt_of`) copies it onto the attempt's response as
+    `x-pooler-view-*` headers, which Envoy's downstream header_mutation writes over the `x-codex-*` ones and
+    removes. Measured: the upstream ext_proc's metadata is not yet in the downstream stream info when the
+    response headers are encoded (so `%DYNAMIC_METADATA%` there came out empty), but upstream filters read it."""
     if not values:
         return
-    prebuilt = values.mutation if isinstance(values, ViewValues) else _view_mutation(values)
-    response.request_headers.response.header_mutation.MergeFrom(prebuilt)  # appends to the attempt's own
+    view = values if isinstance(values, ViewValues) else ViewValues(values)
+    response.dynamic_metadata.fields[gc.NS_VIEW].struct_value.MergeFrom(view.metadata)
+    if view.mutation is not None:
+        response.request_headers.response.header_mutation.MergeFrom(view.mutation)  # appends to the attempt's own

@@ -19,7 +19,9 @@ from pooler.errors import NotFoundError
 DEMO_POOL = "demo"
 DEMO_ACCOUNTS = ("acct-1", "acct-2", "acct-3")
 DEMO_PLAN = "plus"
-DEMO_MODEL = "gpt-5.1-codex"
+DEMO_MODEL = "gpt-5.5"
+"""A model in the bundled model list of both pinned Codex CLIs (0.169, 0.171); one they do not know makes them
+warn about missing model metadata on every run."""
 ENV_KEY = "POOLER_API_KEY"
 SIMULATOR_PORT_ENV = "POOLER_DEMO_SIMULATOR_PORT"
 
@@ -112,5 +114,6 @@ def demo_instructions(client_url: str, seed: DemoSeed) -> str:
         f"  then: export {ENV_KEY}={seed.raw_key}\n"
         '        codex exec "Say hello"\n\n'
         f"curl:\n  {curl_line(client_url, seed.raw_key)}\n\n"
+        f"OpenAI SDKs (/v1): base_url={client_url}/v1  api_key={seed.raw_key}  model={DEMO_MODEL}\n\n"
         "Ctrl-C stops everything.\n"
     )

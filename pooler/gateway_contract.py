@@ -31,14 +31,18 @@ ROUTING_ACCOUNT_ID = "account_id"  # account of the current (last) attempt
 ROUTING_ERROR = "error"  # safe error code of a gateway-made reply
 ROUTING_ROUTE_FAMILY = "route_family"
 ROUTING_ROUTE = "route"  # the route table row (attempts >= 2 no longer carry its header: it is never forwarded)
+ROUTING_REQUEST_ID = "request_id"  # Envoy's x-request-id (removed before the upstream, so later attempts read it here)
+ROUTING_INSTALLATION = "installation"  # keyed hash of the client's installation id (pooler.gateway.upstream_identity)
 
 # Written by envoy.filters.http.sse_to_metadata from the `response.completed` SSE event.
 NS_USAGE = "pooler.usage"
 USAGE_KEYS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "total_tokens")
 
-# Written by the ext_proc when the pool (or key) shows clients an aggregate quota view; read by Envoy's
-# downstream header_mutation, which overwrites the x-codex-* response headers with these values.
+# Written by the ext_proc when the pool (or key) shows clients an aggregate quota view. The clusters' upstream
+# filter chain copies it onto the attempt's response (VIEW_RESPONSE_PREFIX + key with dashes); Envoy's downstream
+# header_mutation overwrites the x-codex-* response headers with those and removes them.
 NS_VIEW = "pooler.view"
+VIEW_RESPONSE_PREFIX = "x-pooler-view-"
 VIEW_HEADERS = {
     "x-codex-primary-used-percent": "primary_used_percent",
     "x-codex-primary-window-minutes": "primary_window_minutes",
@@ -51,9 +55,25 @@ VIEW_HEADERS = {
     "x-codex-plan-type": "plan_type",
 }
 
+
+def view_response_header(key: str) -> str:
+    """The attempt response header carrying one NS_VIEW value to the downstream header_mutation."""
+    return VIEW_RESPONSE_PREFIX + key.replace("_", "-")
+
+
 # --- Headers ---------------------------------------------------------------------------------------------
 INTERNAL_HEADER_PREFIX = "x-pooler-"
-"""Client-sent headers with this prefix are removed before anything trusted is set."""
+"""The gateway's own headers: removed before the upstream on every attempt (pooler.gateway.upstream_identity),
+client-sent copies included; never shown to a client."""
+REQUEST_ID_HEADER = "x-request-id"
+"""Envoy's id of a request (access log, admission, attempts): kept inside the gateway, never sent upstream."""
+REQUEST_ID_FILTER_STATE = "pooler.request_id"
+"""Filter state the connection manager sets from x-request-id before any attempt, so the access log still names
+the request after the ext_proc removed the header (downstream entries read it directly)."""
+ATTEMPT_OF_HEADER = "x-pooler-attempt-of"
+"""Set on each attempt's response by the clusters' upstream filter chain: "<request id> <account id>" (from
+REQUEST_ID_FILTER_STATE and the attempt's NS_ROUTING account). The per-attempt (upstream) log entries find their
+request and account by it; removed before the client."""
 ACCOUNT_ID_HEADER = "chatgpt-account-id"
 WEBSOCKET_BETA_HEADER = "openai-beta"
 WEBSOCKET_BETA_VALUE = "responses_websockets=2026-02-06"

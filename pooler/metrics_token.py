@@ -1,7 +1,9 @@
-"""The optional bearer token of `/metrics`: only its keyed hash is stored (setting `metrics_token_hash`).
+"""The bearer token of `/metrics`: only its keyed hash is stored (setting `metrics_token_hash`).
 
-Unset = `/metrics` is open (it is reachable only through the Envoy listener, and carries no secrets: labels are
-pool names, key prefixes and account labels).
+Through the gateway port (the Envoy listener clients use) the token is required: the text names every pool,
+key prefix and account label, which a holder of a Pool key has no business reading; with no token configured
+that route answers 401 to everyone. A direct scrape of the ext_proc (its unix socket, or
+`POOLER_METRICS_LISTEN`, both the operator's own network) is open until a token is set, then needs it too.
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ def stored_hash(session: Session) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def allowed(hasher: KeyedHasher, expected_hash: str | None, authorization: str | None) -> bool:
-    """Open when no token is configured; otherwise `Bearer <token>` must match (constant-time compare)."""
+def allowed(
+    hasher: KeyedHasher, expected_hash: str | None, authorization: str | None, *, token_required: bool = False
+) -> bool:
+    """`Bearer <token>` must match the configured token (constant-time compare); with no token configured the
+    scrape is open unless `token_required` (it came through the gateway port)."""
     if expected_hash is None:
-        return True
+        return not token_required
     if not authorization or authorization[:7].lower() != "bearer ":
         return False
     return hasher.matches(PURPOSE, authorization[7:].strip(), expected_hash)

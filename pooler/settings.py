@@ -328,6 +328,29 @@ _DEFS = (
         _s("smtp_starttls", bool, True, "Upgrade the SMTP connection with STARTTLS before login"),
     ),
     *_group(
+        "Admin sign-in",
+        # Admin sign-in sessions (pooler.services.admin_sessions): read on every admin request, so a change applies
+        # to sessions already open.
+        _s(
+            "admin_session_idle_minutes",
+            int,
+            120,
+            "Admin sessions end after this many minutes without a request",
+            minimum=1,
+            maximum=7 * 24 * 60,
+            unit=Unit.MINUTES,
+        ),
+        _s(
+            "admin_session_max_hours",
+            int,
+            12,
+            "Admin sessions end this many hours after sign-in",
+            minimum=1,
+            maximum=720,
+            unit=Unit.HOURS,
+        ),
+    ),
+    *_group(
         "Retention",
         _s(
             "request_log_retention_days",

@@ -33,13 +33,17 @@ READY_TIMEOUT_SECONDS = 90.0
 class Urls:
     client: str
     codex_base: str
+    v1_base: str
+    """The OpenAI-compatible base URL (OpenAI SDKs' `base_url`)."""
     admin: str
 
     @classmethod
     def of(cls, config: Config) -> Urls:
         host = "127.0.0.1" if config.listen_host in ("0.0.0.0", "::", "") else config.listen_host
         client = f"http://{host}:{config.listen_port}"
-        return cls(client=client, codex_base=f"{client}/backend-api/codex", admin=f"{client}/admin")
+        return cls(
+            client=client, codex_base=f"{client}/backend-api/codex", v1_base=f"{client}/v1", admin=f"{client}/admin"
+        )
 
 
 def tcp_probe(port: int, host: str = "127.0.0.1") -> Probe:
@@ -177,6 +181,21 @@ def database_routing(config: Config) -> tuple[str, list[int]]:
         ctx.dispose()
 
 
+def first_owner_needed(config: Config) -> bool:
+    """No operator exists yet: the admin's first page creates the owner (its bootstrap)."""
+    from sqlalchemy import func, select
+
+    from pooler.context import open_context
+    from pooler.models import Operator
+
+    ctx = open_context(config)
+    try:
+        with ctx.session_factory() as session:
+            return not session.scalar(select(func.count()).select_from(Operator))
+    finally:
+        ctx.dispose()
+
+
 def render_envoy(config: Config) -> Path:
     """Renders after seeding, so the demo's upstream setting and pools are what Envoy gets."""
     from pooler.envoy_config import config_from_env, num_retries_for, render
@@ -224,15 +243,25 @@ def run_up(demo: bool, out: IO[str] | None = None) -> int:
                 return 0
             waiting = [c.name for c in supervisor.children if not c.ready]
             say(f"still waiting for: {', '.join(waiting)}")
-        print_ready(out, Urls.of(config), seeded)
+        print_ready(out, Urls.of(config), seeded, first_owner=first_owner_needed(config))
         supervisor.run()
     finally:
         supervisor.stop_all()
     return 0
 
 
-def print_ready(out: IO[str], urls: Urls, seeded: DemoSeed | None) -> None:
-    lines = [f"{READY_PREFIX} client {urls.client}  codex {urls.codex_base}  admin {urls.admin}"]
+def ready_lines(urls: Urls, *, first_owner: bool) -> list[str]:
+    lines = [f"{READY_PREFIX} client {urls.client}  codex {urls.codex_base}  v1 {urls.v1_base}  admin {urls.admin}"]
+    if first_owner:
+        lines.append(
+            f"[pooler] admin: no operator yet - open {urls.admin}/ to create the first owner "
+            "(scripted: pooler admin create-operator NAME --role owner --password-env)"
+        )
+    return lines
+
+
+def print_ready(out: IO[str], urls: Urls, seeded: DemoSeed | None, *, first_owner: bool = False) -> None:
+    lines = ready_lines(urls, first_owner=first_owner)
     if seeded is not None:
         from pooler.demo import demo_instructions
 

@@ -22,7 +22,6 @@ from pooler.states import AccountState, ActorType, PoolStatus
 
 PREFIX = "/accounts"
 bp = Blueprint("accounts", __name__)
-bp.before_request(security.require_login)
 
 
 class TooLarge(Exception):

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 from sqlalchemy import case, func, select
 
-from admin_flask import queries, scope, security
+from admin_flask import queries, scope
 from admin_flask.charts import Series, legend, line_chart
 from admin_flask.db import get_db
 from admin_flask.health import ActivityStats, health_level, health_score, success_rate
@@ -17,7 +17,6 @@ from pooler.models import RequestAttempt, RequestLog, UpstreamAccount, utcnow
 
 PREFIX = "/pools"
 bp = Blueprint("activity", __name__)
-bp.before_request(security.require_login)
 SPANS = {"1h": dt.timedelta(hours=1), "6h": dt.timedelta(hours=6), "24h": dt.timedelta(hours=24)}
 
 

@@ -19,7 +19,6 @@ from pooler.timefmt import human_delta
 
 PREFIX = "/alerts"
 bp = Blueprint("alerts", __name__)
-bp.before_request(security.require_login)
 TABS = ("open", "acknowledged", "resolved")
 
 

@@ -13,7 +13,6 @@ from pooler.models import AuditEvent, PoolKey
 
 PREFIX = "/audit"
 bp = Blueprint("audit", __name__)
-bp.before_request(security.require_login)
 PAGE_SIZE = 50
 
 

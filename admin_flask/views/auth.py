@@ -6,19 +6,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pyotp
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from admin_flask import auditing, security, throttle
 from admin_flask.db import core, get_db
 from admin_flask.forms import BootstrapForm, LoginForm, PasswordForm, TotpEnableForm
 from pooler.errors import PoolerError
-from pooler.models import Operator
+from pooler.models import AdminSession, Operator
+from pooler.services import admin_sessions
 from pooler.services import operators as ops
 from pooler.states import OperatorRole
 
 PREFIX = ""
 bp = Blueprint("auth", __name__)
-PENDING_TOTP = "pending_totp_seed"
 # Outcomes that count against the client address (a TOTP prompt or a disabled operator is not guessing).
 FAILURES = frozenset({ops.LoginOutcome.BAD_CREDENTIALS, ops.LoginOutcome.BAD_TOTP, ops.LoginOutcome.LOCKED})
 
@@ -81,6 +81,7 @@ def login() -> Any:
             totp_code=form.code.data or None,
         )
         if result.outcome == ops.LoginOutcome.OK and result.operator is not None:
+            security.log_in(result.operator)
             auditing.record(
                 "operator.login",
                 "operator",
@@ -89,7 +90,6 @@ def login() -> Any:
                 actor_label=result.operator.username,
             )
             db.commit()
-            security.log_in(result.operator)
             return redirect(_safe_next(request.args.get("next")))
         messages = {
             ops.LoginOutcome.BAD_CREDENTIALS: "Wrong username or password.",
@@ -118,7 +118,17 @@ def login() -> Any:
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
-    security.log_out()
+    principal = g.get("principal")
+    revoked = security.log_out()
+    if principal is not None:
+        auditing.record(
+            "operator.logout",
+            "operator",
+            principal.id,
+            principal.username,
+            details={"sessions_revoked": revoked},
+        )
+    get_db().commit()
     return redirect(url_for("auth.login"))
 
 
@@ -128,6 +138,13 @@ def _me() -> Operator:
     if operator is None:
         abort(404)
     return operator
+
+
+def _my_session() -> AdminSession:
+    row = security.current_session()
+    if row is None:
+        abort(401)
+    return row
 
 
 @bp.route("/profile", methods=["GET"])
@@ -140,11 +157,13 @@ def profile() -> Any:
         password_form=PasswordForm(),
         totp_form=TotpEnableForm(),
         pending=_pending_totp(),
+        sessions=admin_sessions.live_sessions(get_db(), security.current().id),
+        this_session=_my_session().id,
     )
 
 
 def _pending_totp() -> dict[str, str] | None:
-    seed = session.get(PENDING_TOTP)
+    seed = admin_sessions.pending_totp(core().box, _my_session())
     if not seed:
         return None
     uri = pyotp.TOTP(seed).provisioning_uri(name=security.current().username, issuer_name="Codex Pooler")
@@ -162,18 +181,41 @@ def change_password() -> Any:
         flash("The current password is wrong.", "error")
     else:
         operator.password_hash = ops.hash_password(form.password.data or "")
-        auditing.record("operator.password_change", "operator", operator.id, operator.username)
+        # Every session of this operator ends, this one included; this browser gets a fresh session (a new
+        # token), so whoever holds a copy of any old cookie is out and the operator stays signed in.
+        revoked = admin_sessions.revoke_operator(get_db(), operator.id)
+        security.log_in(operator)
+        auditing.record(
+            "operator.password_change",
+            "operator",
+            operator.id,
+            operator.username,
+            details={"sessions_revoked": revoked},
+        )
         get_db().commit()
-        flash("Password changed.", "ok")
+        flash("Password changed. Every other session of yours was signed out.", "ok")
+    return redirect(url_for("auth.profile"))
+
+
+@bp.route("/profile/sessions/revoke-others", methods=["POST"])
+def revoke_other_sessions() -> Any:
+    operator = _me()
+    revoked = admin_sessions.revoke_operator(get_db(), operator.id, keep=_my_session().id)
+    auditing.record(
+        "operator.sessions_revoke", "operator", operator.id, operator.username, details={"sessions_revoked": revoked}
+    )
+    get_db().commit()
+    flash(f"Signed out {revoked} other session(s).", "ok")
     return redirect(url_for("auth.profile"))
 
 
 @bp.route("/profile/totp/start", methods=["POST"])
 def totp_start() -> Any:
-    # The seed waits in the (signed, HttpOnly) session until a code proves the app has it; only then is it
-    # sealed into the operator row.
+    # The seed waits in this session's row, sealed in the secret box, until a code proves the authenticator
+    # has it; only then is it sealed into the operator row. The cookie never carries it.
     _me()
-    session[PENDING_TOTP] = ops.new_totp_seed()
+    admin_sessions.set_pending_totp(core().box, _my_session(), ops.new_totp_seed())
+    get_db().commit()
     return redirect(url_for("auth.profile"))
 
 
@@ -181,12 +223,13 @@ def totp_start() -> Any:
 def totp_confirm() -> Any:
     operator = _me()
     form = TotpEnableForm()
-    seed = session.get(PENDING_TOTP)
-    if not seed or not form.validate_on_submit() or not ops.verify_totp(seed, form.code.data or ""):
+    row = _my_session()
+    seed = admin_sessions.pending_totp(core().box, row)
+    if not seed or not form.validate_on_submit() or not ops.accept_totp(operator, seed, form.code.data or ""):
         flash("That code did not match. Check the clock of your device and try again.", "error")
         return redirect(url_for("auth.profile"))
     ops.set_totp_seed(core().box, operator, seed)
-    session.pop(PENDING_TOTP, None)
+    admin_sessions.clear_pending_totp(row)
     auditing.record("operator.totp_enable", "operator", operator.id, operator.username)
     get_db().commit()
     flash("Two-factor authentication is on.", "ok")
@@ -198,7 +241,7 @@ def totp_disable() -> Any:
     operator = _me()
     form = TotpEnableForm()
     seed = ops.totp_seed(core().box, operator)
-    if seed is None or not form.validate_on_submit() or not ops.verify_totp(seed, form.code.data or ""):
+    if seed is None or not form.validate_on_submit() or not ops.accept_totp(operator, seed, form.code.data or ""):
         flash("Enter a current code to turn two-factor authentication off.", "error")
         return redirect(url_for("auth.profile"))
     ops.clear_totp(operator)

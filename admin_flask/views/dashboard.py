@@ -16,7 +16,6 @@ from pooler.models import PoolKey, RequestLog, UpstreamAccount, utcnow
 
 PREFIX = ""
 bp = Blueprint("dashboard", __name__)
-bp.before_request(security.require_login)
 SPANS = {
     "6h": dt.timedelta(hours=6),
     "24h": dt.timedelta(hours=24),

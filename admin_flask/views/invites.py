@@ -26,7 +26,6 @@ from pooler.states import InviteStatus
 PREFIX = "/invites"
 PUBLIC_PREFIX = "/invite"
 bp = Blueprint("invites", __name__)
-bp.before_request(security.require_login)
 public = Blueprint("invite_public", __name__)
 FLOW_KEY = "invite_flows"
 INVITE_KEY = "invite_id"

@@ -25,7 +25,6 @@ from pooler.services.jobs import recent_runs
 
 PREFIX = "/jobs"
 bp = Blueprint("jobs", __name__)
-bp.before_request(security.require_login)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from admin_flask import auditing, scope, security
+from admin_flask import auditing, scope
 from admin_flask.db import core, get_db
 from admin_flask.forms import KeyForm, lines
 from pooler.errors import PoolerError
@@ -18,7 +18,6 @@ from pooler.services.keys import CreatedKey
 
 PREFIX = "/keys"
 bp = Blueprint("keys", __name__)
-bp.before_request(security.require_login)
 
 
 def _usage(prefixes: list[str]) -> dict[str, tuple[int, int, dt.datetime | None]]:

@@ -21,7 +21,6 @@ from pooler.timefmt import timestamp
 
 PREFIX = "/logs"
 bp = Blueprint("logs", __name__)
-bp.before_request(security.require_login)
 PAGE_SIZE = 50
 EXPORT_BATCH = 500
 SINCE = {

@@ -23,7 +23,6 @@ from pooler.services.refresh import make_http_client
 PREFIX = "/onboarding"
 BINDING_KEY = "oauth_binding"
 bp = Blueprint("onboarding", __name__)
-bp.before_request(security.require_login)
 
 
 def register(app: Flask, url_prefix: str) -> None:

@@ -7,17 +7,17 @@ from typing import Any
 from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
 from sqlalchemy import select
 
-from admin_flask import auditing, scope, security
+from admin_flask import auditing, scope
 from admin_flask.db import get_db
 from admin_flask.forms import OperatorEditForm, OperatorForm
 from pooler.errors import PoolerError
 from pooler.models import Operator
+from pooler.services import admin_sessions
 from pooler.services import operators as ops
 from pooler.states import OperatorRole
 
 PREFIX = "/operators"
 bp = Blueprint("operators", __name__)
-bp.before_request(security.require_login)
 
 
 @bp.before_request
@@ -105,7 +105,15 @@ def edit(operator_id: int) -> Any:
         if _would_remove_last_owner(operator, role, disabled):
             flash("At least one active owner must remain.", "error")
             return redirect(url_for("operators.edit", operator_id=operator.id))
-        details = {"old_role": operator.role, "role": role, "disabled": disabled, "pools": form.pool_ids.data}
+        details: dict[str, Any] = {
+            "old_role": operator.role,
+            "role": role,
+            "disabled": disabled,
+            "pools": form.pool_ids.data,
+        }
+        if role != operator.role or (disabled and not operator.disabled):
+            # A new role or a disabled operator starts from a fresh sign-in: every open session ends now.
+            details["sessions_revoked"] = admin_sessions.revoke_operator(db, operator.id)
         operator.role, operator.disabled = role, disabled
         ops.set_pool_assignments(db, operator, form.pool_ids.data if role == OperatorRole.ADMIN else [])
         auditing.record("operator.update", "operator", operator.id, operator.username, details=details)

@@ -19,7 +19,6 @@ from pooler.states import KeyStatus, PoolStatus
 
 PREFIX = "/pools"
 bp = Blueprint("pools", __name__)
-bp.before_request(security.require_login)
 
 
 @bp.route("/")

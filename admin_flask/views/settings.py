@@ -26,7 +26,6 @@ from pooler.settings import Kind, SettingView
 
 PREFIX = "/settings"
 bp = Blueprint("settings", __name__)
-bp.before_request(security.require_login)
 
 
 def slug(group: str) -> str:

@@ -1,4 +1,4 @@
-"""`pooler admin serve | create-operator`. The admin process is started by module name, never imported.
+"""`pooler admin serve | create-operator | sign-out`. The admin process is started by module name, never imported.
 
 The operators service is imported inside the handler: it computes an argon2 hash at import (its timing dummy),
 which every other `pooler` command would otherwise pay for (~0.3 s).
@@ -68,6 +68,35 @@ def _create_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sign_out(args: argparse.Namespace) -> int:
+    """Ends every admin session of an operator: for when a browser is lost and nobody can sign in to do it."""
+    from sqlalchemy import select
+
+    from pooler import audit
+    from pooler.errors import NotFoundError
+    from pooler.models import Operator
+    from pooler.services import admin_sessions
+
+    actor = audit.cli_actor()
+    with core_context() as ctx, transaction(ctx) as session:
+        operator = session.scalar(select(Operator).where(Operator.username == args.username.strip().lower()))
+        if operator is None:
+            raise NotFoundError(f"operator {args.username!r} does not exist")
+        revoked = admin_sessions.revoke_operator(session, operator.id)
+        audit.record(
+            session,
+            actor,
+            action="operator.sessions_revoke",
+            target_type="operator",
+            target_id=operator.id,
+            target_label=operator.username,
+            details={"sessions_revoked": revoked},
+        )
+        username = operator.username
+    print(f"signed out {username}: {revoked} admin session(s) ended")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     group = command_group(subparsers, "admin", "the operator admin web app")
     p = group.add_parser("serve", help="run the admin (gunicorn on 127.0.0.1:POOLER_ADMIN_PORT)")
@@ -80,3 +109,6 @@ def register(subparsers: Any) -> None:
         "--password-env", action="store_true", help="read the password from POOLER_OPERATOR_PASSWORD (no prompt)"
     )
     p.set_defaults(func=_create_operator)
+    p = group.add_parser("sign-out", help="end every admin session of an operator (all their browsers)")
+    p.add_argument("username")
+    p.set_defaults(func=_sign_out)

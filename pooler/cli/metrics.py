@@ -1,8 +1,9 @@
-"""`pooler metrics token create|clear`: the optional bearer token of the gateway's `/metrics` route.
+"""`pooler metrics token create|clear`: the bearer token of `/metrics`.
 
 Only a keyed hash is stored (pooler.metrics_token, setting `metrics_token_hash`); the raw token is printed
 exactly once, alone on stdout, after the transaction committed, so a failed commit never shows a token that
-does not work. `clear` makes `/metrics` open again (reachable only through the gateway port).
+does not work. The gateway port's `/metrics` needs it always; `clear` reopens only the ext_proc's own socket
+and POOLER_METRICS_LISTEN (the gateway port then refuses every scrape).
 """
 
 from __future__ import annotations
@@ -36,14 +37,18 @@ def _token_clear(_args: argparse.Namespace) -> int:
 
     with core_context() as ctx, transaction(ctx) as session:
         metrics_token.clear_token(session, actor=cli_actor())
-    print("cleared the /metrics token: /metrics is open again (gateway port only)", file=sys.stderr)
+    print(
+        "cleared the /metrics token: the ext_proc's own socket and POOLER_METRICS_LISTEN are open again; "
+        "/metrics on the gateway port now refuses every scrape",
+        file=sys.stderr,
+    )
     return 0
 
 
 def register(subparsers: Any) -> None:
     group = command_group(subparsers, "metrics", "the gateway's /metrics endpoint")
-    tokens = command_group(group, "token", "the optional /metrics bearer token")
+    tokens = command_group(group, "token", "the /metrics bearer token (required on the gateway port)")
     p = tokens.add_parser("create", help="create (or replace) the token; printed once")
     p.set_defaults(func=_token_create)
-    p = tokens.add_parser("clear", help="remove the token: /metrics open again")
+    p = tokens.add_parser("clear", help="remove the token: the gateway port refuses every scrape")
     p.set_defaults(func=_token_clear)

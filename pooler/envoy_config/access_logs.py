@@ -15,6 +15,9 @@ _QUOTA_WINDOW_HEADERS = tuple(
     for field_name in ("used-percent", "window-minutes", "reset-at", "reset-after-seconds")
 )
 QUOTA_RESPONSE_HEADERS = (*_QUOTA_WINDOW_HEADERS, "x-codex-active-limit", "x-codex-plan-type", "retry-after")
+# The request an attempt belongs to (set on the attempt's response by the upstream filter chain; see
+# envoy_config.upstream_filters), and the quota evidence.
+LOG_RESPONSE_HEADERS = (*QUOTA_RESPONSE_HEADERS, gc.ATTEMPT_OF_HEADER)
 LOG_REQUEST_HEADERS = ("upgrade",)
 
 
@@ -35,9 +38,12 @@ def build_grpc_access_log(config: GatewayConfig) -> dict[str, Any]:
                 "grpc_service": {"envoy_grpc": {"cluster_name": "pooler_accesslog"}},
                 "buffer_flush_interval": duration(config.accesslog_flush_seconds),
                 "buffer_size_bytes": 65536,
+                # The request id of downstream entries: x-request-id never reaches the upstream, and the log
+                # reads the same header map (attempts carry it in ATTEMPT_OF_HEADER instead).
+                "filter_state_objects_to_log": [gc.REQUEST_ID_FILTER_STATE],
             },
             "additional_request_headers_to_log": list(LOG_REQUEST_HEADERS),
-            "additional_response_headers_to_log": list(QUOTA_RESPONSE_HEADERS),
+            "additional_response_headers_to_log": list(LOG_RESPONSE_HEADERS),
         },
     }
 
@@ -48,7 +54,7 @@ def build_access_logs(config: GatewayConfig) -> list[dict[str, Any]]:
         # Metadata only: no request/response headers beyond ids, never authorization or bodies.
         fmt = {
             "time": "%START_TIME%",
-            "request_id": "%REQ(X-REQUEST-ID)%",
+            "request_id": f"%FILTER_STATE({gc.REQUEST_ID_FILTER_STATE}:PLAIN)%",
             "method": "%REQ(:METHOD)%",
             "path": "%REQ(:PATH)%",
             "status": "%RESPONSE_CODE%",

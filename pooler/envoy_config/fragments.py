@@ -32,8 +32,10 @@ _HEADERS = {
     ),
     "http_filters.yaml": (
         "A list of HTTP filters: insert them, in this order, into your HTTP connection manager's http_filters,\n"
-        "right before your router filter. All but `pooler.usage` are off by default and turned on only by the\n"
-        "pooler's routes; `pooler.usage` only reads SSE responses into the pooler.usage metadata namespace."
+        "right before your router filter. All but `pooler.request_id` and `pooler.usage` are off by default and\n"
+        "turned on only by the pooler's routes; `pooler.request_id` only copies x-request-id into filter state\n"
+        "(the pooler's access log reads it there), `pooler.usage` only reads SSE responses into the pooler.usage\n"
+        "metadata namespace."
     ),
     "routes.yaml": (
         "A list of routes: put them into one of your virtual hosts (the one your clients reach), before any\n"

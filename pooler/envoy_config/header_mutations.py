@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from pooler import gateway_contract as gc
-from pooler.gateway.ratelimit_view import WS_VIEW_REQUEST_HEADER, WS_VIEW_RESPONSE_HEADER
 
 # Client-sent headers that would steer Envoy's own retry/timeout behaviour.
 ENVOY_CONTROL_HEADERS = (
@@ -38,24 +37,20 @@ def client_address_header() -> dict[str, Any]:
 
 
 def build_view_response_mutations() -> list[dict[str, Any]]:
-    """x-codex-* quota headers overwritten from NS_VIEW; an absent key gives an empty value, which Envoy drops
-    (keep_empty_value false), leaving the upstream's header untouched."""
-    return [
+    """x-codex-* quota headers overwritten from the pooled view the attempt's response carries
+    (`gc.view_response_header`, set by the clusters' upstream filter chain from NS_VIEW); an absent one gives an
+    empty value, which Envoy drops (keep_empty_value false), leaving the upstream's header untouched. Then the
+    view's and the attempt's own headers are removed: the client never sees them. (The websocket frame view goes
+    straight to WS_VIEW_RESPONSE_HEADER, which the websocket route's Lua filter removes.)"""
+    overwrite = [
         {
             "append": {
-                "header": {"key": header, "value": f"%REQ(x-pooler-view-{key.replace('_', '-')})%"},
+                "header": {"key": header, "value": f"%RESP({gc.view_response_header(key)})%"},
                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
                 "keep_empty_value": False,
             }
         }
         for header, key in gc.VIEW_HEADERS.items()
-    ] + [
-        {
-            # The websocket frame view, for lua/ws_view.lua (which removes it); only upgrades carry the request header.
-            "append": {
-                "header": {"key": WS_VIEW_RESPONSE_HEADER, "value": f"%REQ({WS_VIEW_REQUEST_HEADER})%"},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                "keep_empty_value": False,
-            }
-        }
     ]
+    removed = [{"remove": gc.view_response_header(key)} for key in gc.VIEW_HEADERS.values()]
+    return [*overwrite, *removed, {"remove": gc.ATTEMPT_OF_HEADER}]

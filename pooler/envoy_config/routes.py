@@ -56,8 +56,9 @@ def build_route(route: rt.Route, num_retries: int, upstream: Upstream) -> dict[s
     # The derived client address (per-key allowlists, the admin's login throttle), set by the route itself so a
     # client's own copy never survives, whether or not the pooler's header filter is installed.
     added = [client_address_header()]
-    if route.through_extproc:
-        # The ext_proc finds this row by name (overwriting any client-sent copy); see pooler/route_table.py.
+    if route.through_extproc or route.target is rt.Target.METRICS:
+        # The ext_proc finds this row by name (overwriting any client-sent copy); see pooler/route_table.py. The
+        # metrics server learns from it that a scrape came through the gateway port, where it needs the token.
         added.append(
             {
                 "header": {"key": rt.ROUTE_HEADER, "value": route.name},

@@ -1,5 +1,6 @@
 """Upstream HTTP filters per cluster: the ext_proc (fail closed; headers only, plus the body phases a
-body-reading processor needs, from its ProcessorSpec in the route table) before the upstream codec."""
+body-reading processor needs, from its ProcessorSpec in the route table), then the attempt's request id onto its
+response (for the per-attempt access log), before the upstream codec."""
 
 from __future__ import annotations
 
@@ -8,8 +9,51 @@ from typing import Any
 from pooler import gateway_contract as gc
 from pooler.envoy_config.inputs import GatewayConfig
 from pooler.envoy_config.parts import duration
+from pooler.gateway.ratelimit_view import WS_VIEW_KEY, WS_VIEW_RESPONSE_HEADER
 from pooler.route_table import PROCESSORS
 
+ATTEMPT_OF_FILTER = "pooler.attempt_of"
+
+
+def _response_header(key: str, value: str) -> dict[str, Any]:
+    return {
+        "append": {
+            "header": {"key": key, "value": value},
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            "keep_empty_value": False,
+        }
+    }
+
+
+# Upstream filters read the request's own stream info (measured: the same request id as the downstream entry's,
+# and the ext_proc's metadata of this attempt), unlike the router's upstream log, whose filter state is the
+# upstream connection's. On each attempt's response: its request and account (for the per-attempt access log),
+# and the pooled view the ext_proc computed (NS_VIEW: for the downstream header_mutation, and the websocket frame
+# view for the websocket route's Lua filter). All removed before the client, and so is the account's set-cookie.
+_ATTEMPT_OF = {
+    "name": ATTEMPT_OF_FILTER,
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+        "mutations": {
+            "response_mutations": [
+                _response_header(
+                    gc.ATTEMPT_OF_HEADER,
+                    f"%FILTER_STATE({gc.REQUEST_ID_FILTER_STATE}:PLAIN)% "
+                    f"%DYNAMIC_METADATA({gc.NS_ROUTING}:{gc.ROUTING_ACCOUNT_ID})%",
+                ),
+                *(
+                    _response_header(gc.view_response_header(key), f"%DYNAMIC_METADATA({gc.NS_VIEW}:{key})%")
+                    for key in gc.VIEW_HEADERS.values()
+                ),
+                _response_header(WS_VIEW_RESPONSE_HEADER, f"%DYNAMIC_METADATA({gc.NS_VIEW}:{WS_VIEW_KEY})%"),
+                # A cookie an account's answer sets (Cloudflare's __cf_bm) is that account's: a client that kept
+                # it would hold account-bound state and show it to whichever account serves it next (the
+                # ext_proc drops a client's `cookie` anyway). The gateway's own calls keep cookies per account.
+                {"remove": "set-cookie"},
+            ]
+        },
+    },
+}
 _CODEC = {
     "name": "envoy.filters.http.upstream_codec",
     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
@@ -36,7 +80,7 @@ def build_upstream_http_filters(
         "request_trailer_mode": "SKIP",
         "response_trailer_mode": "SKIP",
     }
-    receiving = [gc.NS_ROUTING]
+    receiving = [gc.NS_ROUTING, gc.NS_VIEW]
     extra: dict[str, Any] = {}
     if processor is not None:
         spec = PROCESSORS[processor]
@@ -64,6 +108,9 @@ def build_upstream_http_filters(
                 # Fail closed: without the ext_proc's decision there is no account token to send, and the client
                 # must get a fast JSON 503 (local_reply maps this 500), never the upstream with its Pool key.
                 "failure_mode_allow": False,
+                # Envoy's default rules ignore mutations of x-envoy-* headers: the ext_proc removes those Envoy
+                # (or a proxy in front) added, which the upstream must never see (pooler/gateway/upstream_identity.py).
+                "mutation_rules": {"allow_envoy": True},
                 "message_timeout": timeout,
                 "processing_mode": mode,
                 **extra,
@@ -74,5 +121,8 @@ def build_upstream_http_filters(
                 },
             },
         },
+        # The attempt's response names its request for the per-attempt access log (x-request-id, which the log
+        # would read, never reaches the upstream: pooler/gateway/upstream_identity.py).
+        _ATTEMPT_OF,
         _CODEC,
     ]

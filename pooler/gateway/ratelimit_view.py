@@ -7,10 +7,10 @@ pool has no evidence of is left out, so Envoy leaves that upstream header as it 
 A key with `hide_upstream_quota` sees its own daily token budget instead (both slots, 1440-minute window,
 resetting at UTC midnight; 0 % when the key has no budget) - never an upstream account's figures.
 
-Websocket `codex.rate_limits` frames get the same figures (`ws_view_value`): the ext_proc sends the value as the
-`WS_VIEW_REQUEST_HEADER` attempt header, Envoy's downstream header_mutation copies it onto the 101 as
-`WS_VIEW_RESPONSE_HEADER`, and the websocket route's Lua filter (`pooler/envoy_config/lua/ws_view.lua`) removes it
-and splices the value into the frames. Names live here because the renderer and the ext_proc both need them.
+Websocket `codex.rate_limits` frames get the same figures (`ws_view_value`): the ext_proc puts the value in the
+attempt's NS_VIEW metadata (`WS_VIEW_KEY`), the clusters' upstream filter chain copies it onto the 101 as
+`WS_VIEW_RESPONSE_HEADER`, and the websocket route's Lua filter (`pooler/envoy_config/lua/ws_view.lua`) removes
+that header and splices the value into the frames. Names live here because the renderer and the ext_proc both need them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from pooler.selection.pooled import PooledUsage, pooled_usage_payload
 DAY_SECONDS = 86400
 WS_VIEW_KEY = "ws_rate_limits"
 """Key of the view values that carries the websocket frame replacement (only on websocket upgrades)."""
-WS_VIEW_REQUEST_HEADER = "x-pooler-view-ws-rate-limits"
 WS_VIEW_RESPONSE_HEADER = "x-pooler-ws-view"
 _PLAN = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 

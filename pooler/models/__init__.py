@@ -8,13 +8,14 @@ from pooler.models.keys import PoolKey
 from pooler.models.logs import AuditEvent, RequestAttempt, RequestLog
 from pooler.models.mcp import McpOperatorGate, McpToken
 from pooler.models.onboarding import OAuthFlow, OAuthInvite
-from pooler.models.operators import Operator, OperatorPool
+from pooler.models.operators import AdminSession, Operator, OperatorPool
 from pooler.models.pools import Pool, PoolAssignment, PoolSettings
 from pooler.models.sessions import KeyRateHit, StickySession
 from pooler.models.system import DataVersion, JobRequest, JobRun, Setting
 
 __all__ = [
     "AccountSecret",
+    "AdminSession",
     "AlertDelivery",
     "AlertIncident",
     "AuditEvent",

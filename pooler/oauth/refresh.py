@@ -39,8 +39,10 @@ def refresh_tokens(
     refresh_token: str,
     *,
     now: dt.datetime | None = None,
+    account_id: int | None = None,
 ) -> TokenSet:
-    """Exchanges a refresh token. Raises RefreshFailure (permanent, transient or rate-limited)."""
+    """Exchanges a refresh token. Raises RefreshFailure (permanent, transient or rate-limited). `account_id`:
+    the account whose cookies the call carries and keeps (pooler.codex_client)."""
     url = auth_base_url.rstrip("/") + "/oauth/token"
     payload = {
         "client_id": client_id,
@@ -48,7 +50,7 @@ def refresh_tokens(
         "refresh_token": refresh_token,
         "scope": REFRESH_SCOPE,
     }
-    response = post(http, url, json=payload)
+    response = post(http, url, json=payload, account_id=account_id)
     body = json_object(response, now)
     tokens = TokenSet(
         access_token=str_field(body, "access_token"),

@@ -10,15 +10,23 @@ import datetime as dt
 
 import httpx
 
+from pooler.codex_client import for_account
 from pooler.oauth.errors import FailureKind, RefreshFailure, classify_failure
 
 
 def post(
-    http: httpx.Client, url: str, *, json: dict[str, str] | None = None, data: dict[str, str] | None = None
+    http: httpx.Client,
+    url: str,
+    *,
+    json: dict[str, str] | None = None,
+    data: dict[str, str] | None = None,
+    account_id: int | None = None,
 ) -> httpx.Response:
-    """POSTs a JSON (`json`) or form (`data`) payload; network errors and timeouts raise a transient failure."""
+    """POSTs a JSON (`json`) or form (`data`) payload; network errors and timeouts raise a transient failure.
+    `account_id`: the account whose cookies go with the call (pooler.codex_client; None: no cookies)."""
+    extensions = for_account(account_id) if account_id is not None else None
     try:
-        return http.post(url, json=json, data=data, headers={"Accept": "application/json"})
+        return http.post(url, json=json, data=data, headers={"Accept": "application/json"}, extensions=extensions)
     except httpx.TimeoutException as exc:
         raise RefreshFailure(FailureKind.TRANSIENT, "timeout") from exc
     except httpx.HTTPError as exc:

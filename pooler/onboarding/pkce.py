@@ -8,10 +8,10 @@ import secrets
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
+from pooler.codex_client import ORIGINATOR
 from pooler.oauth.exchange import BROWSER_REDIRECT_URI
 
 SCOPE = "openid profile email offline_access"
-ORIGINATOR = "codex_cli_rs"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ functions apply it. Nothing here commits.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -148,6 +149,8 @@ def set_totp_seed(box: SecretBox, operator: Operator, seed: str) -> None:
 
 def clear_totp(operator: Operator) -> None:
     operator.totp_key_id = operator.totp_nonce = operator.totp_ciphertext = None
+    # The used step belongs to the old seed; a new seed's first code must not be refused for the old one's sake.
+    operator.totp_last_step = None
 
 
 def has_totp(operator: Operator) -> bool:
@@ -161,13 +164,30 @@ def totp_seed(box: SecretBox, operator: Operator) -> str | None:
     return box.open(totp_subject(operator.id), TOTP_KIND, sealed)
 
 
-def verify_totp(seed: str, code: str, now: dt.datetime | None = None) -> bool:
+def totp_step(seed: str, code: str, now: dt.datetime, after: int | None = None) -> int | None:
+    """The 30 s time step a code belongs to (one step of clock drift either way), else None.
+
+    Steps at or before `after` (the last step this operator used) never match: a code is single-use, and so is
+    every older one still inside the drift window.
+    """
     code = code.strip().replace(" ", "")
     if not code.isdigit():
+        return None
+    totp = pyotp.TOTP(seed)
+    current = totp.timecode(now)
+    for step in (current - 1, current, current + 1):
+        if (after is None or step > after) and hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def accept_totp(operator: Operator, seed: str, code: str, now: dt.datetime | None = None) -> bool:
+    """Checks a code against `seed` and, when it matches, records its step so it cannot be used again."""
+    step = totp_step(seed, code, now or utcnow(), after=operator.totp_last_step)
+    if step is None:
         return False
-    moment = now or utcnow()
-    # One step of clock drift either way.
-    return pyotp.TOTP(seed).verify(code, for_time=moment, valid_window=1)
+    operator.totp_last_step = step
+    return True
 
 
 def authenticate(
@@ -195,7 +215,7 @@ def authenticate(
     if seed is not None:
         if not totp_code:
             return LoginResult(LoginOutcome.TOTP_REQUIRED)
-        if not verify_totp(seed, totp_code, now):
+        if not accept_totp(operator, seed, totp_code, now):
             return _failed(operator, now, LoginOutcome.BAD_TOTP)
     operator.failed_logins = 0
     operator.locked_until = None

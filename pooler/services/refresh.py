@@ -27,7 +27,7 @@ import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from pooler import lifecycle
+from pooler import codex_client, lifecycle
 from pooler.audit import SCHEDULER, Actor
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import NotFoundError, PoolerError
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 S = AccountState
 DEFAULT_LEASE = dt.timedelta(seconds=60)
 """Longer than the HTTP timeout below by a wide margin, so a live winner never loses its lease mid-call."""
-HTTP_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 # States a successful refresh returns to active; quota_exhausted and paused keep their state.
 _CREDENTIAL_STATES = frozenset({S.REFRESH_DUE, S.REFRESHING, S.REFRESH_FAILED})
 
@@ -104,7 +103,8 @@ def _transition(
 
 
 def make_http_client() -> httpx.Client:
-    return httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=False)
+    """The gateway's own upstream client: a Codex client's identity and per-account cookies (pooler.codex_client)."""
+    return codex_client.make_http_client()
 
 
 def request_refresh(session: Session, account_id: int, now: dt.datetime | None = None) -> None:
@@ -216,7 +216,9 @@ def _refresh_as_leader(
     settings: LifecycleSettings,
 ) -> RefreshResult:
     try:
-        tokens = refresh_tokens(deps.http, settings.auth_base_url, settings.oauth_client_id, refresh_token, now=now)
+        tokens = refresh_tokens(
+            deps.http, settings.auth_base_url, settings.oauth_client_id, refresh_token, now=now, account_id=account_id
+        )
     except RefreshFailure as failure:
         return _record_failure(deps, account_id, epoch, owner, failure, now)
     return _commit_tokens(deps, account_id, epoch, tokens, now)

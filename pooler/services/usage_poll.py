@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pooler import lifecycle
 from pooler.audit import SCHEDULER, Actor
+from pooler.codex_client import for_account
 from pooler.crypto.secretbox import SecretBox
 from pooler.errors import NotFoundError, PoolerError
 from pooler.models import QuotaWindow, UpstreamAccount, utcnow
@@ -110,8 +111,11 @@ def _drop_shadowed(
     return [o for o in observations if (o.limit_family, o.window_minutes) not in fresh_headers]
 
 
-def _fetch(deps: PollDeps, base_url: str, token: str, chatgpt_account_id: str) -> tuple[int, object, str | None] | str:
-    """(status, json body or None, Retry-After) or a safe network error code."""
+def _fetch(
+    deps: PollDeps, base_url: str, token: str, account_id: int, chatgpt_account_id: str
+) -> tuple[int, object, str | None] | str:
+    """(status, json body or None, Retry-After) or a safe network error code. The call carries the account's
+    own cookies (pooler.codex_client)."""
     try:
         response = deps.http.get(
             base_url.rstrip("/") + USAGE_PATH,
@@ -120,6 +124,7 @@ def _fetch(deps: PollDeps, base_url: str, token: str, chatgpt_account_id: str) -
                 "ChatGPT-Account-Id": chatgpt_account_id,
                 "Accept": "application/json",
             },
+            extensions=for_account(account_id),
         )
     except httpx.TimeoutException:
         return "timeout"
@@ -155,7 +160,7 @@ def poll_account(
         chatgpt_account_id = account.chatgpt_account_id
     if token is None:
         return PollResult(PollOutcome.NO_TOKEN, code="no_access_token")
-    fetched = _fetch(deps, settings.upstream_base_url, token, chatgpt_account_id)
+    fetched = _fetch(deps, settings.upstream_base_url, token, account_id, chatgpt_account_id)
     with deps.session_factory.begin() as session:
         account = session.get(UpstreamAccount, account_id)
         if account is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -15,13 +16,16 @@ from pooler.simulator.auth import authenticate, bearer
 from pooler.simulator.bodies import MAX_BODY, error_body
 from pooler.simulator.codex import TURN_STATE_HEADER
 from pooler.simulator.faults import Fault
-from pooler.simulator.journal import SELECTED_HEADERS, Entry
+from pooler.simulator.journal import CHALLENGE_COOKIE, SELECTED_HEADERS, Entry, received_headers
 from pooler.simulator.state import SimConfig, SimState
 from pooler.simulator.tokens import fingerprint
 from pooler.simulator.usage import limit_error, quota_headers, wham_usage
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AUTHED_ROUTES = {"responses", "compact", "models", "usage"}
+CHALLENGE_ROUTES = {"usage", "oauth_token", "compact", "models"}
+"""Answers that set a Cloudflare-like cookie (per account), as chatgpt.com's edge does for its clients (the
+streamed routes are left out: their headers are sent before the middleware sees the answer)."""
 STATE_KEY = "state"
 
 
@@ -93,7 +97,11 @@ async def upstream_middleware(request: web.Request, handler: Handler) -> web.Str
         bearer_fingerprint=fingerprint(token) if token else None,
         headers={h: request.headers[h] for h in SELECTED_HEADERS if h in request.headers},
         turn_state_issuer=_turn_state_issuer(state, request.headers.get(TURN_STATE_HEADER)),
+        received=received_headers(request.headers),
     )
+    sent = request.cookies.get(CHALLENGE_COOKIE)
+    entry.challenge_cookie_sent = sent is not None
+    entry.challenge_cookie_of = state.challenge_cookies.get(sent) if sent else None
     request["sim_entry"] = entry
     account: Account | None = None
     try:
@@ -119,10 +127,20 @@ async def upstream_middleware(request: web.Request, handler: Handler) -> web.Str
         response = await handler(request)
         if entry.status is None:
             entry.status = response.status
+        if route in CHALLENGE_ROUTES and entry.account is not None and response.status < 400:
+            _set_challenge_cookie(state, response, entry.account)
         return response
     except web.HTTPException as exc:
         entry.status = exc.status
         raise
+
+
+def _set_challenge_cookie(state: SimState, response: web.StreamResponse, account_id: str) -> None:
+    """A fresh cookie per answer, remembered as this account's: a later request that sends it back shows which
+    account's answer its client kept it from."""
+    value = secrets.token_urlsafe(16)
+    state.challenge_cookies[value] = account_id
+    response.set_cookie(CHALLENGE_COOKIE, value, path="/", httponly=True)
 
 
 def build_app(config: SimConfig) -> web.Application:

@@ -2,7 +2,10 @@
 
 Entries hold method, path, status, selected headers, the account the bearer named and a fingerprint of the
 bearer. The raw Authorization value is kept too, because tests must assert that the upstream saw an account
-token and never a Pool key; it lives only in memory and is never written to the process output.
+token and never a Pool key; it lives only in memory and is never written to the process output. `received`
+holds every header the request arrived with (names lower-case; the bearer is in `authorization` only), so tests
+can assert what an upstream must never see (proxy and gateway headers). `challenge_cookie_of` names the account
+the Cloudflare-like cookie the request sent back was set for (None: none sent, or one never handed out).
 """
 
 from __future__ import annotations
@@ -35,6 +38,19 @@ SELECTED_HEADERS = (
     "if-none-match",
 )
 MAX_ENTRIES = 20_000
+CHALLENGE_COOKIE = "__cf_bm"
+"""Like Cloudflare's bot-management cookie: set on usage and token answers, expected back from the same client."""
+
+
+def received_headers(headers: Any) -> dict[str, str]:
+    """Every header of a request (repeated ones joined), lower-case names, without the bearer."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        if key == "authorization":
+            continue
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
 
 
 @dataclass
@@ -56,6 +72,9 @@ class Entry:
     note: str | None = None
     turn_state_issuer: str | None = None
     """The account that issued the echoed `x-codex-turn-state` ("unknown" when the simulator never issued it)."""
+    received: dict[str, str] = field(default_factory=dict)
+    challenge_cookie_of: str | None = None
+    challenge_cookie_sent: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

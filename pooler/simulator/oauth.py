@@ -39,17 +39,20 @@ async def token(request: web.Request) -> web.Response:
     body = await read_body(request)
     grant = body.get("grant_type")
     if grant == "refresh_token":
-        return _refresh(state, str(body.get("refresh_token") or ""))
+        return _refresh(state, str(body.get("refresh_token") or ""), request)
     if grant == "authorization_code":
         return _exchange(state, body)
     return oauth_error(400, "unsupported_grant_type", "grant_type must be refresh_token or authorization_code")
 
 
-def _refresh(state: SimState, refresh_token: str) -> web.Response:
+def _refresh(state: SimState, refresh_token: str, request: web.Request) -> web.Response:
     try:
         ident = verify_refresh_token(refresh_token, state.config.secret)
     except TokenError:
         return oauth_error(401, "invalid_grant", "Invalid refresh token")
+    entry = request.get("sim_entry")
+    if entry is not None:
+        entry.account = ident.account_id  # whose refresh this is (the journal, the challenge cookie)
     if refresh_token in state.spent_refresh_tokens:
         return oauth_error(401, "refresh_token_reused", "Your refresh token has already been used.")
     account = state.account(ident)

@@ -79,6 +79,8 @@ class SimState:
     """Response id -> the account that produced it (`previous_response_id` is valid only there)."""
     turn_states: dict[str, str] = field(default_factory=dict)
     """`x-codex-turn-state` token -> the account that issued it."""
+    challenge_cookies: dict[str, str] = field(default_factory=dict)
+    """Cloudflare-like `__cf_bm` values handed out (usage and refresh answers) -> the account each was set for."""
 
     def __post_init__(self) -> None:
         self.initial_config = replace(self.config)
@@ -112,4 +114,5 @@ class SimState:
         self.scripts.clear()
         self.response_accounts.clear()
         self.turn_states.clear()
+        self.challenge_cookies.clear()
         self.seed_accounts()

@@ -23,6 +23,7 @@ import yaml
 
 from pooler.envoy_config import Endpoint
 from pooler.envoy_config.fragments import FRAGMENT_FILES, render_fragments
+from pooler.gateway.upstream_identity import forbidden_upstream
 from tests.support.codex_cli import MODEL, run_codex_exec, write_codex_config
 from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.processes import VENV_BIN, ManagedProcess, free_port, wait_until
@@ -76,6 +77,10 @@ def team_envoy_config(
                                     "typed_config": {
                                         "@type": HCM,
                                         "stat_prefix": "team",
+                                        # A team's edge adds forwarding headers (x-forwarded-for with the client's
+                                        # address, x-envoy-external-address, via): none may reach the upstream.
+                                        "use_remote_address": True,
+                                        "via": "team-edge",
                                         "access_log": [
                                             {
                                                 "name": "envoy.access_loggers.file",
@@ -216,6 +221,14 @@ def team(both: TeamEnvoy) -> TeamEnvoy:
     return both
 
 
+def _assert_no_proxy_headers(entries: list[dict[str, Any]]) -> None:
+    """The upstream's view: whatever the team's Envoy (or ours) added, no forwarding, Envoy or gateway header."""
+    assert entries
+    for entry in entries:
+        leaked = sorted(name for name in entry["received"] if forbidden_upstream(name))
+        assert not leaked, (entry["path"], leaked)
+
+
 def test_the_team_route_and_readiness(team: TeamEnvoy) -> None:
     hello = httpx.get(f"{team.url}/hello", timeout=5)
     assert hello.status_code == 200 and hello.content == TEAM_BODY
@@ -247,6 +260,7 @@ def test_codex_cli(target: TeamEnvoy, tmp_path: Path, websockets: bool) -> None:
     entries = [e for e in sim.journal(since=since) if e["route"] == "responses"]
     assert entries and {e["account"] for e in entries} <= {"acct-tf1", "acct-tf2"}
     assert all(e["authorization"].startswith("Bearer ey") for e in entries if e["authorization"])
+    _assert_no_proxy_headers([e for e in entries if e["method"] != "WS"])
     rows = team.gw.wait_for_logs(logged + 1, pool_id=team.seeded.pool_id, route_family=family)
     assert rows[-1].account_id in team.seeded.accounts.values()
     if websockets:
@@ -269,6 +283,7 @@ def test_openai_sdk_v1_is_translated(target: TeamEnvoy) -> None:
     # The upstream received Codex requests on the Codex path (translated), with account tokens.
     upstream = [e for e in sim.journal(since=since) if e["route"] == "responses"]
     assert len(upstream) == 2 and all(e["path"] == "/backend-api/codex/responses" for e in upstream)
+    _assert_no_proxy_headers(upstream)
 
 
 def test_pooled_usage(target: TeamEnvoy) -> None:

@@ -84,7 +84,11 @@ def test_headers_and_ws_upgrade_show_the_pool_aggregate(gw: Gateway) -> None:
         assert got["x-codex-primary-window-minutes"] == "300" and got["x-codex-secondary-window-minutes"] == "10080"
         assert got["x-codex-primary-reset-at"] == expected["x-codex-primary-reset-at"]
         seen_accounts.add(gw.simulator.client.journal()[-1]["account"])
+        assert not any(k.startswith("x-pooler-") for k in r.headers)
     assert len(seen_accounts) == 3  # three different accounts, one pooled figure
+    # The view never travels upstream (it rides on the attempt's metadata and response, not its request).
+    upstream = [e for e in gw.simulator.client.journal() if e["account"] in USAGE and e["method"] != "WS"]
+    assert upstream and not [k for e in upstream for k in e["received"] if k.startswith("x-pooler-")]
 
     # The evidence path still reads each account's own headers (the rewrite is downstream only).
     def own_value() -> bool:

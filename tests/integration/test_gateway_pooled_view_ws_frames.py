@@ -1,8 +1,9 @@
 """The websocket route's frame rewriter (pooler/envoy_config/lua/ws_view.lua) byte for byte, in real Envoy.
 
 Envoy runs the rendered gateway config in `direct` mode (same listener, filters and routes, no ext_proc), so the
-test client itself sends the `x-pooler-view-ws-rate-limits` request header the ext_proc would set, and the
-downstream header_mutation + Lua filter do the rest. The upstream is a raw scripted websocket server: it
+scripted upstream itself puts the `x-pooler-ws-view` header on its 101, as the clusters' upstream filter chain
+does from the ext_proc's metadata, and the Lua filter does the rest. The upstream is a raw scripted websocket
+server: it
 writes its frames in pieces (split inside a frame header, inside a rate-limit event, inside a large frame),
 each piece only after the client's next sync frame arrived, so Envoy reads the pieces separately (the client
 sends a sync whenever it got bytes or 50 ms passed; coalesced pieces would weaken, not break, the test).
@@ -29,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from pooler.envoy_config import Endpoint, GatewayConfig, render
-from pooler.gateway.ratelimit_view import WS_VIEW_REQUEST_HEADER, WS_VIEW_RESPONSE_HEADER
+from pooler.gateway.ratelimit_view import WS_VIEW_RESPONSE_HEADER
 from tests.support.processes import VENV_BIN, ManagedProcess, free_port, port_open, wait_until
 from tests.support.websocket_frames import VIEW, VIEW_LIMITS, frame, frame_script, parse_frames
 
@@ -77,9 +78,11 @@ async def run_exchange(port: int, upstream_port: int, view: str | None) -> tuple
             if line.lower().startswith(b"sec-websocket-key:")
         )
         accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+        # The frame view, as the upstream filter chain puts it on the 101 from the ext_proc's metadata.
+        extra = f"{WS_VIEW_RESPONSE_HEADER}: {view}\r\n".encode() if view else b""
         writer.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n" + extra + b"\r\n"
         )
         for i, part in enumerate(parts):
             if i:
@@ -94,11 +97,10 @@ async def run_exchange(port: int, upstream_port: int, view: str | None) -> tuple
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         key = base64.b64encode(secrets.token_bytes(16)).decode()
-        extra = f"{WS_VIEW_REQUEST_HEADER}: {view}\r\n" if view else ""
         writer.write(
             (
                 f"GET {PATH} HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
         )
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
@@ -174,7 +176,7 @@ def test_rate_limit_frames_get_the_view_and_everything_else_passes_byte_for_byte
     before = int(time.time())
     headers, _sent, received = asyncio.run(run_exchange(port, upstream_port, VIEW))
     after = int(time.time())
-    assert WS_VIEW_RESPONSE_HEADER not in headers and WS_VIEW_REQUEST_HEADER not in headers
+    assert WS_VIEW_RESPONSE_HEADER not in headers
     frames, replaced = frame_script()
     got = parse_frames(received)
     assert len(got) == len(frames)

@@ -1,9 +1,11 @@
 """`/metrics` through Envoy after driven traffic: counters by pool, status class, failovers, tokens; gauges from
-the snapshot; an optional bearer token; and no account id, ChatGPT id, email, Pool key or token in the text."""
+the snapshot; the bearer token (always required on the gateway port, required on the ext_proc's own socket once
+set); and no account id, ChatGPT id, email, Pool key or token in the text."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from pooler.audit import SYSTEM
+from pooler.envoy_config import metrics_socket_for
 from pooler.metrics_token import clear_token, create_token
 from pooler.models import PoolAssignment, UpstreamAccount
 from tests.support.gateway import Gateway, running_gateway
@@ -27,9 +30,29 @@ def gw(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield gateway
 
 
+@pytest.fixture
+def token(gw: Gateway) -> str:
+    """A fresh metrics token (replacing any earlier one), once the ext_proc's cached setting knows it."""
+    with gw.ctx.session_factory.begin() as session:
+        raw = create_token(session, gw.ctx.hasher, actor=SYSTEM)
+    wait_until(lambda: _scrape(gw, raw).status_code == 200, timeout=20, what="metrics token in force")
+    return raw
+
+
 def _scrape(gw: Gateway, token: str | None = None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.get(f"{gw.url}/metrics", headers=headers, timeout=10)
+
+
+def _scrape_socket(gw: Gateway, headers: dict[str, str] | None = None) -> httpx.Response:
+    """The ext_proc's own unix socket, as a Prometheus on the same host would scrape it (no Envoy)."""
+    transport = httpx.HTTPTransport(uds=metrics_socket_for(Path(gw.env["POOLER_EXTPROC_SOCKET"]).resolve()))
+    with httpx.Client(transport=transport, timeout=10) as client:
+        return client.get("http://extproc/metrics", headers=headers or {})
+
+
+def _refused(response: httpx.Response) -> bool:
+    return response.status_code == 401 and response.json()["error"]["code"] == "metrics_token_required"
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -44,7 +67,7 @@ def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: s
     return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls)
 
 
-def test_counters_after_traffic_and_no_identifiers(gw: Gateway) -> None:
+def test_counters_after_traffic_and_no_identifiers(gw: Gateway, token: str) -> None:
     seeded = gw.seed_pool("metrics-pool", ["acct-m1", "acct-m2"], strategy="primary-first")
 
     def prefer_m1(session: Any) -> None:
@@ -77,7 +100,7 @@ def test_counters_after_traffic_and_no_identifiers(gw: Gateway) -> None:
     gw.wait_for_logs(4, pool_id=seeded.pool_id)
 
     def scraped() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
-        response = _scrape(gw)
+        response = _scrape(gw, token)
         assert response.status_code == 200, response.text
         samples = _samples(response.text)
         # Wait on the responses family itself: the seed's readiness probe adds a 2xx `usage` request to the pool.
@@ -103,10 +126,10 @@ def test_counters_after_traffic_and_no_identifiers(gw: Gateway) -> None:
     assert _value(samples, "pooler_extproc_phase_seconds_count", phase="select") >= 5
     assert _value(samples, "pooler_extproc_phase_seconds_count", phase="accesslog_batch") >= 1
 
-    text = _scrape(gw).text
+    text = _scrape(gw, token).text
     with gw.ctx.session_factory() as session:
         ids = [str(a.id) for a in session.scalars(select(UpstreamAccount))]
-    for secret in [seeded.key, *seeded.tokens.values(), "metrics.canary@private-mail.test"]:
+    for secret in [seeded.key, *seeded.tokens.values(), "metrics.canary@private-mail.test", token]:
         assert secret not in text
     # Account ids never label anything: the only account label is `account=` with labels, never numbers.
     for family in text_string_to_metric_families(text):
@@ -116,16 +139,21 @@ def test_counters_after_traffic_and_no_identifiers(gw: Gateway) -> None:
                 assert s.labels["account"] not in ids
 
 
-def test_bearer_token_when_configured(gw: Gateway) -> None:
+def test_gateway_port_needs_the_token(gw: Gateway, token: str) -> None:
+    # Configured: the gateway port and the ext_proc's own socket both refuse a scrape without it.
+    assert _refused(_scrape(gw))
+    assert _refused(_scrape(gw, "pmt_wrong"))
+    assert _refused(_scrape_socket(gw))
+    response = _scrape(gw, token)
+    assert response.status_code == 200 and "pooler_requests_total" in response.text
+    assert token not in response.text
+    assert _scrape_socket(gw, {"Authorization": f"Bearer {token}"}).status_code == 200
     with gw.ctx.session_factory.begin() as session:
-        token = create_token(session, gw.ctx.hasher, actor=SYSTEM)
-    try:
-        wait_until(lambda: _scrape(gw).status_code == 401, timeout=20, what="metrics token in force")
-        assert _scrape(gw, "pmt_wrong").status_code == 401
-        response = _scrape(gw, token)
-        assert response.status_code == 200 and "pooler_requests_total" in response.text
-        assert token not in response.text
-    finally:
-        with gw.ctx.session_factory.begin() as session:
-            clear_token(session, actor=SYSTEM)
-    wait_until(lambda: _scrape(gw).status_code == 200, timeout=20, what="metrics open again")
+        clear_token(session, actor=SYSTEM)
+    # No token at all: the socket (the operator's own host) is open again, the gateway port stays closed to
+    # everyone, so a holder of a Pool key never reads every pool's names, key prefixes and account labels.
+    wait_until(lambda: _scrape_socket(gw).status_code == 200, timeout=20, what="metrics socket open again")
+    assert _refused(_scrape(gw))
+    assert _refused(_scrape(gw, "pmt_anything"))
+    # Envoy's route header on a direct scrape only makes it stricter, never opener.
+    assert _refused(_scrape_socket(gw, {"x-pooler-route": "metrics"}))

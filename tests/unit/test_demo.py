@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from pooler.config import load_config
 from pooler.context import open_context
 from pooler.crypto.keyring import ensure_dev_keyring
-from pooler.demo import DEMO_POOL, DemoSeed, codex_config_toml, demo_instructions, seed_demo
+from pooler.demo import DEMO_MODEL, DEMO_POOL, DemoSeed, codex_config_toml, demo_instructions, seed_demo
 from pooler.migrate import upgrade
 from pooler.models import Pool, PoolAssignment, PoolKey, UpstreamAccount, utcnow
 from pooler.services.keys import check_key
@@ -48,3 +48,12 @@ def test_instructions_carry_a_pasteable_codex_provider() -> None:
     text = demo_instructions("http://127.0.0.1:8080", DemoSeed("demo", 3, "cpk_abcdefgh_secret"))
     assert "export POOLER_API_KEY=cpk_abcdefgh_secret" in text
     assert "curl -sN http://127.0.0.1:8080/backend-api/codex/responses" in text
+
+
+def test_instructions_name_a_model_the_pinned_codex_cli_knows_and_the_v1_base() -> None:
+    # gpt-5.5 is in the bundled model list of Codex CLI 0.169 and 0.171; gpt-5.1-codex was not (a warning on
+    # every run).
+    assert DEMO_MODEL == "gpt-5.5"
+    text = demo_instructions("http://127.0.0.1:8080", DemoSeed("demo", 3, "cpk_abcdefgh_secret"))
+    assert 'model = "gpt-5.5"' in text
+    assert "base_url=http://127.0.0.1:8080/v1  api_key=cpk_abcdefgh_secret" in text

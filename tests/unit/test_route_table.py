@@ -77,10 +77,11 @@ def test_fragments_capture_only_pooler_paths() -> None:
     upstream_log = fragments["access_log.yaml"]["upstream_log"][0]
     assert upstream_log["filter"]["header_filter"]["header"]["name"] == gc.ACCOUNT_ID_HEADER
     assert {c["name"] for c in fragments["clusters.yaml"]} >= {"pooler_extproc", "pooler_accesslog", "gateway_local"}
-    # Every pooler filter is the pooler's own name, off by default except the SSE usage reader.
+    # Every pooler filter is the pooler's own name, off by default except the request-id copy (filter state for
+    # the access log) and the SSE usage reader.
     filters = fragments["http_filters.yaml"]
     assert all(f["name"].startswith("pooler.") for f in filters)
-    assert [f["name"] for f in filters if not f.get("disabled")] == ["pooler.usage"]
+    assert [f["name"] for f in filters if not f.get("disabled")] == ["pooler.request_id", "pooler.usage"]
     # The runtime key that lets our ext_proc skip its reset wait, and mappers scoped to the pooler's requests.
     assert fragments["runtime.yaml"]["static_layer"] == {"envoy.reloadable_features.ext_proc_graceful_grpc_close": True}
     for mapper in fragments["local_reply.yaml"]["mappers"]:

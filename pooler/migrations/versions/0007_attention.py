@@ -1,7 +1,7 @@
 """attention: incident acknowledgement and silence, run-now requests for scheduler jobs
 
 Revision ID: 0007
-Revises: 0001
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import pooler.models.base
 
 revision = "0007"
-down_revision = "0001"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
