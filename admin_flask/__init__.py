@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask
 
-from admin_flask import db, filters, security
+from admin_flask import db, filters, live, security
 from admin_flask.extensions import csrf
 from pooler.context import CoreContext, open_context
 
@@ -55,6 +55,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     security.init_app(app)
     filters.init_app(app)
+    live.init_app(app)
     _register_blueprints(app)
     return app
 

@@ -39,6 +39,13 @@ def money(value: float | None) -> str:
     return "-" if value is None else f"${value:,.2f}"
 
 
+def cost(value: float | None) -> str:
+    """A per-request estimate: cents hide most single requests, so small amounts keep four decimals."""
+    if value is None:
+        return "-"
+    return f"${value:,.4f}" if 0 < value < 1 else f"${value:,.2f}"
+
+
 def init_app(app: Flask) -> None:
-    app.jinja_env.filters.update(ago=ago, countdown=countdown, when=when, number=number, money=money)
+    app.jinja_env.filters.update(ago=ago, countdown=countdown, when=when, number=number, money=money, cost=cost)
     app.jinja_env.globals.update(now=utcnow)

@@ -129,10 +129,6 @@ class OperatorEditForm(FlaskForm):
     disabled = BooleanField("Disabled")
 
 
-class SettingForm(FlaskForm):
-    value = TextAreaField("Value", validators=[Length(max=20000)])
-
-
 def lines(text: str | None) -> list[str] | None:
     """A textarea of one item per line → a list, or None when empty."""
     items = [line.strip() for line in (text or "").replace(",", "\n").splitlines() if line.strip()]

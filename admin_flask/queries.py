@@ -212,7 +212,8 @@ def buckets(now: dt.datetime, span: dt.timedelta, count: int) -> Buckets:
     size = span / count
     start = now - span
     starts = [start + size * i for i in range(count)]
-    fmt = "%H:%M" if span <= dt.timedelta(days=2) else "%m-%d"
+    # Hours for a day or two; dates for longer spans, with the hour too while a bucket is shorter than a day.
+    fmt = "%H:%M" if span <= dt.timedelta(days=2) else ("%b %d %H:%M" if size < dt.timedelta(days=1) else "%b %d")
     labels = [(s + size).strftime(fmt) for s in starts]
     labels[-1] = f"{labels[-1]} {ZONE}"  # the axis says once which zone its times are in
     return Buckets(labels, starts, size)

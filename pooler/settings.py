@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
@@ -30,6 +31,35 @@ JsonObject = dict[str, Any]
 MAX_JSON_SETTING_BYTES = 64 * 1024
 
 
+class Unit(StrEnum):
+    """What a numeric setting counts, so the admin can show an input with its unit and a readable value."""
+
+    NONE = ""
+    SECONDS = "seconds"
+    MILLISECONDS = "ms"
+    MINUTES = "minutes"
+    HOURS = "hours"
+    DAYS = "days"
+    BYTES = "bytes"
+    PERCENT = "%"
+
+
+class Kind(StrEnum):
+    """How a setting is edited: the admin picks its input from this."""
+
+    TOGGLE = "toggle"
+    NUMBER = "number"
+    DURATION = "duration"
+    URL = "url"
+    SECRET = "secret"
+    TEXT = "text"
+    JSON = "json"
+
+
+_ACRONYMS = {"smtp": "SMTP", "mcp": "MCP", "oauth": "OAuth", "url": "URL", "id": "ID", "ttl": "TTL", "ws": "WebSocket"}
+DURATION_UNITS = frozenset({Unit.SECONDS, Unit.MILLISECONDS, Unit.MINUTES, Unit.HOURS, Unit.DAYS})
+
+
 @dataclass(frozen=True)
 class SettingDef:
     name: str
@@ -39,10 +69,42 @@ class SettingDef:
     secret: bool = False
     minimum: float | None = None
     maximum: float | None = None
+    unit: Unit = Unit.NONE
+    group: str = "Other"
+    """What the setting controls: the admin shows one form per group, in catalogue order."""
 
     @property
     def is_json(self) -> bool:
         return self.type is dict
+
+    @property
+    def kind(self) -> Kind:
+        if self.secret:
+            return Kind.SECRET
+        if self.is_json:
+            return Kind.JSON
+        if self.type is bool:
+            return Kind.TOGGLE
+        if self.type in (int, float):
+            return Kind.DURATION if self.unit in DURATION_UNITS else Kind.NUMBER
+        return Kind.URL if self.name.endswith("_url") else Kind.TEXT
+
+    @property
+    def title(self) -> str:
+        """A readable name: `request_log_retention_days` -> `Request log retention` (the unit is shown apart)."""
+        words = self.name.split("_")
+        if self.unit is not Unit.NONE and words[-1] in {
+            "seconds",
+            "ms",
+            "minutes",
+            "hours",
+            "days",
+            "bytes",
+            "percent",
+        }:
+            words = words[:-1]
+        text = " ".join(_ACRONYMS.get(w, w) for w in words)
+        return text[0].upper() + text[1:]
 
     def coerce(self, value: object) -> SettingValue | JsonObject:
         """Validates a value of the right type (strings from a form or the CLI are parsed)."""
@@ -111,92 +173,239 @@ def _s(
     secret: bool = False,
     minimum: float | None = None,
     maximum: float | None = None,
+    unit: Unit = Unit.NONE,
 ) -> SettingDef:
-    return SettingDef(name, type_, default, description, secret, minimum, maximum)
+    return SettingDef(name, type_, default, description, secret, minimum, maximum, unit=unit)
+
+
+def _group(group: str, *defs: SettingDef) -> tuple[SettingDef, ...]:
+    return tuple(replace(d, group=group) for d in defs)
 
 
 _DEFS = (
-    _s("upstream_base_url", str, "https://chatgpt.com", "Codex backend base URL (point at the simulator in tests)"),
-    _s("auth_base_url", str, "https://auth.openai.com", "OAuth server base URL used for token refresh and login"),
-    _s("oauth_client_id", str, "app_EMoamEEZ73f0CkXaXp7hrann", "OAuth client id Codex uses for refresh/login"),
-    _s("request_log_retention_days", int, 30, "Days request logs are kept before cleanup", minimum=1),
-    _s("refresh_horizon_hours", int, 24, "Refresh access tokens expiring within this many hours", minimum=1),
-    _s("usage_poll_interval_seconds", int, 300, "Seconds between usage API polls per account", minimum=30),
-    _s("quota_evidence_stale_seconds", int, 900, "Quota evidence older than this is treated as unknown", minimum=1),
-    _s("sticky_ttl_default_seconds", int, 3600, "Sticky-session TTL for new pools", minimum=0),
-    _s("demotion_seconds", int, 30, "Seconds an account is demoted after a 5xx or connect failure", minimum=0),
-    _s("alert_webhook_url", str, None, "Alert webhook receiver (POST, HMAC-SHA256 signed); empty = no webhook"),
-    _s("alert_webhook_secret", str, None, "Signing secret for alert webhooks (x-pooler-signature)", secret=True),
-    _s("alert_email_to", str, None, "Comma-separated alert email recipients; empty = no email"),
-    _s("alert_email_from", str, "pooler@localhost", "From address of alert emails"),
-    _s("smtp_host", str, None, "SMTP server for alert email"),
-    _s("smtp_port", int, 587, "SMTP server port", minimum=1, maximum=65535),
-    _s("smtp_username", str, None, "SMTP login user (empty = no login)"),
-    _s("smtp_password", str, None, "SMTP login password", secret=True),
-    _s("smtp_starttls", bool, True, "Upgrade the SMTP connection with STARTTLS before login"),
-    _s("alert_cooldown_seconds", int, 600, "Seconds a condition stays clear before its incident resolves", minimum=0),
-    _s("alert_min_routable_accounts", int, 2, "Pools with fewer routable accounts than this raise a watch", minimum=1),
-    _s("alert_quota_percent", float, 90.0, "Quota windows at or above this percent alert", minimum=1, maximum=100),
-    _s("alert_key_error_threshold", int, 20, "401/403 answers per key prefix in the window that alert", minimum=1),
-    _s("alert_key_error_window_minutes", int, 15, "Window of the key errors spike rule", minimum=1),
-    _s("alert_job_failure_runs", int, 3, "Consecutive failed runs of a scheduler job that raise an alert", minimum=1),
-    # Admin sign-in sessions (pooler.services.admin_sessions): read on every admin request, so a change applies to
-    # sessions already open.
-    _s(
-        "admin_session_idle_minutes",
-        int,
-        120,
-        "Admin sessions end after this many minutes without a request",
-        minimum=1,
-        maximum=7 * 24 * 60,
+    *_group(
+        "Upstream and sign-in",
+        _s("upstream_base_url", str, "https://chatgpt.com", "Codex backend base URL (point at the simulator in tests)"),
+        _s("auth_base_url", str, "https://auth.openai.com", "OAuth server base URL used for token refresh and login"),
+        _s("oauth_client_id", str, "app_EMoamEEZ73f0CkXaXp7hrann", "OAuth client id Codex uses for refresh/login"),
     ),
-    _s("admin_session_max_hours", int, 12, "Admin sessions end this many hours after sign-in", minimum=1, maximum=720),
-    _s(
-        "alert_cache_drop_points",
-        int,
-        20,
-        "Percentage points a pool's last-hour cached input share may fall below its 24 h baseline",
-        minimum=1,
+    *_group(
+        "Tokens and quota",
+        _s(
+            "refresh_horizon_hours",
+            int,
+            24,
+            "Refresh access tokens expiring within this many hours",
+            minimum=1,
+            unit=Unit.HOURS,
+        ),
+        _s(
+            "usage_poll_interval_seconds",
+            int,
+            300,
+            "Seconds between usage API polls per account",
+            minimum=30,
+            unit=Unit.SECONDS,
+        ),
+        _s(
+            "quota_evidence_stale_seconds",
+            int,
+            900,
+            "Quota evidence older than this is treated as unknown",
+            minimum=1,
+            unit=Unit.SECONDS,
+        ),
     ),
-    _s(
-        "alert_cache_min_input_tokens",
-        int,
-        100000,
-        "Input tokens a pool needs in the last hour (and the baseline) before its cache share alerts",
-        minimum=1,
+    *_group(
+        "Routing",
+        _s("sticky_ttl_default_seconds", int, 3600, "Sticky-session TTL for new pools", minimum=0, unit=Unit.SECONDS),
+        _s(
+            "demotion_seconds",
+            int,
+            30,
+            "Seconds an account is demoted after a 5xx or connect failure",
+            minimum=0,
+            unit=Unit.SECONDS,
+        ),
+        # The gateway surface (docs/GATEWAY_SURFACE.md); read by the ext_proc with the routing snapshot.
+        _s(
+            "file_pin_ttl_seconds",
+            int,
+            604800,
+            "Seconds a file id stays pinned to the account that created it",
+            minimum=60,
+            unit=Unit.SECONDS,
+        ),
+        _s(
+            "transcription_max_bytes",
+            int,
+            26214400,
+            "Largest transcription upload (bytes) the gateway forwards",
+            minimum=1,
+            unit=Unit.BYTES,
+        ),
     ),
-    _s("mcp_enabled", bool, False, "Instance-wide gate of the read-only MCP endpoint (/mcp)"),
-    _s("metrics_token_hash", str, None, "Keyed hash of the /metrics bearer token (pooler.metrics_token); empty = open"),
-    # The pricing table (pooler.pricing): the admin's cost estimate and money budgets; unset = pooler/pricing.json.
-    _s(
-        "admin_model_pricing",
-        dict,
-        None,
-        "Model pricing for estimated cost: model -> {input, cached_input, output} USD per 1M tokens (unset = vendored)",
+    *_group(
+        "Admission control",
+        _s("admission_limit_responses", int, 0, "Concurrent Codex HTTP responses requests (0 = unlimited)", minimum=0),
+        _s("admission_limit_responses_ws", int, 0, "Concurrent Codex websocket connections (0 = unlimited)", minimum=0),
+        _s("admission_limit_compact", int, 0, "Concurrent compact requests (0 = unlimited)", minimum=0),
+        _s("admission_limit_v1", int, 0, "Concurrent /v1 responses + chat requests (0 = unlimited)", minimum=0),
+        _s("admission_limit_files", int, 0, "Concurrent file create/finalize requests (0 = unlimited)", minimum=0),
+        _s("admission_limit_media", int, 0, "Concurrent transcription + image requests (0 = unlimited)", minimum=0),
+        _s("admission_queue_size", int, 0, "Requests per route family that may wait for a free slot", minimum=0),
+        _s(
+            "admission_queue_wait_ms",
+            int,
+            1000,
+            "Longest wait in the admission queue (below the ext_proc timeout)",
+            minimum=0,
+            maximum=1500,
+            unit=Unit.MILLISECONDS,
+        ),
+        _s(
+            "admission_retry_after_seconds",
+            int,
+            1,
+            "retry-after sent with server_is_overloaded",
+            minimum=1,
+            unit=Unit.SECONDS,
+        ),
     ),
-    # The gateway surface (docs/GATEWAY_SURFACE.md); read by the ext_proc with the routing snapshot.
-    _s(
-        "file_pin_ttl_seconds", int, 604800, "Seconds a file id stays pinned to the account that created it", minimum=60
+    *_group(
+        "Alert rules",
+        _s(
+            "alert_cooldown_seconds",
+            int,
+            600,
+            "Seconds a condition stays clear before its incident resolves",
+            minimum=0,
+            unit=Unit.SECONDS,
+        ),
+        _s(
+            "alert_min_routable_accounts",
+            int,
+            2,
+            "Pools with fewer routable accounts than this raise a watch",
+            minimum=1,
+        ),
+        _s(
+            "alert_quota_percent",
+            float,
+            90.0,
+            "Quota windows at or above this percent alert",
+            minimum=1,
+            maximum=100,
+            unit=Unit.PERCENT,
+        ),
+        _s("alert_key_error_threshold", int, 20, "401/403 answers per key prefix in the window that alert", minimum=1),
+        _s(
+            "alert_key_error_window_minutes",
+            int,
+            15,
+            "Window of the key errors spike rule",
+            minimum=1,
+            unit=Unit.MINUTES,
+        ),
+        _s(
+            "alert_job_failure_runs",
+            int,
+            3,
+            "Consecutive failed runs of a scheduler job that raise an alert",
+            minimum=1,
+        ),
+        _s(
+            "alert_cache_drop_points",
+            int,
+            20,
+            "Percentage points a pool's last-hour cached input share may fall below its 24 h baseline",
+            minimum=1,
+            unit=Unit.PERCENT,
+        ),
+        _s(
+            "alert_cache_min_input_tokens",
+            int,
+            100000,
+            "Input tokens a pool needs in the last hour (and the baseline) before its cache share alerts",
+            minimum=1,
+        ),
     ),
-    _s(
-        "transcription_max_bytes", int, 26214400, "Largest transcription upload (bytes) the gateway forwards", minimum=1
+    *_group(
+        "Alert delivery",
+        _s("alert_webhook_url", str, None, "Alert webhook receiver (POST, HMAC-SHA256 signed); empty = no webhook"),
+        _s("alert_webhook_secret", str, None, "Signing secret for alert webhooks (x-pooler-signature)", secret=True),
+        _s("alert_email_to", str, None, "Comma-separated alert email recipients; empty = no email"),
+        _s("alert_email_from", str, "pooler@localhost", "From address of alert emails"),
+        _s("smtp_host", str, None, "SMTP server for alert email"),
+        _s("smtp_port", int, 587, "SMTP server port", minimum=1, maximum=65535),
+        _s("smtp_username", str, None, "SMTP login user (empty = no login)"),
+        _s("smtp_password", str, None, "SMTP login password", secret=True),
+        _s("smtp_starttls", bool, True, "Upgrade the SMTP connection with STARTTLS before login"),
     ),
-    _s("admission_limit_responses", int, 0, "Concurrent Codex HTTP responses requests (0 = unlimited)", minimum=0),
-    _s("admission_limit_responses_ws", int, 0, "Concurrent Codex websocket connections (0 = unlimited)", minimum=0),
-    _s("admission_limit_compact", int, 0, "Concurrent compact requests (0 = unlimited)", minimum=0),
-    _s("admission_limit_v1", int, 0, "Concurrent /v1 responses + chat requests (0 = unlimited)", minimum=0),
-    _s("admission_limit_files", int, 0, "Concurrent file create/finalize requests (0 = unlimited)", minimum=0),
-    _s("admission_limit_media", int, 0, "Concurrent transcription + image requests (0 = unlimited)", minimum=0),
-    _s("admission_queue_size", int, 0, "Requests per route family that may wait for a free slot", minimum=0),
-    _s(
-        "admission_queue_wait_ms",
-        int,
-        1000,
-        "Longest wait in the admission queue (below the ext_proc timeout)",
-        minimum=0,
-        maximum=1500,
+    *_group(
+        "Admin sign-in",
+        # Admin sign-in sessions (pooler.services.admin_sessions): read on every admin request, so a change applies
+        # to sessions already open.
+        _s(
+            "admin_session_idle_minutes",
+            int,
+            120,
+            "Admin sessions end after this many minutes without a request",
+            minimum=1,
+            maximum=7 * 24 * 60,
+            unit=Unit.MINUTES,
+        ),
+        _s(
+            "admin_session_max_hours",
+            int,
+            12,
+            "Admin sessions end this many hours after sign-in",
+            minimum=1,
+            maximum=720,
+            unit=Unit.HOURS,
+        ),
     ),
-    _s("admission_retry_after_seconds", int, 1, "retry-after sent with server_is_overloaded", minimum=1),
+    *_group(
+        "Retention",
+        _s(
+            "request_log_retention_days",
+            int,
+            30,
+            "Days request logs are kept before cleanup",
+            minimum=1,
+            unit=Unit.DAYS,
+        ),
+    ),
+    *_group(
+        "Integrations",
+        _s("mcp_enabled", bool, False, "Instance-wide gate of the read-only MCP endpoint (/mcp)"),
+        _s(
+            "metrics_token_hash",
+            str,
+            None,
+            "Keyed hash of the /metrics bearer token (pooler.metrics_token); empty = open",
+        ),
+    ),
+    *_group(
+        "Admin",
+        # The pricing table (pooler.pricing): the cost estimate and money budgets; unset = pooler/pricing.json.
+        _s(
+            "admin_model_pricing",
+            dict,
+            None,
+            "Model pricing for estimated cost: model -> {input, cached_input, output} USD per 1M tokens "
+            "(unset = vendored)",
+        ),
+        _s(
+            "admin_live_refresh_seconds",
+            int,
+            20,
+            "How often live admin pages (dashboard, pool, accounts, alerts, jobs) refresh themselves",
+            minimum=1,
+            maximum=3600,
+            unit=Unit.SECONDS,
+        ),
+    ),
 )
 CATALOGUE: dict[str, SettingDef] = {d.name: d for d in _DEFS}
 

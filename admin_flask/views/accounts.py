@@ -10,7 +10,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import FileStorage
 
-from admin_flask import MAX_UPLOAD_BYTES, auditing, back, queries, scope, security
+from admin_flask import MAX_UPLOAD_BYTES, auditing, back, pricing, queries, scope, security
 from admin_flask.db import core, get_db
 from admin_flask.forms import ActionForm, AssignForm, ImportForm, RenameForm, ReplaceAuthForm
 from pooler import lifecycle
@@ -157,6 +157,7 @@ def show(account_id: int) -> Any:
         card=card,
         account=account,
         requests=requests,
+        costs=pricing.costs_of(db, requests),
         account_labels={account.id: account.label},
         pool_names={p.id: p.name for p, _ in card.pools},
         history=history,

@@ -9,14 +9,22 @@ from typing import Any
 from flask import Blueprint, render_template, request
 from sqlalchemy import func, select
 
-from admin_flask import attention, pricing, queries, scope, security
+from admin_flask import attention, firstrun, pricing, queries, scope, security
 from admin_flask.charts import Series, legend, line_chart
 from admin_flask.db import get_db
 from pooler.models import PoolKey, RequestLog, UpstreamAccount, utcnow
 
 PREFIX = ""
 bp = Blueprint("dashboard", __name__)
-SPANS = {"6h": dt.timedelta(hours=6), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7)}
+SPANS = {
+    "6h": dt.timedelta(hours=6),
+    "24h": dt.timedelta(hours=24),
+    "7d": dt.timedelta(days=7),
+    "14d": dt.timedelta(days=14),
+    "30d": dt.timedelta(days=30),
+}
+BUCKETS = {"6h": 24, "24h": 24, "7d": 28, "14d": 28, "30d": 30}
+"""Buckets per span: whole hours for a day, 6 and 12 hours for one and two weeks, days for a month."""
 
 
 @bp.route("/")
@@ -24,12 +32,14 @@ def index() -> Any:
     db = get_db()
     now = utcnow()
     span_name = request.args.get("span", "24h")
-    span = SPANS.get(span_name, SPANS["24h"])
+    if span_name not in SPANS:
+        span_name = "24h"
+    span = SPANS[span_name]
     since = now - span
     pools = scope.visible_pools()
     pool_names: dict[object, str] = {p.id: p.label for p in pools}
     ids = scope.visible_pool_ids()
-    grid = queries.buckets(now, span, 24)
+    grid = queries.buckets(now, span, BUCKETS[span_name])
     req_series, tok_series = queries.series_by(db, group="pool_id", since=since, grid=grid, pool_ids=ids)
     requests = [Series(pool_names.get(k, "(no pool)"), v) for k, v in sorted(req_series.items(), key=str)]
     tokens = [Series(pool_names.get(k, "(no pool)"), v) for k, v in sorted(tok_series.items(), key=str)]
@@ -84,5 +94,6 @@ def index() -> Any:
         totals=totals,
         pools=pools,
         view=attention.Attention(db, security.current(), now),
+        setup_steps=firstrun.checklist(firstrun.setup_facts(db, ids)),
         badges=queries.pool_badges(db, pools, queries.readiness_by_pool(db, pools)),
     )

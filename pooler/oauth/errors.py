@@ -17,6 +17,9 @@ from pooler.errors import PoolerError
 PERMANENT_CODES = frozenset(
     {"refresh_token_reused", "refresh_token_expired", "refresh_token_invalidated", "invalid_grant"}
 )
+UNREACHABLE_CODES = frozenset({"timeout", "network_error"})
+"""Codes of a token call that never got an answer (connection refused, DNS failure, timeout): the auth server
+was not reached, as opposed to reached and refusing."""
 _SAFE_CODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 DEFAULT_RATE_LIMIT_WAIT = 60.0
 """Seconds to wait after a 429 that carries no usable Retry-After."""

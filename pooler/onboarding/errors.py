@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pooler.errors import PoolerError
+from pooler.oauth.errors import UNREACHABLE_CODES, RefreshFailure
 
 ERROR_MESSAGES: dict[str, str] = {
     "invalid_callback_url": "That is not a callback URL. Copy the whole address from the browser's address bar "
@@ -21,6 +22,8 @@ ERROR_MESSAGES: dict[str, str] = {
     "stale_flow": "A newer sign-in replaced this one. Use the newest dialog.",
     "token_exchange_failed": "OpenAI did not accept the authorization. Retry once; if it keeps failing, check the "
     "auth server's availability.",
+    "auth_server_unreachable": "Could not reach auth.openai.com (connection refused, DNS failure or timeout), so "
+    "nothing was changed. Check the gateway's outbound network or proxy, then retry.",
     "identity_mismatch": "The account you signed in with is not the account being relinked. Sign in with the same "
     "ChatGPT account and workspace shown on this page.",
     "identity_conflict": "This ChatGPT account is already an upstream here. Relink it from its own page instead "
@@ -38,3 +41,9 @@ class OnboardingError(PoolerError):
         self.code = code
         self.detail = detail
         super().__init__(ERROR_MESSAGES[code])
+
+
+def token_call_error(failure: RefreshFailure) -> str:
+    """Which side failed a token call: never reached (`auth_server_unreachable`) or reached and refused
+    (`token_exchange_failed`), so the operator knows whether to look at the network or at the account."""
+    return "auth_server_unreachable" if failure.code in UNREACHABLE_CODES else "token_exchange_failed"

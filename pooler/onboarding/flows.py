@@ -35,7 +35,7 @@ from pooler.oauth.errors import RefreshFailure
 from pooler.oauth.exchange import BROWSER_REDIRECT_URI, DEVICE_REDIRECT_URI, exchange_code
 from pooler.oauth.refresh import TokenSet
 from pooler.onboarding.callback import validate_callback_url
-from pooler.onboarding.errors import OnboardingError
+from pooler.onboarding.errors import OnboardingError, token_call_error
 from pooler.onboarding.pkce import authorization_url, new_pkce, new_state, s256_challenge
 from pooler.onboarding.types import (
     BrowserStart,
@@ -267,7 +267,7 @@ def start_device_flow(
     try:
         device = request_user_code(http, config.auth_base_url, config.client_id)
     except RefreshFailure as exc:
-        raise OnboardingError("token_exchange_failed", exc.code) from None
+        raise OnboardingError(token_call_error(exc), exc.code) from None
     flow = _new_flow(
         session,
         box,
@@ -391,7 +391,7 @@ def complete_browser_flow(
             now=now,
         )
     except RefreshFailure as exc:
-        raise _fail(session, flow, "token_exchange_failed", now, exc.code) from None
+        raise _fail(session, flow, token_call_error(exc), now, exc.code) from None
     return _finish(session, box, flow, tokens, requester, now)
 
 
@@ -422,7 +422,7 @@ def poll_device_flow(
     try:
         grant = poll_device_token(http, config.auth_base_url, values["device_auth_id"], values["user_code"])
     except RefreshFailure as exc:
-        raise _fail(session, flow, "token_exchange_failed", now, exc.code) from None
+        raise _fail(session, flow, token_call_error(exc), now, exc.code) from None
     if grant is None:
         flow.next_poll_at = now + dt.timedelta(seconds=flow.poll_interval_seconds)
         return DevicePending(
@@ -439,7 +439,7 @@ def poll_device_flow(
             now=now,
         )
     except RefreshFailure as exc:
-        raise _fail(session, flow, "token_exchange_failed", now, exc.code) from None
+        raise _fail(session, flow, token_call_error(exc), now, exc.code) from None
     return _finish(session, box, flow, tokens, requester, now)
 
 

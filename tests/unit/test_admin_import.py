@@ -104,3 +104,14 @@ def test_oversized_upload_is_refused_with_413(auth: Auth, client: FlaskClient) -
         content_type="multipart/form-data",
     )
     assert response.status_code == 413 and "64 KiB" in response.get_data(as_text=True)
+
+
+def test_import_and_link_warn_that_the_gateway_owns_the_refresh_token(auth: Auth, client: FlaskClient) -> None:
+    auth.bootstrap()
+    auth.login()
+    _pool(auth)
+    for url in ("/admin/accounts/import", "/admin/accounts/"):
+        page = client.get(url).get_data(as_text=True)
+        assert "the gateway owns this refresh token" in page and "refresh_token_reused" in page
+    link = client.get("/admin/onboarding/link").get_data(as_text=True)
+    assert "The gateway will own this sign-in's refresh token" in link

@@ -75,7 +75,7 @@ def test_viewer_cannot_change_anything(auth: Auth, client: FlaskClient, core_ctx
         f"/admin/keys/{_key_ids(core_ctx, team_a)[0]}/revoke",
         "/admin/keys/new",
         "/admin/accounts/import",
-        "/admin/settings/demotion_seconds",
+        "/admin/settings/group/routing",
         "/admin/operators/new",
     ]
     for path in posts:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 import httpx
@@ -37,6 +37,7 @@ from pooler.services import operators as ops
 from pooler.services.credentials import read_token
 from pooler.states import AccountState, ActorType, InviteStatus, SecretKind
 from tests.support.dbscan import dump_all_tables
+from tests.support.processes import free_port
 from tests.support.simulator import RunningSimulator, _module_simulator  # noqa: F401
 from tests.support.simulator import shared_simulator as shared_simulator
 
@@ -483,3 +484,23 @@ def test_invite_marked_expired_by_housekeeping_reads_as_expired_flow(env: Env) -
     with pytest.raises(OnboardingError) as info:
         _poll(env, started.flow_id, invitee, now + dt.timedelta(seconds=2))
     assert info.value.code == "expired_flow"
+
+
+def test_unreachable_auth_server_is_not_a_refusal(env: Env) -> None:
+    """Connection refused and timeouts say the auth server was never reached, unlike an answer that refuses."""
+    flow_id, url = env.start()
+    callback = env.consent(url, _acct())
+    closed = replace(env, config=OAuthConfig(f"http://127.0.0.1:{free_port()}", "app_test"))
+    assert _err(closed.complete, flow_id, callback) == "auth_server_unreachable"
+    assert env.flow(flow_id).error_code == "auth_server_unreachable"
+    with pytest.raises(OnboardingError) as info:
+        closed.start_device(utcnow())
+    assert info.value.code == "auth_server_unreachable"
+    assert "Could not reach auth.openai.com" in str(info.value)
+
+    flow_id, url = env.start()
+    callback = env.consent(url, _acct())
+    env.sim.client.add_fault("delay", seconds=2, route="oauth_token")
+    impatient = replace(env, http=httpx.Client(timeout=0.2, follow_redirects=False))
+    assert _err(impatient.complete, flow_id, callback) == "auth_server_unreachable"
+    impatient.http.close()
