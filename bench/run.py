@@ -8,6 +8,7 @@ Measures, with a ~40 KB Codex CLI request body (bench/codex_body.py):
 - ext_proc memory after warm-up, after 10,000 more gateway requests, and the slopes of RSS and of the glibc
   heap in use (extproc/memdebug.py stats line) over 6 more blocks;
 - selection cost for 1,000 accounts (bench/selection_bench.py, when present).
+- the key-budget and quota-share checks per request (bench/budget_bench.py).
 Bounded: about --seconds per wrk run (default 10; ~3 minutes in all). Traffic only to 127.0.0.1.
 """
 
@@ -98,6 +99,22 @@ def selection_us() -> dict[str, Any] | None:
         return {"error": (proc.stderr or proc.stdout)[-500:]}
     worst = max(rows, key=lambda k: rows[k])
     return {"rows_1000": rows, "worst_case": worst, "worst_us": rows[worst], "table": proc.stdout.strip()}
+
+
+def budget_us() -> dict[str, Any] | None:
+    """Runs bench/budget_bench.py: the per-request cost of the key-budget and quota-share checks (what every
+    attempt of a budgeted or shared key pays on the hot path), µs per call."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.budget_bench"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    rows = {
+        m.group(1): float(m.group(2))
+        for line in proc.stdout.splitlines()
+        if (m := re.match(r"^(\S.*?)\s+([\d.]+) µs\s*$", line))
+    }
+    if not rows:
+        return {"error": (proc.stderr or proc.stdout)[-500:]}
+    return {"rows": rows, "table": proc.stdout.strip()}
 
 
 class Runner:
@@ -193,6 +210,7 @@ def run(seconds: float, rounds: int, ttfb_count: int) -> dict[str, Any]:
         if stack.has_gateway:
             results["extproc_memory"] = memory_probe(runner)
         results["selection"] = selection_us()
+        results["budgets"] = budget_us()
         results["summary"] = summarise(results)
     except BaseException:
         eprint(f"bench: failed; process logs kept in {workdir}")
@@ -381,6 +399,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"| selection, 1,000 accounts (worst case: {sel['worst_case']}) | {sel['worst_us']:.2f} µs | ≤ 50 µs | "
             f"{verdict(sel['worst_us'] <= TARGETS['selection_us'])} |"
         )
+    budgets = results.get("budgets")
+    if budgets and "rows" in budgets:
+        # The hot-path checks, next to the ~1 ms the gateway adds per request (the over-limit and once-a-second
+        # rows are not per request: a refusal, and a pool's share measure).
+        for name in ("check, six budgets, within", "add (access log), six budgets", "share check, cached measure"):
+            if name in budgets["rows"]:
+                lines.append(f"| budgets: {name} | {budgets['rows'][name]:.2f} µs | | |")
     if s.get("simulator_bound"):
         lines += [
             "",
