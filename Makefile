@@ -13,7 +13,7 @@ NODE_PREV_DIR := var/node-prev
 CODEX_STAMP := $(NODE_DIR)/.codex-$(CODEX_VERSION)
 CODEX_PREV_STAMP := $(NODE_PREV_DIR)/.codex-$(CODEX_PREV_VERSION)
 
-.PHONY: install run demo test test-unit test-integration test-compose lint check bench bench-deps clean codex-cli system-deps
+.PHONY: install run demo test test-unit test-integration test-compose lint check bench bench-deps clean codex-cli system-deps screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ test-unit: install
 # See docs/OPERATIONS.md "Docker Compose".
 test-compose: install codex-cli
 	bash scripts/test-compose.sh
+
+# The admin's main pages at desktop and phone size, for docs/ADMIN.md (seeded data, headless Chromium).
+screenshots: install system-deps
+	POOLER_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_admin_screens.py -k screenshots
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -59,8 +59,8 @@ def admin_browser_db() -> Iterator[str]:
 
 @pytest.fixture
 def stack(admin_browser_db: str, tmp_path: Path) -> Iterator[tuple[Gateway, str]]:
-    """The admin on the port Envoy's `/admin` route targets; the browser uses the gateway's own port (issue 6:
-    served through Envoy at /admin on the same port as the gateway)."""
+    """The admin on the port Envoy's `/admin` route targets; the browser uses the gateway's own port
+    (served through Envoy at /admin on the same port as the gateway)."""
     with running_gateway(admin_browser_db, tmp_path / "gw") as gw:
         admin = ManagedProcess(
             "admin",

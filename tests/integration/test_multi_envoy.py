@@ -1,5 +1,5 @@
 """Two Envoys, each with its own listener, over the same two ext_proc replicas (replica mode,
-POOLER_EXTPROC_SHARED) and the same PostgreSQL (issue 9): a session's turns alternating between the Envoys stay
+POOLER_EXTPROC_SHARED) and the same PostgreSQL: a session's turns alternating between the Envoys stay
 on one account, and a key's requests/min holds across both Envoys."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Per-request state of the ext_proc stays bounded: every map keyed by request id is emptied once the request's
-access-log entries arrived, in either order (issue 4: memory flat across 10,000 requests)."""
+access-log entries arrived, in either order (memory flat across 10,000 requests)."""
 
 from __future__ import annotations
 
