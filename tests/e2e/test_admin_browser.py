@@ -250,7 +250,9 @@ def test_operator_journey(stack: tuple[Gateway, str], artifacts_dir: Path) -> No
 
 # Every job out of the way but the alert rules (a week: their grid fires on Saturdays at midnight only), so the
 # one refresh that moves accounts is the operator's run-now.
-ATTENTION_INTERVALS = "refresh_due_tokens=604800,poll_usage=604800,housekeeping=604800,evaluate_alerts=1"
+ATTENTION_INTERVALS = (
+    "refresh_due_tokens=604800,refresh_requested=604800,poll_usage=604800,housekeeping=604800,evaluate_alerts=1"
+)
 
 
 def test_operator_attention(stack: tuple[Gateway, str], artifacts_dir: Path, tmp_path: Path) -> None:
