@@ -214,7 +214,10 @@ class AccessLogHandler:
         if error is None and status >= 500 and not attempts and tried:
             error = "upstream_unavailable" if _flags(common) else None
         failed = None
-        if error is None and tried:
+        # Only where the client reads the upstream's own SSE: a /v1 answer is the translator's stream (its
+        # processor sees the upstream's and reports a failure as the routing error), whose events sse_to_metadata
+        # does not read, so it would always look cut.
+        if error is None and tried and string_field(routing, gc.ROUTING_ROUTE_FAMILY) != gc.ROUTE_V1:
             headers = entry.response.response_headers
             failed = stream_failure(
                 status,
