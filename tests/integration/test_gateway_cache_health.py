@@ -77,7 +77,7 @@ def spent_mid_conversation(gw: Gateway, name: str) -> tuple[SeededPool, str, str
 
 
 def test_an_account_spent_mid_conversation_moves_it_and_the_row_says_why(gw: Gateway) -> None:
-    seeded, home, _ = spent_mid_conversation(gw, "spent")
+    seeded, home, _ = spent_mid_conversation(gw, "cache-spent")
     rows = gw.wait_for_logs(4, pool_id=seeded.pool_id, route_family="responses")
     assert [r.switch_cause for r in rows] == [sc.FIRST_TURN, None, sc.ACCOUNT_SPENT, None]
     assert [r.account_id == seeded.accounts[home] for r in rows] == [True, True, False, False]
@@ -95,7 +95,7 @@ def test_an_account_spent_mid_conversation_moves_it_and_the_row_says_why(gw: Gat
 def test_the_cache_health_page_shows_the_move_and_its_cause(gw: Gateway) -> None:
     from admin_flask import create_app
 
-    seeded, _, _ = spent_mid_conversation(gw, "page")
+    seeded, _, _ = spent_mid_conversation(gw, "cache-page")
     gw.wait_for_logs(4, pool_id=seeded.pool_id, route_family="responses")
     auth = Auth(create_app({"POOLER_CONTEXT": gw.ctx, "TESTING": True}).test_client(), gw.ctx)
     auth.bootstrap()
@@ -112,7 +112,7 @@ def test_the_cache_health_page_shows_the_move_and_its_cause(gw: Gateway) -> None
             )
         ).first()
     assert hashed is not None and f'data-session="{hashed[:12]}"' in html
-    assert "page-conversation" not in html  # never the raw session id
+    assert "cache-page-conversation" not in html  # never the raw session id
 
 
 def test_a_conversation_back_after_its_sticky_ttl_is_named_sticky_expired(gw: Gateway) -> None:
