@@ -83,7 +83,15 @@ def test_429_limit_survives_an_extproc_restart(gw: Gateway) -> None:
     the account too, instead of learning the 429 again."""
     seeded = gw.seed_pool("h-limit", ["acct-hl1", "acct-hl2"], strategy="primary-first")
     _prefer(gw, seeded, "acct-hl1")
-    gw.simulator.client.add_fault("status", status=429, account="acct-hl1", count=1, headers={"retry-after": "600"})
+    # A body that names no limit (the simulator's default 429 body is usage_limit_reached with its own reset).
+    gw.simulator.client.add_fault(
+        "status",
+        status=429,
+        account="acct-hl1",
+        count=1,
+        headers={"retry-after": "600"},
+        body={"error": {"message": "Too many requests"}},
+    )
     since = _last_seq(gw)
     assert _codex(gw, seeded.key).status_code == 200
     assert [e["account"] for e in gw.simulator.client.journal(since=since, route="responses")] == [
