@@ -27,7 +27,7 @@ def gw(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def test_detail_and_export_show_the_failover_chain_never_the_prompt(gw: Gateway) -> None:
-    seeded = gw.seed_pool("logs-export", ["acct-e1", "acct-e2"])
+    seeded = gw.seed_pool("logs-export", ["acct-lx1", "acct-lx2"])
     gw.simulator.client.add_fault("status", status=429, count=1, body={"error": {"code": "usage_limit_reached"}})
     response = httpx.post(
         f"{gw.codex_base}/responses",
@@ -45,7 +45,7 @@ def test_detail_and_export_show_the_failover_chain_never_the_prompt(gw: Gateway)
     Auth(client, gw.ctx).login("logs-owner")
 
     detail = client.get(f"/admin/logs/{row.id}").get_data(as_text=True)
-    assert "failed over" in detail and "acct-e1" in detail and "acct-e2" in detail
+    assert "failed over" in detail and "acct-lx1" in detail and "acct-lx2" in detail
     assert PROMPT_CANARY not in detail
 
     export = client.get(f"/admin/logs/export.csv?pool={seeded.pool_id}")

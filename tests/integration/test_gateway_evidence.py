@@ -94,12 +94,12 @@ def test_deactivated_account_fails_over_and_leaves_rotation(gw: Gateway) -> None
 
 
 def test_credential_errors_never_reach_the_client(gw: Gateway) -> None:
-    seeded = gw.seed_pool("expired", ["acct-x1", "acct-x2"])
+    seeded = gw.seed_pool("expired", ["acct-evx1", "acct-evx2"])
     body = {"error": {"message": "Provided authentication token is expired.", "code": "token_expired"}}
     gw.simulator.client.add_fault("status", status=401, body=body, count=2, route="responses")
     since = _last_seq(gw)
     response = _post(gw, seeded.key)
-    assert sorted(_attempts(gw, since)) == [("acct-x1", 401), ("acct-x2", 401)]
+    assert sorted(_attempts(gw, since)) == [("acct-evx1", 401), ("acct-evx2", 401)]
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "1"
     assert response.json()["error"]["code"] == "no_eligible_account"
@@ -170,22 +170,22 @@ def test_usage_not_included_excludes_the_account_for_that_model_only(gw: Gateway
 
 
 def test_failure_event_inside_a_stream_is_evidence(gw: Gateway) -> None:
-    seeded = gw.seed_pool("failevent", ["acct-e1"])
+    seeded = gw.seed_pool("failevent", ["acct-ev1"])
     gw.simulator.client.add_fault("fail_event", after_tokens=0, code="server_is_overloaded")
     response = _post(gw, seeded.key)
     assert response.status_code == 200
     assert any(e.get("type") == "response.failed" for e in parse_sse(response.text))
     row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
     assert row.error_code == "server_is_overloaded"
-    assert row.account_id == seeded.accounts["acct-e1"]
+    assert row.account_id == seeded.accounts["acct-ev1"]
     wait_until(
-        lambda: _account(gw, seeded.accounts["acct-e1"]).demoted_until, timeout=10, what="demotion after the event"
+        lambda: _account(gw, seeded.accounts["acct-ev1"]).demoted_until, timeout=10, what="demotion after the event"
     )
 
 
 def test_a_401_is_refreshed_within_seconds(gw: Gateway, tmp_path: Path) -> None:
-    seeded = gw.seed_pool("refresh-now", ["acct-t1"])
-    account_id = seeded.accounts["acct-t1"]
+    seeded = gw.seed_pool("refresh-now", ["acct-evt1"])
+    account_id = seeded.accounts["acct-evt1"]
     epoch = _account(gw, account_id).credential_epoch
     # The periodic refresh_due_tokens job is slowed to an hour: only the fast refresh_requested job can be quick.
     env = {k: gw.env[k] for k in ("POOLER_SECRET_KEYS", "POOLER_KEY_PEPPER", "POOLER_LOG_LEVEL")}
@@ -193,7 +193,7 @@ def test_a_401_is_refreshed_within_seconds(gw: Gateway, tmp_path: Path) -> None:
         "scheduler-evidence", gw.db_url, tmp_path, {**env, "POOLER_SCHEDULER_INTERVALS": "refresh_due_tokens=3600"}
     )
     try:
-        gw.simulator.client.add_fault("status", status=401, account="acct-t1", count=1)
+        gw.simulator.client.add_fault("status", status=401, account="acct-evt1", count=1)
         response = _post(gw, seeded.key)
         assert response.status_code == 503 and response.headers["retry-after"] == "1"
 

@@ -189,7 +189,7 @@ def test_websocket_101_headers_reach_the_client_and_turn_state_stays_on_its_acco
 
 
 def test_v1_responses_keeps_the_upstream_code_for_lost_state(gw: Gateway) -> None:
-    seeded = gw.seed_pool("state-v1", ["acct-v1a"])
+    seeded = gw.seed_pool("state-v1", ["acct-ssv1a"])
     body = {"model": "gpt-5.1-codex", "instructions": "be brief", "input": "hi", "previous_response_id": "resp_gone"}
     auth = {"Authorization": f"Bearer {seeded.key}"}
     lost = httpx.post(f"{gw.url}/v1/responses", json=body, headers=auth, timeout=30)

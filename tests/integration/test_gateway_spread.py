@@ -76,7 +76,7 @@ def _served(gw: Gateway, since: int) -> Counter[str]:
 
 def test_new_sessions_spread_over_equal_accounts(gw: Gateway, slow_streams: None) -> None:
     # Three fresh accounts, nothing known about their usage (0% for the gateway): 30 concurrent new sessions.
-    seeded = gw.seed_pool("spread", ["acct-s1", "acct-s2", "acct-s3"], max_concurrency_per_account=12)
+    seeded = gw.seed_pool("spread", ["acct-sp1", "acct-sp2", "acct-sp3"], max_concurrency_per_account=12)
     for rep in range(2):
         since = _last_seq(gw)
         results = asyncio.run(_concurrent_turns(gw, seeded.key, [f"spread-{rep}-{n}" for n in range(30)]))
@@ -126,7 +126,7 @@ def test_the_cap_holds_upstream_and_a_full_pool_answers_retry_shortly(gw: Gatewa
 
 
 def test_back_to_back_websockets_of_one_session_share_an_account(gw: Gateway) -> None:
-    seeded = gw.seed_pool("ws-sticky", ["acct-k1", "acct-k2", "acct-k3"])
+    seeded = gw.seed_pool("ws-sticky", ["acct-spk1", "acct-spk2", "acct-spk3"])
     stop = threading.Event()
 
     def reloads() -> None:
