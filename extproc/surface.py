@@ -118,15 +118,14 @@ class Surface:
 
 class ViewValues(dict[str, str]):
     """View values plus what an attempt carries them as, built once (the pooled view is cached per pool per
-    second): the NS_VIEW metadata and, on websocket upgrades, the request header change."""
+    second): the NS_VIEW metadata. (Every upgrade drops its compression offer in the processor, view or not.)"""
 
-    __slots__ = ("metadata", "mutation")
+    __slots__ = ("metadata",)
 
     def __init__(self, values: Mapping[str, str]) -> None:
         super().__init__(values)
         self.metadata = Struct()
         self.metadata.update(dict(values))
-        self.mutation = _ws_mutation(values)
 
 
 def _with_ws(payload: dict[str, Any], websocket: bool) -> ViewValues:
@@ -134,16 +133,6 @@ def _with_ws(payload: dict[str, Any], websocket: bool) -> ViewValues:
     if websocket and values and (frame := ws_view_value(payload)) is not None:
         values[WS_VIEW_KEY] = frame
     return ViewValues(values)
-
-
-def _ws_mutation(values: Mapping[str, str]) -> ep.HeaderMutation | None:
-    if WS_VIEW_KEY not in values:
-        return None
-    # Compressed (permessage-deflate) frames cannot be rewritten by the websocket route's Lua filter: the
-    # upgrade is sent without the offer, so the upstream answers uncompressed frames. Only when the view is on.
-    mutation = ep.HeaderMutation()
-    mutation.remove_headers.append(WS_EXTENSIONS_HEADER)
-    return mutation
 
 
 def attach_view(response: ep.ProcessingResponse, values: Mapping[str, str]) -> None:
@@ -156,5 +145,3 @@ def attach_view(response: ep.ProcessingResponse, values: Mapping[str, str]) -> N
         return
     view = values if isinstance(values, ViewValues) else ViewValues(values)
     response.dynamic_metadata.fields[gc.NS_VIEW].struct_value.MergeFrom(view.metadata)
-    if view.mutation is not None:
-        response.request_headers.response.header_mutation.MergeFrom(view.mutation)  # appends to the attempt's own
