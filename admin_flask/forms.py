@@ -18,8 +18,9 @@ from wtforms import (
 from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional, Regexp
 
 from pooler.models.pools import DEFAULT_MAX_STREAMS_PER_ACCOUNT
+from pooler.selection import STRATEGIES
 from pooler.services.operators import MIN_PASSWORD_LENGTH
-from pooler.states import OperatorRole, Strategy
+from pooler.states import OperatorRole
 
 SLUG = Regexp(r"^[a-z0-9][a-z0-9-]{0,62}$", message="Lower-case letters, digits and dashes")
 
@@ -54,7 +55,7 @@ class TotpEnableForm(FlaskForm):
 class PoolForm(FlaskForm):
     name = StringField("Name (slug)", validators=[DataRequired(), SLUG])
     label = StringField("Label", validators=[DataRequired(), Length(max=200)])
-    strategy = SelectField("Strategy", choices=[(s.value, s.value) for s in Strategy])
+    strategy = SelectField("Strategy", choices=[(name, f"{name}: {s.label}") for name, s in STRATEGIES.items()])
     sticky_ttl_seconds = IntegerField("Sticky session TTL (s)", default=3600, validators=[NumberRange(0, 604800)])
     max_attempts = IntegerField("Max upstream attempts", default=3, validators=[NumberRange(1, 10)])
     primary_cap_percent = FloatField("5h window cap (%)", default=100.0, validators=[NumberRange(1, 100)])

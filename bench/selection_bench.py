@@ -14,6 +14,7 @@ from collections.abc import Callable
 from functools import partial
 
 from pooler.selection import (
+    STRATEGIES,
     AccountCandidate,
     PoolIndex,
     PoolPolicy,
@@ -90,7 +91,7 @@ def bench_size(n: int) -> dict[str, float]:
     out: dict[str, float] = {}
     candidates = make_candidates(n)
     in_flight = {c.account_id: 1 for c in candidates[::3]}
-    for strategy in ("least-used", "round-robin", "primary-first", "random"):
+    for strategy in STRATEGIES:  # every registered strategy, so a new one is measured too
         strat_policy = policy_for(strategy)
         strat_index = PoolIndex(strat_policy, candidates)
         strat_state = StrategyState(seed=1)

@@ -7,8 +7,8 @@ from typing import Any
 
 from pooler.audit import cli_actor
 from pooler.cli.common import command_group, core_context, fmt_time, print_table, transaction
+from pooler.selection import DEFAULT_STRATEGY, STRATEGIES
 from pooler.services import pools
-from pooler.states import Strategy
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -103,7 +103,12 @@ def register(subparsers: Any) -> None:
     p = group.add_parser("create", help="create a pool")
     p.add_argument("name", help="slug: lowercase letters, digits, '-' or '_'")
     p.add_argument("--label", help="display name (default: the name)")
-    p.add_argument("--strategy", default=Strategy.LEAST_USED.value, choices=[s.value for s in Strategy])
+    p.add_argument(
+        "--strategy",
+        default=DEFAULT_STRATEGY.name.value,
+        choices=list(STRATEGIES),
+        help="; ".join(f"{name}: {s.label}" for name, s in STRATEGIES.items()) + f" (default {DEFAULT_STRATEGY.name})",
+    )
     p.add_argument("--sticky-ttl", type=int, metavar="SECONDS", help="sticky session TTL (default: setting)")
     p.add_argument("--max-attempts", type=int, default=3, help="upstream attempts per request (default 3)")
     p.add_argument("--model", action="append", metavar="MODEL", help="allow only these models (repeatable)")

@@ -10,23 +10,35 @@ from pooler.selection.eligibility import explain, ineligibility
 from pooler.selection.index import PoolIndex, PoolView
 from pooler.selection.pooled import PooledUsage, PooledWindow, pooled_usage, pooled_usage_payload
 from pooler.selection.select import select_account
-from pooler.selection.strategies import StrategyState
+from pooler.selection.strategies import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    RoutingStrategy,
+    StrategyState,
+    named_strategy,
+    strategy_for,
+)
 from pooler.selection.types import AccountCandidate, PoolPolicy, Selection, SelectionRequest, WindowView
 
 __all__ = [
+    "DEFAULT_STRATEGY",
+    "STRATEGIES",
     "AccountCandidate",
     "PoolIndex",
     "PoolPolicy",
     "PoolView",
     "PooledUsage",
     "PooledWindow",
+    "RoutingStrategy",
     "Selection",
     "SelectionRequest",
     "StrategyState",
     "WindowView",
     "explain",
     "ineligibility",
+    "named_strategy",
     "pooled_usage",
     "pooled_usage_payload",
     "select_account",
+    "strategy_for",
 ]

@@ -14,9 +14,10 @@ from collections.abc import Iterable
 
 from pooler.selection import scoring
 from pooler.selection.eligibility import static_reason
+from pooler.selection.strategies import RoutingStrategy, ViewOrder, strategy_for
 from pooler.selection.types import AccountCandidate, PoolPolicy
 from pooler.selection.windows import INF, block_reason, cap_for
-from pooler.states import WEEKLY_MINUTES, PoolStatus, Strategy
+from pooler.states import WEEKLY_MINUTES, PoolStatus
 
 # (window_minutes, used_percent, resets_at or INF, observed_at, cap percent)
 _Window = tuple[int, float, float, float, float]
@@ -89,9 +90,9 @@ class PoolView:
         self.valid_until = valid_until
         self.stale_after = stale_after
         self.order = order
-        """Eligible account ids in strategy order (least-used: best first; primary-first: priority order)."""
+        """Eligible account ids in the strategy's `ViewOrder` (least-used: best first; primary-first: priority)."""
         self.scores = scores
-        """Least-used only: each `order` entry's score (same positions), for the tie band; else empty."""
+        """`ViewOrder.SCORE` only: each `order` entry's score (same positions), for the tie band; else empty."""
         self.ring = ring
         """Eligible account ids ascending (round-robin ring, random pool)."""
         self.members = frozenset(order)
@@ -115,6 +116,7 @@ class PoolIndex:
         "concurrency_cap",
         "excluded_models",
         "policy",
+        "routing",
         "strategy",
     )
 
@@ -125,6 +127,7 @@ class PoolIndex:
         self.allowed_models = policy.allowed_models
         self.concurrency_cap = policy.max_concurrency_per_account
         self.strategy = policy.strategy
+        self.routing: RoutingStrategy = strategy_for(policy.strategy)
         # Out-of-service accounts never enter a view: they are neither eligible nor "spent".
         self._live: tuple[_Prepared, ...] = tuple(
             _Prepared(c, policy) for c in self.candidates if static_reason(c) is None
@@ -158,7 +161,8 @@ class PoolIndex:
         next_change = INF
         quota_blocked = transient_blocked = 0
         earliest = INF
-        least_used = self.strategy not in (Strategy.PRIMARY_FIRST, Strategy.ROUND_ROBIN, Strategy.RANDOM)
+        view_order = self.routing.order
+        least_used = view_order is ViewOrder.SCORE
         ranked: list[tuple[float, int, int]] = []  # (sort value, priority, account id)
         ring: list[int] = []
         for p in self._live:
@@ -204,7 +208,7 @@ class PoolIndex:
                 else:
                     ranked.append((0.0, p.priority, p.account_id))
         scores: tuple[float, ...] = ()
-        if self.strategy in (Strategy.ROUND_ROBIN, Strategy.RANDOM):
+        if view_order is ViewOrder.RING:
             order = tuple(ring)
         else:
             ranked.sort()

@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from pooler.selection import reasons
 from pooler.selection.index import PoolIndex, PoolView
-from pooler.selection.strategies import StrategyState, picker_for
+from pooler.selection.strategies import StrategyState
 from pooler.selection.types import AccountCandidate, PoolPolicy, Selection, SelectionRequest
 
 _POOL_PAUSED = Selection(None, reasons.POOL_PAUSED)
@@ -70,7 +70,7 @@ def select_account(
         # The session's account is busy, not unfit: this request overflows, the session keeps its account.
         full = True
 
-    chosen = picker_for(index.strategy)(view, request, cap, state)
+    chosen = index.routing.pick(view, request, cap, state)
     if chosen is not None:
         return Selection(chosen, None, None, False, sticky is not None and not full, full)
     return _failure(view, request, cap)

@@ -1,7 +1,9 @@
-"""Strategies: walk a `PoolView` and return the first account that passes the per-request checks.
+"""Strategies: each one object, registered once in `STRATEGIES`, that the index, the pick, the admin form, the CLI,
+the pool-settings validation and the docs all read (adding a strategy is one `Strategy` name and one entry here).
 
-All four share the per-request checks (not already tried, under the concurrency cap); they differ in where
-the walk starts:
+A strategy is how its `PoolView` is ordered (`ViewOrder`, used by `index`) plus a picker that walks the view
+and returns the first account that passes the per-request checks. All four share those checks (not already
+tried, under the concurrency cap); they differ in where the walk starts:
 - least-used: the view's precomputed order (see `scoring`), except that the accounts within the tie band of
   the best usable one are equals, taken by fewest streams in flight, then fewest recent picks (among at most
   TIE_MAX_EQUALS of them, and the first idle one ends the walk);
@@ -15,12 +17,18 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
 
-from pooler.selection.index import PoolView
 from pooler.selection.scoring import TIE_BAND, TIE_MAX_EQUALS
 from pooler.selection.types import SelectionRequest
 from pooler.states import Strategy
+
+if TYPE_CHECKING:
+    # `index` reads the registry to order its views; the pickers only annotate with its view.
+    from pooler.selection.index import PoolView
 
 
 class StrategyState:
@@ -33,7 +41,7 @@ class StrategyState:
         self.rng = random.Random(seed)
 
 
-Picker = Callable[[PoolView, SelectionRequest, "int | None", StrategyState], "int | None"]
+Picker = Callable[["PoolView", SelectionRequest, "int | None", StrategyState], "int | None"]
 
 
 def usable(aid: int, request: SelectionRequest, cap: int | None) -> bool:
@@ -108,14 +116,51 @@ def pick_random(view: PoolView, request: SelectionRequest, cap: int | None, stat
     return None
 
 
-PICKERS: dict[str, Picker] = {
-    Strategy.LEAST_USED.value: pick_least_used,
-    Strategy.PRIMARY_FIRST.value: pick_ordered,
-    Strategy.ROUND_ROBIN.value: pick_round_robin,
-    Strategy.RANDOM.value: pick_random,
+class ViewOrder(Enum):
+    """How the index orders a strategy's view of the eligible accounts."""
+
+    SCORE = "score"
+    """Best least-used score first (then priority, then id), with the scores kept for the tie band."""
+    PRIORITY = "priority"
+    """Assignment priority, then account id."""
+    RING = "ring"
+    """Account id ascending (the view's ring itself)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingStrategy:
+    """One routing strategy, whole: its stored name, the line operators read, its view order and its picker."""
+
+    name: Strategy
+    label: str
+    """What it does, in a few words, for the admin form and the CLI help."""
+    order: ViewOrder
+    pick: Picker
+
+
+STRATEGIES: Mapping[str, RoutingStrategy] = {
+    s.name.value: s
+    for s in (
+        RoutingStrategy(Strategy.LEAST_USED, "spreads load by remaining quota", ViewOrder.SCORE, pick_least_used),
+        RoutingStrategy(Strategy.ROUND_ROBIN, "takes the accounts in turn", ViewOrder.RING, pick_round_robin),
+        RoutingStrategy(Strategy.PRIMARY_FIRST, "drains accounts by priority", ViewOrder.PRIORITY, pick_ordered),
+        RoutingStrategy(Strategy.RANDOM, "picks a uniformly random account", ViewOrder.RING, pick_random),
+    )
 }
+"""Every strategy, by stored name, in the order they are offered."""
+
+DEFAULT_STRATEGY = STRATEGIES[Strategy.LEAST_USED]
 
 
-def picker_for(strategy: str) -> Picker:
-    """Unknown strategies fall back to least-used (the index orders them that way too)."""
-    return PICKERS.get(strategy, pick_least_used)
+def strategy_for(name: str) -> RoutingStrategy:
+    """The strategy a pool's stored name selects. Unknown names route as the default: the database check is
+    the settings validation (`named_strategy`), so a stray value must not stop a pool from serving."""
+    return STRATEGIES.get(name, DEFAULT_STRATEGY)
+
+
+def named_strategy(name: str) -> Strategy:
+    """The registered strategy called `name`, or ValueError naming the choices (for input validation)."""
+    found = STRATEGIES.get(str(name))
+    if found is None:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    return found.name

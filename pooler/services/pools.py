@@ -18,6 +18,7 @@ from pooler.audit import Actor
 from pooler.budgets import DEFAULT_ZONE, valid_zone
 from pooler.errors import ConflictError, NotFoundError, PoolerError
 from pooler.models import Pool, PoolAssignment, PoolKey, PoolSettings, UpstreamAccount, utcnow
+from pooler.selection import named_strategy
 from pooler.settings import get_number
 from pooler.states import AccountState, AssignmentStatus, KeyStatus, PoolStatus, Strategy
 from pooler.versions import bump_routing_version
@@ -107,14 +108,8 @@ def create_pool(
     """Creates a pool with its settings row. `sticky_ttl_seconds` defaults to the `sticky_ttl_default_seconds`
     setting."""
     validate_pool_name(name)
-    try:
-        strategy = Strategy(strategy)
-    except ValueError:
-        choices = ", ".join(s.value for s in Strategy)
-        raise PoolerError(f"unknown strategy {strategy!r}; choose one of {choices}") from None
-    if not 1 <= max_attempts <= 10:
-        raise PoolerError("max attempts must be between 1 and 10")
-    zone_name = _check_settings({"time_zone": time_zone})["time_zone"]
+    checked = _check_settings({"strategy": strategy, "max_attempts": max_attempts, "time_zone": time_zone})
+    strategy, zone_name = checked["strategy"], checked["time_zone"]
     if session.scalar(select(Pool.id).where(Pool.name == name)) is not None:
         raise ConflictError(f"pool {name!r} already exists")
     if sticky_ttl_seconds is None:
@@ -259,10 +254,9 @@ def _check_settings(values: dict[str, Any]) -> dict[str, Any]:
     checked = dict(values)
     if "strategy" in checked:
         try:
-            checked["strategy"] = Strategy(checked["strategy"])
-        except ValueError:
-            choices = ", ".join(s.value for s in Strategy)
-            raise PoolerError(f"unknown strategy {checked['strategy']!r}; choose one of {choices}") from None
+            checked["strategy"] = named_strategy(checked["strategy"])
+        except ValueError as exc:
+            raise PoolerError(str(exc)) from None
     if "sticky_ttl_seconds" in checked and not 0 <= int(checked["sticky_ttl_seconds"]) <= 604800:
         raise PoolerError("sticky TTL must be between 0 and 604800 seconds")
     if "max_attempts" in checked and not 1 <= int(checked["max_attempts"]) <= 10:
