@@ -26,6 +26,7 @@ from pooler.readiness import (
     pool_summary,
     window_name,
 )
+from pooler.services import views
 from pooler.settings import get_number, get_setting
 from pooler.states import SecretKind
 from pooler.timefmt import ZONE
@@ -113,12 +114,11 @@ def stale_after(session: Session) -> float | None:
     return float(value) if value else None
 
 
-def account_query() -> Select[UpstreamAccount]:
-    return select(UpstreamAccount).options(
-        selectinload(UpstreamAccount.assignments),
-        selectinload(UpstreamAccount.quota_windows),
-        selectinload(UpstreamAccount.secrets),
-    )
+def account_query(**filters: Any) -> Select[UpstreamAccount]:
+    """The read layer's account query (`pooler.services.views.account_query`, same filters; deleted accounts
+    included unless `include_deleted=False`) with the secrets a card's readiness needs."""
+    filters.setdefault("include_deleted", True)
+    return views.account_query(**filters).options(selectinload(UpstreamAccount.secrets))
 
 
 def recent_usage(session: Session, account_ids: Iterable[int], since: dt.datetime) -> dict[int, tuple[int, int]]:
@@ -173,7 +173,7 @@ def cards(session: Session, accounts: list[UpstreamAccount], now: dt.datetime | 
 def readiness_by_pool(session: Session, pools: list[Pool]) -> dict[int, tuple[str, int, int]]:
     """pool id -> (summary line, routable, total) over its non-deleted accounts, each judged in that pool only."""
     now = utcnow()
-    accounts = list(session.scalars(account_query().where(UpstreamAccount.deleted_at.is_(None))).unique())
+    accounts = list(session.scalars(account_query(include_deleted=False)).unique())
     all_pools = {p.id: p for p in session.scalars(select(Pool)).unique()}
     stale = stale_after(session)
     result: dict[int, tuple[str, int, int]] = {}

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
 
 from admin_flask import MAX_UPLOAD_BYTES, auditing, back, pricing, queries, scope, security
-from admin_flask.db import core, get_db
+from admin_flask.db import change, core, get_db
 from admin_flask.forms import ActionForm, AssignForm, ImportForm, RenameForm, ReplaceAuthForm
 from pooler import lifecycle
 from pooler.audit import Actor
@@ -38,28 +36,16 @@ def index() -> Any:
     q = (request.args.get("q") or "").strip()
     pool_id = request.args.get("pool", type=int)
     state = request.args.get("state") or ""
-    query = queries.account_query().order_by(UpstreamAccount.label, UpstreamAccount.id)
-    in_scope = scope.account_ids_in_scope()
-    if in_scope is not None:
-        query = query.where(UpstreamAccount.id.in_(in_scope))
     if pool_id:
         scope.pool_or_404(pool_id)
-        query = query.where(UpstreamAccount.assignments.any(pool_id=pool_id))
-    if state:
-        query = query.where(UpstreamAccount.state == state)
-    elif not request.args.get("deleted"):
-        query = query.where(UpstreamAccount.deleted_at.is_(None))
-    if q:
-        like = f"%{q[:100]}%"
-        query = query.where(
-            or_(
-                UpstreamAccount.label.ilike(like),
-                UpstreamAccount.email.ilike(like),
-                UpstreamAccount.chatgpt_account_id.ilike(like),
-                UpstreamAccount.workspace_name.ilike(like),
-                UpstreamAccount.plan_type.ilike(like),
-            )
-        )
+    query = queries.account_query(
+        pool_id=pool_id or None,
+        state=state or None,
+        # A state filter shows deleted accounts too (state "deleted" is one of the choices).
+        include_deleted=bool(state or request.args.get("deleted")),
+        search=q,
+        within=scope.account_ids_in_scope(),
+    )
     cards = queries.cards(db, list(db.scalars(query).unique()))
     form = ImportForm()
     form.pool_id.choices = _pool_choices()
@@ -216,7 +202,7 @@ def reactivate(account_id: int) -> Any:
 def clear_exclusion(account_id: int) -> Any:
     account = _writable(account_id)
     model, actor = request.form.get("model", ""), auditing.actor()
-    _service_call(
+    change(
         lambda db: account_service.clear_model_exclusion(db, account.id, model, actor=actor),
         f"{account.label} may serve {model} again.",
     )
@@ -228,26 +214,11 @@ def delete(account_id: int) -> Any:
     return _transition(account_id, AccountState.DELETED, "operator", "deleted (credentials kept until purge)")
 
 
-def _service_call(call: Callable[[Session], object], done: str) -> bool:
-    """Runs one account service call in the request's transaction: commit and flash `done`, or roll back and
-    flash the service's one-line reason."""
-    db = get_db()
-    try:
-        call(db)
-    except PoolerError as exc:
-        db.rollback()
-        flash(str(exc), "error")
-        return False
-    db.commit()
-    flash(done, "ok")
-    return True
-
-
 @bp.route("/<int:account_id>/refresh", methods=["POST"])
 def refresh(account_id: int) -> Any:
     account = _writable(account_id)
     label, actor = account.label, auditing.actor()
-    _service_call(
+    change(
         lambda db: account_service.request_refresh(db, account.id, actor=actor),
         f"Token refresh requested for {label}; the scheduler picks it up shortly.",
     )
@@ -262,7 +233,7 @@ def rename(account_id: int) -> Any:
         flash("A label of 1-200 characters is required.", "error")
         return _back(account)
     label, actor = form.label.data or "", auditing.actor()
-    _service_call(lambda db: account_service.rename_account(db, account.id, label, actor=actor), "Renamed.")
+    change(lambda db: account_service.rename_account(db, account.id, label, actor=actor), "Renamed.")
     return _back(account)
 
 
@@ -278,7 +249,7 @@ def assign(account_id: int) -> Any:
     if pool.status == PoolStatus.ARCHIVED:
         abort(404)
     priority, actor = form.priority.data if form.priority.data is not None else 100, auditing.actor()
-    _service_call(
+    change(
         lambda db: account_service.assign_account(db, account.id, pool, actor=actor, priority=priority),
         f"Assigned to {pool.name}.",
     )
@@ -292,7 +263,7 @@ def unassign(account_id: int, pool_id: int) -> Any:
     if not any(a.pool_id == pool.id for a in account.assignments):
         abort(404)
     actor = auditing.actor()
-    done = _service_call(
+    done = change(
         lambda db: account_service.unassign_account(db, account.id, pool, actor=actor),
         f"Removed from {pool.name}.",
     )

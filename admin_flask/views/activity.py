@@ -13,7 +13,8 @@ from admin_flask import queries, scope
 from admin_flask.charts import Series, legend, line_chart
 from admin_flask.db import get_db
 from admin_flask.health import ActivityStats, health_level, health_score, success_rate
-from pooler.models import RequestAttempt, RequestLog, UpstreamAccount, utcnow
+from pooler.models import RequestAttempt, RequestLog, utcnow
+from pooler.services import views
 
 PREFIX = "/pools"
 bp = Blueprint("activity", __name__)
@@ -52,7 +53,7 @@ def show(pool_id: int) -> Any:
         .group_by(RequestAttempt.account_id)
     ).all()
     attempt_stats = {a: (int(n), int(f or 0), int(t or 0)) for a, n, f, t in attempts}
-    labels = queries.pairs(db, select(UpstreamAccount.id, UpstreamAccount.label))
+    labels: dict[Any, str] = views.account_labels(db)  # series keys are untyped account ids
     member_ids = {a.account_id for a in pool.assignments}
     rows = []
     seen = set()
@@ -88,7 +89,7 @@ def show(pool_id: int) -> Any:
             }
         )
     # What can route now, beside the span's history: a high score of an account that is out now is not health.
-    members = list(db.scalars(queries.account_query().where(UpstreamAccount.id.in_(member_ids or {-1}))).unique())
+    members = list(db.scalars(queries.account_query(within=member_ids or {-1})).unique())
     stale = queries.stale_after(db)
     now_by_id = {a.id: queries.readiness_of(a, {pool.id: pool}, now, stale) for a in members}
     for row in rows:

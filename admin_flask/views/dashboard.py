@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from admin_flask import attention, firstrun, pricing, queries, scope, security
 from admin_flask.charts import Series, legend, line_chart
 from admin_flask.db import get_db
-from pooler.models import PoolKey, RequestLog, UpstreamAccount, utcnow
+from pooler.models import PoolKey, RequestLog, utcnow
+from pooler.services import views
 
 PREFIX = ""
 bp = Blueprint("dashboard", __name__)
@@ -44,11 +45,7 @@ def index() -> Any:
     requests = [Series(pool_names.get(k, "(no pool)"), v) for k, v in sorted(req_series.items(), key=str)]
     tokens = [Series(pool_names.get(k, "(no pool)"), v) for k, v in sorted(tok_series.items(), key=str)]
 
-    account_query = select(UpstreamAccount.state, func.count()).group_by(UpstreamAccount.state)
-    in_scope = scope.account_ids_in_scope()
-    if in_scope is not None:
-        account_query = account_query.where(UpstreamAccount.id.in_(in_scope))
-    by_state = queries.pairs(db, account_query)
+    by_state = views.account_state_counts(db, include_deleted=True, within=scope.account_ids_in_scope())
 
     usage = select(
         RequestLog.pool_id,

@@ -9,7 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
 from admin_flask import auditing, scope
-from admin_flask.db import core, get_db
+from admin_flask.db import change, core, get_db
 from admin_flask.forms import BudgetsForm, KeyForm, lines
 from pooler.budgets import BudgetState
 from pooler.errors import PoolerError
@@ -149,16 +149,8 @@ def budgets(key_id: int) -> Any:
 
 
 def _status(key_id: int, fn: Any, done: str) -> Any:
-    key = scope.key_or_404(key_id)
-    db = get_db()
-    try:
-        fn(db, key.prefix, actor=auditing.actor())
-    except PoolerError as exc:
-        db.rollback()
-        flash(str(exc), "error")
-    else:
-        db.commit()
-        flash(f"Key {key.prefix} {done}.", "ok")
+    key, actor = scope.key_or_404(key_id), auditing.actor()
+    change(lambda db: fn(db, key.prefix, actor=actor), f"Key {key.prefix} {done}.")
     return redirect(url_for("keys.index", pool=request.form.get("pool") or None))
 
 

@@ -14,9 +14,10 @@ from flask import Blueprint, Response, abort, render_template, request, stream_w
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from admin_flask import pricing, queries, scope, security
+from admin_flask import pricing, scope, security
 from admin_flask.db import get_db
-from pooler.models import PoolKey, RequestLog, UpstreamAccount, utcnow
+from pooler.models import PoolKey, RequestLog, utcnow
+from pooler.services import views
 from pooler.timefmt import timestamp
 
 PREFIX = "/logs"
@@ -83,7 +84,7 @@ def _filtered() -> Select[RequestLog]:
 
 
 def _labels(db: Session) -> tuple[dict[Any, Any], dict[int, str]]:
-    accounts = queries.pairs(db, select(UpstreamAccount.id, UpstreamAccount.label))
+    accounts = views.account_labels(db)
     return accounts, {p.id: p.name for p in scope.visible_pools()}
 
 

@@ -6,19 +6,20 @@ import datetime as dt
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from admin_flask import attention, auditing, back, queries, scope, security
 from admin_flask.charts import Series, line_chart
-from admin_flask.db import get_db
+from admin_flask.db import change, get_db
 from admin_flask.forms import ActionForm, PoolForm, lines
 from pooler.attention import pool_badge, worst
 from pooler.errors import PoolerError
 from pooler.gateway.budgets import key_share_windows, load_budget_book, pool_account_windows
 from pooler.gateway.switch_causes import CAUSE_TEXT, MOVES
-from pooler.models import PoolKey, UpstreamAccount, utcnow
+from pooler.models import PoolKey, utcnow
 from pooler.readiness import pool_summary
 from pooler.services import pools as pool_service
+from pooler.services import views
 from pooler.services.cache_health import cache_health, share
 from pooler.share import WINDOW_NAMES, pool_used_percent, projected_exhaustion
 from pooler.states import KeyStatus, PoolStatus
@@ -31,10 +32,7 @@ bp = Blueprint("pools", __name__)
 def index() -> Any:
     pools = scope.visible_pools()
     db = get_db()
-    keys = queries.pairs(
-        db,
-        select(PoolKey.pool_id, func.count()).where(PoolKey.status == KeyStatus.ACTIVE).group_by(PoolKey.pool_id),
-    )
+    keys = views.key_counts(db, KeyStatus.ACTIVE)
     ready = queries.readiness_by_pool(db, pools)
     view = attention.Attention(db, security.current(), utcnow())
     return render_template(
@@ -98,13 +96,7 @@ def show(pool_id: int) -> Any:
     pool = scope.pool_or_404(pool_id)
     db = get_db()
     now = utcnow()
-    accounts = list(
-        db.scalars(
-            queries.account_query()
-            .where(UpstreamAccount.assignments.any(pool_id=pool.id))
-            .order_by(UpstreamAccount.label)
-        ).unique()
-    )
+    accounts = list(db.scalars(queries.account_query(pool_id=pool.id)).unique())
     cards = queries.cards(db, accounts, now)
     only = {pool.id: pool}
     stale = queries.stale_after(db)
@@ -134,7 +126,7 @@ def cache(pool_id: int) -> Any:
     db = get_db()
     now = utcnow()
     health = cache_health(db, pool.id, now)
-    labels = queries.pairs(db, select(UpstreamAccount.id, UpstreamAccount.label))
+    labels = views.account_labels(db)
     shares = [b.share or 0.0 for b in health.buckets]
     moves = [float(b.moves) for b in health.buckets]
     hours = [b.start.strftime("%H:%M") for b in health.buckets]
@@ -203,15 +195,8 @@ def _status_action(pool_id: int, fn: Any, done: str) -> Any:
     pool = scope.pool_or_404(pool_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    db = get_db()
-    try:
-        fn(db, pool.name, actor=auditing.actor())
-    except PoolerError as exc:
-        db.rollback()
-        flash(str(exc), "error")
-    else:
-        db.commit()
-        flash(f"Pool {pool.name} {done}.", "ok")
+    actor = auditing.actor()
+    change(lambda db: fn(db, pool.name, actor=actor), f"Pool {pool.name} {done}.")
     return back.redirect_back(url_for("pools.show", pool_id=pool.id))
 
 

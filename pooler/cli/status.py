@@ -6,10 +6,8 @@ Diagnostic: it reports every problem it finds (configuration, keyring, database)
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -18,8 +16,7 @@ from pooler.cli.db import current_revision, head_revision, safe_url
 from pooler.crypto.keyring import load_server_secrets
 from pooler.db import make_engine, make_session_factory
 from pooler.errors import ConfigError
-from pooler.models import Pool, PoolKey
-from pooler.services.accounts import count_by_state
+from pooler.services import views
 
 
 def _counts(label: str, counter: dict[str, int]) -> str:
@@ -29,16 +26,10 @@ def _counts(label: str, counter: dict[str, int]) -> str:
 
 
 def _inventory(session: Session) -> list[str]:
-    pools = Counter(
-        {str(s): int(n) for s, n in session.execute(select(Pool.status, func.count()).group_by(Pool.status))}
-    )
-    keys = Counter(
-        {str(s): int(n) for s, n in session.execute(select(PoolKey.status, func.count()).group_by(PoolKey.status))}
-    )
     return [
-        _counts("pools:     ", dict(pools)),
-        _counts("accounts:  ", count_by_state(session)),
-        _counts("keys:      ", dict(keys)),
+        _counts("pools:     ", views.pool_status_counts(session)),
+        _counts("accounts:  ", views.account_state_counts(session)),
+        _counts("keys:      ", views.key_status_counts(session)),
     ]
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from pooler import audit, lifecycle
 from pooler.audit import Actor
@@ -21,6 +21,7 @@ from pooler.errors import AuthJsonError, ConflictError, NotFoundError, PoolerErr
 from pooler.models import AccountModelExclusion, Pool, PoolAssignment, UpstreamAccount, utcnow
 from pooler.services.credentials import store_token
 from pooler.services.pools import get_pool
+from pooler.services.views import AccountRow, account_rows
 from pooler.states import AccountState, AssignmentStatus, PoolStatus, SecretKind
 from pooler.versions import bump_routing_version
 
@@ -56,19 +57,6 @@ class ImportResult:
     credential_epoch: int
     state: str
     access_token_expires_at: dt.datetime | None
-
-
-@dataclass(frozen=True)
-class AccountSummary:
-    id: int
-    label: str
-    chatgpt_account_id: str
-    plan_type: str | None
-    state: str
-    state_reason: str | None
-    credential_epoch: int
-    access_token_expires_at: dt.datetime | None
-    pools: tuple[str, ...]
 
 
 def find_by_chatgpt_id(session: Session, chatgpt_account_id: str) -> UpstreamAccount | None:
@@ -199,39 +187,9 @@ def import_auth_json(
     )
 
 
-def list_accounts(session: Session, pool: str | None = None, include_deleted: bool = False) -> list[AccountSummary]:
-    query = select(UpstreamAccount).options(selectinload(UpstreamAccount.assignments).selectinload(PoolAssignment.pool))
-    if pool is not None:
-        pool_id = get_pool(session, pool).id
-        query = query.where(
-            UpstreamAccount.id.in_(select(PoolAssignment.account_id).where(PoolAssignment.pool_id == pool_id))
-        )
-    if not include_deleted:
-        query = query.where(UpstreamAccount.deleted_at.is_(None))
-    accounts = session.scalars(query.order_by(UpstreamAccount.label, UpstreamAccount.id)).all()
-    return [
-        AccountSummary(
-            id=a.id,
-            label=a.label,
-            chatgpt_account_id=a.chatgpt_account_id,
-            plan_type=a.plan_type,
-            state=a.state,
-            state_reason=a.state_reason,
-            credential_epoch=a.credential_epoch,
-            access_token_expires_at=a.access_token_expires_at,
-            pools=tuple(sorted(x.pool.name for x in a.assignments)),
-        )
-        for a in accounts
-    ]
-
-
-def count_by_state(session: Session) -> dict[str, int]:
-    rows = session.execute(
-        select(UpstreamAccount.state, func.count())
-        .where(UpstreamAccount.deleted_at.is_(None))
-        .group_by(UpstreamAccount.state)
-    )
-    return {str(state): int(n) for state, n in rows}
+def list_accounts(session: Session, pool: str | None = None, include_deleted: bool = False) -> list[AccountRow]:
+    pool_id = None if pool is None else get_pool(session, pool).id
+    return account_rows(session, pool_id=pool_id, include_deleted=include_deleted)
 
 
 def _by_id(session: Session, account_id: int) -> UpstreamAccount:

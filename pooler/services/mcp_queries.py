@@ -8,11 +8,10 @@ and audit `details` (raw change data stays in the admin). Timestamps are ISO 860
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from pooler.alerts.rules import Thresholds
 from pooler.alerts.snapshot import pool_states
@@ -22,13 +21,12 @@ from pooler.models import (
     AuditEvent,
     JobRun,
     Pool,
-    PoolAssignment,
     PoolKey,
     RequestLog,
-    UpstreamAccount,
     utcnow,
 )
 from pooler.readiness import window_name
+from pooler.services import views
 from pooler.settings import get_setting
 from pooler.versions import routing_version
 
@@ -54,22 +52,22 @@ def _pool(session: Session, ref: str | int) -> Pool:
 
 
 def list_pools(session: Session, now: dt.datetime | None = None) -> list[Json]:
+    # Account counts as the alerts judge them (routable = the selection policy's verdict), keys of every status.
     states = {s.pool_id: s for s in pool_states(session, Thresholds(), now or utcnow())[0]}
-    keys = Counter(pool_id for (pool_id,) in session.execute(select(PoolKey.pool_id)))
     out = []
-    for pool in session.scalars(select(Pool).order_by(Pool.name)):
-        state = states.get(pool.id)
+    for row in views.pool_rows(session):
+        state = states.get(row.id)
         out.append(
             {
-                "id": pool.id,
-                "name": pool.name,
-                "label": pool.label,
-                "status": pool.status,
-                "strategy": pool.settings.strategy if pool.settings else None,
+                "id": row.id,
+                "name": row.name,
+                "label": row.label,
+                "status": row.status,
+                "strategy": row.strategy,
                 "accounts": state.accounts if state else 0,
                 "routable_accounts": state.routable if state else 0,
                 "not_routable_by_category": dict(state.by_category) if state else {},
-                "keys": keys.get(pool.id, 0),
+                "keys": row.keys,
             }
         )
     return out
@@ -92,23 +90,21 @@ def get_pool(session: Session, ref: str | int, now: dt.datetime | None = None) -
         if s
         else None
     )
-    rows = session.execute(
-        select(PoolAssignment, UpstreamAccount)
-        .join(UpstreamAccount, UpstreamAccount.id == PoolAssignment.account_id)
-        .where(PoolAssignment.pool_id == pool.id)
-        .order_by(PoolAssignment.priority, UpstreamAccount.label)
-    )
     summary["assignments"] = [
-        {"account_id": a.id, "label": a.label, "state": a.state, "priority": pa.priority, "status": pa.status}
-        for pa, a in rows
+        {
+            "account_id": a.account_id,
+            "label": a.label,
+            "state": a.state,
+            "priority": a.priority,
+            "status": a.assignment_status,
+        }
+        for a in views.assignment_rows(session, pool.id, include_deleted=True)
     ]
-    summary["key_prefixes"] = list(
-        session.scalars(select(PoolKey.prefix).where(PoolKey.pool_id == pool.id).order_by(PoolKey.prefix))
-    )
+    summary["key_prefixes"] = views.key_prefixes(session, pool.id)
     return summary
 
 
-def _account(a: UpstreamAccount, pools: dict[int, str]) -> Json:
+def _account(a: views.AccountRow) -> Json:
     return {
         "id": a.id,
         "label": a.label,
@@ -119,7 +115,7 @@ def _account(a: UpstreamAccount, pools: dict[int, str]) -> Json:
         "access_token_expires_at": _iso(a.access_token_expires_at),
         "last_refresh_at": _iso(a.last_refresh_at),
         "demoted_until": _iso(a.demoted_until),
-        "pools": sorted(pools[x.pool_id] for x in a.assignments if x.pool_id in pools),
+        "pools": list(a.pools),
         "quota_windows": [
             {
                 "window": window_name(w.window_minutes),
@@ -130,31 +126,21 @@ def _account(a: UpstreamAccount, pools: dict[int, str]) -> Json:
                 "observed_at": _iso(w.observed_at),
                 "source": w.source,
             }
-            for w in sorted(a.quota_windows, key=lambda w: (w.limit_family, w.window_minutes))
+            for w in a.windows
         ],
     }
 
 
 def list_accounts(session: Session, pool: str | None = None, state: str | None = None) -> list[Json]:
-    names = {p.id: p.name for p in session.scalars(select(Pool))}
-    query = (
-        select(UpstreamAccount)
-        .where(UpstreamAccount.deleted_at.is_(None))
-        .options(selectinload(UpstreamAccount.quota_windows), selectinload(UpstreamAccount.assignments))
-        .order_by(UpstreamAccount.label, UpstreamAccount.id)
-    )
-    if pool is not None:
-        query = query.join(PoolAssignment).where(PoolAssignment.pool_id == _pool(session, pool).id)
-    if state is not None:
-        query = query.where(UpstreamAccount.state == state)
-    return [_account(a, names) for a in session.scalars(query)]
+    pool_id = None if pool is None else _pool(session, pool).id
+    return [_account(a) for a in views.account_rows(session, pool_id=pool_id, state=state)]
 
 
 def get_account(session: Session, account_id: int) -> Json:
-    account = session.get(UpstreamAccount, int(account_id))
-    if account is None or account.deleted_at is not None:
+    row = views.find_account_row(session, int(account_id))
+    if row is None:
         raise NotFoundError(f"no account #{account_id}")
-    return _account(account, {p.id: p.name for p in session.scalars(select(Pool))})
+    return _account(row)
 
 
 def list_keys(session: Session, pool: str | None = None) -> list[Json]:
@@ -189,8 +175,8 @@ def list_request_logs(
     limit: int = 50,
 ) -> list[Json]:
     """Newest first. `status_class` 2, 4 or 5 selects 2xx, 4xx or 5xx."""
-    names = {p.id: p.name for p in session.scalars(select(Pool))}
-    labels = {i: label for i, label in session.execute(select(UpstreamAccount.id, UpstreamAccount.label))}
+    names = views.pool_names(session)
+    labels = views.account_labels(session)
     query = select(RequestLog).order_by(RequestLog.created_at.desc(), RequestLog.id.desc()).limit(_limit(limit))
     if pool is not None:
         query = query.where(RequestLog.pool_id == _pool(session, pool).id)
@@ -243,10 +229,8 @@ def list_audit_events(session: Session, *, action: str | None = None, limit: int
 
 def service_status(session: Session, now: dt.datetime | None = None) -> Json:
     now = now or utcnow()
-    accounts = Counter(
-        state for (state,) in session.execute(select(UpstreamAccount.state).where(UpstreamAccount.deleted_at.is_(None)))
-    )
-    keys = Counter(status for (status,) in session.execute(select(PoolKey.status)))
+    accounts = views.account_state_counts(session)
+    keys = views.key_status_counts(session)
     jobs: dict[str, Json] = {}
     latest = (
         select(JobRun.job_id, func.max(JobRun.slot).label("slot"))

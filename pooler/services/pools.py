@@ -10,17 +10,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from pooler import audit
 from pooler.audit import Actor
 from pooler.budgets import DEFAULT_ZONE, valid_zone
 from pooler.errors import ConflictError, NotFoundError, PoolerError
-from pooler.models import Pool, PoolAssignment, PoolKey, PoolSettings, UpstreamAccount, utcnow
+from pooler.models import Pool, PoolSettings, utcnow
 from pooler.selection import named_strategy
+from pooler.services.views import AssignmentRow, PoolRow, assignment_rows, key_status_counts, pool_rows
 from pooler.settings import get_number
-from pooler.states import AccountState, AssignmentStatus, KeyStatus, PoolStatus, Strategy
+from pooler.states import PoolStatus, Strategy
 from pooler.versions import bump_routing_version
 
 POOL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -37,37 +38,10 @@ UNCHANGED: Final = _Unchanged()
 
 
 @dataclass(frozen=True)
-class AssignmentView:
-    account_id: int
-    label: str
-    chatgpt_account_id: str
-    plan_type: str | None
-    state: str
-    assignment_status: str
-    priority: int
-
-    @property
-    def ready(self) -> bool:
-        return self.state == AccountState.ACTIVE and self.assignment_status == AssignmentStatus.ACTIVE
-
-
-@dataclass(frozen=True)
-class PoolSummary:
-    id: int
-    name: str
-    label: str
-    status: str
-    strategy: str
-    accounts: int
-    ready_accounts: int
-    active_keys: int
-
-
-@dataclass(frozen=True)
 class PoolDetail:
     pool: Pool
     settings: PoolSettings
-    assignments: list[AssignmentView]
+    assignments: list[AssignmentRow]
     state_counts: dict[str, int] = field(default_factory=dict)
     """Assigned (not deleted) accounts by lifecycle state."""
     keys_by_status: dict[str, int] = field(default_factory=dict)
@@ -147,74 +121,19 @@ def create_pool(
     return pool
 
 
-def list_pools(session: Session) -> list[PoolSummary]:
-    pools = session.scalars(select(Pool).order_by(Pool.name)).unique().all()
-    account_rows = session.execute(
-        select(PoolAssignment.pool_id, PoolAssignment.status, UpstreamAccount.state)
-        .join(UpstreamAccount, UpstreamAccount.id == PoolAssignment.account_id)
-        .where(UpstreamAccount.deleted_at.is_(None))
-    ).all()
-    total: Counter[int] = Counter()
-    ready: Counter[int] = Counter()
-    for pool_id, status, state in account_rows:
-        total[pool_id] += 1
-        if status == AssignmentStatus.ACTIVE and state == AccountState.ACTIVE:
-            ready[pool_id] += 1
-    # (Result objects have .keys(), so dict(result) would misread them as mappings: build the dict explicitly.)
-    keys = {
-        pool_id: n
-        for pool_id, n in session.execute(
-            select(PoolKey.pool_id, func.count()).where(PoolKey.status == KeyStatus.ACTIVE).group_by(PoolKey.pool_id)
-        )
-    }
-    return [
-        PoolSummary(
-            id=p.id,
-            name=p.name,
-            label=p.label,
-            status=p.status,
-            strategy=p.settings.strategy,
-            accounts=total[p.id],
-            ready_accounts=ready[p.id],
-            active_keys=int(keys.get(p.id, 0)),
-        )
-        for p in pools
-    ]
+def list_pools(session: Session) -> list[PoolRow]:
+    return pool_rows(session)
 
 
 def show_pool(session: Session, name: str) -> PoolDetail:
     pool = get_pool(session, name)
-    assignments = session.scalars(
-        select(PoolAssignment)
-        .where(PoolAssignment.pool_id == pool.id)
-        .options(selectinload(PoolAssignment.account))
-        .order_by(PoolAssignment.priority, PoolAssignment.id)
-    ).all()
-    views = [
-        AssignmentView(
-            account_id=a.account.id,
-            label=a.account.label,
-            chatgpt_account_id=a.account.chatgpt_account_id,
-            plan_type=a.account.plan_type,
-            state=a.account.state,
-            assignment_status=a.status,
-            priority=a.priority,
-        )
-        for a in assignments
-        if a.account.deleted_at is None
-    ]
-    keys = {
-        status: n
-        for status, n in session.execute(
-            select(PoolKey.status, func.count()).where(PoolKey.pool_id == pool.id).group_by(PoolKey.status)
-        )
-    }
+    views = assignment_rows(session, pool.id)
     return PoolDetail(
         pool=pool,
         settings=pool.settings,
         assignments=views,
         state_counts=dict(Counter(v.state for v in views)),
-        keys_by_status={str(k): int(v) for k, v in keys.items()},
+        keys_by_status=key_status_counts(session, pool.id),
     )
 
 
