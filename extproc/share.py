@@ -35,7 +35,9 @@ class ShareGate:
         self._shares: dict[str, KeyShare] = {}
         self._groups: dict[str, tuple[int, str]] = {}
         self._tokens: ShareTokens = {}
-        self._measures: dict[int, tuple[object, int, dict[tuple[str, int], ShareUse], float | None]] = {}
+        self._measures: dict[int, tuple[int, dict[tuple[str, int], ShareUse], float | None]] = {}
+        """pool id -> (the second it was measured in, measure, weekly end). Keyed on the second alone: evidence
+        replaces a pool's candidates on nearly every answer, so keying on them too would recompute per request."""
 
     def seed(self, book: BudgetBook) -> None:
         self._shares, self._groups = book.shares, book.groups
@@ -68,8 +70,8 @@ class ShareGate:
         cached = self._measures.get(pool.pool_id)
         # Once a second per pool, not on every evidence change: under load every answer brings new windows, and
         # a measure costs ~2 ms for 20 accounts x 50 groups (bench/budget_bench.py).
-        if cached is not None and cached[1] == second:
-            return cached[2], cached[3]
+        if cached is not None and cached[0] == second:
+            return cached[1], cached[2]
         windows = []
         tokens: dict[tuple[int, int], Mapping[str, int]] = {}
         for candidate in pool.candidates:
@@ -88,7 +90,7 @@ class ShareGate:
                 if have is not None:
                     tokens[slot] = have[1]
         result, week_end = measure(windows, tokens), week_end_of(windows)
-        self._measures[pool.pool_id] = (pool.candidates, second, result, week_end)
+        self._measures[pool.pool_id] = (second, result, week_end)
         return result, week_end
 
     def windows(self, prefix: str, pool: PoolEntry, now: float) -> list[dict[str, Any]] | None:

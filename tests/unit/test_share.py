@@ -141,3 +141,26 @@ def test_a_paced_key_waits_for_the_next_day() -> None:
     weekly = windows[1]
     assert weekly["paced"] and weekly["allowed_percent"] == pytest.approx(30 / 7, abs=1e-3)
     assert weekly["exceeded"] and weekly["resets_at"] == int(reset - 6 * DAY_SECONDS)
+
+
+def test_the_measure_is_kept_for_its_second_whatever_evidence_arrives() -> None:
+    # Evidence replaces a pool's candidates on nearly every answer: within one second the pool's measure is the one
+    # already made (not recomputed per request); the next second sees the new evidence.
+    reset = NOW + 2 * DAY_SECONDS
+    pool = _pool(((WEEKLY, 50.0, reset),))
+    account = pool.candidates[0].account_id
+    gate = ShareGate()
+    gate.seed(
+        BudgetBook(
+            shares={"cpk_a": KeyShare(1, 30.0, "key:cpk_a", False)},
+            groups={"cpk_a": (1, "key:cpk_a")},
+            share_tokens={(account, WEEKLY): (reset - WEEK, {"key:cpk_a": 10})},
+        )
+    )
+    first, _ = gate.uses(pool, NOW)
+    assert first[("key:cpk_a", WEEKLY)].used_percent == pytest.approx(50.0)
+    newer = _pool(((WEEKLY, 80.0, reset),))
+    same, _ = gate.uses(newer, NOW + 0.9)
+    assert same is first
+    later, _ = gate.uses(newer, NOW + 1.0)
+    assert later[("key:cpk_a", WEEKLY)].used_percent == pytest.approx(80.0)
