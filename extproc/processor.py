@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
 
@@ -56,6 +56,16 @@ CODEX_IDENTITY = identity_headers()
 EVIDENCE_WAIT_SECONDS = 1.5
 """Longest wait for the access log (flushed every 0.5 s) before answering a request whose accounts all failed."""
 STICKY_REFRESH_FRACTION = 0.25
+CAP_WAIT_SECONDS = 1.0
+"""How long an attempt stopped only by the stream cap waits for a stream to end: two access-log flush intervals
+(a slot is released up to one flush after its stream ended), well below the ext_proc's 2 s message timeout."""
+
+
+class Busy:
+    """`_pick`'s answer when only the stream cap stood in the way and the caller said it would wait."""
+
+
+BUSY = Busy()
 """A kept sticky session is re-written only once a quarter of its TTL has passed (fewer writes)."""
 
 
@@ -216,13 +226,13 @@ class AttemptProcessor:
             return responses.error("file_account_unavailable", base)
         attempt.pinned = pinned or None
         if not attempt.first:
-            return self._pick(attempt)
+            return self._pick_or_wait(attempt)
         admission_family = route.admission
         request_id = attempt.request_id
         config = attempt.snapshot.features.admission
         admitted = self.surface.admission.try_acquire(admission_family, request_id, config)
         if admitted:
-            return self._pick(attempt)
+            return self._pick_or_wait(attempt)
         overloaded = responses.error("server_is_overloaded", base, {"retry-after": str(config.retry_after_seconds)})
         if admitted is False or admission_family is None or request_id is None:
             return overloaded
@@ -295,10 +305,41 @@ class AttemptProcessor:
                 return responses.error("rate_limit_exceeded", routing, {"retry-after": str(wait_s)})
         return None
 
-    def _pick(self, attempt: Attempt) -> ProcessingResponse | Exhausted:
+    def _pick_or_wait(self, attempt: Attempt) -> ProcessingResponse | Exhausted | Deferred:
+        """`_pick`, except that an attempt stopped only by the stream cap - every account that could serve is at
+        it, or the session's own account is - waits up to CAP_WAIT_SECONDS for a stream to end before it is
+        refused or overflows. Slots are released when a request's access-log entry arrives, up to one flush
+        after the stream ended: a session's next turn found its own finished turn still counted, and under a
+        steady load near the cap those counts alone refused or moved turns the accounts could serve (the soak
+        in tests/integration/test_gateway_spread_soak.py)."""
+        decision = self._pick(attempt, busy_ok=False)
+        if not isinstance(decision, Busy):
+            return decision
+        state = self.state
+
+        async def until_a_slot() -> ProcessingResponse:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + CAP_WAIT_SECONDS
+            while True:
+                remaining = deadline - loop.time()
+                final = remaining <= 0 or not await state.slot_released(remaining)
+                attempt.now = time.time()
+                picked = self._pick(attempt, busy_ok=final)
+                if not isinstance(picked, Busy):
+                    break
+            return await self.conclude(picked) if isinstance(picked, Exhausted) else picked
+
+        return Deferred(until_a_slot)
+
+    @overload
+    def _pick(self, attempt: Attempt, busy_ok: Literal[True] = True) -> ProcessingResponse | Exhausted: ...
+    @overload
+    def _pick(self, attempt: Attempt, busy_ok: bool) -> ProcessingResponse | Exhausted | Busy: ...
+    def _pick(self, attempt: Attempt, busy_ok: bool = True) -> ProcessingResponse | Exhausted | Busy:
         """The account of this attempt (skipping those already tried), its bearer and the routing metadata; the
-        pooled quota view is attached to a forwarded request."""
-        decision = self._select(attempt)
+        pooled quota view is attached to a forwarded request. `busy_ok` False: BUSY instead of a refusal or an
+        overflow caused by the stream cap alone (the caller waits for a slot)."""
+        decision = self._select(attempt, busy_ok)
         if isinstance(decision, ProcessingResponse) and decision.HasField("request_headers"):
             assert attempt.pool is not None and attempt.principal is not None
             view = self.surface.view_values(
@@ -307,7 +348,7 @@ class AttemptProcessor:
             attach_view(decision, view)
         return decision
 
-    def _select(self, attempt: Attempt) -> ProcessingResponse | Exhausted:
+    def _select(self, attempt: Attempt, busy_ok: bool = True) -> ProcessingResponse | Exhausted | Busy:
         pool, base = attempt.pool, attempt.base
         assert pool is not None and base is not None
         snapshot = attempt.snapshot
@@ -350,6 +391,8 @@ class AttemptProcessor:
             selection = self._sealed_home(pool, wanted, session_account) or selection
         picked_at = time.perf_counter()
         METRICS.observe_phase("select", picked_at - started)
+        if not busy_ok and (selection.sticky_full or selection.error == "concurrency_cap"):
+            return BUSY
         if selection.account_id is None:
             # Rare path: explain it per account (bounded reason codes) for pooler_selection_no_eligible_total.
             outcome = {"usage_limit_reached": "usage_limit", "concurrency_cap": "concurrency_cap"}

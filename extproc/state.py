@@ -7,6 +7,7 @@ the database is touched only by the reloader and the writer, in worker threads.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -89,6 +90,7 @@ class GatewayState:
     turn_states: TurnStateIssuers = field(default_factory=TurnStateIssuers)
     """Which account issued each echoed `x-codex-turn-state` (keyed hashes, this process only)."""
     _sticky_pruned_at: float = 0.0
+    _release_waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     # --- snapshot ---------------------------------------------------------------------------------------
     def install(self, snapshot: Snapshot) -> None:
@@ -226,6 +228,24 @@ class GatewayState:
             self.in_flight[account_id] = left
         else:
             self.in_flight.pop(account_id, None)
+        waiters, self._release_waiters = self._release_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def slot_released(self, timeout: float) -> bool:
+        """Whether some stream slot was released within `timeout` (attempts stopped by the stream cap wait on
+        it; each then picks again, so a release wakes them all)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._release_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            if waiter in self._release_waiters:
+                self._release_waiters.remove(waiter)
+        return True
 
     def expire_in_flight(self, now: float) -> None:
         """Requests whose access-log entry never came (Envoy restarted) must not hold a slot forever."""
