@@ -41,15 +41,25 @@ from pooler.poolkeys import key_matches, key_prefix
 
 log = logging.getLogger(__name__)
 
-ENDED_CHECK_SECONDS = 2.0
+ENDED_CHECK_SECONDS = 0.25
 """How often requests in flight are checked against `request_logs` (a slot freed elsewhere is freed here within
-this plus the logging replica's flush interval)."""
-ENDED_CHECK_AFTER_SECONDS = 1.0
-"""Requests younger than this are not looked up: their entry has not been flushed anywhere yet."""
+this plus the logging replica's flush interval). Short: each worker enforces its share of the stream cap on
+these counts, and an attempt stopped by the cap waits at most 1 s for a release (extproc/processor.py)."""
+ENDED_CHECK_AFTER_SECONDS = 0.25
+"""Requests younger than this are not looked up: their entry cannot have been flushed anywhere yet."""
 
 
 def enabled() -> bool:
     return os.environ.get("POOLER_EXTPROC_SHARED", "").lower() in ("1", "true", "yes")
+
+
+def workers() -> int | None:
+    """POOLER_EXTPROC_WORKERS: how many ext_proc workers (on every host) share the database's accounts; None when
+    unset, not a positive number, or outside replica mode. Each worker then enforces its share of the stream cap."""
+    raw = os.environ.get("POOLER_EXTPROC_WORKERS", "")
+    if not enabled() or not raw.strip().isdigit() or int(raw) < 1:
+        return None
+    return int(raw)
 
 
 def drain_seconds() -> float:
@@ -73,6 +83,7 @@ class SharedState:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
         self.hasher = state.ctx.hasher
+        state.cap_workers = workers()
 
     def _db(self, fn: Any, *args: Any) -> Any:
         with self.state.ctx.session_factory.begin() as session:

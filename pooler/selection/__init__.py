@@ -18,7 +18,7 @@ from pooler.selection.strategies import (
     named_strategy,
     strategy_for,
 )
-from pooler.selection.types import AccountCandidate, PoolPolicy, Selection, SelectionRequest, WindowView
+from pooler.selection.types import AccountCandidate, PoolPolicy, Selection, SelectionRequest, WindowView, worker_cap
 
 __all__ = [
     "DEFAULT_STRATEGY",
@@ -41,4 +41,5 @@ __all__ = [
     "pooled_usage_payload",
     "select_account",
     "strategy_for",
+    "worker_cap",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pooler.selection import reasons
 from pooler.selection.reasons import explain
-from pooler.selection.types import AccountCandidate, PoolPolicy, SelectionRequest, effective_stale_after
+from pooler.selection.types import AccountCandidate, PoolPolicy, SelectionRequest, effective_stale_after, worker_cap
 from pooler.selection.windows import quota_block
 from pooler.states import AssignmentStatus, PoolStatus
 
@@ -64,7 +64,7 @@ def ineligibility(candidate: AccountCandidate, policy: PoolPolicy, request: Sele
     quota, _ = quota_block(candidate.windows, policy, now, effective_stale_after(policy, request))
     if quota is not None:
         return quota
-    cap = policy.max_concurrency_per_account
+    cap = worker_cap(policy.max_concurrency_per_account, request.cap_workers)
     if cap is not None and request.enforce_cap and request.in_flight.get(candidate.account_id, 0) >= cap:
         return reasons.CONCURRENCY_CAP
     if candidate.account_id in request.exclude:

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pooler.selection import reasons
 from pooler.selection.index import PoolIndex, PoolView
 from pooler.selection.strategies import StrategyState
-from pooler.selection.types import AccountCandidate, PoolPolicy, Selection, SelectionRequest
+from pooler.selection.types import AccountCandidate, PoolPolicy, Selection, SelectionRequest, worker_cap
 
 _POOL_PAUSED = Selection(None, reasons.POOL_PAUSED)
 _MODEL_NOT_ALLOWED = Selection(None, reasons.MODEL_NOT_ALLOWED)
@@ -55,7 +55,7 @@ def select_account(
     if stale_after is None:
         stale_after = policy.stale_after_seconds
     view = index.view(request.now, stale_after)
-    cap = index.concurrency_cap if request.enforce_cap else None
+    cap = worker_cap(index.concurrency_cap, request.cap_workers) if request.enforce_cap else None
     excluded = index.excluded_for(request.model, request.now)
     if excluded:
         # The upstream excluded these accounts for this model (usage_not_included, a per-model limit family): for

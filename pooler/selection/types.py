@@ -83,7 +83,9 @@ class SelectionRequest:
     """Recent picks per account (least-used's tie-break); None = no history."""
     enforce_cap: bool = True
     """False: the caller cannot count streams reliably, so the pool's concurrency cap is not applied (ext_proc
-    replicas: a stream's end may be logged by another replica; in-flight counts still break ties)."""
+    replicas that were not told how many they are: in-flight counts still break ties)."""
+    cap_workers: int = 1
+    """How many processes split each account's stream cap; this one enforces its share (`worker_cap`)."""
     stale_after_seconds: float | None = None
     """Overrides the policy's staleness bound when set."""
 
@@ -104,6 +106,15 @@ class Selection:
     sticky_full: bool = False
     """The session's account is eligible but at its concurrency cap: this request went to another account and
     the session stays claimed by its own (the caller must not re-pin it)."""
+
+
+def worker_cap(cap: int | None, workers: int) -> int | None:
+    """One worker's share of a per-account stream cap that `workers` processes enforce, each on its own streams:
+    the shares add up to at most the cap, so the accounts never see more (at least 1 each, so a cap below the
+    worker count admits up to one stream per worker)."""
+    if cap is None:
+        return None
+    return max(1, cap // max(1, workers))
 
 
 def effective_stale_after(policy: PoolPolicy, request: SelectionRequest) -> float | None:

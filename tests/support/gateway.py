@@ -352,7 +352,11 @@ def running_gateway(
             env = _tcp_environment(env, pki)
         replica_envs: list[dict[str, str]] = []
         if extproc_replicas > 1:
-            env.update(POOLER_EXTPROC_SHARED="1", POOLER_EXTPROC_DRAIN_SECONDS="2.5")
+            env.update(
+                POOLER_EXTPROC_SHARED="1",
+                POOLER_EXTPROC_DRAIN_SECONDS="2.5",
+                POOLER_EXTPROC_WORKERS=str(extproc_replicas),  # each enforces its share of the stream cap
+            )
             replica_envs = [
                 {
                     **env,

@@ -99,6 +99,8 @@ def test_concurrency_cap_and_already_tried() -> None:
     assert reason(policy=capped, request=replace(REQUEST, in_flight={1: 2})) == "concurrency_cap"
     assert reason(policy=capped, request=replace(REQUEST, in_flight={1: 1})) is None
     assert reason(request=replace(REQUEST, in_flight={1: 50})) is None  # no cap configured
+    # One of two workers sharing the cap: its share is 1.
+    assert reason(policy=capped, request=replace(REQUEST, in_flight={1: 1}, cap_workers=2)) == "concurrency_cap"
     assert reason(request=replace(REQUEST, exclude=frozenset({1}))) == "already_tried"
     assert reason(request=replace(REQUEST, exclude=frozenset({2}))) is None
 

@@ -14,6 +14,7 @@ from pooler.selection import (
     StrategyState,
     WindowView,
     select_account,
+    worker_cap,
 )
 from pooler.selection.eligibility import ineligibility
 from pooler.selection.load import RECENT_HALF_LIFE, RecentPicks
@@ -240,6 +241,23 @@ def test_concurrency_cap_is_never_exceeded_while_streams_pile_up() -> None:
             in_flight[chosen] += 1
         assert sorted(in_flight.values()) == [8, 8, 8], strategy
         assert select_account(policy, index, req(in_flight=in_flight), state).error == "concurrency_cap"
+
+
+def test_workers_sharing_the_cap_together_never_exceed_it() -> None:
+    # Three workers, each counting only its own streams: each fills its share, and the accounts see at most the cap.
+    policy = pol("least-used", max_concurrency_per_account=8)
+    index = PoolIndex(policy, [acct(1), acct(2)])
+    upstream = Counter[int]()
+    for worker in range(3):
+        state, own = StrategyState(seed=worker), Counter[int]()
+        mine = req(in_flight=own, cap_workers=3)
+        while (chosen := select_account(policy, index, mine, state).account_id) is not None:
+            own[chosen] += 1
+            upstream[chosen] += 1
+        assert sorted(own.values()) == [2, 2]  # 8 // 3 per account
+    assert all(n <= 8 for n in upstream.values()) and sum(upstream.values()) == 12
+    assert [worker_cap(8, n) for n in (1, 2, 3, 8, 9)] == [8, 4, 2, 1, 1]  # never 0: a worker can always serve
+    assert worker_cap(None, 4) is None
 
 
 # --- stickiness ------------------------------------------------------------------------------------------
