@@ -124,18 +124,24 @@ def test_gate_refuses_over_the_share_and_forgets_a_past_window() -> None:
     ]
 
 
-def test_a_paced_key_waits_for_the_next_day() -> None:
-    reset = NOW + 6.5 * DAY_SECONDS  # half a day into the week: 30/7 % allowed today
-    pool = _pool(((WEEKLY, 10.0, reset),))
+def _one_key_gate(pool: PoolEntry, reset: float, paced: bool) -> ShareGate:
+    """A gate with one key holding a 30% share, whose group ran 10 tokens on the pool's account this week."""
     account = pool.candidates[0].account_id
     gate = ShareGate()
     gate.seed(
         BudgetBook(
-            shares={"cpk_a": KeyShare(1, 30.0, "key:cpk_a", True)},
+            shares={"cpk_a": KeyShare(1, 30.0, "key:cpk_a", paced)},
             groups={"cpk_a": (1, "key:cpk_a")},
             share_tokens={(account, WEEKLY): (reset - WEEK, {"key:cpk_a": 10})},
         )
     )
+    return gate
+
+
+def test_a_paced_key_waits_for_the_next_day() -> None:
+    reset = NOW + 6.5 * DAY_SECONDS  # half a day into the week: 30/7 % allowed today
+    pool = _pool(((WEEKLY, 10.0, reset),))
+    gate = _one_key_gate(pool, reset, paced=True)
     windows = gate.windows("cpk_a", pool, NOW)
     assert windows is not None
     weekly = windows[1]
@@ -148,15 +154,7 @@ def test_the_measure_is_kept_for_its_second_whatever_evidence_arrives() -> None:
     # already made (not recomputed per request); the next second sees the new evidence.
     reset = NOW + 2 * DAY_SECONDS
     pool = _pool(((WEEKLY, 50.0, reset),))
-    account = pool.candidates[0].account_id
-    gate = ShareGate()
-    gate.seed(
-        BudgetBook(
-            shares={"cpk_a": KeyShare(1, 30.0, "key:cpk_a", False)},
-            groups={"cpk_a": (1, "key:cpk_a")},
-            share_tokens={(account, WEEKLY): (reset - WEEK, {"key:cpk_a": 10})},
-        )
-    )
+    gate = _one_key_gate(pool, reset, paced=False)
     first, _ = gate.uses(pool, NOW)
     assert first[("key:cpk_a", WEEKLY)].used_percent == pytest.approx(50.0)
     newer = _pool(((WEEKLY, 80.0, reset),))
