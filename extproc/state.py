@@ -74,6 +74,10 @@ class GatewayState:
     with the database's, which did not hold the pins made since the last flush: back-to-back turns of one
     session could land on two accounts)."""
     requests_in_flight: dict[str, tuple[float, list[int]]] = field(default_factory=dict)
+    request_sessions: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """request id -> (pool id, session hash), for the requests in flight that named a session."""
+    session_streams: dict[tuple[int, str, int], int] = field(default_factory=dict)
+    """(pool id, session hash, account id) -> streams in flight: what the cap wait asks of a busy session."""
     attempts: dict[str, tuple[float, list[AttemptRecord]]] = field(default_factory=dict)
     """request id -> upstream-log records of its finished attempts (until its downstream entry arrives).
     Insertion order is arrival order, so expiry pops from the front (`expire_attempts`)."""
@@ -209,14 +213,20 @@ class GatewayState:
     # earlier attempt is over: Envoy retries only after it ended) or, for the last attempt, when the request's
     # access-log entry arrives - up to one flush interval (0.5 s) late. Releasing that one earlier would need a
     # response-phase message per request; a cap is thus conservative by at most one flush interval.
-    def start(self, request_id: str, account_id: int, now: float) -> None:
+    def start(self, request_id: str, account_id: int, now: float, session: tuple[int, str] | None = None) -> None:
+        """`session`: (pool id, session hash) of the request, counted in `session_streams` too."""
         self.in_flight[account_id] = self.in_flight.get(account_id, 0) + 1
         entry = self.requests_in_flight.get(request_id)
         if entry is None:
             self.requests_in_flight[request_id] = (now, [account_id])
         else:
             self._release(entry[1][-1])
+            self._session_release(request_id, entry[1][-1])
             entry[1].append(account_id)  # every attempt's account stays listed: the access log reads by position
+        if session is not None:
+            self.request_sessions[request_id] = session
+            key = (*session, account_id)
+            self.session_streams[key] = self.session_streams.get(key, 0) + 1
 
     def finish(self, request_id: str) -> None:
         for hook in self.finish_hooks:
@@ -224,6 +234,23 @@ class GatewayState:
         entry = self.requests_in_flight.pop(request_id, None)
         if entry is not None:
             self._release(entry[1][-1])
+            self._session_release(request_id, entry[1][-1])
+        self.request_sessions.pop(request_id, None)
+
+    def session_streams_on(self, pool_id: int, session_hash: str, account_id: int) -> int:
+        """Streams of this session counted on `account_id` (its finished turn stays counted until its log entry)."""
+        return self.session_streams.get((pool_id, session_hash, account_id), 0)
+
+    def _session_release(self, request_id: str, account_id: int) -> None:
+        session = self.request_sessions.get(request_id)
+        if session is None:
+            return
+        key = (*session, account_id)
+        left = self.session_streams.get(key, 0) - 1
+        if left > 0:
+            self.session_streams[key] = left
+        else:
+            self.session_streams.pop(key, None)
 
     def _release(self, account_id: int) -> None:
         left = self.in_flight.get(account_id, 0) - 1

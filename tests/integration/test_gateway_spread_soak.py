@@ -26,9 +26,9 @@ SOAK_SECONDS = 20.0
 CAP = 8
 TOKENS_PER_SECOND = 12.0
 """The simulator's pace: ~1 s a turn with its default text, so streams of different sessions overlap."""
-MAX_REFUSED_SHARE = 0.10
-"""Several workers: at most this share of turns answered 503 server_is_overloaded (measured on 2 cores under
-other load: 12 of ~600 and 25 of ~450)."""
+MAX_CAP_MISSES = 0.10
+"""Several workers: refused turns (503 server_is_overloaded) plus moved sessions, at most this share of the turns
+(measured with 2 workers on 2 loaded cores: 16 refused and 3 moved of 443 turns)."""
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["one-worker", "two-workers"])
@@ -103,13 +103,16 @@ def test_new_sessions_spread_and_the_cap_holds_under_steady_load(gw: Gateway) ->
 
     # The upstream's own count of streams open at once per account, never above the pool's cap.
     assert all(peak <= CAP for peak in peaks.values()), peaks
-    # A refusal is only ever "busy, retry shortly" (never forwarded); one worker refuses none at this load.
-    # Several workers each enforce their share of the cap on their own streams, and Envoy balances attempts,
-    # not accounts: a worker's share of an account can be full while the other's has room (bounded below).
+    # A refusal is only ever "busy, retry shortly" (never forwarded).
     assert all('"code":"server_is_overloaded"' in f and ": 503 " in f for f in failures), failures[:3]
-    assert len(failures) <= (0 if workers == 1 else MAX_REFUSED_SHARE * len(turns)), failures[:3]
-    # Every turn of a session on the session's account.
-    assert not moved, list(moved.items())[:5]
+    if workers == 1:
+        # No refusal at this load, and every turn of a session on the session's account.
+        assert not failures and not moved, (failures[:3], list(moved.items())[:3])
+    else:
+        # Each worker enforces its share of the cap on its own streams, and Envoy balances attempts, not accounts:
+        # a worker's share of an account can be full while another's has room. After the cap wait such a turn is
+        # refused (every account full here) or overflows its session's account: bounded, not zero.
+        assert len(failures) + len(moved) <= MAX_CAP_MISSES * len(turns), (failures[:3], list(moved.items())[:3])
     assert total >= 3 * CLIENTS and set(new_sessions) == set(seeded.accounts), new_sessions
     shares = {a: n / total for a, n in new_sessions.items()}
     assert all(0.20 <= share <= 0.47 for share in shares.values()), (shares, total)

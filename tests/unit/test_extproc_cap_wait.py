@@ -73,3 +73,17 @@ def test_without_a_release_the_attempt_gets_the_cap_answer_at_the_deadline(monke
 
     assert asyncio.run(run()) is REFUSED
     assert calls == [False, True]  # the last pick may refuse (or overflow a session's busy account)
+
+
+def test_a_sessions_streams_are_counted_per_account_until_its_log_entry() -> None:
+    # What the wait asks of a session whose account is at the cap: how many of its own streams are counted there.
+    state = GatewayState(cast(Any, SimpleNamespace(hasher=KeyedHasher(b"k" * 32))))
+    session = (1, "s-hash")
+    state.start("turn-1", 7, 0.0, session)
+    state.start("turn-2", 7, 0.0, session)
+    assert state.session_streams_on(1, "s-hash", 7) == 2
+    state.start("turn-2", 8, 0.0, session)  # its retry went to account 8: the slot moved with it
+    assert (state.session_streams_on(1, "s-hash", 7), state.session_streams_on(1, "s-hash", 8)) == (1, 1)
+    state.finish("turn-1")
+    state.finish("turn-2")
+    assert state.session_streams == {} and state.request_sessions == {} and state.in_flight == {}
