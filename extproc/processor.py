@@ -57,8 +57,8 @@ EVIDENCE_WAIT_SECONDS = 1.5
 """Longest wait for the access log (flushed every 0.5 s) before answering a request whose accounts all failed."""
 STICKY_REFRESH_FRACTION = 0.25
 SEQUENTIAL_STREAMS = 1
-"""A session with at most this many streams counted on its busy account waits for it (its previous turn, not yet
-logged); more is a burst of the session's own, which overflows at once."""
+"""An attempt stopped by the cap waits only for a session with at most this many requests counted (its previous
+turn, not yet logged): a session's next turn. More is a burst of the session's own, answered at once."""
 CAP_WAIT_SECONDS = 1.0
 """How long an attempt stopped only by the stream cap waits for a stream to end: two access-log flush intervals
 (a slot is released up to one flush after its stream ended), well below the ext_proc's 2 s message timeout."""
@@ -309,15 +309,15 @@ class AttemptProcessor:
         return None
 
     def _pick_or_wait(self, attempt: Attempt) -> ProcessingResponse | Exhausted | Deferred:
-        """`_pick`, except that an attempt stopped only by the stream cap waits up to CAP_WAIT_SECONDS for a
-        stream to end before it is refused or overflows. Slots are released when a request's access-log entry
-        arrives, up to one flush after the stream ended; under a steady load near the cap (the soak in
+        """`_pick`, except that a session's next turn stopped only by the stream cap (every account at it, or the
+        session's own) waits up to CAP_WAIT_SECONDS for a stream to end before it is refused or overflows. Slots
+        are released when a request's access-log entry arrives, up to one flush after the stream ended, so the
+        next turn finds the previous one still counted: under a steady load near the cap (the soak in
         tests/integration/test_gateway_spread_soak.py) those late releases alone refused turns the accounts could
-        serve (every account at the cap: wait), and moved a third of the sessions, whose next turn found the
-        previous one still counted on their account (a session with at most SEQUENTIAL_STREAMS counted there:
-        wait). A session with more streams counted on its account is a burst of its own; it overflows at once:
-        waiting made one session's back-to-back requests wait for each flush (`make bench`: 9 instead of ~500
-        requests/s)."""
+        serve and moved a third of the sessions. Only a session with at most SEQUENTIAL_STREAMS requests counted
+        waits; anything else (a burst of one session, no session) is answered at once: waiting there made
+        back-to-back requests wait for each flush, and the slower flushes of a slower load kept it there
+        (`make bench`, c=1: 9-37 instead of ~500 requests/s)."""
         decision = self._pick(attempt, busy_ok=False)
         if not isinstance(decision, Busy):
             return decision
@@ -398,14 +398,11 @@ class AttemptProcessor:
             selection = self._sealed_home(pool, wanted, session_account) or selection
         picked_at = time.perf_counter()
         METRICS.observe_phase("select", picked_at - started)
-        if not busy_ok and (
-            selection.error == "concurrency_cap"
-            or (
-                selection.sticky_full
-                and hashed is not None
-                and sticky_account is not None
-                and self.state.session_streams_on(pool.pool_id, hashed, sticky_account) <= SEQUENTIAL_STREAMS
-            )
+        if (
+            not busy_ok
+            and (selection.error == "concurrency_cap" or selection.sticky_full)
+            and hashed is not None
+            and self.state.session_streams.get((pool.pool_id, hashed), 0) <= SEQUENTIAL_STREAMS
         ):
             return BUSY
         if selection.account_id is None:

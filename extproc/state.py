@@ -76,8 +76,9 @@ class GatewayState:
     requests_in_flight: dict[str, tuple[float, list[int]]] = field(default_factory=dict)
     request_sessions: dict[str, tuple[int, str]] = field(default_factory=dict)
     """request id -> (pool id, session hash), for the requests in flight that named a session."""
-    session_streams: dict[tuple[int, str, int], int] = field(default_factory=dict)
-    """(pool id, session hash, account id) -> streams in flight: what the cap wait asks of a busy session."""
+    session_streams: dict[tuple[int, str], int] = field(default_factory=dict)
+    """(pool id, session hash) -> the session's requests in flight (a finished turn stays counted until its
+    access-log entry): whether an attempt stopped by the cap is a session's next turn (extproc/processor.py)."""
     attempts: dict[str, tuple[float, list[AttemptRecord]]] = field(default_factory=dict)
     """request id -> upstream-log records of its finished attempts (until its downstream entry arrives).
     Insertion order is arrival order, so expiry pops from the front (`expire_attempts`)."""
@@ -219,14 +220,12 @@ class GatewayState:
         entry = self.requests_in_flight.get(request_id)
         if entry is None:
             self.requests_in_flight[request_id] = (now, [account_id])
+            if session is not None:
+                self.request_sessions[request_id] = session
+                self.session_streams[session] = self.session_streams.get(session, 0) + 1
         else:
             self._release(entry[1][-1])
-            self._session_release(request_id, entry[1][-1])
             entry[1].append(account_id)  # every attempt's account stays listed: the access log reads by position
-        if session is not None:
-            self.request_sessions[request_id] = session
-            key = (*session, account_id)
-            self.session_streams[key] = self.session_streams.get(key, 0) + 1
 
     def finish(self, request_id: str) -> None:
         for hook in self.finish_hooks:
@@ -234,23 +233,13 @@ class GatewayState:
         entry = self.requests_in_flight.pop(request_id, None)
         if entry is not None:
             self._release(entry[1][-1])
-            self._session_release(request_id, entry[1][-1])
-        self.request_sessions.pop(request_id, None)
-
-    def session_streams_on(self, pool_id: int, session_hash: str, account_id: int) -> int:
-        """Streams of this session counted on `account_id` (its finished turn stays counted until its log entry)."""
-        return self.session_streams.get((pool_id, session_hash, account_id), 0)
-
-    def _session_release(self, request_id: str, account_id: int) -> None:
-        session = self.request_sessions.get(request_id)
-        if session is None:
-            return
-        key = (*session, account_id)
-        left = self.session_streams.get(key, 0) - 1
-        if left > 0:
-            self.session_streams[key] = left
-        else:
-            self.session_streams.pop(key, None)
+        session = self.request_sessions.pop(request_id, None)
+        if session is not None:
+            left = self.session_streams.get(session, 0) - 1
+            if left > 0:
+                self.session_streams[session] = left
+            else:
+                self.session_streams.pop(session, None)
 
     def _release(self, account_id: int) -> None:
         left = self.in_flight.get(account_id, 0) - 1

@@ -75,15 +75,15 @@ def test_without_a_release_the_attempt_gets_the_cap_answer_at_the_deadline(monke
     assert calls == [False, True]  # the last pick may refuse (or overflow a session's busy account)
 
 
-def test_a_sessions_streams_are_counted_per_account_until_its_log_entry() -> None:
-    # What the wait asks of a session whose account is at the cap: how many of its own streams are counted there.
+def test_a_sessions_requests_are_counted_until_their_log_entries() -> None:
+    # What the wait asks of an attempt stopped by the cap: is it a session's next turn (at most one counted)?
     state = GatewayState(cast(Any, SimpleNamespace(hasher=KeyedHasher(b"k" * 32))))
     session = (1, "s-hash")
     state.start("turn-1", 7, 0.0, session)
     state.start("turn-2", 7, 0.0, session)
-    assert state.session_streams_on(1, "s-hash", 7) == 2
-    state.start("turn-2", 8, 0.0, session)  # its retry went to account 8: the slot moved with it
-    assert (state.session_streams_on(1, "s-hash", 7), state.session_streams_on(1, "s-hash", 8)) == (1, 1)
+    state.start("turn-2", 8, 0.0, session)  # a retry of turn-2 on account 8: still one request of the session
+    assert state.session_streams == {session: 2}
     state.finish("turn-1")
+    assert state.session_streams == {session: 1}
     state.finish("turn-2")
     assert state.session_streams == {} and state.request_sessions == {} and state.in_flight == {}
