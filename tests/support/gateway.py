@@ -418,8 +418,9 @@ def running_gateway(
             clock_file=sock_dir / "clock" if shifted_clock else None,
         )
         stack.callback(lambda: gw.extproc.stop())
-        for replica in gw.replicas.values():
-            stack.callback(replica.stop)
+        # Every replica running at the end, including those a test restarted (registering them here, before they
+        # were started, registered none: each replica-mode module left its replicas running after the tests).
+        stack.callback(_stop_replicas, gw)
         try:
             wait_until(lambda: port_open(port) or not envoy.alive(), timeout=60, what="envoy listener")
             if not envoy.alive():
@@ -434,6 +435,11 @@ def running_gateway(
             for name, text in gw.process_logs().items():
                 print(f"----- {name} (last 4000 chars) -----\n{text[-4000:]}")
             raise
+
+
+def _stop_replicas(gw: Gateway) -> None:
+    for replica in list(gw.replicas.values()):
+        replica.stop()
 
 
 __all__ = ["Gateway", "SeededPool", "running_gateway", "start_envoy"]
