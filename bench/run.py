@@ -4,6 +4,10 @@ Measures, with a ~40 KB Codex CLI request body (bench/codex_body.py):
 - requests/s and p50/p99 latency (wrk) at concurrency 1 and 16, direct Envoy vs gateway, against
   (a) nginx with a fixed Codex SSE reply - the header-path comparison, where the upstream costs almost nothing -
   and (b) the simulator flat out, plus the simulator's own ceiling without Envoy;
+- the gateway with one ext_proc and with N ext_proc workers (replica mode; N = --workers, default the CPU count,
+  at least 2) on the same run, against nginx;
+- CPU seconds per request of each process (Envoy, each ext_proc, the upstream), from /proc/<pid>/stat
+  utime + stime before and after each run;
 - SSE time to first byte through both paths (simulator);
 - ext_proc memory after warm-up, after 10,000 more gateway requests, and the slopes of RSS and of the glibc
   heap in use (extproc/memdebug.py stats line) over 6 more blocks;
@@ -32,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.codex_body import codex_body
-from bench.stack import Stack, eprint, make_stack, rss_kib, seed, start
+from bench.stack import Stack, cpu_seconds, eprint, make_stack, rss_kib, seed, start
 from bench.ttfb import measure_ttfb
 from bench.wrk import WrkResult, run_wrk, wrk_binary
 
@@ -125,14 +129,23 @@ class Runner:
         self.body = codex_body()
         self.body_file.write_bytes(self.body)
         self.gateway_requests = 0
+        self.cpu: dict[str, dict[int, dict[str, float]]] = {}
+        """target -> concurrency -> process -> CPU seconds over that target's measured runs."""
+        self.cpu_requests: dict[str, dict[int, int]] = {}
 
     def token(self, target: str) -> str:
-        if target.startswith("gateway"):
+        if target.startswith(("gateway", "workers")):
             assert self.stack.pool_key is not None
             return self.stack.pool_key
         return self.stack.account_token
 
-    def wrk(self, target: str, connections: int, seconds: float | None = None) -> WrkResult:
+    def cpu_now(self) -> dict[str, float]:
+        assert self.stack.supervisor is not None
+        return {c.name: cpu_seconds(c.pid) for c in self.stack.supervisor.children}
+
+    def wrk(self, target: str, connections: int, seconds: float | None = None, measure: bool = False) -> WrkResult:
+        """`measure`: count the run's requests and every process's CPU time into `cpu` (the measured rounds)."""
+        before = self.cpu_now() if measure else {}
         result = run_wrk(
             self.stack.url(target) + PATH,
             self.body_file,
@@ -142,6 +155,12 @@ class Runner:
             seconds or self.seconds,
             self.stack.workdir,
         )
+        if measure:
+            spent = self.cpu.setdefault(target, {}).setdefault(connections, {})
+            for name, used in self.cpu_now().items():
+                spent[name] = spent.get(name, 0.0) + used - before.get(name, used)
+            counted = self.cpu_requests.setdefault(target, {})
+            counted[connections] = counted.get(connections, 0) + result.requests
         if target.startswith("gateway"):
             self.gateway_requests += result.requests
         eprint(
@@ -164,13 +183,29 @@ def combine(runs: list[WrkResult]) -> dict[str, Any]:
     }
 
 
-def run(seconds: float, rounds: int, ttfb_count: int) -> dict[str, Any]:
+def cpu_per_request(runner: Runner) -> dict[str, dict[int, dict[str, float]]]:
+    """target -> concurrency -> process -> CPU ms per request, for the processes that did work for it (a share of
+    at least 1% of the run's CPU: the other paths' idle Envoys only answer health checks)."""
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for target, by_c in runner.cpu.items():
+        for c, spent in by_c.items():
+            requests = runner.cpu_requests[target][c]
+            total = sum(spent.values())
+            if not requests or not total:
+                continue
+            out.setdefault(target, {})[c] = {
+                name: round(used / requests * 1000, 4) for name, used in spent.items() if used >= 0.01 * total
+            }
+    return out
+
+
+def run(seconds: float, rounds: int, ttfb_count: int, workers: int) -> dict[str, Any]:
     if wrk_binary() is None:
         raise SystemExit("wrk is not installed: run `make bench-deps` (apt-get install wrk nginx-light)")
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine(), "seconds_per_run": seconds, "rounds": rounds}
     workdir = Path(tempfile.mkdtemp(prefix="pooler-bench-"))
-    stack = make_stack(workdir)
+    stack = make_stack(workdir, workers)
     try:
         eprint(f"bench: seeding and starting processes in {workdir}")
         seed(stack)
@@ -181,6 +216,9 @@ def run(seconds: float, rounds: int, ttfb_count: int) -> dict[str, Any]:
         paths = ["direct_nginx", "plain_nginx", "direct_sim"] + (
             ["gateway_nginx", "gateway_sim"] if stack.has_gateway else []
         )
+        if stack.has_gateway and "workers_nginx" in stack.ports:
+            paths.append("workers_nginx")
+            results["workers"] = stack.workers
         eprint("bench: warm-up")
         for target in paths:
             runner.wrk(target, 4, seconds=2)
@@ -194,10 +232,11 @@ def run(seconds: float, rounds: int, ttfb_count: int) -> dict[str, Any]:
                 runs: dict[str, list[WrkResult]] = {}
                 for r in range(rounds):
                     # Alternate who goes first: drifting background load then hits both paths alike.
-                    kinds = ("direct", "plain", "gateway") if r % 2 == 0 else ("gateway", "plain", "direct")
-                    for kind in kinds:
-                        if f"{kind}_{upstream}" in paths:
-                            runs.setdefault(f"{kind}_{upstream}", []).append(runner.wrk(f"{kind}_{upstream}", c))
+                    kinds = ("direct", "plain", "gateway", "workers")
+                    for kind in kinds if r % 2 == 0 else reversed(kinds):
+                        target = f"{kind}_{upstream}"
+                        if target in paths:
+                            runs.setdefault(target, []).append(runner.wrk(target, c, measure=True))
                 for target, rs in runs.items():
                     results["wrk"].setdefault(target, {})[c] = combine(rs)
         eprint(f"bench: SSE time to first byte, {ttfb_count} sequential requests per path (simulator)")
@@ -207,6 +246,7 @@ def run(seconds: float, rounds: int, ttfb_count: int) -> dict[str, Any]:
             ttfb[target] = asdict(res)
             eprint(f"  {target:<14} ttfb p50 {res.p50_ms:.2f} ms  p99 {res.p99_ms:.2f} ms  errors {res.errors}")
         results["ttfb"] = ttfb
+        results["cpu_ms_per_request"] = cpu_per_request(runner)
         if stack.has_gateway:
             results["extproc_memory"] = memory_probe(runner)
         results["selection"] = selection_us()
@@ -303,6 +343,13 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 gateway[16]["rps"] / wrk[f"plain_{upstream}"][16]["rps"] if f"plain_{upstream}" in wrk else None
             ),
         }
+    workers, direct, gateway = wrk.get("workers_nginx"), wrk.get("direct_nginx"), wrk.get("gateway_nginx")
+    if workers and direct and gateway:
+        out["workers"] = {
+            "count": results.get("workers"),
+            "throughput_ratio_c16": workers[16]["rps"] / direct[16]["rps"] if direct[16]["rps"] else None,
+            "speedup_c16": workers[16]["rps"] / gateway[16]["rps"] if gateway[16]["rps"] else None,
+        }
     ttfb = results.get("ttfb", {})
     if "direct_sim" in ttfb and "gateway_sim" in ttfb:
         out["added_ttfb_p50_ms"] = ttfb["gateway_sim"]["p50_ms"] - ttfb["direct_sim"]["p50_ms"]
@@ -334,6 +381,10 @@ def markdown(results: dict[str, Any]) -> str:
         kind, upstream = target.split("_", 1)
         if kind == "plain":  # second, clearly labelled baseline: a proxy that does not read the body
             kind = "plain Envoy (no body filters)"
+        elif kind == "gateway":
+            kind = "gateway, 1 ext_proc"
+        elif kind == "workers":
+            kind = f"gateway, {results.get('workers')} ext_proc workers (replica mode)"
         for c, r in sorted(by_c.items(), key=lambda kv: int(kv[0])):
             cells = f"{r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']}"
             lines.append(f"| {kind} | {upstream} | {c} | {cells} |")
@@ -343,6 +394,14 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} alone | - | {c} | {rps:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |"
             )
+    cpu = results.get("cpu_ms_per_request", {})
+    if cpu:
+        lines += ["", "| CPU ms per request (user + system), c=16 | process: ms |", "| --- | --- |"]
+        for target, by_c in cpu.items():
+            spent = by_c.get(16) or by_c.get("16")  # (JSON keys are strings when read back)
+            if spent:
+                cells = ", ".join(f"{name} {ms:.3f}" for name, ms in sorted(spent.items(), key=lambda kv: -kv[1]))
+                lines.append(f"| {target} | {cells} (total {sum(spent.values()):.3f}) |")
     lines += [
         "",
         "| SSE time to first byte (simulator) | p50 ms | p99 ms | requests | errors |",
@@ -367,6 +426,13 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(
                     f"| gateway/plain Envoy throughput, c=16, {label} (no body filters; reported) | {plain:.0%} | - | |"
                 )
+    if "workers" in s:
+        w = s["workers"]
+        lines.append(
+            f"| {w['count']} ext_proc workers: gateway/direct throughput, c=16, nginx fixed reply | "
+            f"{w['throughput_ratio_c16']:.0%} | - | |"
+        )
+        lines.append(f"| {w['count']} workers vs 1 ext_proc, c=16, nginx | {w['speedup_c16']:.2f}x | - | |")
     if "added_ttfb_p50_ms" in s:
         lines.append(f"| added SSE TTFB p50 | {s['added_ttfb_p50_ms']:.2f} ms | - | |")
     mem = results.get("extproc_memory")
@@ -429,9 +495,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each wrk run (default 5)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved direct/gateway rounds (default 3)")
     parser.add_argument("--ttfb-requests", type=int, default=500)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=max(2, os.cpu_count() or 1),
+        help="ext_proc workers of the N-worker gateway path (default: the CPU count, at least 2; 1 = no such path)",
+    )
     parser.add_argument("--update-docs", action="store_true", help="write the results block of docs/BENCHMARKS.md")
     args = parser.parse_args(argv)
-    results = run(args.seconds, args.rounds, args.ttfb_requests)
+    results = run(args.seconds, args.rounds, args.ttfb_requests, args.workers)
     text = markdown(results)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")

@@ -3,7 +3,10 @@
 Upstreams: the simulator (flat out, budgets raised so 10,000s of requests never hit a quota) and nginx (a fixed
 Codex SSE reply: the cheap upstream for the header-path comparison). For each upstream one *direct* Envoy
 (same listener and routes, no ext_proc: envoy_config `direct=True`) and one *gateway* Envoy (upstream-filter
-ext_proc), all sharing one ext_proc process. Everything on 127.0.0.1, in a temp dir, SQLite.
+ext_proc), all sharing one ext_proc process. With `workers` > 1, one more gateway Envoy in front of nginx
+(`workers_nginx`) whose ext_proc is that many worker processes in replica mode (POOLER_EXTPROC_SHARED, own
+sockets, Envoy balancing over them: what several workers per host are). Everything on 127.0.0.1, in a temp dir,
+SQLite.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import dataclasses
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -46,6 +50,8 @@ class Stack:
     account_token: str = ""
     supervisor: Supervisor | None = None
     log: IO[str] | None = None
+    workers: int = 0
+    """ext_proc worker processes behind the `workers_nginx` Envoy (0: no such path)."""
 
     @property
     def has_gateway(self) -> bool:
@@ -65,7 +71,11 @@ class Stack:
             self.log.close()
 
 
-def make_stack(workdir: Path) -> Stack:
+def worker_name(n: int) -> str:
+    return f"extproc-w{n}"
+
+
+def make_stack(workdir: Path, workers: int = 0) -> Stack:
     data = workdir / "data"
     env = {
         "POOLER_DATA_DIR": str(data),
@@ -78,10 +88,16 @@ def make_stack(workdir: Path) -> Stack:
         "POOLER_ENVOY_ADMIN_PORT": str(free_loopback_port()),
         "POOLER_LOG_LEVEL": "WARNING",
     }
-    stack = Stack(workdir=workdir, config=load_config(env), env=env)
+    stack = Stack(workdir=workdir, config=load_config(env), env=env, workers=workers)
     for name in ("simulator", "nginx", "direct_sim", "direct_nginx", "plain_nginx", "gateway_sim", "gateway_nginx"):
         stack.ports[name] = free_loopback_port()
+    if workers > 1:
+        stack.ports["workers_nginx"] = free_loopback_port()
     return stack
+
+
+def _worker_sockets(stack: Stack, n: int) -> tuple[Path, Path]:
+    return stack.workdir / f"w{n}-x.sock", stack.workdir / f"w{n}-a.sock"
 
 
 BODY_FILTERS = (REQUEST_SCAN_FILTER, USAGE_FILTER)
@@ -106,7 +122,10 @@ def _without_body_filters(node: Any) -> None:
             _without_body_filters(value)
 
 
-def _envoy(stack: Stack, name: str, upstream_url: str, direct: bool, plain: bool = False) -> ChildSpec:
+def _envoy(
+    stack: Stack, name: str, upstream_url: str, direct: bool, plain: bool = False, workers: int = 0
+) -> ChildSpec:
+    """`workers` > 0: the ext_proc is that many worker processes (their sockets), not the shared one."""
     from pooler.envoy_config import Endpoint, config_from_env, render
 
     admin_port = free_loopback_port()
@@ -116,6 +135,11 @@ def _envoy(stack: Stack, name: str, upstream_url: str, direct: bool, plain: bool
         local=Endpoint.unix(stack.workdir / f"local-{name}.sock"),
         direct=direct,
     )
+    if workers:
+        sockets = [tuple(Endpoint.unix(p) for p in _worker_sockets(stack, n)) for n in range(workers)]
+        gateway = dataclasses.replace(
+            gateway, extproc=sockets[0][0], accesslog=sockets[0][1], replicas=tuple((x, a) for x, a in sockets[1:])
+        )
     path = stack.workdir / f"envoy-{name}.yaml"
     text = render(gateway)
     if plain:
@@ -179,6 +203,21 @@ def start(stack: Stack, extproc_env: dict[str, str] | None = None) -> None:
         )
         specs.append(_envoy(stack, "gateway_sim", sim, direct=False))
         specs.append(_envoy(stack, "gateway_nginx", ngx, direct=False))
+        if stack.workers > 1:
+            for n in range(stack.workers):
+                extproc_socket, accesslog_socket = _worker_sockets(stack, n)
+                worker_env = {
+                    "POOLER_EXTPROC_SHARED": "1",
+                    "POOLER_EXTPROC_WORKERS": str(stack.workers),
+                    "POOLER_EXTPROC_SOCKET": str(extproc_socket),
+                    "POOLER_ACCESSLOG_SOCKET": str(accesslog_socket),
+                }
+                specs.append(
+                    ChildSpec(
+                        worker_name(n), python_module("extproc"), env=worker_env, probe=unix_probe(extproc_socket)
+                    )
+                )
+            specs.append(_envoy(stack, "workers_nginx", ngx, direct=False, workers=stack.workers))
     stack.log = open(stack.workdir / "processes.log", "a")  # noqa: SIM115 - closed in Stack.stop
     env = {**stack.env, "PYTHONUNBUFFERED": "1"}
     stack.supervisor = Supervisor(specs, out=stack.log, base_env={**os.environ, **env})
@@ -193,24 +232,44 @@ def start(stack: Stack, extproc_env: dict[str, str] | None = None) -> None:
             ).raise_for_status()
 
 
-def rss_kib(pid: int | None) -> int:
-    """Resident memory of a process and its descendants (a server may fork workers), in KiB."""
-    if pid is None:
-        return 0
-    total = 0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _group(pid: int) -> Iterator[tuple[Path, list[str]]]:
+    """(/proc entry, stat fields after the command) of each process of `pid`'s process group: the child leads its
+    own, and a server may fork workers (nginx)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[2]) != pid:  # process group: the child leads its own
-                continue
+        except OSError:
+            continue
+        if len(stat) > 12 and stat[2].isdigit() and int(stat[2]) == pid:
+            yield entry, stat
+
+
+def rss_kib(pid: int | None) -> int:
+    """Resident memory of a process and its descendants, in KiB."""
+    if pid is None:
+        return 0
+    total = 0
+    for entry, _ in _group(pid):
+        try:
             for line in (entry / "status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
         except (OSError, ValueError, IndexError):
             continue
     return total
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system, every thread) a process and its descendants used so far."""
+    if pid is None:
+        return 0.0
+    # Fields after the command: state is 0, so utime and stime (fields 14 and 15 of proc(5)) are 11 and 12.
+    return sum(int(stat[11]) + int(stat[12]) for _, stat in _group(pid)) / CLOCK_TICKS
 
 
 def eprint(*parts: object) -> None:
