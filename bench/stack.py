@@ -5,8 +5,10 @@ Codex SSE reply: the cheap upstream for the header-path comparison). For each up
 (same listener and routes, no ext_proc: envoy_config `direct=True`) and one *gateway* Envoy (upstream-filter
 ext_proc), all sharing one ext_proc process. With `workers` > 1, one more gateway Envoy in front of nginx
 (`workers_nginx`) whose ext_proc is that many worker processes in replica mode (POOLER_EXTPROC_SHARED, own
-sockets, Envoy balancing over them: what several workers per host are). Everything on 127.0.0.1, in a temp dir,
-SQLite.
+sockets, Envoy balancing over them: what several workers per host are). They are not told how many they are
+(POOLER_EXTPROC_WORKERS), so the stream cap is not split between them: the load is one session at c=16, which a
+cap of 8 split in shares would refuse in part (docs/ARCHITECTURE.md "Selection"). Everything on 127.0.0.1, in a
+temp dir, SQLite.
 """
 
 from __future__ import annotations
@@ -208,7 +210,6 @@ def start(stack: Stack, extproc_env: dict[str, str] | None = None) -> None:
                 extproc_socket, accesslog_socket = _worker_sockets(stack, n)
                 worker_env = {
                     "POOLER_EXTPROC_SHARED": "1",
-                    "POOLER_EXTPROC_WORKERS": str(stack.workers),
                     "POOLER_EXTPROC_SOCKET": str(extproc_socket),
                     "POOLER_ACCESSLOG_SOCKET": str(accesslog_socket),
                 }

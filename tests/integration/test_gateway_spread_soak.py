@@ -37,7 +37,7 @@ def gw(
 ) -> Iterator[Gateway]:
     workers = int(request.param)
     with running_gateway(
-        postgres_url, tmp_path_factory.mktemp(f"spread-soak-{workers}"), extproc_replicas=workers
+        postgres_url, tmp_path_factory.mktemp(f"spread-soak-{workers}"), extproc_replicas=workers, share_stream_cap=True
     ) as gateway:
         yield gateway
 

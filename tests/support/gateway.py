@@ -333,14 +333,16 @@ def running_gateway(
     extproc_tls: bool = False,
     extproc_host: str = "127.0.0.1",
     shifted_clock: bool = False,
+    share_stream_cap: bool = False,
 ) -> Iterator[Gateway]:
     """Starts (or reuses `simulator`) + ext_proc + Envoy; yields a ready Gateway; stops everything after.
     `extproc_replicas` > 1: that many ext_proc processes in replica mode (POOLER_EXTPROC_SHARED) behind the one
     Envoy, whose clusters list them all with health checks (docs/OPERATIONS.md "Horizontal scaling").
     `extproc_tcp`: Envoy reaches every ext_proc over TCP (and /metrics too); `extproc_tls` (implies TCP): mTLS,
     the ext_proc requiring Envoy's client certificate (`gw.pki`); `extproc_host`: the name Envoy uses for those
-    TCP addresses (e.g. "localhost": a DNS name, so STRICT_DNS clusters); `shifted_clock`: the ext_proc runs
-    under tests/support/shifted_clock.py, its wall clock moved by `gw.shift_clock`."""
+    TCP addresses (e.g. "localhost": a DNS name, so STRICT_DNS clusters); `share_stream_cap`: replicas are told
+    how many they are (POOLER_EXTPROC_WORKERS) and each enforces its share of the stream cap; `shifted_clock`:
+    the ext_proc runs under tests/support/shifted_clock.py, its wall clock moved by `gw.shift_clock`."""
     log_dir.mkdir(parents=True, exist_ok=True)
     sock_dir = Path(tempfile.mkdtemp(prefix="plr", dir="/tmp"))  # unix socket paths must stay short
     with ExitStack() as stack:
@@ -352,11 +354,9 @@ def running_gateway(
             env = _tcp_environment(env, pki)
         replica_envs: list[dict[str, str]] = []
         if extproc_replicas > 1:
-            env.update(
-                POOLER_EXTPROC_SHARED="1",
-                POOLER_EXTPROC_DRAIN_SECONDS="2.5",
-                POOLER_EXTPROC_WORKERS=str(extproc_replicas),  # each enforces its share of the stream cap
-            )
+            env.update(POOLER_EXTPROC_SHARED="1", POOLER_EXTPROC_DRAIN_SECONDS="2.5")
+            if share_stream_cap:
+                env["POOLER_EXTPROC_WORKERS"] = str(extproc_replicas)
             replica_envs = [
                 {
                     **env,
