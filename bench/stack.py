@@ -166,8 +166,31 @@ def seed(stack: Stack) -> None:
     ensure_dev_keyring(stack.config)
     upgrade(stack.config.database_url)
     stack.pool_key = seed_demo(stack.config, stack.url("simulator")).raw_key
+    _uncap(stack)
     doc = make_auth_json(Identity("acct-1", "plus"), default_secret(), time.time())
     stack.account_token = doc["tokens"]["access_token"]
+
+
+def _uncap(stack: Stack) -> None:
+    """No per-account stream cap for the demo pool: wrk sends one session at c=16 as fast as it can, and the
+    slots of ended requests stay counted until their access-log entry arrives, so the default cap of 8 refused
+    about half of the gateway's requests under load (a 503 that costs nothing); the cap is measured by
+    tests/integration/test_gateway_spread_soak.py, not here."""
+    from sqlalchemy import select
+
+    from pooler.context import open_context
+    from pooler.demo import DEMO_POOL
+    from pooler.models import Pool, PoolSettings
+
+    ctx = open_context(stack.config)
+    try:
+        with ctx.session_factory.begin() as session:
+            pool_id = session.scalars(select(Pool.id).where(Pool.name == DEMO_POOL)).one()
+            settings = session.get(PoolSettings, pool_id)
+            assert settings is not None
+            settings.max_concurrency_per_account = None
+    finally:
+        ctx.dispose()
 
 
 def start(stack: Stack, extproc_env: dict[str, str] | None = None) -> None:
