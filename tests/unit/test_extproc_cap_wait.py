@@ -12,10 +12,12 @@ import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from extproc import processor as processor_module
+from extproc.accesslog import AccessLogHandler
 from extproc.admission import Deferred
 from extproc.processor import BUSY, AttemptProcessor
 from extproc.state import GatewayState
 from pooler.crypto.hashing import KeyedHasher
+from tests.unit.test_extproc_memory import _downstream, _message, _upstream
 
 FORWARD = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 REFUSED = ep.ProcessingResponse(immediate_response=ep.ImmediateResponse())
@@ -86,4 +88,16 @@ def test_a_sessions_requests_are_counted_until_their_log_entries() -> None:
     state.finish("turn-1")
     assert state.session_streams == {session: 1}
     state.finish("turn-2")
+    assert state.session_streams == {} and state.request_sessions == {} and state.in_flight == {}
+
+
+def test_session_counts_stay_bounded_through_the_access_log() -> None:
+    # Every request's downstream entry ends its session count: nothing is left after many requests.
+    state = GatewayState(cast(Any, SimpleNamespace(hasher=KeyedHasher(b"k" * 32))))
+    handler = AccessLogHandler(state)
+    for n in range(2000):
+        rid = f"r{n}"
+        state.start(rid, 1, 1000.0, (1, f"session-{n % 7}"))
+        state.start(rid, 2, 1000.0, (1, f"session-{n % 7}"))  # a failed-over second attempt
+        handler.handle(_message(_upstream(rid, 429), _upstream(rid, 200), _downstream(rid, [1, 2])))
     assert state.session_streams == {} and state.request_sessions == {} and state.in_flight == {}
