@@ -107,6 +107,10 @@ STREAM_CLOSE_GRACEFUL = "graceful"
 """gRPC initial metadata of the ext_proc filters in our rendered Envoy config, whose runtime turns on
 `ext_proc_graceful_grpc_close`: that Envoy half-closes each ext_proc stream and waits for our status instead of
 resetting the stream, so the ext_proc may return at once (extproc/server.py explains the wait otherwise)."""
+HOLD_METADATA_KEY = "x-pooler-hold-ms"
+"""gRPC initial metadata of a first-event filter: how long (ms) the ext_proc may hold an SSE answer's headers
+for its first meaningful event; rendered below the filter's `message_timeout` (extproc/first_event.py)."""
+PROCESSOR_FIRST_EVENT = "first_event"  # SSE answers held until their first event: a failed start fails over
 PROCESSOR_V1_RESPONSES = "v1_responses"
 PROCESSOR_V1_CHAT = "v1_chat"
 PROCESSOR_FILES = "files"  # POST /backend-api/files: learns file id -> account, validates the upload URL

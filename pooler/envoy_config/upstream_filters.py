@@ -14,6 +14,8 @@ from pooler.gateway.ratelimit_view import WS_VIEW_KEY, WS_VIEW_RESPONSE_HEADER
 from pooler.route_table import PROCESSORS
 
 ATTEMPT_OF_FILTER = "pooler.attempt_of"
+HOLD_SHARE = 0.75
+"""The first-event hold deadline as a share of the ext_proc's message_timeout."""
 
 
 def _response_header(key: str, value: str) -> dict[str, Any]:
@@ -104,6 +106,15 @@ def build_upstream_http_filters(
             mode["response_header_mode"] = "SEND"
         if spec.response_body:
             mode["response_body_mode"] = "BUFFERED"
+        if spec.first_event:
+            # The body streams to the ext_proc while it holds the headers (measured: DESIGN, 2026-12-04); it
+            # must answer before `message_timeout` (a held message past it is a 504), so its own deadline is
+            # a share of it, the rest a margin for a loaded event loop.
+            mode["response_header_mode"] = "SEND"
+            mode["response_body_mode"] = "STREAMED"
+            extra["send_body_without_waiting_for_header_response"] = True
+            hold_ms = int(config.extproc_timeout_seconds * 1000 * HOLD_SHARE)
+            metadata.append({"key": gc.HOLD_METADATA_KEY, "value": str(hold_ms)})
         if spec.mode_override:
             extra["allow_mode_override"] = True  # the response body mode is chosen per response
         if spec.receives_usage:

@@ -169,17 +169,59 @@ def test_usage_not_included_excludes_the_account_for_that_model_only(gw: Gateway
     assert _attempts(gw, since) == [("acct-n2", 200), ("acct-n1", 200)]
 
 
-def test_failure_event_inside_a_stream_is_evidence(gw: Gateway) -> None:
-    seeded = gw.seed_pool("failevent", ["acct-ev1"])
-    gw.simulator.client.add_fault("fail_event", after_tokens=0, code="server_is_overloaded")
+def test_a_turn_failing_at_its_first_event_fails_over_unseen(gw: Gateway) -> None:
+    seeded = _first_then(gw, "firstfail", "acct-ff1", "acct-ff2")
+    gw.simulator.client.add_fault("fail_event", account="acct-ff1", after_tokens=0, code="server_is_overloaded")
+    since = _last_seq(gw)
+    before = time.time()
     response = _post(gw, seeded.key)
+    assert response.status_code == 200, response.text
+    events = parse_sse(response.text)
+    # The client's stream is the second account's, whole: nothing of the failed attempt reached it.
+    assert [e["type"] for e in events].count("response.created") == 1
+    assert events[-1]["type"] == "response.completed"
+    assert not any(e["type"] in ("response.failed", "error") for e in events)
+    assert _attempts(gw, since) == [("acct-ff1", 200), ("acct-ff2", 200)]  # the upstream's own statuses
+    ff1 = seeded.accounts["acct-ff1"]
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
+    assert row.status_code == 200 and row.error_code is None
+    assert [(a.account_id, a.status_code, a.error_code, a.outcome) for a in row.attempts] == [
+        (ff1, 503, "server_is_overloaded", "failed_over"),
+        (seeded.accounts["acct-ff2"], 200, None, "served"),
+    ]
+    demoted = wait_until(lambda: _account(gw, ff1).demoted_until, timeout=10, what="demotion after the event")
+    assert demoted.timestamp() >= before + 25  # a server failure's demotion (demotion_seconds, 30)
+
+
+def test_a_turn_failing_after_its_first_delta_reaches_the_client_and_is_evidence(gw: Gateway) -> None:
+    seeded = _first_then(gw, "latefail", "acct-lf1", "acct-lf2")
+    gw.simulator.client.add_fault("fail_event", account="acct-lf1", after_tokens=1, code="server_is_overloaded")
+    since = _last_seq(gw)
+    response = _post(gw, seeded.key)
+    # Bytes of the turn were out: no failover; the client gets the failure event as the upstream sent it.
     assert response.status_code == 200
-    assert any(e.get("type") == "response.failed" for e in parse_sse(response.text))
+    events = parse_sse(response.text)
+    assert any(e["type"] == "response.output_text.delta" for e in events)
+    assert events[-1]["type"] == "response.failed"
+    assert _attempts(gw, since) == [("acct-lf1", 200)]
+    lf1 = seeded.accounts["acct-lf1"]
     row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
     assert row.error_code == "server_is_overloaded"
-    assert row.account_id == seeded.accounts["acct-ev1"]
+    assert row.account_id == lf1
+    wait_until(lambda: _account(gw, lf1).demoted_until, timeout=10, what="demotion after the event")
+
+
+def test_a_lone_account_failing_at_its_first_event_gets_a_retryable_gateway_answer(gw: Gateway) -> None:
+    seeded = gw.seed_pool("firstfail-lone", ["acct-fl1"])
+    gw.simulator.client.add_fault("fail_event", after_tokens=0, code="server_is_overloaded")
+    response = _post(gw, seeded.key)
+    # No other account: the gateway's retryable answer, never half a stream.
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "no_eligible_account"
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
+    assert [(a.status_code, a.error_code) for a in row.attempts][:1] == [(503, "server_is_overloaded")]
     wait_until(
-        lambda: _account(gw, seeded.accounts["acct-ev1"]).demoted_until, timeout=10, what="demotion after the event"
+        lambda: _account(gw, seeded.accounts["acct-fl1"]).demoted_until, timeout=10, what="demotion after the event"
     )
 
 
