@@ -52,7 +52,9 @@ MEMORY_BLOCKS = 7  # the first block is reported on its own; the slopes are fitt
 FLAT_SLOPE_KIB = 1024
 FLAT_HEAP_SLOPE_KIB = 256
 MEMDEBUG_FILE = "extproc-memdebug.log"
-TARGETS = {"added_p50_ms": 1.5, "throughput_ratio": 0.25, "selection_us": 50.0}
+GATEWAY_KINDS = ("gateway", "nohold")
+"""Paths through the ext_proc (a Pool key, counted for the memory probe)."""
+TARGETS = {"added_p50_ms": 1.5, "throughput_ratio": 0.25, "selection_us": 50.0, "hold_ttfb_ms": 1.0}
 
 
 def machine() -> dict[str, Any]:
@@ -127,7 +129,7 @@ class Runner:
         self.gateway_requests = 0
 
     def token(self, target: str) -> str:
-        if target.startswith("gateway"):
+        if target.startswith(GATEWAY_KINDS):
             assert self.stack.pool_key is not None
             return self.stack.pool_key
         return self.stack.account_token
@@ -142,7 +144,7 @@ class Runner:
             seconds or self.seconds,
             self.stack.workdir,
         )
-        if target.startswith("gateway"):
+        if target.startswith(GATEWAY_KINDS):
             self.gateway_requests += result.requests
         eprint(
             f"  {target:<14} c={connections:<3} {result.rps:9.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
@@ -179,7 +181,7 @@ def run(seconds: float, rounds: int, ttfb_count: int) -> dict[str, Any]:
         runner = Runner(stack, seconds)
         results["body_bytes"] = len(runner.body)
         paths = ["direct_nginx", "plain_nginx", "direct_sim"] + (
-            ["gateway_nginx", "gateway_sim"] if stack.has_gateway else []
+            ["gateway_nginx", "gateway_sim", "nohold_nginx", "nohold_sim"] if stack.has_gateway else []
         )
         eprint("bench: warm-up")
         for target in paths:
@@ -194,7 +196,8 @@ def run(seconds: float, rounds: int, ttfb_count: int) -> dict[str, Any]:
                 runs: dict[str, list[WrkResult]] = {}
                 for r in range(rounds):
                     # Alternate who goes first: drifting background load then hits both paths alike.
-                    kinds = ("direct", "plain", "gateway") if r % 2 == 0 else ("gateway", "plain", "direct")
+                    kinds = ("direct", "plain", "gateway", "nohold")
+                    kinds = kinds if r % 2 == 0 else kinds[::-1]
                     for kind in kinds:
                         if f"{kind}_{upstream}" in paths:
                             runs.setdefault(f"{kind}_{upstream}", []).append(runner.wrk(f"{kind}_{upstream}", c))
@@ -303,9 +306,19 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 gateway[16]["rps"] / wrk[f"plain_{upstream}"][16]["rps"] if f"plain_{upstream}" in wrk else None
             ),
         }
+    for upstream in ("nginx", "sim"):
+        # The first-event hold's own cost: the gateway against itself without the hold, same run, same ext_proc.
+        gateway, nohold = wrk.get(f"gateway_{upstream}"), wrk.get(f"nohold_{upstream}")
+        if gateway and nohold and upstream in out:
+            out[upstream]["hold_throughput_ratio_c16"] = (
+                gateway[16]["rps"] / nohold[16]["rps"] if nohold[16]["rps"] else None
+            )
+            out[upstream]["hold_added_p50_ms_c1"] = gateway[1]["p50_ms"] - nohold[1]["p50_ms"]
     ttfb = results.get("ttfb", {})
     if "direct_sim" in ttfb and "gateway_sim" in ttfb:
         out["added_ttfb_p50_ms"] = ttfb["gateway_sim"]["p50_ms"] - ttfb["direct_sim"]["p50_ms"]
+    if "nohold_sim" in ttfb and "gateway_sim" in ttfb:
+        out["hold_added_ttfb_p50_ms"] = ttfb["gateway_sim"]["p50_ms"] - ttfb["nohold_sim"]["p50_ms"]
     sim_ceiling = results.get("simulator_ceiling", {}).get(16, {})
     direct_sim = wrk.get("direct_sim", {}).get(16)
     if sim_ceiling and direct_sim:
@@ -334,6 +347,8 @@ def markdown(results: dict[str, Any]) -> str:
         kind, upstream = target.split("_", 1)
         if kind == "plain":  # second, clearly labelled baseline: a proxy that does not read the body
             kind = "plain Envoy (no body filters)"
+        elif kind == "nohold":  # the gateway before SSE answers were held for their first event
+            kind = "gateway without first-event hold"
         for c, r in sorted(by_c.items(), key=lambda kv: int(kv[0])):
             cells = f"{r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']}"
             lines.append(f"| {kind} | {upstream} | {c} | {cells} |")
@@ -362,6 +377,15 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| added p50, c=1, {label} | {added:.2f} ms | ≤ 1.5 ms | {verdict(added <= TARGETS['added_p50_ms'])} |"
             )
+            hold = s[upstream].get("hold_throughput_ratio_c16")
+            if hold is not None:
+                lines.append(
+                    f"| first-event hold: gateway/gateway-without-hold throughput, c=16, {label} | {hold:.0%} | - | |"
+                )
+                lines.append(
+                    f"| first-event hold: added p50, c=1, {label} | {s[upstream]['hold_added_p50_ms_c1']:.2f} ms"
+                    " | - | |"
+                )
             plain = s[upstream].get("throughput_ratio_c16_plain")
             if plain is not None:
                 lines.append(
@@ -369,6 +393,12 @@ def markdown(results: dict[str, Any]) -> str:
                 )
     if "added_ttfb_p50_ms" in s:
         lines.append(f"| added SSE TTFB p50 | {s['added_ttfb_p50_ms']:.2f} ms | - | |")
+    if "hold_added_ttfb_p50_ms" in s:
+        added = s["hold_added_ttfb_p50_ms"]
+        lines.append(
+            f"| first-event hold: added SSE TTFB p50 | {added:.2f} ms | ≤ 1 ms | "
+            f"{verdict(added <= TARGETS['hold_ttfb_ms'])} |"
+        )
     mem = results.get("extproc_memory")
     if mem:
         start, first = mem["rss_start_kib"] / 1024, mem["rss_after_first_kib"] / 1024

@@ -79,7 +79,8 @@ def make_stack(workdir: Path) -> Stack:
         "POOLER_LOG_LEVEL": "WARNING",
     }
     stack = Stack(workdir=workdir, config=load_config(env), env=env)
-    for name in ("simulator", "nginx", "direct_sim", "direct_nginx", "plain_nginx", "gateway_sim", "gateway_nginx"):
+    names = ("simulator", "nginx", "direct_sim", "direct_nginx", "plain_nginx", "gateway_sim", "gateway_nginx")
+    for name in (*names, *NOHOLD):
         stack.ports[name] = free_loopback_port()
     return stack
 
@@ -106,7 +107,13 @@ def _without_body_filters(node: Any) -> None:
             _without_body_filters(value)
 
 
-def _envoy(stack: Stack, name: str, upstream_url: str, direct: bool, plain: bool = False) -> ChildSpec:
+NOHOLD = ("nohold_sim", "nohold_nginx")
+"""The gateway without the first-event hold (envoy_config `first_event_hold=False`), same ext_proc."""
+
+
+def _envoy(
+    stack: Stack, name: str, upstream_url: str, direct: bool, plain: bool = False, hold: bool = True
+) -> ChildSpec:
     from pooler.envoy_config import Endpoint, config_from_env, render
 
     admin_port = free_loopback_port()
@@ -115,6 +122,7 @@ def _envoy(stack: Stack, name: str, upstream_url: str, direct: bool, plain: bool
         config_from_env(config, upstream_url=upstream_url),
         local=Endpoint.unix(stack.workdir / f"local-{name}.sock"),
         direct=direct,
+        first_event_hold=hold,
     )
     path = stack.workdir / f"envoy-{name}.yaml"
     text = render(gateway)
@@ -179,6 +187,8 @@ def start(stack: Stack, extproc_env: dict[str, str] | None = None) -> None:
         )
         specs.append(_envoy(stack, "gateway_sim", sim, direct=False))
         specs.append(_envoy(stack, "gateway_nginx", ngx, direct=False))
+        specs.append(_envoy(stack, "nohold_sim", sim, direct=False, hold=False))
+        specs.append(_envoy(stack, "nohold_nginx", ngx, direct=False, hold=False))
     stack.log = open(stack.workdir / "processes.log", "a")  # noqa: SIM115 - closed in Stack.stop
     env = {**stack.env, "PYTHONUNBUFFERED": "1"}
     stack.supervisor = Supervisor(specs, out=stack.log, base_env={**os.environ, **env})

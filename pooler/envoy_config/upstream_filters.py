@@ -106,7 +106,7 @@ def build_upstream_http_filters(
             mode["response_header_mode"] = "SEND"
         if spec.response_body:
             mode["response_body_mode"] = "BUFFERED"
-        if spec.first_event:
+        if spec.first_event and config.first_event_hold:
             # The body streams to the ext_proc while it holds the headers (measured: DESIGN, 2026-12-04); it
             # must answer before `message_timeout` (a held message past it is a 504), so its own deadline is
             # a share of it, the rest a margin for a loaded event loop.
