@@ -43,6 +43,11 @@ USAGE_RESPONSE_STATUS = "response_status"
 """`response.status` of the stream's latest event that has one: `completed` once `response.completed` came."""
 """The code of a streamed turn's failure event (`response.failed`'s `response.error.code`, an `error` event's
 `code`), by the same filter."""
+USAGE_WS_ERROR = "ws_error"
+"""Websocket route (Lua pooler.ws_usage): the connection's last `error` frame, as `status=429 type=... code=...`
+(UPSTREAM_ERROR_HEADER's format), so the access log applies what the same status and body would."""
+USAGE_WS_ERROR_HEADERS = "ws_error_headers"
+"""The same frame's `headers` (quota windows, retry-after) as `name=value` words, safe tokens only."""
 
 # Written by the ext_proc when the pool (or key) shows clients an aggregate quota view. The clusters' upstream
 # filter chain copies it onto the attempt's response (VIEW_RESPONSE_PREFIX + key with dashes); Envoy's downstream

@@ -159,6 +159,17 @@ def stream_failure(
     return UpstreamError(status=502, code=STREAM_INCOMPLETE)
 
 
+def frame_headers(packed: str | None) -> dict[str, str]:
+    """A websocket error frame's limit headers as the Lua counter packed them (`name=value` words,
+    gateway_contract.USAGE_WS_ERROR_HEADERS), lower-case names."""
+    headers: dict[str, str] = {}
+    for word in (packed or "").split(" "):
+        name, sep, value = word.partition("=")
+        if sep and name and value:
+            headers[name.lower()] = value
+    return headers
+
+
 def classify(status: int, error: UpstreamError | None, flags: frozenset[str]) -> ErrorClass | None:
     """The class of a failed attempt, None for one that says nothing against its account (2xx, a 4xx about the
     request itself, or status 0 the gateway answered itself)."""

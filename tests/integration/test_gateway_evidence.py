@@ -3,11 +3,13 @@ upstream's view (simulator journal: attempts per account) and the account's stat
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from sqlalchemy import select
@@ -19,7 +21,7 @@ from pooler.states import AccountState
 from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.processes import wait_until
 from tests.support.scheduler_process import start_scheduler
-from tests.support.simulator import parse_sse, turn_body
+from tests.support.simulator import parse_sse, turn_body, ws_turn_events
 
 pytestmark = pytest.mark.integration
 
@@ -223,6 +225,38 @@ def test_a_lone_account_failing_at_its_first_event_gets_a_retryable_gateway_answ
     wait_until(
         lambda: _account(gw, seeded.accounts["acct-fl1"]).demoted_until, timeout=10, what="demotion after the event"
     )
+
+
+def test_a_websocket_error_frame_teaches_what_the_same_status_would(gw: Gateway) -> None:
+    seeded = gw.seed_pool("ws-error", ["acct-wse1"])
+    account_id = seeded.accounts["acct-wse1"]
+    headers = {"Authorization": f"Bearer {seeded.key}", "session-id": "ws-error-1"}
+
+    async def run() -> list[dict[str, Any]]:
+        async with aiohttp.ClientSession() as session, session.ws_connect(gw.ws_url, headers=headers) as ws:
+            await ws.send_json({"type": "response.create", **turn_body("first")})
+            assert (await ws_turn_events(ws))[-1]["type"] == "response.completed"
+            # Spent between two turns of one connection: the upstream answers the next with an error frame.
+            gw.simulator.client.upsert_account("acct-wse1", primary_used_percent=100)
+            await ws.send_json({"type": "response.create", **turn_body("second")})
+            return await ws_turn_events(ws)
+
+    events = asyncio.run(run())
+    assert events[-1]["type"] == "error" and events[-1]["status"] == 429  # the client sees it unchanged
+
+    def spent() -> list[QuotaWindow]:
+        with gw.ctx.session_factory() as session:
+            return list(
+                session.scalars(
+                    select(QuotaWindow).where(QuotaWindow.account_id == account_id, QuotaWindow.used_percent >= 100)
+                )
+            )
+
+    # Only the frame said so: the upgrade's headers showed the window before it was spent, and nothing polls.
+    (window,) = wait_until(spent, timeout=15, what="the spent window from the error frame")
+    assert window.resets_at is not None and window.resets_at.timestamp() > time.time()
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses_ws")[-1]
+    assert row.input_tokens is not None and row.input_tokens > 0  # the completed turn still counts
 
 
 def test_a_401_is_refreshed_within_seconds(gw: Gateway, tmp_path: Path) -> None:

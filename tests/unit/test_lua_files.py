@@ -41,7 +41,7 @@ def _bytecode_listing(source: str, tmp_path: Path, name: str) -> str:
 
 
 def test_the_package_holds_one_file_per_script_and_the_json_helpers() -> None:
-    helpers = [lua.JSON_HELPERS_FILE, lua.WS_FRAMES_FILE]
+    helpers = [lua.JSON_HELPERS_FILE, lua.WS_FRAMES_FILE, lua.ERROR_FIELDS_FILE]
     assert lua.lua_files() == sorted([*helpers, *(f"{script}.lua" for script in SCRIPTS)])
     assert sorted(ENTRY_POINTS) == SCRIPTS
 
