@@ -148,8 +148,24 @@ def seed(stack: Stack) -> None:
     ensure_dev_keyring(stack.config)
     upgrade(stack.config.database_url)
     stack.pool_key = seed_demo(stack.config, stack.url("simulator")).raw_key
+    _uncap_streams(stack)
     doc = make_auth_json(Identity("acct-1", "plus"), default_secret(), time.time())
     stack.account_token = doc["tokens"]["access_token"]
+
+
+def _uncap_streams(stack: Stack) -> None:
+    """No per-account stream cap in the bench pool: a stream counts until its access-log entry (up to a 0.5 s
+    flush), so a few hundred requests/s on three accounts are all "in flight" at the default cap of 8 and most
+    would be refused with 503 server_is_overloaded - the bench measures the data path, not that policy."""
+    from sqlalchemy import update
+
+    from pooler.db import make_engine, make_session_factory
+    from pooler.models import PoolSettings
+
+    engine = make_engine(stack.config.database_url)
+    with make_session_factory(engine).begin() as session:
+        session.execute(update(PoolSettings).values(max_concurrency_per_account=None))
+    engine.dispose()
 
 
 def start(stack: Stack, extproc_env: dict[str, str] | None = None) -> None:
