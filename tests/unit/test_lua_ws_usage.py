@@ -84,15 +84,20 @@ def test_the_usage_of_every_completed_turn_is_summed_and_no_byte_changes() -> No
     assert usage == EXPECTED
 
 
+def cut_at_random(stream: bytes, rng: random.Random, most: int) -> list[bytes]:
+    """`stream` in 2 to most+1 chunks cut at random places."""
+    cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, most)))
+    return [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+
+
 def test_the_same_totals_whatever_the_chunking() -> None:
     stream = b"".join(conversation())
     rng = random.Random(11)
     for _ in range(40):
-        cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, 12)))
-        chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        chunks = cut_at_random(stream, rng, 12)
         out, usage = counted(chunks)
         assert out == stream
-        assert usage == EXPECTED, cuts
+        assert usage == EXPECTED, [len(c) for c in chunks]
     small = b"".join(conversation()[:4])
     out, usage = counted([small[i : i + 1] for i in range(len(small))])  # one byte at a time
     assert usage == {
@@ -146,9 +151,7 @@ def test_an_error_frame_is_summarised_like_an_error_answer_and_no_byte_changes()
     stream = b"".join([*conversation()[:4], frame(error_frame(429, error, headers))])
     rng = random.Random(5)
     for _ in range(20):
-        cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, 8)))
-        chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
-        out, usage = counted(chunks)
+        out, usage = counted(cut_at_random(stream, rng, 8))
         assert out == stream
         assert usage[gc.USAGE_WS_ERROR] == b"status=429 type=usage_limit_reached resets_at=1767225600"
         logged = bytes(cast(bytes, usage[gc.USAGE_WS_ERROR_HEADERS])).decode().split(" ")
