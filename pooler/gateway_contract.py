@@ -34,6 +34,8 @@ ROUTING_ROUTE_FAMILY = "route_family"
 ROUTING_ROUTE = "route"  # the route table row (attempts >= 2 no longer carry its header: it is never forwarded)
 ROUTING_REQUEST_ID = "request_id"  # Envoy's x-request-id (removed before the upstream, so later attempts read it here)
 ROUTING_INSTALLATION = "installation"  # keyed hash of the client's installation id (pooler.gateway.upstream_identity)
+ROUTING_ACCOUNT_INSTALLATION = "account_installation"  # this attempt's account's installation id for the client
+# (a derived UUID the upstream sees anyway; the Codex clusters' Lua puts it into the request body too)
 
 # Written by envoy.filters.http.sse_to_metadata from the `response.completed` SSE event.
 NS_USAGE = "pooler.usage"

@@ -8,7 +8,7 @@ from typing import Any
 
 from pooler import gateway_contract as gc
 from pooler.envoy_config.inputs import GatewayConfig
-from pooler.envoy_config.lua import UPSTREAM_ERRORS_LUA
+from pooler.envoy_config.lua import INSTALLATION_BODY_LUA, UPSTREAM_ERRORS_LUA
 from pooler.envoy_config.parts import duration
 from pooler.gateway.ratelimit_view import WS_VIEW_KEY, WS_VIEW_RESPONSE_HEADER
 from pooler.route_table import PROCESSORS
@@ -69,6 +69,17 @@ _UPSTREAM_ERRORS = {
     "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
         "default_source_code": {"inline_string": UPSTREAM_ERRORS_LUA},
+    },
+}
+
+INSTALLATION_BODY_FILTER = "pooler.installation_body"
+"""Lua, per attempt, request side: the client's installation id in a JSON body becomes the attempt's account's
+(envoy_config/lua/installation_body.lua), as the ext_proc does in the headers."""
+_INSTALLATION_BODY = {
+    "name": INSTALLATION_BODY_FILTER,
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+        "default_source_code": {"inline_string": INSTALLATION_BODY_LUA},
     },
 }
 
@@ -147,6 +158,6 @@ def build_upstream_http_filters(
         # The attempt's response names its request for the per-attempt access log (x-request-id, which the log
         # would read, never reaches the upstream: pooler/gateway/upstream_identity.py).
         _ATTEMPT_OF,
-        *([_UPSTREAM_ERRORS] if upstream else []),
+        *([_INSTALLATION_BODY, _UPSTREAM_ERRORS] if upstream else []),
         _CODEC,
     ]

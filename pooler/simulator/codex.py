@@ -14,7 +14,7 @@ from pooler.simulator.accounts import Account
 from pooler.simulator.bodies import error_body, read_body
 from pooler.simulator.bound import BoundStateError, answer_turn_state, check_request, seal
 from pooler.simulator.faults import Fault
-from pooler.simulator.journal import Entry
+from pooler.simulator.journal import Entry, body_installations
 from pooler.simulator.state import SimState
 from pooler.simulator.turn import TurnPlan, events, plan_turn, response_object
 from pooler.simulator.usage import (
@@ -103,6 +103,7 @@ async def responses_post(request: web.Request) -> web.StreamResponse:
     account: Account = request["sim_account"]
     entry: Entry = request["sim_entry"]
     body = await read_body(request)
+    entry.body_installations = body_installations(body)
     now = state.now()
     if str(body.get("model")) in account.excluded_models:
         return not_included_response(account, now, str(body.get("model")))
