@@ -195,6 +195,25 @@ def test_a_turn_failing_at_its_first_event_fails_over_unseen(gw: Gateway) -> Non
     assert demoted.timestamp() >= before + 25  # a server failure's demotion (demotion_seconds, 30)
 
 
+def test_held_answers_reach_the_client_whole(gw: Gateway) -> None:
+    seeded = gw.seed_pool("held-whole", ["acct-hw1"])
+    # A stream in many chunks (deltas 20 ms apart): the ext_proc decides on the first chunks and leaves the stream;
+    # Envoy must pass every later byte, and any chunk it had sent the ext_proc meanwhile, unchanged and in order.
+    gw.simulator.client.add_fault("slow", token_rate=50, count=1)
+    gw.simulator.client.script({"text": " ".join(f"word{n}" for n in range(40))})
+    response = _post(gw, seeded.key)
+    assert response.status_code == 200, response.text
+    events = parse_sse(response.text)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert events[-1]["type"] == "response.completed"
+    assert sum(e["type"] == "response.output_text.delta" for e in events) == 40
+    # Not an event stream (a non-streaming turn): passed at once, whole.
+    whole = _post(gw, seeded.key, stream=False)
+    assert whole.status_code == 200, whole.text
+    assert whole.headers["content-type"].startswith("application/json")
+    assert whole.json()["status"] == "completed"
+
+
 def test_a_turn_failing_after_its_first_delta_reaches_the_client_and_is_evidence(gw: Gateway) -> None:
     seeded = _first_then(gw, "latefail", "acct-lf1", "acct-lf2")
     gw.simulator.client.add_fault("fail_event", account="acct-lf1", after_tokens=1, code="server_is_overloaded")
