@@ -56,7 +56,11 @@ MEMORY_BLOCKS = 7  # the first block is reported on its own; the slopes are fitt
 FLAT_SLOPE_KIB = 1024
 FLAT_HEAP_SLOPE_KIB = 256
 MEMDEBUG_FILE = "extproc-memdebug.log"
-TARGETS = {"added_p50_ms": 1.5, "throughput_ratio": 0.25, "selection_us": 50.0}
+GATEWAY_KINDS = ("gateway", "nohold")
+"""Paths through the one shared ext_proc (counted for its memory probe)."""
+POOL_KEY_KINDS = (*GATEWAY_KINDS, "workers")
+"""Paths that authenticate with a Pool key (the workers path has ext_proc processes of its own)."""
+TARGETS = {"added_p50_ms": 1.5, "throughput_ratio": 0.25, "selection_us": 50.0, "hold_ttfb_ms": 1.0}
 
 
 def machine() -> dict[str, Any]:
@@ -134,7 +138,7 @@ class Runner:
         self.cpu_requests: dict[str, dict[int, int]] = {}
 
     def token(self, target: str) -> str:
-        if target.startswith(("gateway", "workers")):
+        if target.startswith(POOL_KEY_KINDS):
             assert self.stack.pool_key is not None
             return self.stack.pool_key
         return self.stack.account_token
@@ -161,7 +165,7 @@ class Runner:
                 spent[name] = spent.get(name, 0.0) + used - before.get(name, used)
             counted = self.cpu_requests.setdefault(target, {})
             counted[connections] = counted.get(connections, 0) + result.requests
-        if target.startswith("gateway"):
+        if target.startswith(GATEWAY_KINDS):
             self.gateway_requests += result.requests
         eprint(
             f"  {target:<14} c={connections:<3} {result.rps:9.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
@@ -214,7 +218,7 @@ def run(seconds: float, rounds: int, ttfb_count: int, workers: int) -> dict[str,
         runner = Runner(stack, seconds)
         results["body_bytes"] = len(runner.body)
         paths = ["direct_nginx", "plain_nginx", "direct_sim"] + (
-            ["gateway_nginx", "gateway_sim"] if stack.has_gateway else []
+            ["gateway_nginx", "gateway_sim", "nohold_nginx", "nohold_sim"] if stack.has_gateway else []
         )
         if stack.has_gateway and "workers_nginx" in stack.ports:
             paths.append("workers_nginx")
@@ -232,7 +236,7 @@ def run(seconds: float, rounds: int, ttfb_count: int, workers: int) -> dict[str,
                 runs: dict[str, list[WrkResult]] = {}
                 for r in range(rounds):
                     # Alternate who goes first: drifting background load then hits both paths alike.
-                    kinds = ("direct", "plain", "gateway", "workers")
+                    kinds = ("direct", "plain", "gateway", "nohold", "workers")
                     for kind in kinds if r % 2 == 0 else reversed(kinds):
                         target = f"{kind}_{upstream}"
                         if target in paths:
@@ -350,9 +354,19 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
             "throughput_ratio_c16": workers[16]["rps"] / direct[16]["rps"] if direct[16]["rps"] else None,
             "speedup_c16": workers[16]["rps"] / gateway[16]["rps"] if gateway[16]["rps"] else None,
         }
+    for upstream in ("nginx", "sim"):
+        # The first-event hold's own cost: the gateway against itself without the hold, same run, same ext_proc.
+        gateway, nohold = wrk.get(f"gateway_{upstream}"), wrk.get(f"nohold_{upstream}")
+        if gateway and nohold and upstream in out:
+            out[upstream]["hold_throughput_ratio_c16"] = (
+                gateway[16]["rps"] / nohold[16]["rps"] if nohold[16]["rps"] else None
+            )
+            out[upstream]["hold_added_p50_ms_c1"] = gateway[1]["p50_ms"] - nohold[1]["p50_ms"]
     ttfb = results.get("ttfb", {})
     if "direct_sim" in ttfb and "gateway_sim" in ttfb:
         out["added_ttfb_p50_ms"] = ttfb["gateway_sim"]["p50_ms"] - ttfb["direct_sim"]["p50_ms"]
+    if "nohold_sim" in ttfb and "gateway_sim" in ttfb:
+        out["hold_added_ttfb_p50_ms"] = ttfb["gateway_sim"]["p50_ms"] - ttfb["nohold_sim"]["p50_ms"]
     sim_ceiling = results.get("simulator_ceiling", {}).get(16, {})
     direct_sim = wrk.get("direct_sim", {}).get(16)
     if sim_ceiling and direct_sim:
@@ -385,6 +399,8 @@ def markdown(results: dict[str, Any]) -> str:
             kind = "gateway, 1 ext_proc"
         elif kind == "workers":
             kind = f"gateway, {results.get('workers')} ext_proc workers (replica mode)"
+        elif kind == "nohold":  # the gateway before SSE answers were held for their first event
+            kind = "gateway without first-event hold"
         for c, r in sorted(by_c.items(), key=lambda kv: int(kv[0])):
             cells = f"{r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']}"
             lines.append(f"| {kind} | {upstream} | {c} | {cells} |")
@@ -421,6 +437,15 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| added p50, c=1, {label} | {added:.2f} ms | ≤ 1.5 ms | {verdict(added <= TARGETS['added_p50_ms'])} |"
             )
+            hold = s[upstream].get("hold_throughput_ratio_c16")
+            if hold is not None:
+                lines.append(
+                    f"| first-event hold: gateway/gateway-without-hold throughput, c=16, {label} | {hold:.0%} | - | |"
+                )
+                lines.append(
+                    f"| first-event hold: added p50, c=1, {label} | {s[upstream]['hold_added_p50_ms_c1']:.2f} ms"
+                    " | - | |"
+                )
             plain = s[upstream].get("throughput_ratio_c16_plain")
             if plain is not None:
                 lines.append(
@@ -435,6 +460,12 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {w['count']} workers vs 1 ext_proc, c=16, nginx | {w['speedup_c16']:.2f}x | - | |")
     if "added_ttfb_p50_ms" in s:
         lines.append(f"| added SSE TTFB p50 | {s['added_ttfb_p50_ms']:.2f} ms | - | |")
+    if "hold_added_ttfb_p50_ms" in s:
+        added = s["hold_added_ttfb_p50_ms"]
+        lines.append(
+            f"| first-event hold: added SSE TTFB p50 | {added:.2f} ms | ≤ 1 ms | "
+            f"{verdict(added <= TARGETS['hold_ttfb_ms'])} |"
+        )
     mem = results.get("extproc_memory")
     if mem:
         start, first = mem["rss_start_kib"] / 1024, mem["rss_after_first_kib"] / 1024

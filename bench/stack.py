@@ -91,7 +91,8 @@ def make_stack(workdir: Path, workers: int = 0) -> Stack:
         "POOLER_LOG_LEVEL": "WARNING",
     }
     stack = Stack(workdir=workdir, config=load_config(env), env=env, workers=workers)
-    for name in ("simulator", "nginx", "direct_sim", "direct_nginx", "plain_nginx", "gateway_sim", "gateway_nginx"):
+    names = ("simulator", "nginx", "direct_sim", "direct_nginx", "plain_nginx", "gateway_sim", "gateway_nginx")
+    for name in (*names, *NOHOLD):
         stack.ports[name] = free_loopback_port()
     if workers > 1:
         stack.ports["workers_nginx"] = free_loopback_port()
@@ -124,10 +125,21 @@ def _without_body_filters(node: Any) -> None:
             _without_body_filters(value)
 
 
+NOHOLD = ("nohold_sim", "nohold_nginx")
+"""The gateway without the first-event hold (envoy_config `first_event_hold=False`), same ext_proc."""
+
+
 def _envoy(
-    stack: Stack, name: str, upstream_url: str, direct: bool, plain: bool = False, workers: int = 0
+    stack: Stack,
+    name: str,
+    upstream_url: str,
+    direct: bool,
+    plain: bool = False,
+    workers: int = 0,
+    hold: bool = True,
 ) -> ChildSpec:
-    """`workers` > 0: the ext_proc is that many worker processes (their sockets), not the shared one."""
+    """`workers` > 0: the ext_proc is that many worker processes (their sockets), not the shared one. `hold`: False
+    renders the gateway without the first-event hold (same ext_proc)."""
     from pooler.envoy_config import Endpoint, config_from_env, render
 
     admin_port = free_loopback_port()
@@ -136,6 +148,7 @@ def _envoy(
         config_from_env(config, upstream_url=upstream_url),
         local=Endpoint.unix(stack.workdir / f"local-{name}.sock"),
         direct=direct,
+        first_event_hold=hold,
     )
     if workers:
         sockets = [tuple(Endpoint.unix(p) for p in _worker_sockets(stack, n)) for n in range(workers)]
@@ -242,6 +255,8 @@ def start(stack: Stack, extproc_env: dict[str, str] | None = None) -> None:
                     )
                 )
             specs.append(_envoy(stack, "workers_nginx", ngx, direct=False, workers=stack.workers))
+        specs.append(_envoy(stack, "nohold_sim", sim, direct=False, hold=False))
+        specs.append(_envoy(stack, "nohold_nginx", ngx, direct=False, hold=False))
     stack.log = open(stack.workdir / "processes.log", "a")  # noqa: SIM115 - closed in Stack.stop
     env = {**stack.env, "PYTHONUNBUFFERED": "1"}
     stack.supervisor = Supervisor(specs, out=stack.log, base_env={**os.environ, **env})

@@ -27,6 +27,7 @@ from pooler.gateway.evidence import (
     AttemptRecord,
     RequestRecord,
     attempt_outcomes,
+    frame_headers,
     parse_upstream_error,
     stream_failure,
 )
@@ -226,12 +227,20 @@ class AccessLogHandler:
                 string_field(usage, gc.USAGE_RESPONSE_STATUS),
                 _flags(common),
             )
+        ended = (start or now) + (_seconds(common.duration) or 0.0)
         if failed is not None:
             # The turn failed inside its 200 (bytes had reached the client, so no failover): the served account
             # learns it like the same status, and the row is an error with that code.
             error, upstream_error = failed.code, True
-            ended = (start or now) + (_seconds(common.duration) or 0.0)
             self.state.learn(AttemptRecord(request_id, tried[-1], failed.status, _flags(common), {}, ended, failed))
+        frame = parse_upstream_error(string_field(usage, gc.USAGE_WS_ERROR))
+        if frame is not None and tried:
+            # A websocket `error` frame (the Lua counter kept the connection's last): its account learns what the
+            # same status and body would teach. No flags: the connection's own close (UC) is its normal end.
+            model = string_field(request_ns, gc.REQUEST_MODEL)
+            frame = dataclasses.replace(frame, model=frame.model or model)
+            limits = frame_headers(string_field(usage, gc.USAGE_WS_ERROR_HEADERS))
+            self.state.learn(AttemptRecord(request_id, tried[-1], frame.status, frozenset(), limits, ended, frame))
         record = RequestRecord(
             request_id=request_id,
             created_at=created,

@@ -141,7 +141,7 @@ class GatewayMetrics:
 
     def finished(self, record: RequestRecord, pool: str) -> None:
         self._child(self.requests, pool, record.route_family, status_class(record.status_code)).inc()
-        outcomes = [outcome for _, _, outcome in record.attempts]
+        outcomes = [attempt.outcome for attempt in record.attempts]
         for outcome in outcomes:
             self._child(self.attempts, pool, outcome).inc()
         if len(outcomes) > 1:

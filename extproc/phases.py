@@ -45,6 +45,10 @@ class Exhausted:
 Decision: TypeAlias = ep.ProcessingResponse | Exhausted | Deferred
 """What a request-headers hook answers: a response now, or one the server awaits (admission slot, evidence)."""
 
+Answers: TypeAlias = ep.ProcessingResponse | tuple[ep.ProcessingResponse, ...]
+"""What a later hook answers: one response, or (a processor that holds messages) the answers due now, in
+message order - none while it holds."""
+
 
 @dataclass(slots=True)
 class Attempt:
@@ -84,9 +88,26 @@ class Attempt:
 
 class StreamProcessor:
     """Hooks of one ext_proc stream. Subclasses keep their per-stream state in slots; stateless ones are shared
-    by every stream (the registry says which)."""
+    by every stream (the registry says which).
+
+    A processor may hold messages unanswered (extproc/first_event.py): its hooks then answer an empty tuple,
+    `held_until` says by when (monotonic seconds) the server calls `expire` for the held answers if no message
+    came, and `ended` asks the server to end the stream after its answers (Envoy then passes the rest of the
+    response through without the ext_proc)."""
 
     __slots__ = ()
+
+    @property
+    def held_until(self) -> float | None:
+        return None
+
+    @property
+    def ended(self) -> bool:
+        return False
+
+    def expire(self) -> tuple[ep.ProcessingResponse, ...]:
+        """The held answers, unchanged, when `held_until` passed."""
+        return ()
 
     def request_headers(self, attempt: Attempt) -> Decision:
         """The attempt's decision. No default (see the module docstring); an override that raises is answered
@@ -99,10 +120,10 @@ class StreamProcessor:
     def request_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
         return ep.ProcessingResponse(request_body=ep.BodyResponse())
 
-    def response_headers(self, headers: ep.HttpHeaders) -> ep.ProcessingResponse:
+    def response_headers(self, headers: ep.HttpHeaders) -> Answers:
         return ep.ProcessingResponse(response_headers=ep.HeadersResponse())
 
-    def response_body(self, body: ep.HttpBody) -> ep.ProcessingResponse:
+    def response_body(self, body: ep.HttpBody) -> Answers:
         return ep.ProcessingResponse(response_body=ep.BodyResponse())
 
     def request_trailers(self, trailers: ep.HttpTrailers) -> ep.ProcessingResponse:

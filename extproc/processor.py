@@ -524,6 +524,8 @@ class AttemptProcessor:
         if derived is None:
             derived = account_installation_id(self.hasher, account.account_id, client_hash)
             _bounded(self._installations)[(account.account_id, client_hash)] = derived
+        # For the upstream Lua filter that gives the body's copy of the id the same account's value.
+        routing[gc.ROUTING_ACCOUNT_INSTALLATION] = derived
         return installation_mutations(attempt.headers, derived)
 
     def _usage_limit(

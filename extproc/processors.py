@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 
 from extproc.codex import CodexProcessor
 from extproc.files import FilesProcessor
+from extproc.first_event import FirstEventProcessor
 from extproc.local import (
     KeyUsagePageProcessor,
     KeyUsageProcessor,
@@ -28,7 +29,8 @@ from pooler import gateway_contract as gc
 from pooler import route_table as rt
 from pooler.v1.models import V1Route
 
-Opener = Callable[[], StreamProcessor]
+Opener = Callable[[float], StreamProcessor]
+"""Opens a stream's processor; the argument is the hold deadline in seconds its filter names (0: none)."""
 
 
 def openers(gateway: AttemptProcessor) -> dict[str, Opener]:
@@ -41,17 +43,18 @@ def openers(gateway: AttemptProcessor) -> dict[str, Opener]:
     key_usage_page = KeyUsagePageProcessor()
     pins = gateway.surface.pins
     return {
-        rt.PROCESSOR_CODEX: lambda: codex,
-        rt.PROCESSOR_READY: lambda: ready,
-        rt.PROCESSOR_USAGE: lambda: usage,
-        rt.PROCESSOR_V1_MODELS: lambda: models,
-        rt.PROCESSOR_KEY_USAGE: lambda: key_usage,
-        rt.PROCESSOR_KEY_USAGE_PAGE: lambda: key_usage_page,
-        gc.PROCESSOR_V1_RESPONSES: lambda: V1Processor(gateway, V1Route.RESPONSES),
-        gc.PROCESSOR_V1_CHAT: lambda: V1Processor(gateway, V1Route.CHAT),
-        gc.PROCESSOR_FILES: lambda: FilesProcessor(gateway, pins, openai=False),
-        gc.PROCESSOR_V1_FILES: lambda: FilesProcessor(gateway, pins, openai=True),
-        gc.PROCESSOR_V1_AUDIO: lambda: V1AudioProcessor(gateway),
+        rt.PROCESSOR_CODEX: lambda _: codex,
+        rt.PROCESSOR_READY: lambda _: ready,
+        rt.PROCESSOR_USAGE: lambda _: usage,
+        rt.PROCESSOR_V1_MODELS: lambda _: models,
+        rt.PROCESSOR_KEY_USAGE: lambda _: key_usage,
+        rt.PROCESSOR_KEY_USAGE_PAGE: lambda _: key_usage_page,
+        gc.PROCESSOR_FIRST_EVENT: lambda hold: FirstEventProcessor(gateway, hold),
+        gc.PROCESSOR_V1_RESPONSES: lambda _: V1Processor(gateway, V1Route.RESPONSES),
+        gc.PROCESSOR_V1_CHAT: lambda _: V1Processor(gateway, V1Route.CHAT),
+        gc.PROCESSOR_FILES: lambda _: FilesProcessor(gateway, pins, openai=False),
+        gc.PROCESSOR_V1_FILES: lambda _: FilesProcessor(gateway, pins, openai=True),
+        gc.PROCESSOR_V1_AUDIO: lambda _: V1AudioProcessor(gateway),
     }
 
 
@@ -69,7 +72,7 @@ class Processors:
     def names(self) -> frozenset[str]:
         return frozenset(self._openers)
 
-    def open(self, name: str) -> StreamProcessor:
+    def open(self, name: str, hold_seconds: float = 0.0) -> StreamProcessor:
         """The processor of one stream; every route row names one of the route table's processors, and each of
         those is registered (checked above)."""
-        return self._openers[name]()
+        return self._openers[name](hold_seconds)

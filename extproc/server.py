@@ -49,7 +49,36 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
         # Body-reading clusters name their processor in the filter's gRPC initial metadata (headers-only: none).
         named = _processor_name(metadata)
         processor = PASS_THROUGH
-        async for request in request_iterator:
+        messages = request_iterator.__aiter__()
+        pending: asyncio.Future[ep.ProcessingRequest] | None = None
+        while True:
+            held_until = processor.held_until
+            if held_until is None and pending is None:
+                try:
+                    request = await messages.__anext__()
+                except StopAsyncIteration:
+                    break
+            else:
+                # A processor holds answers (extproc/first_event.py): wait for the next message no longer than its
+                # deadline, then give the held answers as they are. The read is never cancelled (a cancelled
+                # read would end the call); it is awaited again after the expiry.
+                if pending is None:
+                    pending = asyncio.ensure_future(messages.__anext__())
+                timeout = None if held_until is None else max(0.0, held_until - asyncio.get_running_loop().time())
+                done, _ = await asyncio.wait((pending,), timeout=timeout)
+                if not done:
+                    for answer in processor.expire():
+                        yield answer
+                    if processor.ended:
+                        pending.cancel()
+                        return
+                    continue
+                try:
+                    request = pending.result()
+                except StopAsyncIteration:
+                    break
+                finally:
+                    pending = None
             kind = request.WhichOneof("request")
             if kind == "request_headers":
                 try:
@@ -60,7 +89,7 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
                     attempt = self.gateway.begin(request, named)
                     if isinstance(attempt, Attempt):
                         # Picked once per stream: the row's processor, which `begin` checked is the one named.
-                        processor = self.processors.open(attempt.route.processor)
+                        processor = self.processors.open(attempt.route.processor, _hold_seconds(metadata))
                         decision = processor.request_headers(attempt)
                         if isinstance(decision, Deferred):  # waiting for an admission slot (bounded wait)
                             decision = await decision.resolve()
@@ -79,7 +108,16 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
                     yield responses.error("internal_error")
             elif kind in LATER_PHASES:
                 # The oneof's field names are the hooks' names (extproc/phases.py).
-                yield getattr(processor, kind)(getattr(request, kind))
+                answers = getattr(processor, kind)(getattr(request, kind))
+                if isinstance(answers, tuple):
+                    for answer in answers:
+                        yield answer
+                else:
+                    yield answers
+                if processor.ended:
+                    # Decided: end the stream, so Envoy passes the rest of the response without the ext_proc
+                    # (it injects any chunk it sent meanwhile unchanged: ProcessorState::clearAsyncState).
+                    return
         # By default Envoy ends every ext_proc stream with END_STREAM immediately followed by RST_STREAM
         # (ExternalProcessorStreamImpl::close: closeStream() then resetStream()). Returning now makes grpc.aio start
         # the final-status batch on a call that is being reset: the batch fails, grpc.aio ignores the error, and
@@ -96,6 +134,15 @@ def _processor_name(invocation_metadata: Any) -> str | None:
         if key == gc.PROCESSOR_METADATA_KEY:
             return value if isinstance(value, str) else bytes(value).decode()
     return None
+
+
+def _hold_seconds(invocation_metadata: Any) -> float:
+    """The hold deadline a first-event filter names (gc.HOLD_METADATA_KEY, milliseconds); 0 when none."""
+    for key, value in invocation_metadata or ():
+        if key == gc.HOLD_METADATA_KEY:
+            text = value if isinstance(value, str) else bytes(value).decode()
+            return int(text) / 1000 if text.isdigit() else 0.0
+    return 0.0
 
 
 def _graceful_close(invocation_metadata: Any) -> bool:

@@ -34,6 +34,8 @@ ROUTING_ROUTE_FAMILY = "route_family"
 ROUTING_ROUTE = "route"  # the route table row (attempts >= 2 no longer carry its header: it is never forwarded)
 ROUTING_REQUEST_ID = "request_id"  # Envoy's x-request-id (removed before the upstream, so later attempts read it here)
 ROUTING_INSTALLATION = "installation"  # keyed hash of the client's installation id (pooler.gateway.upstream_identity)
+ROUTING_ACCOUNT_INSTALLATION = "account_installation"  # this attempt's account's installation id for the client
+# (a derived UUID the upstream sees anyway; the Codex clusters' Lua puts it into the request body too)
 
 # Written by envoy.filters.http.sse_to_metadata from the `response.completed` SSE event.
 NS_USAGE = "pooler.usage"
@@ -43,6 +45,11 @@ USAGE_RESPONSE_STATUS = "response_status"
 """`response.status` of the stream's latest event that has one: `completed` once `response.completed` came."""
 """The code of a streamed turn's failure event (`response.failed`'s `response.error.code`, an `error` event's
 `code`), by the same filter."""
+USAGE_WS_ERROR = "ws_error"
+"""Websocket route (Lua pooler.ws_usage): the connection's last `error` frame, as `status=429 type=... code=...`
+(UPSTREAM_ERROR_HEADER's format), so the access log applies what the same status and body would."""
+USAGE_WS_ERROR_HEADERS = "ws_error_headers"
+"""The same frame's `headers` (quota windows, retry-after) as `name=value` words, safe tokens only."""
 
 # Written by the ext_proc when the pool (or key) shows clients an aggregate quota view. The clusters' upstream
 # filter chain copies it onto the attempt's response (VIEW_RESPONSE_PREFIX + key with dashes); Envoy's downstream
@@ -107,6 +114,10 @@ STREAM_CLOSE_GRACEFUL = "graceful"
 """gRPC initial metadata of the ext_proc filters in our rendered Envoy config, whose runtime turns on
 `ext_proc_graceful_grpc_close`: that Envoy half-closes each ext_proc stream and waits for our status instead of
 resetting the stream, so the ext_proc may return at once (extproc/server.py explains the wait otherwise)."""
+HOLD_METADATA_KEY = "x-pooler-hold-ms"
+"""gRPC initial metadata of a first-event filter: how long (ms) the ext_proc may hold an SSE answer's headers
+for its first meaningful event; rendered below the filter's `message_timeout` (extproc/first_event.py)."""
+PROCESSOR_FIRST_EVENT = "first_event"  # SSE answers held until their first event: a failed start fails over
 PROCESSOR_V1_RESPONSES = "v1_responses"
 PROCESSOR_V1_CHAT = "v1_chat"
 PROCESSOR_FILES = "files"  # POST /backend-api/files: learns file id -> account, validates the upload URL

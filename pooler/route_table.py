@@ -67,10 +67,13 @@ class ProcessorSpec:
     mode_override: bool = False
     receives_usage: bool = False
     """The processor writes NS_USAGE itself (it sees the upstream stream; sse_to_metadata sees the translation)."""
+    first_event: bool = False
+    """Response headers sent and the body STREAMED without waiting for the headers' answer: the processor holds
+    an SSE answer's headers until its first meaningful event (extproc/first_event.py), within a deadline."""
 
     @property
     def headers_only(self) -> bool:
-        return not (self.request_body or self.response_headers or self.response_body)
+        return not (self.request_body or self.response_headers or self.response_body or self.first_event)
 
 
 # Processors by name. Headers-only processors share one filter configuration, so their clusters need not name
@@ -91,6 +94,7 @@ PROCESSORS: Mapping[str, ProcessorSpec] = MappingProxyType(
             ProcessorSpec(PROCESSOR_V1_MODELS),
             ProcessorSpec(PROCESSOR_KEY_USAGE),
             ProcessorSpec(PROCESSOR_KEY_USAGE_PAGE),
+            ProcessorSpec(gc.PROCESSOR_FIRST_EVENT, first_event=True),
             ProcessorSpec(
                 gc.PROCESSOR_V1_RESPONSES,
                 request_body=True,
@@ -213,11 +217,13 @@ ROUTES: tuple[Route, ...] = (
         usage_events=False,
         idle_timeout=WS_IDLE_TIMEOUT,
     ),
+    # SSE turns: a turn that fails before its first output fails over to another account unseen.
     Route(
         "responses",
         gc.ROUTE_RESPONSES,
         Target.CODEX,
         path=f"{_CODEX}/responses",
+        processor=gc.PROCESSOR_FIRST_EVENT,
         admission="responses",
         pooled_view=True,
         idle_timeout=SSE_IDLE_TIMEOUT,

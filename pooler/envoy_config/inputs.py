@@ -140,6 +140,9 @@ class GatewayConfig:
     extra: dict[str, Any] = field(default_factory=dict)
     direct: bool = False
     """Benchmark baseline only: the same listener and routes with no ext_proc and no gRPC access log."""
+    first_event_hold: bool = True
+    """Benchmark baseline only when False: the first-event filters without their response phases (the data path
+    before SSE answers were held for their first event), to measure the hold's cost in the same run."""
     mcp_app: Endpoint = field(default_factory=lambda: Endpoint.tcp("127.0.0.1", 8082))
     """`python -m mcp_server` (served at /mcp; it checks its own tokens)."""
     metrics: Endpoint | None = None

@@ -8,12 +8,14 @@ from typing import Any
 
 from pooler import gateway_contract as gc
 from pooler.envoy_config.inputs import GatewayConfig
-from pooler.envoy_config.lua import UPSTREAM_ERRORS_LUA
+from pooler.envoy_config.lua import INSTALLATION_BODY_LUA, UPSTREAM_ERRORS_LUA
 from pooler.envoy_config.parts import duration
 from pooler.gateway.ratelimit_view import WS_VIEW_KEY, WS_VIEW_RESPONSE_HEADER
 from pooler.route_table import PROCESSORS
 
 ATTEMPT_OF_FILTER = "pooler.attempt_of"
+HOLD_SHARE = 0.75
+"""The first-event hold deadline as a share of the ext_proc's message_timeout."""
 
 
 def _response_header(key: str, value: str) -> dict[str, Any]:
@@ -70,6 +72,17 @@ _UPSTREAM_ERRORS = {
     },
 }
 
+INSTALLATION_BODY_FILTER = "pooler.installation_body"
+"""Lua, per attempt, request side: the client's installation id in a JSON body becomes the attempt's account's
+(envoy_config/lua/installation_body.lua), as the ext_proc does in the headers."""
+_INSTALLATION_BODY = {
+    "name": INSTALLATION_BODY_FILTER,
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+        "default_source_code": {"inline_string": INSTALLATION_BODY_LUA},
+    },
+}
+
 
 def build_upstream_http_filters(
     config: GatewayConfig, processor: str | None = None, graceful_close: bool = True, upstream: bool = True
@@ -104,6 +117,15 @@ def build_upstream_http_filters(
             mode["response_header_mode"] = "SEND"
         if spec.response_body:
             mode["response_body_mode"] = "BUFFERED"
+        if spec.first_event and config.first_event_hold:
+            # The body streams to the ext_proc while it holds the headers (measured: DESIGN, 2026-12-04); it
+            # must answer before `message_timeout` (a held message past it is a 504), so its own deadline is
+            # a share of it, the rest a margin for a loaded event loop.
+            mode["response_header_mode"] = "SEND"
+            mode["response_body_mode"] = "STREAMED"
+            extra["send_body_without_waiting_for_header_response"] = True
+            hold_ms = int(config.extproc_timeout_seconds * 1000 * HOLD_SHARE)
+            metadata.append({"key": gc.HOLD_METADATA_KEY, "value": str(hold_ms)})
         if spec.mode_override:
             extra["allow_mode_override"] = True  # the response body mode is chosen per response
         if spec.receives_usage:
@@ -136,6 +158,6 @@ def build_upstream_http_filters(
         # The attempt's response names its request for the per-attempt access log (x-request-id, which the log
         # would read, never reaches the upstream: pooler/gateway/upstream_identity.py).
         _ATTEMPT_OF,
-        *([_UPSTREAM_ERRORS] if upstream else []),
+        *([_INSTALLATION_BODY, _UPSTREAM_ERRORS] if upstream else []),
         _CODEC,
     ]

@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from pooler.gateway_contract import ACTIVE_LIMIT_HEADER
 from pooler.quota import DEFAULT_FAMILY, WindowObservation, parse_rate_limit_headers
@@ -158,6 +159,17 @@ def stream_failure(
     return UpstreamError(status=502, code=STREAM_INCOMPLETE)
 
 
+def frame_headers(packed: str | None) -> dict[str, str]:
+    """A websocket error frame's limit headers as the Lua counter packed them (`name=value` words,
+    gateway_contract.USAGE_WS_ERROR_HEADERS), lower-case names."""
+    headers: dict[str, str] = {}
+    for word in (packed or "").split(" "):
+        name, sep, value = word.partition("=")
+        if sep and name and value:
+            headers[name.lower()] = value
+    return headers
+
+
 def classify(status: int, error: UpstreamError | None, flags: frozenset[str]) -> ErrorClass | None:
     """The class of a failed attempt, None for one that says nothing against its account (2xx, a 4xx about the
     request itself, or status 0 the gateway answered itself)."""
@@ -258,8 +270,8 @@ class RequestRecord:
     duration_ms: float | None
     tried: list[int]
     tokens: dict[str, int] = field(default_factory=dict)
-    attempts: list[tuple[int | None, int | None, str]] = field(default_factory=list)
-    """(account_id, status if known, outcome) in order."""
+    attempts: list[AttemptOutcome] = field(default_factory=list)
+    """In order."""
     session_hash: str | None = None
     """The keyed hash of the conversation's session (never the raw id)."""
     switch_cause: str | None = None
@@ -368,21 +380,32 @@ def attempt_effect(record: AttemptRecord, demotion_seconds: float) -> AccountEff
     return None
 
 
-def attempt_outcomes(
-    tried: list[int], attempts: list[AttemptRecord], final_status: int
-) -> list[tuple[int | None, int | None, str]]:
-    """Per attempt: (account, status, outcome). Statuses come from the upstream log entries when they arrived;
-    an attempt without one keeps status None (honest: Envoy reports only the final status downstream)."""
+class AttemptOutcome(NamedTuple):
+    """One `request_attempts` row."""
+
+    account_id: int | None
+    status: int | None
+    outcome: str
+    """`served`, `failed_over` or `failed`."""
+    error_code: str | None = None
+    """What the attempt's error body or failure event said (its code, else its type), when it was read."""
+
+
+def attempt_outcomes(tried: list[int], attempts: list[AttemptRecord], final_status: int) -> list[AttemptOutcome]:
+    """Per attempt: account, status, outcome, code. Statuses come from the upstream log entries when they
+    arrived; an attempt without one keeps status None (honest: Envoy reports only the final status downstream)."""
     by_account: dict[int | None, list[AttemptRecord]] = {}
     for a in attempts:
         by_account.setdefault(a.account_id, []).append(a)
-    rows: list[tuple[int | None, int | None, str]] = []
+    rows: list[AttemptOutcome] = []
     for n, account in enumerate(tried, start=1):
         seen = by_account.get(account)
-        status = seen.pop(0).status if seen else None
+        record = seen.pop(0) if seen else None
+        status = record.status if record is not None else None
         last = n == len(tried)
         if last and status is None:
             status = final_status
         outcome = "served" if last and final_status < 400 else ("failed" if last else "failed_over")
-        rows.append((account, status or None, outcome))
+        code = record.error.label if record is not None and record.error is not None else None
+        rows.append(AttemptOutcome(account, status or None, outcome, code))
     return rows

@@ -201,9 +201,10 @@ def _write_requests(session: Session, records: list[RequestRecord]) -> None:
             "account_id": account,
             "status_code": status,
             "outcome": outcome,
+            "error_code": code,
         }
         for log_id, record in zip(log_ids, fresh, strict=True)
-        for n, (account, status, outcome) in enumerate(record.attempts, start=1)
+        for n, (account, status, outcome, code) in enumerate(record.attempts, start=1)
     ]
     if attempts:
         session.execute(insert(RequestAttempt), attempts)

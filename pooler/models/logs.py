@@ -61,6 +61,8 @@ class RequestAttempt(Base):
     """Status of this attempt when known (the last attempt's is the request's)."""
     outcome: Mapped[str] = mapped_column(String(32))
     """`served`, `failed_over`, ..."""
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    """The code the attempt's error answer or failure event named (a safe token), when read."""
 
     request_log: Mapped[RequestLog] = relationship(back_populates="attempts")
 

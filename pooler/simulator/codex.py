@@ -14,7 +14,7 @@ from pooler.simulator.accounts import Account
 from pooler.simulator.bodies import error_body, read_body
 from pooler.simulator.bound import BoundStateError, answer_turn_state, check_request, seal
 from pooler.simulator.faults import Fault
-from pooler.simulator.journal import Entry
+from pooler.simulator.journal import Entry, body_installations
 from pooler.simulator.state import SimState
 from pooler.simulator.turn import TurnPlan, events, plan_turn, response_object
 from pooler.simulator.usage import (
@@ -30,6 +30,7 @@ WS_STREAM_FAULTS = {"close_mid_stream", "malformed_sse", "ws_close", "fail_event
 # The real upstream ends a websocket after 60 minutes (by the simulated clock here).
 WS_MAX_AGE_SECONDS = 3600
 TURN_STATE_HEADER = "x-codex-turn-state"
+OPENING_EVENTS = frozenset({"response.created", "response.in_progress"})
 MALFORMED_SSE = b'event: response.output_text.delta\ndata: {"type": "response.output_text.delta", "delta": \n\n'
 
 
@@ -67,10 +68,14 @@ class Pacer:
     def __init__(self, rate: float, fault: Fault | None) -> None:
         self.rate, self.fault, self.sent, self.fired = rate, fault, 0, False
 
-    def due(self, is_token: bool, is_terminal: bool) -> Fault | None:
+    def due(self, is_token: bool, is_terminal: bool, opening: bool = False) -> Fault | None:
+        """`opening`: the event is `response.created`/`response.in_progress`. A failure event before any delta
+        (`after_tokens` 0) comes right after them, as the real backend fails a turn it cannot start (no output
+        item is announced first)."""
         if self.fault is None or self.fired:
             return None
-        if (is_token and self.sent >= self.fault.after_tokens) or is_terminal:
+        first = self.fault.kind == "fail_event" and self.fault.after_tokens == 0 and not opening
+        if first or (is_token and self.sent >= self.fault.after_tokens) or is_terminal:
             self.fired = True
             return self.fault
         return None
@@ -98,6 +103,7 @@ async def responses_post(request: web.Request) -> web.StreamResponse:
     account: Account = request["sim_account"]
     entry: Entry = request["sim_entry"]
     body = await read_body(request)
+    entry.body_installations = body_installations(body)
     now = state.now()
     if str(body.get("model")) in account.excluded_models:
         return not_included_response(account, now, str(body.get("model")))
@@ -121,7 +127,7 @@ async def responses_post(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     for event, is_token in events(plan):
         terminal = event["type"] == "response.completed"
-        fault = pacer.due(is_token, terminal)
+        fault = pacer.due(is_token, terminal, event["type"] in OPENING_EVENTS)
         if fault is not None and fault.kind == "close_mid_stream":
             # Drop the TCP connection with the chunked body unfinished: the client sees a truncated stream.
             if request.transport is not None:
@@ -239,7 +245,7 @@ async def _ws_turn(request: web.Request, ws: web.WebSocketResponse, frame: dict[
     await ws.send_str(json.dumps(rate_limits_event(account, now)))
     for event, is_token in events(plan):
         terminal = event["type"] == "response.completed"
-        fault = pacer.due(is_token, terminal)
+        fault = pacer.due(is_token, terminal, event["type"] in OPENING_EVENTS)
         if fault is not None and fault.kind == "close_mid_stream":
             entry.status = 499
             if request.transport is not None:

@@ -11,6 +11,7 @@ the Cloudflare-like cookie the request sent back was set for (None: none sent, o
 from __future__ import annotations
 
 import itertools
+import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,9 @@ class Entry:
     received: dict[str, str] = field(default_factory=dict)
     challenge_cookie_of: str | None = None
     challenge_cookie_sent: bool = False
+    body_installations: list[str] = field(default_factory=list)
+    """Installation ids the JSON body's `client_metadata` named (`x-codex-installation-id`, and `installation_id`
+    inside its `x-codex-turn-metadata` string), as Codex CLI 0.171.0 sends them."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -95,3 +99,18 @@ class Journal:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+def body_installations(body: dict[str, Any]) -> list[str]:
+    """The installation ids a request body's `client_metadata` names (see `Entry.body_installations`)."""
+    metadata = body.get("client_metadata")
+    if not isinstance(metadata, dict):
+        return []
+    found = [metadata.get("x-codex-installation-id")]
+    try:
+        turn = json.loads(metadata.get("x-codex-turn-metadata") or "null")
+    except (TypeError, ValueError):
+        turn = None
+    if isinstance(turn, dict):
+        found.append(turn.get("installation_id"))
+    return [value for value in found if isinstance(value, str)]

@@ -134,6 +134,10 @@ def parse_responses(data: bytes) -> list[Response]:
         if headers.get("transfer-encoding", "").lower() == "chunked":
             while True:
                 line_end = data.find(b"\r\n", pos)
+                if line_end <= pos:
+                    # The client closed after the last event it needed, before the terminating chunk reached it
+                    # (it can come in a write of its own, e.g. after the gateway's first-event hold let go).
+                    return out
                 size = int(data[pos:line_end].split(b";")[0], 16)
                 pos = line_end + 2 + size + 2
                 if size == 0:

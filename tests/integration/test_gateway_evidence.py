@@ -3,11 +3,13 @@ upstream's view (simulator journal: attempts per account) and the account's stat
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from sqlalchemy import select
@@ -19,7 +21,7 @@ from pooler.states import AccountState
 from tests.support.gateway import Gateway, SeededPool, running_gateway
 from tests.support.processes import wait_until
 from tests.support.scheduler_process import start_scheduler
-from tests.support.simulator import parse_sse, turn_body
+from tests.support.simulator import parse_sse, turn_body, ws_turn_events
 
 pytestmark = pytest.mark.integration
 
@@ -169,18 +171,111 @@ def test_usage_not_included_excludes_the_account_for_that_model_only(gw: Gateway
     assert _attempts(gw, since) == [("acct-n2", 200), ("acct-n1", 200)]
 
 
-def test_failure_event_inside_a_stream_is_evidence(gw: Gateway) -> None:
-    seeded = gw.seed_pool("failevent", ["acct-ev1"])
-    gw.simulator.client.add_fault("fail_event", after_tokens=0, code="server_is_overloaded")
+def test_a_turn_failing_at_its_first_event_fails_over_unseen(gw: Gateway) -> None:
+    seeded = _first_then(gw, "firstfail", "acct-ff1", "acct-ff2")
+    gw.simulator.client.add_fault("fail_event", account="acct-ff1", after_tokens=0, code="server_is_overloaded")
+    since = _last_seq(gw)
+    before = time.time()
     response = _post(gw, seeded.key)
+    assert response.status_code == 200, response.text
+    events = parse_sse(response.text)
+    # The client's stream is the second account's, whole: nothing of the failed attempt reached it.
+    assert [e["type"] for e in events].count("response.created") == 1
+    assert events[-1]["type"] == "response.completed"
+    assert not any(e["type"] in ("response.failed", "error") for e in events)
+    assert _attempts(gw, since) == [("acct-ff1", 200), ("acct-ff2", 200)]  # the upstream's own statuses
+    ff1 = seeded.accounts["acct-ff1"]
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
+    assert row.status_code == 200 and row.error_code is None
+    assert [(a.account_id, a.status_code, a.error_code, a.outcome) for a in row.attempts] == [
+        (ff1, 503, "server_is_overloaded", "failed_over"),
+        (seeded.accounts["acct-ff2"], 200, None, "served"),
+    ]
+    demoted = wait_until(lambda: _account(gw, ff1).demoted_until, timeout=10, what="demotion after the event")
+    assert demoted.timestamp() >= before + 25  # a server failure's demotion (demotion_seconds, 30)
+
+
+def test_held_answers_reach_the_client_whole(gw: Gateway) -> None:
+    seeded = gw.seed_pool("held-whole", ["acct-hw1"])
+    # A stream in many chunks (deltas 20 ms apart): the ext_proc decides on the first chunks and leaves the stream;
+    # Envoy must pass every later byte, and any chunk it had sent the ext_proc meanwhile, unchanged and in order.
+    gw.simulator.client.add_fault("slow", token_rate=50, count=1)
+    gw.simulator.client.script({"text": " ".join(f"word{n}" for n in range(40))})
+    response = _post(gw, seeded.key)
+    assert response.status_code == 200, response.text
+    events = parse_sse(response.text)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert events[-1]["type"] == "response.completed"
+    assert sum(e["type"] == "response.output_text.delta" for e in events) == 40
+    # Not an event stream (a non-streaming turn): passed at once, whole.
+    whole = _post(gw, seeded.key, stream=False)
+    assert whole.status_code == 200, whole.text
+    assert whole.headers["content-type"].startswith("application/json")
+    assert whole.json()["status"] == "completed"
+
+
+def test_a_turn_failing_after_its_first_delta_reaches_the_client_and_is_evidence(gw: Gateway) -> None:
+    seeded = _first_then(gw, "latefail", "acct-lf1", "acct-lf2")
+    gw.simulator.client.add_fault("fail_event", account="acct-lf1", after_tokens=1, code="server_is_overloaded")
+    since = _last_seq(gw)
+    response = _post(gw, seeded.key)
+    # Bytes of the turn were out: no failover; the client gets the failure event as the upstream sent it.
     assert response.status_code == 200
-    assert any(e.get("type") == "response.failed" for e in parse_sse(response.text))
+    events = parse_sse(response.text)
+    assert any(e["type"] == "response.output_text.delta" for e in events)
+    assert events[-1]["type"] == "response.failed"
+    assert _attempts(gw, since) == [("acct-lf1", 200)]
+    lf1 = seeded.accounts["acct-lf1"]
     row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
     assert row.error_code == "server_is_overloaded"
-    assert row.account_id == seeded.accounts["acct-ev1"]
+    assert row.account_id == lf1
+    wait_until(lambda: _account(gw, lf1).demoted_until, timeout=10, what="demotion after the event")
+
+
+def test_a_lone_account_failing_at_its_first_event_gets_a_retryable_gateway_answer(gw: Gateway) -> None:
+    seeded = gw.seed_pool("firstfail-lone", ["acct-fl1"])
+    gw.simulator.client.add_fault("fail_event", after_tokens=0, code="server_is_overloaded")
+    response = _post(gw, seeded.key)
+    # No other account: the gateway's retryable answer, never half a stream.
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "no_eligible_account"
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")[-1]
+    assert [(a.status_code, a.error_code) for a in row.attempts][:1] == [(503, "server_is_overloaded")]
     wait_until(
-        lambda: _account(gw, seeded.accounts["acct-ev1"]).demoted_until, timeout=10, what="demotion after the event"
+        lambda: _account(gw, seeded.accounts["acct-fl1"]).demoted_until, timeout=10, what="demotion after the event"
     )
+
+
+def test_a_websocket_error_frame_teaches_what_the_same_status_would(gw: Gateway) -> None:
+    seeded = gw.seed_pool("ws-error", ["acct-wse1"])
+    account_id = seeded.accounts["acct-wse1"]
+    headers = {"Authorization": f"Bearer {seeded.key}", "session-id": "ws-error-1"}
+
+    async def run() -> list[dict[str, Any]]:
+        async with aiohttp.ClientSession() as session, session.ws_connect(gw.ws_url, headers=headers) as ws:
+            await ws.send_json({"type": "response.create", **turn_body("first")})
+            assert (await ws_turn_events(ws))[-1]["type"] == "response.completed"
+            # Spent between two turns of one connection: the upstream answers the next with an error frame.
+            gw.simulator.client.upsert_account("acct-wse1", primary_used_percent=100)
+            await ws.send_json({"type": "response.create", **turn_body("second")})
+            return await ws_turn_events(ws)
+
+    events = asyncio.run(run())
+    assert events[-1]["type"] == "error" and events[-1]["status"] == 429  # the client sees it unchanged
+
+    def spent() -> list[QuotaWindow]:
+        with gw.ctx.session_factory() as session:
+            return list(
+                session.scalars(
+                    select(QuotaWindow).where(QuotaWindow.account_id == account_id, QuotaWindow.used_percent >= 100)
+                )
+            )
+
+    # Only the frame said so: the upgrade's headers showed the window before it was spent, and nothing polls.
+    (window,) = wait_until(spent, timeout=15, what="the spent window from the error frame")
+    assert window.resets_at is not None and window.resets_at.timestamp() > time.time()
+    row = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses_ws")[-1]
+    assert row.input_tokens is not None and row.input_tokens > 0  # the completed turn still counts
 
 
 def test_a_401_is_refreshed_within_seconds(gw: Gateway, tmp_path: Path) -> None:

@@ -131,6 +131,9 @@ def test_sticky_session_stays_then_moves_once(gw: Gateway) -> None:
 def test_upstream_closes_mid_stream_client_sees_error_without_retry(gw: Gateway) -> None:
     seeded = gw.seed_pool("midstream", ["acct-m1", "acct-m2"])
     gw.simulator.client.add_fault("close_mid_stream", after_tokens=2, count=1)
+    # Deltas 200 ms apart: the close comes after the turn started and its first bytes went to the client (an
+    # upstream that resets while the gateway still holds the headers for the first event is a 502 instead).
+    gw.simulator.client.add_fault("slow", token_rate=5, count=1)
     since = _last_seq(gw)
     broken = False
     text = ""

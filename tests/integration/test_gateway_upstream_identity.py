@@ -82,12 +82,20 @@ def _assert_clean(entries: list[dict[str, Any]]) -> None:
         assert received.get("chatgpt-account-id") == entry["account"]
 
 
+def _codex_body(prompt: str) -> dict[str, Any]:
+    """A turn whose body names the installation as Codex CLI 0.171.0's does (twice, in client_metadata)."""
+    turn = json.dumps({"installation_id": INSTALLATION, "model": "gpt-5.1-codex"})
+    metadata = {"x-codex-installation-id": INSTALLATION, "x-codex-turn-metadata": turn}
+    return turn_body(prompt, client_metadata=metadata)
+
+
 def _installations(entries: list[dict[str, Any]]) -> dict[str, set[str]]:
-    """Per account, every installation id it saw (header and turn metadata)."""
+    """Per account, every installation id it saw (headers, turn metadata and the body's client_metadata)."""
     seen: dict[str, set[str]] = {}
     for entry in entries:
         received = entry["received"]
         ids = seen.setdefault(entry["account"], set())
+        ids.update(entry.get("body_installations") or ())
         if "x-codex-installation-id" in received:
             ids.add(received["x-codex-installation-id"])
         if "x-codex-turn-metadata" in received:
@@ -107,7 +115,7 @@ def test_http_routes_reach_each_account_clean_with_its_own_installation_id(gw: G
     for n in range(4):
         sse = httpx.post(
             f"{gw.codex_base}/responses",
-            json=turn_body(f"hello {n}"),
+            json=_codex_body(f"hello {n}"),
             headers={**headers, "Accept": "text/event-stream"},
             timeout=30,
         )
@@ -121,15 +129,17 @@ def test_http_routes_reach_each_account_clean_with_its_own_installation_id(gw: G
     _assert_clean(entries)
     # The client's own identity headers pass as they are; its installation id never does.
     assert all(e["received"].get("originator") == "codex_cli_rs" for e in entries)
+    assert all(e["body_installations"] for e in entries if e["route"] == "responses")
     ids = _installations(entries)
     assert set(ids) == set(seeded.accounts)
-    assert all(len(seen) == 1 for seen in ids.values()), ids  # stable per account (header and metadata agree)
+    # Stable per account: headers, turn metadata and the body's two copies all name the account's own id.
+    assert all(len(seen) == 1 for seen in ids.values()), ids
     first, second = (next(iter(seen)) for seen in ids.values())
     assert first != second and INSTALLATION not in first + second
     # Stable across requests for the same (account, client): a second round gives the same ids.
     again_since = _end(gw)
     for n in range(2):
-        httpx.post(f"{gw.codex_base}/responses", json=turn_body(f"again {n}"), headers=headers, timeout=30)
+        httpx.post(f"{gw.codex_base}/responses", json=_codex_body(f"again {n}"), headers=headers, timeout=30)
     assert _installations(gw.simulator.client.journal(since=again_since)) == ids
 
 
@@ -138,7 +148,7 @@ def test_a_failed_over_attempt_gets_the_next_accounts_id_and_no_proxy_headers(gw
     gw.simulator.client.add_fault("status", status=503, count=1)  # whichever account the first attempt gets
     since = _end(gw)
     response = httpx.post(
-        f"{gw.codex_base}/responses", json=turn_body(), headers=_codex_headers(seeded.key), timeout=30
+        f"{gw.codex_base}/responses", json=_codex_body("hi"), headers=_codex_headers(seeded.key), timeout=30
     )
     assert response.status_code == 200, response.text
     entries = [e for e in gw.simulator.client.journal(since=since) if e["route"] == "responses"]
@@ -146,6 +156,8 @@ def test_a_failed_over_attempt_gets_the_next_accounts_id_and_no_proxy_headers(gw
     _assert_clean(entries)
     ids = _installations(entries)
     assert all(len(seen) == 1 for seen in ids.values()) and len(set.union(*ids.values())) == 2
+    # The retry's body was rewritten for its own account, from the client's body (not the first attempt's).
+    assert entries[-1]["body_installations"] and INSTALLATION not in set.union(*ids.values())
     # The request log still has every attempt, with its account and status (the id is the gateway's own).
     rows = gw.wait_for_logs(1, pool_id=seeded.pool_id, route_family="responses")
     assert [a.status_code for a in rows[-1].attempts] == [503, 200]

@@ -23,11 +23,12 @@ end
 -- Stream info whose dynamic metadata records what a script sets; returns it and the table
 -- metadata[namespace][key] = value. Like Envoy's, a metadata object is valid only until the script yields for
 -- its next body chunk (`scope()` tells which chunk the script is at; nil: it never yields).
-local function stream_info(scope)
-  local metadata = {}
+local function stream_info(scope, initial)
+  local metadata = initial or {}
   local info = {}
   function info:dynamicMetadata()
     local dynamic, at = {}, scope and scope()
+    function dynamic:get(namespace) return metadata[namespace] end
     function dynamic:set(namespace, key, value)
       assert((scope and scope()) == at, "object used outside of proper scope")
       metadata[namespace] = metadata[namespace] or {}
@@ -38,18 +39,21 @@ local function stream_info(scope)
   return info, metadata
 end
 
--- A request handle over `headers` and `body` (nil: a request without one); returns it and the table
--- metadata[namespace][key] = value of what the script set in the stream's dynamic metadata.
-local function request_handle(headers, body)
-  local info, metadata = stream_info()
+-- A request handle over `headers` and `body` (nil: a request without one), with the dynamic metadata `initial`
+-- (optional) already set; returns it, the table metadata[namespace][key] = value of the stream's dynamic
+-- metadata, and a function giving the body as the script left it.
+local function request_handle(headers, body, initial)
+  local info, metadata = stream_info(nil, initial)
   local handle = {}
+  local buffered = nil
   function handle:headers() return header_map(headers) end
   function handle:body()
     if body == nil then return nil end
-    return buffer(body)
+    buffered = buffered or buffer(body)
+    return buffered
   end
   function handle:streamInfo() return info end
-  return handle, metadata
+  return handle, metadata, function() return buffered and buffered.bytes or body end
 end
 
 -- A response handle over `headers` whose body arrives as the strings `chunks`; returns it, a function giving

@@ -112,11 +112,13 @@ def test_ext_proc_metadata_namespaces(tmp_path: Path) -> None:
     options = http["http_filters"][0]["typed_config"]["metadata_options"]
     assert options["forwarding_namespaces"]["untyped"] == [gc.NS_ROUTING, gc.NS_REQUEST]
     assert options["receiving_namespaces"]["untyped"] == [gc.NS_ROUTING, gc.NS_VIEW]
-    # The ext_proc, then the attempt's stamp (request id, account, pooled view) on its response, the reader of
-    # non-2xx answers, then the codec.
+    # The ext_proc, then the attempt's stamp (request id, account, pooled view) on its response, the body's
+    # installation id made the account's (it reads the ext_proc's metadata), the reader of non-2xx answers, then
+    # the codec.
     assert [f["name"] for f in http["http_filters"]] == [
         "envoy.filters.http.ext_proc",
         "pooler.attempt_of",
+        "pooler.installation_body",
         "pooler.upstream_errors",
         "envoy.filters.http.upstream_codec",
     ]

@@ -20,6 +20,7 @@ from pooler.gateway.evidence import (
     backoff_seconds,
     classify,
     expand_active_limit,
+    frame_headers,
     parse_upstream_error,
     stream_failure,
 )
@@ -153,6 +154,20 @@ def test_stream_failure() -> None:
     assert stream_failure(200, sse, None, "in_progress", frozenset({"DC"})) is None  # the client went away
     assert stream_failure(200, "application/json", None, None, none) is None
     assert stream_failure(429, sse, None, None, none) is None
+
+
+def test_a_websocket_error_frame_spends_its_window_like_the_same_429() -> None:
+    packed = "x-codex-primary-used-percent=100 x-codex-primary-reset-at=1800000600 junk retry-after=60"
+    headers = frame_headers(packed)
+    assert headers == {
+        "x-codex-primary-used-percent": "100",
+        "x-codex-primary-reset-at": "1800000600",
+        "retry-after": "60",
+    }
+    error = parse_upstream_error("status=429 type=usage_limit_reached resets_at=1800000600")
+    effect = attempt_effect(_record(429, error, headers), 30)
+    assert effect is not None and effect.limited_until == 1800000600
+    assert frame_headers(None) == {} and frame_headers("") == {}
 
 
 def test_the_error_readers_reply_is_the_gateways_own_no_eligible_account() -> None:

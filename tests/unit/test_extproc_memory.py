@@ -56,7 +56,8 @@ def test_request_maps_empty_after_entries_in_envoy_order() -> None:
         state.start(rid, 2, 1000.0)  # a failed-over second attempt
         handler.handle(_message(_upstream(rid, 429), _upstream(rid, 200), _downstream(rid, [1, 2])))
     assert state.attempts == {} and state.requests_in_flight == {} and state.in_flight == {}
-    assert len(state.pending.requests) == 2000 and state.pending.requests[-1].attempts[0] == (1, 429, "failed_over")
+    assert len(state.pending.requests) == 2000
+    assert state.pending.requests[-1].attempts[0] == (1, 429, "failed_over", None)
 
 
 def test_upstream_entry_after_its_downstream_entry_keeps_no_slot_and_is_attributed() -> None:

@@ -121,7 +121,7 @@ class OneProcessor:
         self.opened: list[str] = []
         self.processor = Recording()
 
-    def open(self, name: str) -> StreamProcessor:
+    def open(self, name: str, hold_seconds: float = 0.0) -> StreamProcessor:
         self.opened.append(name)
         return self.processor
 

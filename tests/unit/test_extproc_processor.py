@@ -13,7 +13,7 @@ from extproc.processor import misconfigured, model_from_turn_metadata, presented
 from pooler import gateway_contract as gc
 from pooler import route_table as rt
 from pooler.crypto.hashing import KeyedHasher
-from pooler.gateway.evidence import AttemptRecord, attempt_effect, attempt_outcomes
+from pooler.gateway.evidence import AttemptRecord, UpstreamError, attempt_effect, attempt_outcomes
 from pooler.gateway.sessions import session_hash, session_key
 
 
@@ -38,8 +38,11 @@ def test_a_request_that_skipped_a_rendered_piece_is_misconfigured() -> None:
     chat = rt.ROUTES_BY_NAME["v1_chat_completions"]
     usage = rt.ROUTES_BY_NAME["usage_wham"]
     codex = "/backend-api/codex/responses"
-    assert not misconfigured(responses_row, None, _scanned(), codex)
-    assert misconfigured(responses_row, None, None, codex)  # the request scanner did not run
+    first = gc.PROCESSOR_FIRST_EVENT
+    assert not misconfigured(responses_row, first, _scanned(), codex)
+    assert misconfigured(responses_row, first, None, codex)  # the request scanner did not run
+    # On the plain Codex cluster a turn failing at its first event would reach the client: refused.
+    assert misconfigured(responses_row, None, _scanned(), codex)
     assert misconfigured(None, None, _scanned())
     # /v1 chat on the plain Codex cluster would go upstream untranslated: refused.
     assert misconfigured(chat, None, None)
@@ -108,7 +111,9 @@ def test_attempt_effects() -> None:
     # A websocket's normal end: its upstream connection closes after the 101 (Envoy flags UC). Not a failure.
     assert attempt_effect(AttemptRecord("r", 1, 101, frozenset({"UC"}), {}, now), 30) is None
     rows = attempt_outcomes([1, 2], [AttemptRecord("r", 1, 429, frozenset(), {}, now)], 200)
-    assert rows == [(1, 429, "failed_over"), (2, 200, "served")]
+    assert rows == [(1, 429, "failed_over", None), (2, 200, "served", None)]
+    coded = AttemptRecord("r", 1, 503, frozenset(), {}, now, UpstreamError(503, code="server_is_overloaded"))
+    assert attempt_outcomes([1, 2], [coded], 200)[0] == (1, 503, "failed_over", "server_is_overloaded")
 
 
 def test_session_key_priority_and_hash() -> None:

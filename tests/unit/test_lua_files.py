@@ -14,7 +14,11 @@ import pytest
 
 from pooler.envoy_config import lua
 from pooler.envoy_config.http_filters import build_http_filters
-from pooler.envoy_config.upstream_filters import build_upstream_http_filters
+from pooler.envoy_config.upstream_filters import (
+    INSTALLATION_BODY_FILTER,
+    UPSTREAM_ERRORS_FILTER,
+    build_upstream_http_filters,
+)
 from tests.support.envoy_configs import sample_config
 from tests.support.luajit import luajit
 
@@ -25,6 +29,7 @@ ENTRY_POINTS = {
     lua.WS_VIEW_SCRIPT: "envoy_on_response",
     lua.WS_USAGE_SCRIPT: "envoy_on_response",
     lua.UPSTREAM_ERRORS_SCRIPT: "envoy_on_response",
+    lua.INSTALLATION_BODY_SCRIPT: "envoy_on_request",
 }
 # The parts of the standard library the scripts may use (Envoy's LuaJIT opens them all; `io`, `require`, `load*`
 # and `debug` have no business in a filter).
@@ -41,7 +46,7 @@ def _bytecode_listing(source: str, tmp_path: Path, name: str) -> str:
 
 
 def test_the_package_holds_one_file_per_script_and_the_json_helpers() -> None:
-    helpers = [lua.JSON_HELPERS_FILE, lua.WS_FRAMES_FILE]
+    helpers = [lua.JSON_HELPERS_FILE, lua.WS_FRAMES_FILE, lua.ERROR_FIELDS_FILE]
     assert lua.lua_files() == sorted([*helpers, *(f"{script}.lua" for script in SCRIPTS)])
     assert sorted(ENTRY_POINTS) == SCRIPTS
 
@@ -72,13 +77,14 @@ def test_the_config_carries_the_rendered_scripts_with_every_placeholder_filled(s
         if "source_codes" in f["typed_config"]
         for name, code in f["typed_config"]["source_codes"].items()
     }
-    # The upstream error reader is each Codex cluster's only Lua filter: its one script is the default source.
-    upstream = build_upstream_http_filters(sample_config(tmp_path))
-    sources[lua.UPSTREAM_ERRORS_SCRIPT] = next(
-        f["typed_config"]["default_source_code"]["inline_string"]
-        for f in upstream
+    # The Codex clusters' upstream Lua filters have one script each, as their default source.
+    upstream = {
+        f["name"]: f["typed_config"]["default_source_code"]["inline_string"]
+        for f in build_upstream_http_filters(sample_config(tmp_path))
         if "default_source_code" in f.get("typed_config", {})
-    )
+    }
+    sources[lua.UPSTREAM_ERRORS_SCRIPT] = upstream[UPSTREAM_ERRORS_FILTER]
+    sources[lua.INSTALLATION_BODY_SCRIPT] = upstream[INSTALLATION_BODY_FILTER]
     assert sources[script] == lua.render_script(script)
     assert "${" not in sources[script]
     for value in lua.SUBSTITUTIONS[script].values():

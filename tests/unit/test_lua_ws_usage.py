@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import Any, cast
 
 from pooler import gateway_contract as gc
 from pooler.envoy_config.lua import WS_USAGE_LUA
@@ -84,15 +84,20 @@ def test_the_usage_of_every_completed_turn_is_summed_and_no_byte_changes() -> No
     assert usage == EXPECTED
 
 
+def cut_at_random(stream: bytes, rng: random.Random, most: int) -> list[bytes]:
+    """`stream` in 2 to most+1 chunks cut at random places."""
+    cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, most)))
+    return [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+
+
 def test_the_same_totals_whatever_the_chunking() -> None:
     stream = b"".join(conversation())
     rng = random.Random(11)
     for _ in range(40):
-        cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, 12)))
-        chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        chunks = cut_at_random(stream, rng, 12)
         out, usage = counted(chunks)
         assert out == stream
-        assert usage == EXPECTED, cuts
+        assert usage == EXPECTED, [len(c) for c in chunks]
     small = b"".join(conversation()[:4])
     out, usage = counted([small[i : i + 1] for i in range(len(small))])  # one byte at a time
     assert usage == {
@@ -126,3 +131,53 @@ def test_nothing_is_counted_when_there_is_nothing_to_count() -> None:
     assert counted([frame(completed(1, 1, 1, 1))], {":status": "200"})[1] == {}
     compressed = {":status": "101", "sec-websocket-extensions": "permessage-deflate"}
     assert counted([frame(completed(1, 1, 1, 1))], compressed)[1] == {}
+
+
+def error_frame(status: int, error: dict[str, Any], headers: dict[str, str] | None = None) -> bytes:
+    """The upstream's websocket error frame, as the Codex backend sends it."""
+    return json.dumps({"type": "error", "status": status, "error": error, "headers": headers or {}}).encode()
+
+
+def test_an_error_frame_is_summarised_like_an_error_answer_and_no_byte_changes() -> None:
+    headers = {
+        "x-codex-primary-used-percent": "100",
+        "x-codex-primary-reset-at": "1767225600",
+        "x-codex-active-limit": "codex",
+        "retry-after": "120",
+        "set-cookie": "a=b",  # not a limit header: never logged
+        "x-codex-note": "free text here",  # not a safe token: never logged
+    }
+    error = {"type": "usage_limit_reached", "message": "You've hit your limit, friend.", "resets_at": 1767225600}
+    stream = b"".join([*conversation()[:4], frame(error_frame(429, error, headers))])
+    rng = random.Random(5)
+    for _ in range(20):
+        out, usage = counted(cut_at_random(stream, rng, 8))
+        assert out == stream
+        assert usage[gc.USAGE_WS_ERROR] == b"status=429 type=usage_limit_reached resets_at=1767225600"
+        logged = bytes(cast(bytes, usage[gc.USAGE_WS_ERROR_HEADERS])).decode().split(" ")
+        assert sorted(logged) == [
+            "retry-after=120",
+            "x-codex-active-limit=codex",
+            "x-codex-primary-reset-at=1767225600",
+            "x-codex-primary-used-percent=100",
+        ]
+        assert usage["input_tokens"] == 1000  # the turn before it still counts
+
+
+def test_a_short_error_frame_and_the_last_of_several_are_read() -> None:
+    short = frame(error_frame(400, {"code": "previous_response_not_found"}))
+    assert len(short) < 128
+    _, usage = counted([short])
+    assert usage[gc.USAGE_WS_ERROR] == b"status=400 code=previous_response_not_found"
+    limited = frame(error_frame(429, {"type": "rate_limit_exceeded", "message": "slow down"}))
+    _, usage = counted([short + limited])
+    assert usage[gc.USAGE_WS_ERROR] == b"status=429 type=rate_limit_exceeded"
+
+
+def test_what_only_looks_like_an_error_frame_is_not_one() -> None:
+    frames = [
+        frame(event("response.output_text.delta", delta='{"type":"error","status":429}')),  # quoted text
+        frame(json.dumps({"type": "error", "error": {"code": "x"}}).encode()),  # no status
+        frame(error_frame(429, {"code": "usage_limit_reached"}), mask=True),  # client -> server
+    ]
+    assert gc.USAGE_WS_ERROR not in counted([b"".join(frames)])[1]

@@ -3,9 +3,11 @@ importlib.resources) so that they can be parsed, linted and unit-tested as Lua (
 
 One file per script (`request_scan.lua`: the request body scanner; `ws_view.lua`: the websocket pooled-view frame
 rewriter; `ws_usage.lua`: the websocket token counter; `upstream_errors.lua`: the upstream filter that reads
-non-2xx answers), its name being the script's name in the filter's `source_codes` and in the routes'
-`LuaPerRoute`, plus `json.lua`, the JSON helpers every script starts with, and `ws_frames.lua`, the websocket
-frame helpers of the two websocket scripts. A script's source, as rendered into the config, is built in two
+non-2xx answers; `installation_body.lua`: the upstream filter that gives a body's installation id the account's),
+its name being the script's name in the filter's `source_codes` and in the routes'
+`LuaPerRoute`, plus `json.lua`, the JSON helpers every script starts with, `ws_frames.lua`, the websocket
+frame helpers of the two websocket scripts, and `error_fields.lua`, the error-answer reading that the upstream
+error reader and the websocket `error` frames share. A script's source, as rendered into the config, is built in two
 explicit steps:
 
 1. Each file's code, without its leading comment block (the file's description, for readers: everything up to
@@ -28,10 +30,12 @@ from pooler.gateway.ratelimit_view import WS_VIEW_RESPONSE_HEADER
 
 JSON_HELPERS_FILE = "json.lua"
 WS_FRAMES_FILE = "ws_frames.lua"
+ERROR_FIELDS_FILE = "error_fields.lua"
 REQUEST_SCAN_SCRIPT = "request_scan"
 WS_VIEW_SCRIPT = "ws_view"
 WS_USAGE_SCRIPT = "ws_usage"
 UPSTREAM_ERRORS_SCRIPT = "upstream_errors"
+INSTALLATION_BODY_SCRIPT = "installation_body"
 
 _PLACEHOLDER = re.compile(r"\$\{(\w*)\}")
 _LITERAL_SAFE = re.compile(r"[\w.:-]+")
@@ -50,14 +54,19 @@ SUBSTITUTIONS: dict[str, dict[str, str]] = {
         )
     },
     WS_VIEW_SCRIPT: {"WS_VIEW_RESPONSE_HEADER": WS_VIEW_RESPONSE_HEADER},
-    WS_USAGE_SCRIPT: {"NS_USAGE": gc.NS_USAGE},
+    WS_USAGE_SCRIPT: {name: getattr(gc, name) for name in ("NS_USAGE", "USAGE_WS_ERROR", "USAGE_WS_ERROR_HEADERS")},
     UPSTREAM_ERRORS_SCRIPT: {
         name: getattr(gc, name)
         for name in ("UPSTREAM_ERROR_HEADER", "ACTIVE_LIMIT_HEADER", "NS_REQUEST", "REQUEST_MODEL")
     },
+    INSTALLATION_BODY_SCRIPT: {name: getattr(gc, name) for name in ("NS_ROUTING", "ROUTING_ACCOUNT_INSTALLATION")},
 }
 """Per script, the value of each `${NAME}` in its code."""
-HELPERS: dict[str, tuple[str, ...]] = {WS_VIEW_SCRIPT: (WS_FRAMES_FILE,), WS_USAGE_SCRIPT: (WS_FRAMES_FILE,)}
+HELPERS: dict[str, tuple[str, ...]] = {
+    WS_VIEW_SCRIPT: (WS_FRAMES_FILE,),
+    WS_USAGE_SCRIPT: (WS_FRAMES_FILE, ERROR_FIELDS_FILE),
+    UPSTREAM_ERRORS_SCRIPT: (ERROR_FIELDS_FILE,),
+}
 """Per script, the helper files joined after json.lua and before it."""
 
 
@@ -99,3 +108,4 @@ REQUEST_SCAN_LUA = render_script(REQUEST_SCAN_SCRIPT)
 WS_VIEW_LUA = render_script(WS_VIEW_SCRIPT)
 WS_USAGE_LUA = render_script(WS_USAGE_SCRIPT)
 UPSTREAM_ERRORS_LUA = render_script(UPSTREAM_ERRORS_SCRIPT)
+INSTALLATION_BODY_LUA = render_script(INSTALLATION_BODY_SCRIPT)

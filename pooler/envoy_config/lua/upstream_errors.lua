@@ -10,47 +10,12 @@
 --   gateway's own `no_eligible_account` body and `retry-after`: the router retries it on another account (503
 --   is retriable), and if none is left the client gets a retryable gateway error, never another account's 401.
 --   The original status stays in UPSTREAM_ERROR_HEADER.
--- Runs after json.lua. The "${NAME}" strings are pooler.gateway_contract constants, filled in by the renderer;
+-- Runs after json.lua and error_fields.lua. The "${NAME}" strings are pooler.gateway_contract constants, filled in by the renderer;
 -- the reply is extproc.responses' no_eligible_account (tests/unit/test_evidence_policy.py holds them equal).
 
 local DEAD = {account_deactivated = true, deactivated_workspace = true, token_invalidated = true,
               app_session_terminated = true}
-local FIELDS = {type = "type", code = "code", plan_type = "plan", resets_at = "resets_at",
-                resets_in_seconds = "resets_in"}
 local MAX_READ = 16384
-
--- A safe token (letters, digits, _ . -) of at most 64 bytes, else nil: never free text from a body.
-local function token(raw)
-  if type(raw) ~= "string" then return nil end
-  if byte(raw, 1) == 34 then raw = sub(raw, 2, -2) end
-  if #raw == 0 or #raw > 64 or find(raw, '^[%w_%.%-]+$') == nil then return nil end
-  return raw
-end
-
-local function read_object(s, found)
-  each_member(s, function(key, vs, ve)
-    local name = FIELDS[key]
-    if name ~= nil and found[name] == nil then found[name] = token(sub(s, vs, ve - 1)) end
-  end)
-end
-
-local function error_fields(s)
-  local found = {}
-  local nested = {}
-  each_member(s, function(key, vs, ve)
-    if (key == "error" or key == "detail") and byte(s, vs) == 123 then
-      nested[#nested + 1] = sub(s, vs, ve - 1)
-    elseif key == "type" or key == "code" then
-      found[key] = token(sub(s, vs, ve - 1))
-    end
-  end)
-  for _, obj in ipairs(nested) do
-    local inner = {}
-    read_object(obj, inner)
-    for k, v in pairs(inner) do found[k] = v end
-  end
-  return found
-end
 
 local function active_limit(headers)
   local family = headers:get("x-codex-active-limit")
@@ -87,16 +52,12 @@ function envoy_on_response(handle)
       found = error_fields(body:getBytes(0, math.min(body:length(), MAX_READ)))
     end
   end
-  local parts = {"status=" .. status}
   if status == 429 then
     -- The request scanner's model: a limit may belong to the model rather than the account.
     local request = handle:streamInfo():dynamicMetadata():get("${NS_REQUEST}")
     if request ~= nil then found.model = token(request["${REQUEST_MODEL}"]) end
   end
-  for _, name in ipairs({"type", "code", "plan", "resets_at", "resets_in", "model"}) do
-    if found[name] ~= nil then parts[#parts + 1] = name .. "=" .. found[name] end
-  end
-  headers:replace("${UPSTREAM_ERROR_HEADER}", table.concat(parts, " "))
+  headers:replace("${UPSTREAM_ERROR_HEADER}", error_summary(status, found))
   local dead = DEAD[found.code or ""] or DEAD[found.type or ""]
   if status == 401 or status == 402 or (status == 403 and dead) then
     local reply = '{"error":{"message":"No upstream account can serve this request right now.","type":"server_error","param":null,"code":"no_eligible_account"}}'

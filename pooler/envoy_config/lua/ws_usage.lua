@@ -8,9 +8,16 @@
 -- only a completed event's payload is kept (its last KEEP bytes: `usage` follows the output), and only its
 -- `usage` object is matched, never the whole JSON parsed. Compressed frames (a negotiated extension) are not
 -- read: such a connection has no token counts (the ext_proc drops the permessage-deflate offer of every upgrade).
+-- An `error` frame (`{"type":"error","status":429,"error":{...},"headers":{...}}`, found the same way in a
+-- message's head) is kept too (at most ERROR_MAX bytes): its status and error fields go to `${USAGE_WS_ERROR}` in
+-- the error header's format, its limit headers to `${USAGE_WS_ERROR_HEADERS}`, so the access log learns from it
+-- what it would from the same status and body. The connection's last error frame is the one logged.
 
 local HEAD = 128
 local KEEP = 262144
+local ERROR_MAX = 16384
+local ERROR_TYPE = '"type"%s*:%s*"error"'
+local MAX_HEADERS = 32
 local KEYS = {
   {"input_tokens", '"input_tokens"%s*:%s*(%d+)'},
   {"cached_tokens", '"cached_tokens"%s*:%s*(%d+)'},
@@ -39,10 +46,16 @@ local function usage_of(payload)
   end
 end
 
--- A text message being read: `parts` of its payload so far (nil once it is known not to be a completed event),
--- `size` their length, `completed` nil until its first HEAD bytes were seen.
+-- A text message being read: `parts` of its payload so far (nil once it is known to be neither a completed
+-- event nor an error frame), `size` their length, `kind` nil until its first HEAD bytes were seen.
 local function new_message()
-  return {parts = {}, size = 0, completed = nil}
+  return {parts = {}, size = 0, kind = nil}
+end
+
+local function kind_of(head)
+  if string.find(head, '"response.completed"', 1, true) then return "completed" end
+  if string.find(head, ERROR_TYPE) then return "error" end
+  return false
 end
 
 local function feed(message, bytes)
@@ -50,22 +63,56 @@ local function feed(message, bytes)
   local parts = message.parts
   parts[#parts + 1] = bytes
   message.size = message.size + #bytes
-  if message.completed == nil and message.size >= HEAD then
-    local head = string.sub(table.concat(parts), 1, HEAD)
-    message.completed = string.find(head, '"response.completed"', 1, true) ~= nil
-    if not message.completed then message.parts = nil end
-  elseif message.completed and message.size > 2 * KEEP then
+  if message.kind == nil and message.size >= HEAD then
+    message.kind = kind_of(string.sub(table.concat(parts), 1, HEAD))
+    if not message.kind then message.parts = nil end
+  elseif message.kind == "completed" and message.size > 2 * KEEP then
     message.parts = {string.sub(table.concat(parts), -KEEP)}
     message.size = KEEP
+  elseif message.kind == "error" and message.size > ERROR_MAX then
+    message.parts = nil  -- not an error frame the upstream sends (they are small): not read
   end
 end
 
--- The usage of a finished message when it was a completed event, else nil.
+-- The frame's `headers` object as `name=value` words: quota windows (x-<family>-*) and retry-after, safe tokens.
+local function error_headers(s)
+  local words = {}
+  each_member(s, function(key, vs, ve)
+    local name = string.lower(key)
+    local value = token(sub(s, vs, ve - 1))
+    if #words < MAX_HEADERS and value ~= nil and (find(name, '^x%-[%w%-]+$') or name == "retry-after") then
+      words[#words + 1] = name .. "=" .. value
+    end
+  end)
+  return table.concat(words, " ")
+end
+
+-- An error frame's (summary, headers), nil when it names no status.
+local function error_of(payload)
+  local status, headers = nil, ""
+  each_member(payload, function(key, vs, ve)
+    if key == "status" then
+      status = tonumber(string.match(sub(payload, vs, ve - 1), "^%d+$"))
+    elseif key == "headers" and byte(payload, vs) == 123 then
+      headers = error_headers(sub(payload, vs, ve - 1))
+    end
+  end)
+  if status == nil then return nil end
+  local found = error_fields(payload)
+  if found.type == "error" then found.type = nil end  -- the frame's own type, not the error's
+  return error_summary(status, found), headers
+end
+
+-- A finished message: ("completed", its usage) for a completed event, ("error", summary, headers) for an error
+-- frame, else nil.
 local function finish(message)
   if message.parts == nil then return nil end
   local payload = table.concat(message.parts)
-  if message.completed == nil and not string.find(payload, '"response.completed"', 1, true) then return nil end
-  return usage_of(payload)
+  local kind = message.kind
+  if kind == nil then kind = kind_of(payload) end
+  if kind == "completed" then return kind, usage_of(payload) end
+  if kind == "error" then return kind, error_of(payload) end
+  return nil
 end
 
 function envoy_on_response(handle)
@@ -87,8 +134,14 @@ function envoy_on_response(handle)
   local last = false    -- the current frame ends `message`
   local function end_message()
     if reading then
-      local counts = finish(message)
-      if counts ~= nil then add(counts) end
+      local kind, value, headers = finish(message)
+      if kind == "completed" and value ~= nil then
+        add(value)
+      elseif kind == "error" and value ~= nil then
+        local metadata = handle:streamInfo():dynamicMetadata()
+        metadata:set("${NS_USAGE}", "${USAGE_WS_ERROR}", value)
+        metadata:set("${NS_USAGE}", "${USAGE_WS_ERROR_HEADERS}", headers)
+      end
     end
     message, reading, last = nil, false, false
   end
