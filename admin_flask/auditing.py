@@ -18,24 +18,24 @@ def record(
     target_id: object | None = None,
     target_label: str | None = None,
     *,
-    outcome: str = "success",
-    details: dict[str, Any] | None = None,
     actor_label: str | None = None,
+    **options: Any,
 ) -> None:
-    principal = g.get("principal")
+    """`pooler.audit.record` in the request's session, as the logged-in operator (or `actor_label`, for the
+    bootstrap, which acts before anyone is logged in); `options` are its outcome and details."""
     audit.record(
         get_db(),
-        Actor(ActorType.OPERATOR, actor_label or (principal.username if principal else None)),
+        actor(actor_label),
         action=action,
         target_type=target_type,
         target_id=target_id,
         target_label=target_label,
-        outcome=outcome,
-        details=details,
+        **options,
     )
 
 
-def actor() -> Actor:
-    """The logged-in operator as the actor services write into their audit events."""
+def actor(label: str | None = None) -> Actor:
+    """The logged-in operator (or the operator called `label`) as the actor services write into their audit
+    events."""
     principal = g.get("principal")
-    return Actor(ActorType.OPERATOR, principal.username if principal else None)
+    return Actor(ActorType.OPERATOR, label or (principal.username if principal else None))

@@ -13,7 +13,7 @@ from typing import Any
 
 from pooler.audit import cli_actor
 from pooler.authjson import MAX_AUTH_JSON_BYTES
-from pooler.cli.common import command_group, core_context, fmt_time, print_table, transaction
+from pooler.cli.common import command, command_group, core_context, fmt_time, print_rows, transaction
 from pooler.errors import PoolerError
 from pooler.services import accounts
 
@@ -45,39 +45,31 @@ def _import(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     with core_context() as ctx, transaction(ctx) as session:
-        rows = accounts.list_accounts(session, args.pool, include_deleted=args.all)
-        if not rows:
-            print("no accounts yet: import one with `pooler account import --pool P auth.json`")
-            return 0
-        print_table(
-            ["id", "label", "plan", "state", "reason", "epoch", "token expires", "pools", "chatgpt account"],
-            [
-                [
-                    a.id,
-                    a.label,
-                    a.plan_type,
-                    a.state,
-                    a.state_reason,
-                    a.credential_epoch,
-                    a.access_token_expires_at,
-                    a.pools,
-                    a.chatgpt_account_id,
-                ]
-                for a in rows
-            ],
+        print_rows(
+            accounts.list_accounts(session, args.pool, include_deleted=args.all),
+            "no accounts yet: import one with `pooler account import --pool P auth.json`",
+            {
+                "id": "id",
+                "label": "label",
+                "plan": "plan_type",
+                "state": "state",
+                "reason": "state_reason",
+                "epoch": "credential_epoch",
+                "token expires": "access_token_expires_at",
+                "pools": "pools",
+                "chatgpt account": "chatgpt_account_id",
+            },
         )
     return 0
 
 
 def register(subparsers: Any) -> None:
     group = command_group(subparsers, "account", "upstream ChatGPT/Codex accounts")
-    p = group.add_parser("import", help="import a Codex auth.json into a pool")
+    p = command(group, _import, "import", help="import a Codex auth.json into a pool")
     p.add_argument("--pool", required=True)
     p.add_argument("--replace", action="store_true", help="update the credentials of an account already in the pool")
     p.add_argument("--label", help="display label (default: email local part or account id)")
     p.add_argument("file", metavar="FILE", help="path to auth.json, or - for stdin")
-    p.set_defaults(func=_import)
-    p = group.add_parser("list", help="list accounts")
+    p = command(group, _list, "list", help="list accounts")
     p.add_argument("--pool")
     p.add_argument("--all", action="store_true", help="include deleted accounts")
-    p.set_defaults(func=_list)

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from pooler.cli.common import command_group, core_context, transaction
+from pooler.cli.common import command, command_group, core_context, transaction
 from pooler.errors import PoolerError
 from pooler.states import OperatorRole
 
@@ -99,16 +99,13 @@ def _sign_out(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     group = command_group(subparsers, "admin", "the operator admin web app")
-    p = group.add_parser("serve", help="run the admin (gunicorn on 127.0.0.1:POOLER_ADMIN_PORT)")
-    p.set_defaults(func=_serve)
-    p = group.add_parser("create-operator", help="create an operator (for scripted setups)")
+    command(group, _serve, "serve", help="run the admin (gunicorn on 127.0.0.1:POOLER_ADMIN_PORT)")
+    p = command(group, _create_operator, "create-operator", help="create an operator (for scripted setups)")
     p.add_argument("username")
     p.add_argument("--role", default=OperatorRole.OWNER.value, choices=[r.value for r in OperatorRole])
     p.add_argument("--pool", action="append", metavar="POOL", help="pools of an admin (repeatable)")
     p.add_argument(
         "--password-env", action="store_true", help="read the password from POOLER_OPERATOR_PASSWORD (no prompt)"
     )
-    p.set_defaults(func=_create_operator)
-    p = group.add_parser("sign-out", help="end every admin session of an operator (all their browsers)")
+    p = command(group, _sign_out, "sign-out", help="end every admin session of an operator (all their browsers)")
     p.add_argument("username")
-    p.set_defaults(func=_sign_out)

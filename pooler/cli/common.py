@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from operator import attrgetter
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from pooler.audit import cli_actor
 from pooler.config import Config, load_config
 from pooler.context import CoreContext, open_context
 from pooler.errors import ConfigError, PoolerError
 
 Handler = Callable[[argparse.Namespace], int | None]
+
+T = TypeVar("T")
 
 
 def config_error(exc: ConfigError) -> PoolerError:
@@ -69,6 +73,27 @@ def transaction(ctx: CoreContext) -> Iterator[Session]:
         raise database_error(exc) from None
 
 
+def command(group: Any, func: Handler, name: str, **options: Any) -> Any:
+    """Adds the command `name` (argparse `add_parser` options) to `group`, run by `func`; returns its parser
+    for the command's arguments."""
+    parser = group.add_parser(name, **options)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def change_command(change: Callable[..., T], ref: str, describe: Callable[[T], str]) -> Handler:
+    """A command that applies one service change to the object its argument `ref` names, as the CLI actor, and
+    prints `describe` of the result once the transaction has committed."""
+
+    def handler(args: argparse.Namespace) -> int:
+        with core_context() as ctx, transaction(ctx) as session:
+            message = describe(change(session, getattr(args, ref), actor=cli_actor()))
+        print(message)
+        return 0
+
+    return handler
+
+
 def command_group(subparsers: Any, name: str, help_text: str) -> Any:
     """The sub-command group `pooler NAME ...`, created on first use and shared by every module that extends it
     (e.g. the scheduler adds `account refresh` to the `account` group created by pooler.cli.accounts)."""
@@ -99,6 +124,15 @@ def fmt_value(value: object) -> str:
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value) or "-"
     return str(value)
+
+
+def print_rows(rows: Sequence[object], empty: str, columns: Mapping[str, str]) -> None:
+    """A table of `rows` with one column per header -> attribute path (`pool.name`), or `empty` when none."""
+    if not rows:
+        print(empty)
+        return
+    getters = [attrgetter(path) for path in columns.values()]
+    print_table(list(columns), [[get(row) for get in getters] for row in rows])
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

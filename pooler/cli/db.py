@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from pooler.cli.common import command_group, database_error, load_cli_config
+from pooler.cli.common import command, command_group, database_error, load_cli_config
 from pooler.db import make_engine
 from pooler.errors import PoolerError
 
@@ -83,10 +83,7 @@ def _current(_args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     group = command_group(subparsers, "db", "database schema migrations")
-    p = group.add_parser("upgrade", help="migrate the database to the latest schema")
-    p.set_defaults(func=_upgrade)
-    p = group.add_parser("downgrade", help="drop every table (migrate to base)")
+    command(group, _upgrade, "upgrade", help="migrate the database to the latest schema")
+    p = command(group, _downgrade, "downgrade", help="drop every table (migrate to base)")
     p.add_argument("--yes", action="store_true", help="confirm that all data will be deleted")
-    p.set_defaults(func=_downgrade)
-    p = group.add_parser("current", help="print the current schema revision")
-    p.set_defaults(func=_current)
+    command(group, _current, "current", help="print the current schema revision")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pooler.cli.common import command_group, core_context, transaction
+from pooler.cli.common import command, command_group, core_context, transaction
 from pooler.errors import PoolerError
 
 
@@ -30,7 +30,6 @@ def _seed(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     group = command_group(subparsers, "dev", "development helpers")
-    p = group.add_parser("seed", help="fill the database with fake pools, accounts, keys, quota and logs")
+    p = command(group, _seed, "seed", help="fill the database with fake pools, accounts, keys, quota and logs")
     p.add_argument("--requests", type=int, default=600, help="request log rows to create (default 600)")
     p.add_argument("--force", action="store_true", help="seed even when pools exist (names must not clash)")
-    p.set_defaults(func=_seed)

@@ -12,9 +12,9 @@ import sys
 from typing import Any
 
 from pooler.audit import cli_actor
-from pooler.cli.common import command_group, core_context, parse_utc, print_table, transaction
+from pooler.cli.common import change_command, command, command_group, core_context, parse_utc, print_rows, transaction
 from pooler.errors import PoolerError
-from pooler.models import utcnow
+from pooler.models import PoolKey, utcnow
 from pooler.services import keys
 
 
@@ -87,39 +87,26 @@ def _share(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     with core_context() as ctx, transaction(ctx) as session:
-        rows = keys.list_keys(session, args.pool)
-        if not rows:
-            print("no keys yet: create one with `pooler key create --pool P --label L`")
-            return 0
-        print_table(
-            ["prefix", "pool", "label", "status", "expires", "models", "rpm", "tokens/day", "last used"],
-            [
-                [
-                    k.prefix,
-                    k.pool.name,
-                    k.label,
-                    k.status,
-                    k.expires_at,
-                    k.allowed_models,
-                    k.requests_per_minute,
-                    k.tokens_per_day,
-                    k.last_used_at,
-                ]
-                for k in rows
-            ],
+        print_rows(
+            keys.list_keys(session, args.pool),
+            "no keys yet: create one with `pooler key create --pool P --label L`",
+            {
+                "prefix": "prefix",
+                "pool": "pool.name",
+                "label": "label",
+                "status": "status",
+                "expires": "expires_at",
+                "models": "allowed_models",
+                "rpm": "requests_per_minute",
+                "tokens/day": "tokens_per_day",
+                "last used": "last_used_at",
+            },
         )
     return 0
 
 
-def _status_command(change: Any) -> Any:
-    def handler(args: argparse.Namespace) -> int:
-        with core_context() as ctx, transaction(ctx) as session:
-            key = change(session, args.prefix, actor=cli_actor())
-            message = f"key {key.prefix} ({key.label}) is {key.status}"
-        print(message)
-        return 0
-
-    return handler
+def _key_status(key: PoolKey) -> str:
+    return f"key {key.prefix} ({key.label}) is {key.status}"
 
 
 def _rotate(args: argparse.Namespace) -> int:
@@ -133,7 +120,7 @@ def _rotate(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     group = command_group(subparsers, "key", "Pool API keys")
-    p = group.add_parser("create", help="create a key (printed once)")
+    p = command(group, _create, "create", help="create a key (printed once)")
     p.add_argument("--pool", required=True)
     p.add_argument("--label", required=True)
     p.add_argument("--expires-at", metavar="WHEN", help="ISO 8601 date/time (UTC when no offset)")
@@ -143,26 +130,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tokens-per-day", type=int, metavar="N", help="tokens per day limit")
     p.add_argument("--budget", action="append", metavar="SPEC", help=BUDGET_HELP)
     _share_options(p)
-    p.set_defaults(func=_create)
-    p = group.add_parser("share", help="set a key's quota share of the pool's capacity (no --share-percent: none)")
+    p = command(
+        group, _share, "share", help="set a key's quota share of the pool's capacity (no --share-percent: none)"
+    )
     p.add_argument("prefix", help="the key's public prefix (cpk_xxxxxxxx)")
     _share_options(p)
-    p.set_defaults(func=_share)
-    p = group.add_parser("budgets", help="replace a key's budgets (none given: remove them)")
+    p = command(group, _budgets, "budgets", help="replace a key's budgets (none given: remove them)")
     p.add_argument("prefix", help="the key's public prefix (cpk_xxxxxxxx)")
     p.add_argument("--budget", action="append", metavar="SPEC", help=BUDGET_HELP)
-    p.set_defaults(func=_budgets)
-    p = group.add_parser("list", help="list keys (prefixes only)")
+    p = command(group, _list, "list", help="list keys (prefixes only)")
     p.add_argument("--pool")
-    p.set_defaults(func=_list)
     for name, change, text in (
         ("pause", keys.pause_key, "pause a key (requests get 403)"),
         ("resume", keys.resume_key, "resume a paused key"),
         ("revoke", keys.revoke_key, "revoke a key for good"),
     ):
-        p = group.add_parser(name, help=text)
+        p = command(group, change_command(change, "prefix", _key_status), name, help=text)
         p.add_argument("prefix", help="the key's public prefix (cpk_xxxxxxxx)")
-        p.set_defaults(func=_status_command(change))
-    p = group.add_parser("rotate", help="replace a key's secret and prefix (printed once)")
+    p = command(group, _rotate, "rotate", help="replace a key's secret and prefix (printed once)")
     p.add_argument("prefix")
-    p.set_defaults(func=_rotate)

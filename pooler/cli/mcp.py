@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from pooler.audit import cli_actor
-from pooler.cli.common import command_group, core_context, fmt_time, print_table, transaction
+from pooler.cli.common import command, command_group, core_context, fmt_time, print_table, transaction
 from pooler.services import mcp_access
 from pooler.settings import set_setting
 
@@ -76,19 +76,14 @@ def _serve(_args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     group = command_group(subparsers, "mcp", "MCP endpoint: tokens, gates, server")
     tokens = command_group(group, "token", "operator MCP tokens")
-    p = tokens.add_parser("create", help="create a token for an operator (printed once)")
+    p = command(tokens, _token_create, "create", help="create a token for an operator (printed once)")
     p.add_argument("--operator", required=True, metavar="NAME")
     p.add_argument("--label")
-    p.set_defaults(func=_token_create)
-    p = tokens.add_parser("list", help="list tokens (prefixes only)")
+    p = command(tokens, _token_list, "list", help="list tokens (prefixes only)")
     p.add_argument("--operator", metavar="NAME")
-    p.set_defaults(func=_token_list)
-    p = tokens.add_parser("revoke", help="revoke a token")
+    p = command(tokens, _token_revoke, "revoke", help="revoke a token")
     p.add_argument("prefix", help="the token's public prefix (mcp_xxxxxxxx)")
-    p.set_defaults(func=_token_revoke)
     for name, enabled in (("enable", True), ("disable", False)):
-        p = group.add_parser(name, help=f"{name} MCP instance-wide, or for one operator with --operator")
+        p = command(group, _gate(enabled), name, help=f"{name} MCP instance-wide, or for one operator with --operator")
         p.add_argument("--operator", metavar="NAME")
-        p.set_defaults(func=_gate(enabled))
-    p = group.add_parser("serve", help="run the MCP server (127.0.0.1:POOLER_MCP_PORT)")
-    p.set_defaults(func=_serve)
+    command(group, _serve, "serve", help="run the MCP server (127.0.0.1:POOLER_MCP_PORT)")

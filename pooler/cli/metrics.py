@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from pooler.cli.common import command_group, core_context, transaction
+from pooler.cli.common import command, command_group, core_context, transaction
 
 
 def _token_create(_args: argparse.Namespace) -> int:
@@ -48,7 +48,5 @@ def _token_clear(_args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     group = command_group(subparsers, "metrics", "the gateway's /metrics endpoint")
     tokens = command_group(group, "token", "the /metrics bearer token (required on the gateway port)")
-    p = tokens.add_parser("create", help="create (or replace) the token; printed once")
-    p.set_defaults(func=_token_create)
-    p = tokens.add_parser("clear", help="remove the token: the gateway port refuses every scrape")
-    p.set_defaults(func=_token_clear)
+    command(tokens, _token_create, "create", help="create (or replace) the token; printed once")
+    command(tokens, _token_clear, "clear", help="remove the token: the gateway port refuses every scrape")

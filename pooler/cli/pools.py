@@ -6,7 +6,17 @@ import argparse
 from typing import Any
 
 from pooler.audit import cli_actor
-from pooler.cli.common import command_group, core_context, fmt_time, print_table, transaction
+from pooler.cli.common import (
+    change_command,
+    command,
+    command_group,
+    core_context,
+    fmt_time,
+    print_rows,
+    print_table,
+    transaction,
+)
+from pooler.models import Pool
 from pooler.selection import DEFAULT_STRATEGY, STRATEGIES
 from pooler.services import pools
 
@@ -35,13 +45,18 @@ def _create(args: argparse.Namespace) -> int:
 
 def _list(_args: argparse.Namespace) -> int:
     with core_context() as ctx, transaction(ctx) as session:
-        rows = pools.list_pools(session)
-        if not rows:
-            print("no pools yet: create one with `pooler pool create NAME`")
-            return 0
-        print_table(
-            ["name", "status", "strategy", "accounts", "ready", "active keys", "label"],
-            [[p.name, p.status, p.strategy, p.accounts, p.ready_accounts, p.active_keys, p.label] for p in rows],
+        print_rows(
+            pools.list_pools(session),
+            "no pools yet: create one with `pooler pool create NAME`",
+            {
+                "name": "name",
+                "status": "status",
+                "strategy": "strategy",
+                "accounts": "accounts",
+                "ready": "ready_accounts",
+                "active keys": "active_keys",
+                "label": "label",
+            },
         )
     return 0
 
@@ -82,25 +97,13 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pause(args: argparse.Namespace) -> int:
-    with core_context() as ctx, transaction(ctx) as session:
-        pool = pools.pause_pool(session, args.name, actor=cli_actor())
-        message = f"pool {pool.name} is {pool.status}"
-    print(message)
-    return 0
-
-
-def _resume(args: argparse.Namespace) -> int:
-    with core_context() as ctx, transaction(ctx) as session:
-        pool = pools.resume_pool(session, args.name, actor=cli_actor())
-        message = f"pool {pool.name} is {pool.status}"
-    print(message)
-    return 0
+def _pool_status(pool: Pool) -> str:
+    return f"pool {pool.name} is {pool.status}"
 
 
 def register(subparsers: Any) -> None:
     group = command_group(subparsers, "pool", "pools of upstream accounts")
-    p = group.add_parser("create", help="create a pool")
+    p = command(group, _create, "create", help="create a pool")
     p.add_argument("name", help="slug: lowercase letters, digits, '-' or '_'")
     p.add_argument("--label", help="display name (default: the name)")
     p.add_argument(
@@ -115,15 +118,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--time-zone", default="UTC", metavar="ZONE", help="IANA zone where key budget periods start (default UTC)"
     )
-    p.set_defaults(func=_create)
-    p = group.add_parser("list", help="list pools")
-    p.set_defaults(func=_list)
-    p = group.add_parser("show", help="a pool's settings, accounts and readiness")
+    command(group, _list, "list", help="list pools")
+    p = command(group, _show, "show", help="a pool's settings, accounts and readiness")
     p.add_argument("name")
-    p.set_defaults(func=_show)
-    p = group.add_parser("pause", help="stop serving requests from a pool")
-    p.add_argument("name")
-    p.set_defaults(func=_pause)
-    p = group.add_parser("resume", help="serve requests from a paused pool again")
-    p.add_argument("name")
-    p.set_defaults(func=_resume)
+    for name, change, text in (
+        ("pause", pools.pause_pool, "stop serving requests from a pool"),
+        ("resume", pools.resume_pool, "serve requests from a paused pool again"),
+    ):
+        p = command(group, change_command(change, "name", _pool_status), name, help=text)
+        p.add_argument("name")

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from pooler.audit import cli_actor
-from pooler.cli.common import command_group, core_context, print_table
+from pooler.cli.common import command, command_group, core_context, print_table
 from pooler.services.jobs import recent_runs
 from pooler.services.refresh import Outcome, RefreshDeps, make_http_client, refresh_account
 from pooler.services.usage_poll import PollDeps, PollOutcome, poll_account
@@ -70,18 +70,14 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("scheduler", help="run the scheduler (token refresh, usage polling, housekeeping)")
-    p.set_defaults(func=_scheduler)
+    command(subparsers, _scheduler, "scheduler", help="run the scheduler (token refresh, usage polling, housekeeping)")
 
     group = command_group(subparsers, "account", "upstream ChatGPT/Codex accounts")
-    p = group.add_parser("refresh", help="refresh an account's tokens now (single-flight with the scheduler)")
+    p = command(group, _refresh, "refresh", help="refresh an account's tokens now (single-flight with the scheduler)")
     p.add_argument("id", type=int, metavar="ID")
-    p.set_defaults(func=_refresh)
-    p = group.add_parser("poll", help="poll an account's usage now and update its quota state")
+    p = command(group, _poll, "poll", help="poll an account's usage now and update its quota state")
     p.add_argument("id", type=int, metavar="ID")
-    p.set_defaults(func=_poll)
 
-    p = subparsers.add_parser("jobs", help="recent scheduler job runs")
+    p = command(subparsers, _jobs, "jobs", help="recent scheduler job runs")
     p.add_argument("--limit", type=int, default=30)
     p.add_argument("--job", help="only this job id")
-    p.set_defaults(func=_jobs)

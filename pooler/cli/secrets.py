@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from pooler.audit import cli_actor
-from pooler.cli.common import command_group, core_context, load_cli_config, transaction
+from pooler.cli.common import command, command_group, core_context, load_cli_config, transaction
 from pooler.crypto.keyring import ensure_dev_keyring
 
 
@@ -37,8 +37,6 @@ def _rotate(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     group = command_group(subparsers, "secrets", "the secret keyring")
-    p = group.add_parser("init", help="create a local dev keyring file when none is configured")
-    p.set_defaults(func=_init)
-    p = group.add_parser("rotate", help="re-encrypt every secret to the current key, in one transaction")
+    command(group, _init, "init", help="create a local dev keyring file when none is configured")
+    p = command(group, _rotate, "rotate", help="re-encrypt every secret to the current key, in one transaction")
     p.add_argument("--force", action="store_true", help="re-seal secrets already on the current key too")
-    p.set_defaults(func=_rotate)

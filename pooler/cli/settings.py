@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from pooler.cli.common import command_group, core_context, print_table, transaction
+from pooler.cli.common import command, command_group, core_context, print_table, transaction
 from pooler.errors import PoolerError
 
 JSON_PREVIEW = 60
@@ -103,15 +103,11 @@ def _reset(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     group = command_group(subparsers, "setting", "DB-managed operational settings (secret ones write-only)")
-    p = group.add_parser("list", help="every setting with its effective value (secrets: set or not)")
-    p.set_defaults(func=_list)
-    p = group.add_parser("get", help="one setting's effective value (never a secret's)")
+    command(group, _list, "list", help="every setting with its effective value (secrets: set or not)")
+    p = command(group, _get, "get", help="one setting's effective value (never a secret's)")
     p.add_argument("name")
-    p.set_defaults(func=_get)
-    p = group.add_parser("set", help="store a value (secrets and '-' read stdin)")
+    p = command(group, _set, "set", help="store a value (secrets and '-' read stdin)")
     p.add_argument("name")
     p.add_argument("value", nargs="?", help="the value; '-' or omitted reads stdin (required for secrets)")
-    p.set_defaults(func=_set)
-    p = group.add_parser("reset", help="delete the stored value (back to the default)")
+    p = command(group, _reset, "reset", help="delete the stored value (back to the default)")
     p.add_argument("name")
-    p.set_defaults(func=_reset)

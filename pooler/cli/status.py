@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from pooler.cli.common import database_error, load_cli_config
+from pooler.cli.common import command, database_error, load_cli_config
 from pooler.cli.db import current_revision, head_revision, safe_url
 from pooler.crypto.keyring import load_server_secrets
 from pooler.db import make_engine, make_session_factory
@@ -65,5 +65,4 @@ def _status(_args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("status", help="database, schema revision, inventory and keyring at a glance")
-    p.set_defaults(func=_status)
+    command(subparsers, _status, "status", help="database, schema revision, inventory and keyring at a glance")

@@ -229,7 +229,7 @@ def assignment_rows(session: Session, pool_id: int, *, include_deleted: bool = F
             priority=pa.priority,
             deleted=a.deleted_at is not None,
         )
-        for pa, a in session.execute(query).tuples()
+        for pa, a in session.execute(query)
     ]
 
 

@@ -13,7 +13,6 @@ from pooler.cli.main import build_parser
 from pooler.selection import (
     DEFAULT_STRATEGY,
     STRATEGIES,
-    AccountCandidate,
     PoolIndex,
     PoolPolicy,
     PoolView,
@@ -27,26 +26,9 @@ from pooler.selection import (
 from pooler.selection import strategies as strategies_module
 from pooler.selection.strategies import ViewOrder, usable
 from pooler.states import Strategy
+from tests.unit.test_selection_select import NOW, acct
 
-NOW = 1_800_000_000.0
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md"
-
-
-def acct(account_id: int, priority: int = 100) -> AccountCandidate:
-    return AccountCandidate(
-        account_id=account_id,
-        label=f"a{account_id}",
-        plan_type="plus",
-        state="active",
-        assignment_status="active",
-        priority=priority,
-        access_token_expires_at=NOW + 86_400,
-        demoted_until=None,
-        limited_until=None,
-        refresh_requested=False,
-        has_token=True,
-        windows=(),
-    )
 
 
 def _choices(parser: argparse.ArgumentParser, *path: str) -> list[str]:
