@@ -27,8 +27,9 @@ POLL_SECONDS_POSTGRES = 5.0
 
 
 class Reloader:
-    def __init__(self, state: GatewayState) -> None:
+    def __init__(self, state: GatewayState, reconcile_seconds: float | None = None) -> None:
         self.state = state
+        self.reconcile_seconds = reconcile_seconds or RECONCILE_SECONDS
         self.wake = asyncio.Event()
         self.reloads = 0
         self._listen_stop = threading.Event()
@@ -65,7 +66,7 @@ class Reloader:
         """Re-read the budgeted keys' usage (every replica's requests) between snapshot loads."""
         snapshot = self.state.snapshot
         now = time.monotonic()
-        if snapshot is None or now - self._budgets_read < RECONCILE_SECONDS:
+        if snapshot is None or now - self._budgets_read < self.reconcile_seconds:
             return
         if not (snapshot.budgets.keys or snapshot.budgets.shares):
             return

@@ -171,11 +171,11 @@ class SharedState:
                 self.state.finish(request_id)
         return len(ended)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, interval: float | None = None) -> None:
         while not stop.is_set():
             await self.release_ended(time.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), ENDED_CHECK_SECONDS)
+                await asyncio.wait_for(stop.wait(), interval or ENDED_CHECK_SECONDS)
 
     def _index_attempt(self, request_id: str, attempt: int) -> None:
         """The processor appends the account of each attempt it routes; with replicas, earlier attempts of the
