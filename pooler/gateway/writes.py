@@ -85,6 +85,10 @@ def write_batch(session: Session, batch: Batch) -> None:
             record_observations(
                 session, effect.account_id, [effect.limit_window], QuotaSource.LIMIT_ERROR, _utc(observed_at)
             )
+        if effect.limit_window is not None or effect.limited_until is not None:
+            # A limit reached takes the account out of selection: every other process (the decision workers,
+            # which have no access log of their own, and other replicas) must reload now, not at its next poll.
+            state_changed = True
         if effect.demoted_until is not None:
             state_changed = True
             session.execute(
