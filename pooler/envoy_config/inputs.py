@@ -147,6 +147,12 @@ class GatewayConfig:
     replicas: tuple[tuple[Endpoint, Endpoint], ...] = ()
     """Further ext_proc replicas as (ext_proc, access log) endpoints, beside `extproc`/`accesslog`. With any,
     both clusters get every replica plus gRPC health checks, so a draining replica stops receiving work."""
+    worker_slots: tuple[Endpoint, ...] = ()
+    """Further ext_proc endpoints with no access log of their own: `pooler up`'s other decision-worker slots,
+    one of them normally empty (the surge slot a rolling restart starts a replacement in; its failing health
+    check keeps traffic off it)."""
+    receiver_slots: tuple[Endpoint, ...] = ()
+    """Further access-log receiver endpoints: `pooler up`'s second receiver slot, normally empty."""
     replica_health_interval_seconds: float = 1.0
     client_allowlist: tuple[str, ...] = ()
     """Client IPs/CIDRs allowed on every route (empty: everyone). Checked against the derived client address."""
