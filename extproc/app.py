@@ -53,7 +53,8 @@ DECIDE_ENDED_CHECK_SECONDS = 0.5
 """A decision worker with no access log of its own learns every request's end from `request_logs`: checked
 this often (the receiver writes each batch 0.5 s after Envoy's flush), so a slot is held ~1-2 s past its end."""
 DECIDE_RECONCILE_SECONDS = 5.0
-"""A decision worker's budget counters are only the database's (no access log feeds them): re-read this often."""
+"""A decision worker's budget and tokens/day counters are only the database's (no access log feeds them):
+re-read this often (the receiver's own counters stay exact; a worker may admit up to this long past a limit)."""
 
 
 def _bind_unix(server: grpc.aio.Server, path: Path) -> None:
@@ -108,7 +109,8 @@ async def serve(config: Config, role: str = ROLE_ALL) -> int:
     ctx = open_context(config, hide_parameters=True)
     _bound_sqlite_statement_cache(ctx.engine)
     state = GatewayState(ctx)
-    reloader = Reloader(state, DECIDE_RECONCILE_SECONDS if role == ROLE_DECIDE else None)
+    decider_only = role == ROLE_DECIDE
+    reloader = Reloader(state, DECIDE_RECONCILE_SECONDS if decider_only else None, tokens=decider_only)
     writer = Writer(state)
     # Buffered /v1 audio bodies reach the ext_proc in one message: allow up to Envoy's buffer limit (16 MiB).
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 32 * 1024 * 1024)])

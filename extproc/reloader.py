@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from extproc.state import GatewayState
 from pooler.gateway.budgets import RECONCILE_SECONDS, BudgetBook, read_share_tokens, read_usage
-from pooler.gateway.snapshot import Snapshot, load_snapshot
+from pooler.gateway.snapshot import Snapshot, load_snapshot, read_tokens_today
 from pooler.versions import NOTIFY_CHANNEL, routing_version
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,12 @@ POLL_SECONDS_POSTGRES = 5.0
 
 
 class Reloader:
-    def __init__(self, state: GatewayState, reconcile_seconds: float | None = None) -> None:
+    def __init__(self, state: GatewayState, reconcile_seconds: float | None = None, tokens: bool = False) -> None:
         self.state = state
         self.reconcile_seconds = reconcile_seconds or RECONCILE_SECONDS
+        self.tokens = tokens
+        """Also re-read the tokens/day of limited keys at each reconcile: a decision worker with no access log
+        of its own would otherwise only learn them at its next snapshot load."""
         self.wake = asyncio.Event()
         self.reloads = 0
         self._listen_stop = threading.Event()
@@ -68,6 +71,9 @@ class Reloader:
         now = time.monotonic()
         if snapshot is None or now - self._budgets_read < self.reconcile_seconds:
             return
+        if self.tokens:
+            await self.reconcile_tokens(snapshot)
+            self._budgets_read = now
         if not (snapshot.budgets.keys or snapshot.budgets.shares):
             return
         self._budgets_read = now
@@ -79,6 +85,20 @@ class Reloader:
             snapshot.budgets = book
             self.state.budgets.seed(book)
             self.state.shares.seed(book)
+
+    def _tokens_today(self, prefixes: list[str]) -> dict[str, int]:
+        with self.state.ctx.session_factory() as session:
+            return read_tokens_today(session, dt.datetime.now(dt.UTC), prefixes)
+
+    async def reconcile_tokens(self, snapshot: Snapshot) -> None:
+        prefixes = [k.prefix for k in snapshot.keys.values() if k.tokens_per_day is not None]
+        if not prefixes:
+            return
+        try:
+            used = await asyncio.to_thread(self._tokens_today, prefixes)
+        except SQLAlchemyError:
+            return  # the version check reports the outage
+        self.state.tokens.seed(used, time.time())
 
     async def check(self) -> None:
         try:
