@@ -49,9 +49,6 @@ ROLE_ALL = "all"
 ROLE_DECIDE = "decide"
 ROLE_ACCESS_LOG = "access-log"
 ROLES = (ROLE_ALL, ROLE_DECIDE, ROLE_ACCESS_LOG)
-DECIDE_ENDED_CHECK_SECONDS = 0.5
-"""A decision worker with no access log of its own learns every request's end from `request_logs`: checked
-this often (the receiver writes each batch 0.5 s after Envoy's flush), so a slot is held ~1-2 s past its end."""
 DECIDE_RECONCILE_SECONDS = 5.0
 """A decision worker's budget and tokens/day counters are only the database's (no access log feeds them):
 re-read this often (the receiver's own counters stay exact; a worker may admit up to this long past a limit)."""
@@ -164,9 +161,10 @@ async def serve(config: Config, role: str = ROLE_ALL) -> int:
         asyncio.create_task(processor.surface.pins.run(ctx.session_factory, stop)),  # file pins
     ]
     if shared_state is not None:
-        # Requests that ended on another replica, or (a decision worker) at the access-log receiver.
-        interval = DECIDE_ENDED_CHECK_SECONDS if not logs else None
-        tasks.append(asyncio.create_task(shared_state.run(stop, interval)))
+        # Requests that ended on another replica, or (a decision worker) at the access-log receiver: looked up
+        # as soon as the receiver wrote rows (PostgreSQL's notification), else every ENDED_CHECK_SECONDS.
+        written = reloader.requests_written if not logs else None
+        tasks.append(asyncio.create_task(shared_state.run(stop, written)))
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     if not stop.is_set():
         print(READY_LINE, flush=True)

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from extproc.state import GatewayState
 from pooler.gateway.budgets import RECONCILE_SECONDS, BudgetBook, read_share_tokens, read_usage
 from pooler.gateway.snapshot import Snapshot, load_snapshot, read_tokens_today
-from pooler.versions import NOTIFY_CHANNEL, routing_version
+from pooler.versions import NOTIFY_CHANNEL, REQUESTS_CHANNEL, routing_version
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ class Reloader:
         """Also re-read the tokens/day of limited keys at each reconcile: a decision worker with no access log
         of its own would otherwise only learn them at its next snapshot load."""
         self.wake = asyncio.Event()
+        self.requests_written = asyncio.Event()
+        """Set on a `REQUESTS_CHANNEL` notification (PostgreSQL): rows were written, possibly of requests this
+        process picked for (see extproc/shared.py)."""
         self.reloads = 0
         self._listen_stop = threading.Event()
         engine = state.ctx.engine
@@ -131,10 +134,12 @@ class Reloader:
             try:
                 with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    conn.execute(f"LISTEN {REQUESTS_CHANNEL}")
                     loop.call_soon_threadsafe(self.wake.set)  # catch up on anything missed while away
                     while not self._listen_stop.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            loop.call_soon_threadsafe(self.wake.set)
+                        for note in conn.notifies(timeout=1.0, stop_after=1):
+                            event = self.requests_written if note.channel == REQUESTS_CHANNEL else self.wake
+                            loop.call_soon_threadsafe(event.set)
             except psycopg.Error:
                 self._listen_stop.wait(2.0)
 
