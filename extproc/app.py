@@ -135,8 +135,7 @@ async def serve(config: Config, role: str = ROLE_ALL) -> int:
     _bind_tcp(server, config, tls)
     metrics = MetricsServer(METRICS, lambda: state.snapshot, ctx, lambda: state.in_flight)
     # Before the gRPC server starts: a busy metrics port is reported while nothing serves yet.
-    metrics_socket = config.metrics_socket or Path(metrics_socket_for(sockets[0].resolve()))
-    await metrics.start(metrics_socket, config.metrics_listen)
+    await metrics.start(Path(metrics_socket_for(sockets[0].resolve())), config.metrics_listen)
     await server.start()
 
     stop = asyncio.Event()

@@ -48,10 +48,6 @@ class Config:
     """POOLER_EXTPROC_TLS_CERT/_KEY (+ _CLIENT_CA for mTLS): TLS on the ext_proc's TCP address."""
     metrics_listen: ListenAddress | None = None
     """POOLER_METRICS_LISTEN: the ext_proc also serves /metrics on this TCP address (beside its unix socket)."""
-    metrics_socket: Path | None = None
-    """POOLER_METRICS_SOCKET: the unix socket of /metrics (default: beside the process's first gRPC socket).
-    `pooler up` gives its access-log receivers one fixed path, so Envoy's /metrics route finds whichever
-    receiver slot runs (the newer receiver takes the path over)."""
     mcp_host: str = "127.0.0.1"
     """POOLER_MCP_HOST: the MCP server's bind address (loopback unless it runs in a pod of its own)."""
 
@@ -232,7 +228,6 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         extproc_tls=_server_tls(env, problems),
         metrics_listen=_listen(env, "POOLER_METRICS_LISTEN", problems),
         mcp_host=env.get("POOLER_MCP_HOST") or "127.0.0.1",
-        metrics_socket=Path(env["POOLER_METRICS_SOCKET"]) if env.get("POOLER_METRICS_SOCKET") else None,
     )
     if problems:
         raise ConfigError(problems)

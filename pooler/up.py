@@ -121,47 +121,46 @@ def worker_count(setting: int, cpus: int | None, sqlite: bool) -> int:
     return 1 if sqlite else max(1, cpus or 1)
 
 
+RECEIVERS = 2
+"""Access-log receivers `pooler up` runs: one gets every entry, the other stands by, so a receiver that stops or
+dies costs (almost) no row: Envoy moves its access-log streams to the next one."""
+
+
 @dataclass(frozen=True)
 class ExtprocLayout:
-    """Where `pooler up`'s ext_proc processes listen. `workers` decision workers take turns in workers + 1
-    socket slots, and the access-log receiver in 2: the free slot is where a rolling restart starts the
+    """Where `pooler up`'s ext_proc processes listen: `workers` decision workers in workers + 1 socket slots,
+    RECEIVERS access-log receivers in RECEIVERS + 1. The free slot is where a rolling restart starts a
     replacement, before the process it replaces drains (Envoy lists every slot; an empty one fails its health
     check and gets no traffic). Short paths: a unix socket path is limited to 107 bytes."""
 
     workers: int
     worker_sockets: tuple[Path, ...]
     receiver_sockets: tuple[Path, ...]
-    metrics_socket: Path
-    """The receiver's /metrics (request counts, tokens, errors: what the access log feeds), at one fixed path
-    whichever receiver slot runs; each worker's own is beside its socket."""
 
     @classmethod
     def of(cls, config: Config, workers: int) -> ExtprocLayout:
-        from pooler.envoy_config import metrics_socket_for
-
         worker = config.extproc_socket.resolve()
         receiver = config.accesslog_socket.resolve()
         return cls(
             workers=workers,
             worker_sockets=(worker, *(Path(f"{worker}.{n}") for n in range(1, workers + 1))),
-            receiver_sockets=(receiver, Path(f"{receiver}.1")),
-            metrics_socket=Path(metrics_socket_for(receiver)),
+            receiver_sockets=(receiver, *(Path(f"{receiver}.{n}") for n in range(1, RECEIVERS + 1))),
         )
 
     def gateway(self, gateway: GatewayConfig) -> GatewayConfig:
-        from pooler.envoy_config import Endpoint
+        """Every worker slot balanced; the receiver slots in failover order, and /metrics from the receiver that
+        gets the access log (its request counters; each worker's own are beside its socket)."""
+        from pooler.envoy_config import Endpoint, metrics_socket_for
 
-        workers, receivers = (
-            [Endpoint.unix(p) for p in self.worker_sockets],
-            [Endpoint.unix(p) for p in self.receiver_sockets],
-        )
+        workers = [Endpoint.unix(p) for p in self.worker_sockets]
+        receivers = [Endpoint.unix(p) for p in self.receiver_sockets]
         return dataclasses.replace(
             gateway,
             extproc=workers[0],
             worker_slots=tuple(workers[1:]),
             accesslog=receivers[0],
             receiver_slots=tuple(receivers[1:]),
-            metrics=Endpoint.unix(self.metrics_socket),
+            metrics_slots=tuple(Endpoint.unix(metrics_socket_for(p)) for p in self.receiver_sockets),
         )
 
 
@@ -226,12 +225,12 @@ def extproc_groups(config: Config, layout: ExtprocLayout, environ: Mapping[str, 
         return all_of(unix_probe(path), envoy_healthy(config.envoy_admin_port, cluster, path))
 
     def receiver(name: str, path: Path) -> ChildSpec:
-        env = {**common, "POOLER_ACCESSLOG_SOCKET": str(path), "POOLER_METRICS_SOCKET": str(layout.metrics_socket)}
+        env = {**common, "POOLER_ACCESSLOG_SOCKET": str(path)}
         argv = python_module("extproc", "--role", "access-log")
         return ChildSpec(name, argv, env=env, probe=ready(ACCESSLOG_CLUSTER, path))
 
     def worker(name: str, path: Path) -> ChildSpec:
-        env = {**common, **shared, "POOLER_EXTPROC_SOCKET": str(path), "POOLER_METRICS_SOCKET": ""}
+        env = {**common, **shared, "POOLER_EXTPROC_SOCKET": str(path)}
         return ChildSpec(
             name, python_module("extproc", "--role", "decide"), env=env, probe=ready(EXTPROC_CLUSTER, path)
         )
@@ -243,7 +242,8 @@ def worker_names(count: int) -> list[str]:
     return [f"extproc-{n}" for n in range(1, count + 1)]
 
 
-RECEIVER_NAME = "accesslog"
+def receiver_names(count: int) -> list[str]:
+    return [f"accesslog-{n}" for n in range(1, count + 1)]
 
 
 def process_specs(
@@ -256,7 +256,7 @@ def process_specs(
         specs.append(ChildSpec("simulator", argv, probe=tcp_probe(simulator_port)))
     if module_available("extproc") and groups is not None:
         receivers, workers = groups
-        specs += receivers.start_specs([RECEIVER_NAME])
+        specs += receivers.start_specs(receiver_names(len(receivers.sockets) - 1))
         specs += workers.start_specs(worker_names(len(workers.sockets) - 1))
     if module_available("admin_flask"):
         specs.append(ChildSpec("admin", python_module("admin_flask"), probe=tcp_probe(config.admin_port)))
@@ -413,7 +413,7 @@ def run_up(demo: bool, out: IO[str] | None = None) -> int:
     envoy_config = envoy_config_path(config)
     envoy_config.write_text(render_envoy_text(config, routing, layout))
     groups = extproc_groups(config, layout, os.environ)
-    say(f"ext_proc: {layout.workers} decision worker(s) and an access-log receiver")
+    say(f"ext_proc: {layout.workers} decision worker(s), {RECEIVERS} access-log receivers (one standing by)")
 
     specs = process_specs(config, envoy_config, simulator_port, groups)
     missing = [name for name in ("extproc", "admin_flask", "mcp_server", "scheduler") if not module_available(name)]

@@ -47,8 +47,8 @@ def test_up_demo_serves_recovers_and_stops_cleanly(pooler_up: PoolerUp) -> None:
     assert first.status_code == 200, first.text
     assert "response.completed" in first.text
 
-    # SQLite: one decision worker (several share state through PostgreSQL) and the access-log receiver.
-    assert "ext_proc: 1 decision worker(s) and an access-log receiver" in up.log()
+    # SQLite: one decision worker (several share state through PostgreSQL) and the access-log receivers.
+    assert "ext_proc: 1 decision worker(s), 2 access-log receivers" in up.log()
     # Kill the decision worker: the supervisor reports it, restarts it, and traffic recovers.
     (extproc_pid,) = up.pids("extproc-1")
     os.kill(extproc_pid, signal.SIGKILL)

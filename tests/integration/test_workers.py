@@ -1,4 +1,4 @@
-"""`pooler up` with several ext_proc decision workers and a separate access-log receiver, on PostgreSQL: under
+"""`pooler up` with several ext_proc decision workers and two access-log receivers, on PostgreSQL: under
 steady streaming load a worker SIGTERMed, a worker SIGKILLed and a SIGHUP rolling restart (every worker and the
 receiver replaced one at a time) cost no client a failed request, and every completed request has its row."""
 
@@ -127,7 +127,7 @@ def test_worker_stops_crashes_and_rolling_restart_cost_no_request_and_no_row(up:
 
     assert not load.failures, load.failures[:5]
     replaced = re.findall(r"(\S+) now runs as pid", up.log())
-    assert sorted(replaced) == ["accesslog", "extproc-1", "extproc-2"], replaced
+    assert sorted(replaced) == ["accesslog-1", "accesslog-2", "extproc-1", "extproc-2"], replaced
     expected = before + load.completed
     wait_until(lambda: _rows(up) >= expected, timeout=20, what="request-log rows")
     assert _rows(up) == expected
