@@ -110,20 +110,20 @@ def test_worker_stops_crashes_and_rolling_restart_cost_no_request_and_no_row(up:
     assert f"ext_proc: {WORKERS} decision worker(s)" in up.log()
     before = _rows(up)
     with Load(up) as load:
-        load.wait_more(40, "traffic flowing")
+        load.wait_more(25, "traffic flowing")
 
         os.kill(_pid(up, "extproc-1"), signal.SIGTERM)  # drains: health check takes it out first
         wait_until(lambda: "extproc-1 is ready again after restart" in up.log(), timeout=60, what="worker 1 back")
-        load.wait_more(40, "traffic after the SIGTERM")
+        load.wait_more(25, "traffic after the SIGTERM")
 
         os.kill(_pid(up, "extproc-2"), signal.SIGKILL)  # no drain at all
         wait_until(lambda: "extproc-2 is ready again after restart" in up.log(), timeout=60, what="worker 2 back")
-        load.wait_more(40, "traffic after the SIGKILL")
+        load.wait_more(25, "traffic after the SIGKILL")
 
         assert up.process.proc is not None
         up.process.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: "rolling restart done" in up.log(), timeout=90, what="rolling restart")
-        load.wait_more(40, "traffic after the rolling restart")
+        load.wait_more(25, "traffic after the rolling restart")
 
     assert not load.failures, load.failures[:5]
     replaced = re.findall(r"(\S+) now runs as pid", up.log())
