@@ -79,7 +79,8 @@ _UPSTREAM_ERRORS = {
 # (in-flight counts, unsaved pins) died with it. Measured: SIGKILL of one of two workers under c=8 cost 53
 # clients a 503 without this, none with it (tests/integration/test_workers.py).
 EXTPROC_RETRY: dict[str, Any] = {
-    "retry_on": "connect-failure,refused-stream,reset",
+    # cancelled/unavailable: a gRPC status without a message (a server stopping refuses a stream that way).
+    "retry_on": "connect-failure,refused-stream,reset,cancelled,unavailable",
     "num_retries": 3,
     "retry_back_off": {"base_interval": "0.005s", "max_interval": "0.05s"},
     "retry_host_predicate": [
