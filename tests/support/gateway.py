@@ -321,6 +321,11 @@ def start_envoy(config: GatewayConfig, log_dir: Path, name: str = "envoy") -> Ma
     ).start()
 
 
+def _stop_all(processes: dict[int, ManagedProcess]) -> None:
+    for process in processes.values():
+        process.stop()
+
+
 @contextmanager
 def running_gateway(
     db_url: str,
@@ -414,8 +419,9 @@ def running_gateway(
             clock_file=sock_dir / "clock" if shifted_clock else None,
         )
         stack.callback(lambda: gw.extproc.stop())
-        for replica in gw.replicas.values():
-            stack.callback(replica.stop)
+        # At exit, not now: replicas start below and tests restart them (a new process each time); a callback per
+        # process registered here saw none of them, and every replica outlived its test module.
+        stack.callback(_stop_all, gw.replicas)
         try:
             wait_until(lambda: port_open(port) or not envoy.alive(), timeout=60, what="envoy listener")
             if not envoy.alive():
