@@ -1,11 +1,16 @@
 """Wiring of the ext_proc process: config, state, gRPC server (unix sockets, optionally a TCP address with TLS),
 background tasks, shutdown.
 
-`python -m extproc` prints READY_LINE once the server listens and the first snapshot is loaded.
+`python -m extproc` prints READY_LINE once the server listens and the first snapshot is loaded. Its role
+(`--role`): `all` (default) serves the ext_proc and the access log in one process; `pooler up` runs the two
+apart - several `decide` workers (ext_proc only) and one `access-log` receiver (Envoy's access log, the
+evidence it carries and the request-log writer) - so a decision worker's crash loses no request-log row
+(docs/ARCHITECTURE.md "Processes of `pooler up`").
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -39,6 +44,14 @@ from pooler.errors import ConfigError
 READY_LINE = "pooler extproc ready"
 DRAIN_SECONDS = 5.0
 log = logging.getLogger("extproc")
+
+ROLE_ALL = "all"
+ROLE_DECIDE = "decide"
+ROLE_ACCESS_LOG = "access-log"
+ROLES = (ROLE_ALL, ROLE_DECIDE, ROLE_ACCESS_LOG)
+DECIDE_RECONCILE_SECONDS = 5.0
+"""A decision worker's budget and tokens/day counters are only the database's (no access log feeds them):
+re-read this often (the receiver's own counters stay exact; a worker may admit up to this long past a limit)."""
 
 
 def _bind_unix(server: grpc.aio.Server, path: Path) -> None:
@@ -87,34 +100,42 @@ def _bound_sqlite_statement_cache(engine: Engine) -> None:
         cparams["cached_statements"] = SQLITE_CACHED_STATEMENTS
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, role: str = ROLE_ALL) -> int:
     # Read before anything else starts: a bad certificate stops the process with one line, not half-way up.
     tls = read_server_tls(config.extproc_tls) if config.extproc_tls is not None else None
     ctx = open_context(config, hide_parameters=True)
     _bound_sqlite_statement_cache(ctx.engine)
     state = GatewayState(ctx)
-    reloader = Reloader(state)
+    decider_only = role == ROLE_DECIDE
+    reloader = Reloader(state, DECIDE_RECONCILE_SECONDS if decider_only else None, tokens=decider_only)
     writer = Writer(state)
     # Buffered /v1 audio bodies reach the ext_proc in one message: allow up to Envoy's buffer limit (16 MiB).
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 32 * 1024 * 1024)])
     processor = AttemptProcessor(state)
-    shared_state = SharedState(state) if shared.enabled() else None
-    state.enforce_stream_cap = shared_state is None  # docs/ARCHITECTURE.md "Selection", replicas
-    ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessorService(processor, shared_state), server)
-    access_log = AccessLogService(AccessLogHandler(state, attribute_late=shared_state is not None))
-    als_pb2_grpc.add_AccessLogServiceServicer_to_server(access_log, server)
+    decides, logs = role != ROLE_ACCESS_LOG, role != ROLE_DECIDE
+    # A decision worker without the access log learns request ends from the database, like a replica does for
+    # the requests another replica logged (shared.SharedState.release_ended); a lone one keeps its local limits.
+    shared_state = SharedState(state) if decides and (shared.enabled() or not logs) else None
+    state.enforce_stream_cap = not shared.enabled()  # docs/ARCHITECTURE.md "Selection", replicas
+    if decides:
+        service = ExternalProcessorService(processor, shared_state if shared.enabled() else None)
+        ep_grpc.add_ExternalProcessorServicer_to_server(service, server)
+    # The receiver routes nothing: every attempt's account comes from the request's tried list.
+    access_log = AccessLogService(AccessLogHandler(state, attribute_late=shared.enabled() or not decides))
+    if logs:
+        als_pb2_grpc.add_AccessLogServiceServicer_to_server(access_log, server)
     health = health_aio.HealthServicer()
     # grpc's servicer starts out SERVING: a (re)starting replica was put in rotation by Envoy's health check
     # before its first snapshot, and answered 503 gateway_not_ready (seen in the replica restart test).
     await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    _bind_unix(server, config.extproc_socket)
-    if config.accesslog_socket != config.extproc_socket:
-        _bind_unix(server, config.accesslog_socket)
+    sockets = [s for s, on in ((config.extproc_socket, decides), (config.accesslog_socket, logs)) if on]
+    for path in dict.fromkeys(sockets):
+        _bind_unix(server, path)
     _bind_tcp(server, config, tls)
     metrics = MetricsServer(METRICS, lambda: state.snapshot, ctx, lambda: state.in_flight)
     # Before the gRPC server starts: a busy metrics port is reported while nothing serves yet.
-    await metrics.start(Path(metrics_socket_for(config.extproc_socket.resolve())), config.metrics_listen)
+    await metrics.start(Path(metrics_socket_for(sockets[0].resolve())), config.metrics_listen)
     await server.start()
 
     stop = asyncio.Event()
@@ -139,14 +160,18 @@ async def serve(config: Config) -> int:
         asyncio.create_task(processor.surface.pins.run(ctx.session_factory, stop)),  # file pins
     ]
     if shared_state is not None:
-        tasks.append(asyncio.create_task(shared_state.run(stop)))  # requests that ended on another replica
+        # Requests that ended on another replica, or (a decision worker) at the access-log receiver: looked up
+        # as soon as the receiver wrote rows (PostgreSQL's notification), else every ENDED_CHECK_SECONDS.
+        written = reloader.requests_written if not logs else None
+        tasks.append(asyncio.create_task(shared_state.run(stop, written)))
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     if not stop.is_set():
         print(READY_LINE, flush=True)
         log.info(
-            "serving: ext_proc %s, access log %s, tcp %s, metrics tcp %s, snapshot version %s",
-            config.extproc_socket,
-            config.accesslog_socket,
+            "serving (%s): ext_proc %s, access log %s, tcp %s, metrics tcp %s, snapshot version %s",
+            role,
+            config.extproc_socket if decides else "off",
+            config.accesslog_socket if logs else "off",
             _describe_tcp(config),
             config.metrics_listen.target if config.metrics_listen else "off",
             state.snapshot.version if state.snapshot else None,
@@ -163,8 +188,9 @@ async def serve(config: Config) -> int:
         # only to a replica still in rotation: one stream end per Envoy worker, each just after a flush.
         log.info("draining for %.1f s", drain)
         await asyncio.sleep(drain * 0.6)
-        access_log.draining = True
-        await access_log.wait_ended(drain * 0.4)
+        if logs:
+            access_log.draining = True
+            await access_log.wait_ended(drain * 0.4)
     await server.stop(DRAIN_SECONDS)
     await metrics.stop()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -186,7 +212,16 @@ def _describe_tcp(config: Config) -> str:
     return f"{config.extproc_listen.target} ({mode})"
 
 
-def main() -> int:
+def parse_role(argv: list[str]) -> str:
+    parser = argparse.ArgumentParser(prog="python -m extproc")
+    parser.add_argument(
+        "--role", choices=ROLES, default=ROLE_ALL, help="ext_proc decisions, the access-log receiver, or both"
+    )
+    return str(parser.parse_args(argv).role)
+
+
+def main(argv: list[str] | None = None) -> int:
+    role = parse_role(sys.argv[1:] if argv is None else argv)
     try:
         config = load_config()
     except ConfigError as exc:
@@ -202,7 +237,7 @@ def main() -> int:
     logging.getLogger("grpc").setLevel(logging.WARNING)
     os.umask(0o077)  # sockets readable by this user only
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, role))
     except ConfigError as exc:
         print(f"extproc: invalid configuration: {exc}", file=sys.stderr)
         return 1

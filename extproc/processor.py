@@ -43,7 +43,7 @@ from pooler.gateway.upstream_identity import (
     removed_upstream,
 )
 from pooler.poolkeys import key_matches, key_prefix
-from pooler.selection import Selection, SelectionRequest, select_account
+from pooler.selection import Selection, SelectionRequest, StrategyState, select_account
 from pooler.selection.eligibility import ineligibility
 from pooler.states import KeyStatus
 
@@ -548,22 +548,25 @@ class AttemptProcessor:
         """Answer a request whose attempts are used up. The earlier attempts' statuses are not visible on this
         headers-only path, so wait (this rare path only) until the access log has delivered them - then a 429
         has marked its account limited - and classify the pool as a whole: the Codex-shaped 429 with the
-        earliest reset when every serving account is spent, else 503 `no_eligible_account`."""
+        earliest reset when every serving account is spent, else 503 `no_eligible_account`. A process without
+        the access log (`pooler up`'s decision workers) sees the limits arrive with a snapshot reload instead:
+        it stops waiting as soon as the pool reads spent."""
         deadline = time.monotonic() + wait_seconds
         while exhausted.request_id and time.monotonic() < deadline:
             seen = self.state.attempts.get(exhausted.request_id)
             if seen is not None and len(seen[1]) >= exhausted.attempts:
                 break
+            if self._pool_overall(exhausted, StrategyState())[1].error == "usage_limit_reached":
+                break  # a look only: a scratch strategy state leaves the pool's round-robin cursor where it is
             await asyncio.sleep(0.02)
-        now = time.time()
-        pool = (
-            self.state.snapshot.pools.get(exhausted.pool.pool_id, exhausted.pool)
-            if self.state.snapshot
-            else exhausted.pool
-        )
-        overall = select_account(
-            pool.policy, pool.index, SelectionRequest(now=now, model=exhausted.model), pool.strategy
-        )
+        pool, overall = self._pool_overall(exhausted)
         if overall.error == "usage_limit_reached" and self.state.snapshot is not None:
-            return self._usage_limit(self.state.snapshot, pool, overall.earliest_reset, now, exhausted.routing)
+            return self._usage_limit(self.state.snapshot, pool, overall.earliest_reset, time.time(), exhausted.routing)
         return responses.error("no_eligible_account", exhausted.routing, {"retry-after": "1"})
+
+    def _pool_overall(self, exhausted: Exhausted, strategy: StrategyState | None = None) -> tuple[PoolEntry, Selection]:
+        """The pool as the current snapshot has it, and what it could serve now."""
+        snapshot = self.state.snapshot
+        pool = snapshot.pools.get(exhausted.pool.pool_id, exhausted.pool) if snapshot else exhausted.pool
+        wanted = SelectionRequest(now=time.time(), model=exhausted.model)
+        return pool, select_account(pool.policy, pool.index, wanted, strategy or pool.strategy)

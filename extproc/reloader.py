@@ -17,8 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from extproc.state import GatewayState
 from pooler.gateway.budgets import RECONCILE_SECONDS, BudgetBook, read_share_tokens, read_usage
-from pooler.gateway.snapshot import Snapshot, load_snapshot
-from pooler.versions import NOTIFY_CHANNEL, routing_version
+from pooler.gateway.snapshot import Snapshot, load_snapshot, read_tokens_today
+from pooler.versions import NOTIFY_CHANNEL, REQUESTS_CHANNEL, routing_version
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,16 @@ POLL_SECONDS_POSTGRES = 5.0
 
 
 class Reloader:
-    def __init__(self, state: GatewayState) -> None:
+    def __init__(self, state: GatewayState, reconcile_seconds: float | None = None, tokens: bool = False) -> None:
         self.state = state
+        self.reconcile_seconds = reconcile_seconds or RECONCILE_SECONDS
+        self.tokens = tokens
+        """Also re-read the tokens/day of limited keys at each reconcile: a decision worker with no access log
+        of its own would otherwise only learn them at its next snapshot load."""
         self.wake = asyncio.Event()
+        self.requests_written = asyncio.Event()
+        """Set on a `REQUESTS_CHANNEL` notification (PostgreSQL): rows were written, possibly of requests this
+        process picked for (see extproc/shared.py)."""
         self.reloads = 0
         self._listen_stop = threading.Event()
         engine = state.ctx.engine
@@ -65,8 +72,11 @@ class Reloader:
         """Re-read the budgeted keys' usage (every replica's requests) between snapshot loads."""
         snapshot = self.state.snapshot
         now = time.monotonic()
-        if snapshot is None or now - self._budgets_read < RECONCILE_SECONDS:
+        if snapshot is None or now - self._budgets_read < self.reconcile_seconds:
             return
+        if self.tokens:
+            await self.reconcile_tokens(snapshot)
+            self._budgets_read = now
         if not (snapshot.budgets.keys or snapshot.budgets.shares):
             return
         self._budgets_read = now
@@ -78,6 +88,20 @@ class Reloader:
             snapshot.budgets = book
             self.state.budgets.seed(book)
             self.state.shares.seed(book)
+
+    def _tokens_today(self, prefixes: list[str]) -> dict[str, int]:
+        with self.state.ctx.session_factory() as session:
+            return read_tokens_today(session, dt.datetime.now(dt.UTC), prefixes)
+
+    async def reconcile_tokens(self, snapshot: Snapshot) -> None:
+        prefixes = [k.prefix for k in snapshot.keys.values() if k.tokens_per_day is not None]
+        if not prefixes:
+            return
+        try:
+            used = await asyncio.to_thread(self._tokens_today, prefixes)
+        except SQLAlchemyError:
+            return  # the version check reports the outage
+        self.state.tokens.seed(used, time.time())
 
     async def check(self) -> None:
         try:
@@ -110,10 +134,12 @@ class Reloader:
             try:
                 with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    conn.execute(f"LISTEN {REQUESTS_CHANNEL}")
                     loop.call_soon_threadsafe(self.wake.set)  # catch up on anything missed while away
                     while not self._listen_stop.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            loop.call_soon_threadsafe(self.wake.set)
+                        for note in conn.notifies(timeout=1.0, stop_after=1):
+                            event = self.requests_written if note.channel == REQUESTS_CHANNEL else self.wake
+                            loop.call_soon_threadsafe(event.set)
             except psycopg.Error:
                 self._listen_stop.wait(2.0)
 

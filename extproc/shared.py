@@ -19,7 +19,6 @@ the per-account stream cap and the admission slots do not fill up with requests 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -47,6 +46,10 @@ this plus the logging replica's flush interval). Short: each worker enforces its
 these counts, and an attempt stopped by the cap waits at most 1 s for a release (extproc/processor.py)."""
 ENDED_CHECK_AFTER_SECONDS = 0.25
 """Requests younger than this are not looked up: their entry cannot have been flushed anywhere yet."""
+ENDED_CHECK_WORKER_SECONDS = 0.25
+"""The same for a decision worker, whose every request ends elsewhere (SQLite has no notification to wait on)."""
+ENDED_CHECK_AFTER_WRITE_SECONDS = 0.1
+"""After a rows-written notification, requests from this age are looked up: the rows just written may be theirs."""
 
 
 def enabled() -> bool:
@@ -164,13 +167,9 @@ class SharedState:
             pinned.account_id = winner
             self.state.pending.sticky.pop((pool_id, hashed), None)
 
-    async def release_ended(self, now: float) -> int:
-        """Finish the requests in flight here whose request-log row another replica wrote; how many."""
-        ids = [
-            rid
-            for rid, (started, _) in self.state.requests_in_flight.items()
-            if now - started > ENDED_CHECK_AFTER_SECONDS
-        ]
+    async def release_ended(self, now: float, after: float = ENDED_CHECK_AFTER_SECONDS) -> int:
+        """Finish the requests in flight here whose request-log row another process wrote; how many."""
+        ids = [rid for rid, (started, _) in self.state.requests_in_flight.items() if now - started > after]
         if not ids:
             return 0
         try:
@@ -182,11 +181,22 @@ class SharedState:
                 self.state.finish(request_id)
         return len(ended)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, written: asyncio.Event | None = None) -> None:
+        """Every ENDED_CHECK_SECONDS; with `written` (a decision worker, which has no access log of its own: its
+        every request ends elsewhere) every ENDED_CHECK_WORKER_SECONDS and as soon as rows were written, looking
+        at requests from ENDED_CHECK_AFTER_WRITE_SECONDS old."""
+        after = ENDED_CHECK_AFTER_SECONDS if written is None else ENDED_CHECK_AFTER_WRITE_SECONDS
+        interval = ENDED_CHECK_SECONDS if written is None else ENDED_CHECK_WORKER_SECONDS
         while not stop.is_set():
-            await self.release_ended(time.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), ENDED_CHECK_SECONDS)
+            await self.release_ended(time.time(), after)
+            waits = [asyncio.ensure_future(stop.wait())]
+            if written is not None:
+                waits.append(asyncio.ensure_future(written.wait()))
+            await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+            if written is not None:
+                written.clear()
 
     def _index_attempt(self, request_id: str, attempt: int) -> None:
         """The processor appends the account of each attempt it routes; with replicas, earlier attempts of the

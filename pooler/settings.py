@@ -246,6 +246,19 @@ _DEFS = (
         ),
     ),
     *_group(
+        "Gateway processes",
+        # Read by `pooler up` before it renders Envoy (the endpoints are in the rendered config): a change takes
+        # effect at its next start. A DB setting, not an env var: nothing needs it before the database is read.
+        _s(
+            "extproc_workers",
+            int,
+            0,
+            "ext_proc decision workers `pooler up` starts per host (0 = one per CPU core; read at start)",
+            minimum=0,
+            maximum=64,
+        ),
+    ),
+    *_group(
         "Admission control",
         _s("admission_limit_responses", int, 0, "Concurrent Codex HTTP responses requests (0 = unlimited)", minimum=0),
         _s("admission_limit_responses_ws", int, 0, "Concurrent Codex websocket connections (0 = unlimited)", minimum=0),

@@ -161,6 +161,7 @@ class Supervisor:
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.stop_timeout = stop_timeout
         self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
 
     def emit(self, name: str, line: str) -> None:
         with self._lock:
@@ -209,6 +210,47 @@ class Supervisor:
                 child.start(self.base_env)
                 self.say(f"restarted {child.name} (pid {child.pid}, start #{child.starts})")
 
+    def replace(self, old: Child, spec: ChildSpec, timeout: float, interval: float = 0.1) -> bool:
+        """Zero-downtime swap: start `spec` beside `old`, wait until it is ready (its probe: for `pooler up`'s
+        ext_proc processes, Envoy's health check passes it), then stop `old` (SIGTERM: it drains) and wait for
+        its exit. Other children are supervised meanwhile. False (the new child stopped, `old` kept) when it
+        never got ready in `timeout`."""
+        new = Child(spec, self.emit)
+        new.start(self.base_env)
+        self.children.append(new)
+        self.say(f"started {new.name} (pid {new.pid}) to replace pid {old.pid}")
+        deadline = time.monotonic() + timeout
+        while not new.poll_ready():
+            if self.stop_event.is_set() or time.monotonic() >= deadline or not new.running():
+                self.say(f"{new.name} (pid {new.pid}) did not become ready; keeping pid {old.pid}")
+                self.children.remove(new)
+                self._stop_one(new)
+                return False
+            self.tick()
+            self.stop_event.wait(interval)
+        # Out of the supervised set first: its exit is the plan, not a crash to restart.
+        self.children.remove(new)
+        self.children[self.children.index(old)] = new
+        old.signal_group(signal.SIGTERM)
+        while old.running() and time.monotonic() < deadline + self.stop_timeout:
+            self.tick()
+            self.stop_event.wait(interval)
+        self._stop_one(old)
+        self.say(f"{new.name} now runs as pid {new.pid}")
+        return True
+
+    def _stop_one(self, child: Child) -> None:
+        child.signal_group(signal.SIGTERM)
+        if child.proc is not None:
+            try:
+                child.proc.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                child.signal_group(signal.SIGKILL)
+                child.proc.wait(5)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.proc.pid, signal.SIGKILL)
+        child.join_output()
+
     def wait_ready(self, timeout: float, interval: float = 0.1) -> bool:
         """Supervises while waiting until every child is ready; False on timeout or stop."""
         deadline = time.monotonic() + timeout
@@ -219,10 +261,15 @@ class Supervisor:
             self.stop_event.wait(interval)
         return False
 
-    def run(self, interval: float = 0.1) -> None:
-        """Supervises until `stop_event` is set, then stops everything."""
+    def run(self, interval: float = 0.1, on_reload: Callable[[], None] | None = None) -> None:
+        """Supervises until `stop_event` is set, then stops everything. `reload_event` (SIGHUP) runs
+        `on_reload` on this thread (a rolling restart supervises while it waits)."""
         try:
             while not self.stop_event.is_set():
+                if self.reload_event.is_set():
+                    self.reload_event.clear()
+                    if on_reload is not None:
+                        on_reload()
                 self.tick()
                 self.stop_event.wait(interval)
         finally:
@@ -252,11 +299,14 @@ class Supervisor:
             self.say("all processes stopped")
 
 
-def install_signal_handlers(stop_event: threading.Event) -> None:
-    """SIGINT and SIGTERM set `stop_event` (the supervisor then stops its children and returns)."""
+def install_signal_handlers(stop_event: threading.Event, reload_event: threading.Event | None = None) -> None:
+    """SIGINT and SIGTERM set `stop_event` (the supervisor then stops its children and returns); SIGHUP sets
+    `reload_event` when given."""
 
     def handler(signum: int, _frame: object) -> None:
         stop_event.set()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    if reload_event is not None:
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: reload_event.set())

@@ -6,22 +6,24 @@ importlib.util.find_spec and started by module name, never imported (the core de
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import shutil
 import socket
 import sys
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pooler.config import Config, load_config
-from pooler.supervisor import ChildSpec, Probe, Supervisor, install_signal_handlers
+from pooler.supervisor import Child, ChildSpec, Probe, Supervisor, install_signal_handlers
 
 if TYPE_CHECKING:
     from pooler.demo import DemoSeed
+    from pooler.envoy_config import GatewayConfig
 
 READY_PREFIX = "pooler ready:"
 """The one line scripts and tests wait for; everything after it is the client URLs."""
@@ -111,14 +113,153 @@ def envoy_spec(config: Config, config_path: Path) -> ChildSpec:
     return ChildSpec("envoy", argv, probe=ready)
 
 
-def process_specs(config: Config, envoy_config: Path, simulator_port: int | None) -> list[ChildSpec]:
+def worker_count(setting: int, cpus: int | None, sqlite: bool) -> int:
+    """How many ext_proc decision workers to start: the `extproc_workers` setting, or (0) one per core. SQLite
+    stays at one unless set: several workers share their state through the database, which is PostgreSQL's job."""
+    if setting > 0:
+        return setting
+    return 1 if sqlite else max(1, cpus or 1)
+
+
+RECEIVERS = 2
+"""Access-log receivers `pooler up` runs: one gets every entry, the other stands by, so a receiver that stops or
+dies costs (almost) no row: Envoy moves its access-log streams to the next one."""
+
+
+@dataclass(frozen=True)
+class ExtprocLayout:
+    """Where `pooler up`'s ext_proc processes listen: `workers` decision workers in workers + 1 socket slots,
+    RECEIVERS access-log receivers in RECEIVERS + 1. The free slot is where a rolling restart starts a
+    replacement, before the process it replaces drains (Envoy lists every slot; an empty one fails its health
+    check and gets no traffic). Short paths: a unix socket path is limited to 107 bytes."""
+
+    workers: int
+    worker_sockets: tuple[Path, ...]
+    receiver_sockets: tuple[Path, ...]
+
+    @classmethod
+    def of(cls, config: Config, workers: int) -> ExtprocLayout:
+        worker = config.extproc_socket.resolve()
+        receiver = config.accesslog_socket.resolve()
+        return cls(
+            workers=workers,
+            worker_sockets=(worker, *(Path(f"{worker}.{n}") for n in range(1, workers + 1))),
+            receiver_sockets=(receiver, *(Path(f"{receiver}.{n}") for n in range(1, RECEIVERS + 1))),
+        )
+
+    def gateway(self, gateway: GatewayConfig) -> GatewayConfig:
+        """Every worker slot balanced; the receiver slots in failover order, and /metrics from the receiver that
+        gets the access log (its request counters; each worker's own are beside its socket)."""
+        from pooler.envoy_config import Endpoint, metrics_socket_for
+
+        workers = [Endpoint.unix(p) for p in self.worker_sockets]
+        receivers = [Endpoint.unix(p) for p in self.receiver_sockets]
+        return dataclasses.replace(
+            gateway,
+            extproc=workers[0],
+            worker_slots=tuple(workers[1:]),
+            accesslog=receivers[0],
+            receiver_slots=tuple(receivers[1:]),
+            metrics_slots=tuple(Endpoint.unix(metrics_socket_for(p)) for p in self.receiver_sockets),
+        )
+
+
+EXTPROC_CLUSTER = "pooler_extproc"
+ACCESSLOG_CLUSTER = "pooler_accesslog"
+DRAIN_SECONDS = "2.5"
+"""POOLER_EXTPROC_DRAIN_SECONDS of the workers and receivers: above the 1 s health-check interval, so Envoy has
+taken a stopping process out of rotation before it closes."""
+
+
+def envoy_healthy(admin_port: int, cluster: str, socket_path: Path) -> Probe:
+    """Envoy's active health check has passed this endpoint (it gets traffic now): its admin /clusters."""
+
+    def probe() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/clusters", timeout=1.0) as resp:
+            text = resp.read().decode()
+        return f"{cluster}::{socket_path}::health_flags::healthy" in text
+
+    return probe
+
+
+@dataclass
+class SlotGroup:
+    """Processes of one role that move between socket slots (one more slot than processes) on a rolling restart."""
+
+    sockets: tuple[Path, ...]
+    make: Callable[[str, Path], ChildSpec]
+    taken: dict[str, Path] = field(default_factory=dict)
+    """child name -> the slot it runs in."""
+
+    def start_specs(self, names: list[str]) -> list[ChildSpec]:
+        self.taken = dict(zip(names, self.sockets, strict=False))
+        return [self.make(name, path) for name, path in self.taken.items()]
+
+    def roll(self, supervisor: Supervisor, timeout: float) -> bool:
+        """Each process in turn: its replacement starts in the free slot; the old one is stopped only once
+        Envoy's health check passes the new one (Supervisor.replace). True when every one was replaced."""
+        done = True
+        for name in list(self.taken):
+            free = next(p for p in self.sockets if p not in self.taken.values())
+            old: Child = supervisor.child(name)
+            if supervisor.replace(old, self.make(name, free), timeout):
+                self.taken[name] = free
+            else:
+                done = False
+        return done
+
+
+def extproc_groups(config: Config, layout: ExtprocLayout, environ: Mapping[str, str]) -> tuple[SlotGroup, SlotGroup]:
+    """(receiver, workers): the access-log receiver and the decision workers of `pooler up`."""
+    common = {
+        "POOLER_EXTPROC_DRAIN_SECONDS": environ.get("POOLER_EXTPROC_DRAIN_SECONDS") or DRAIN_SECONDS,
+        # Several processes cannot all bind one TCP port: `pooler up` serves its Envoy over the unix sockets,
+        # and /metrics through Envoy's /metrics route (the receiver's).
+        "POOLER_EXTPROC_LISTEN": "",
+        "POOLER_METRICS_LISTEN": "",
+    }
+    # Several workers: replica mode, each told how many share the accounts so it enforces its share of the
+    # per-account stream cap (cap // workers; during a rolling restart's surge one more worker briefly runs).
+    shared = {"POOLER_EXTPROC_SHARED": "1", "POOLER_EXTPROC_WORKERS": str(layout.workers)} if layout.workers > 1 else {}
+
+    def ready(cluster: str, path: Path) -> Probe:
+        # Ready = Envoy sends it work: its health check passed (the process serves, its snapshot is loaded).
+        return all_of(unix_probe(path), envoy_healthy(config.envoy_admin_port, cluster, path))
+
+    def receiver(name: str, path: Path) -> ChildSpec:
+        env = {**common, "POOLER_ACCESSLOG_SOCKET": str(path)}
+        argv = python_module("extproc", "--role", "access-log")
+        return ChildSpec(name, argv, env=env, probe=ready(ACCESSLOG_CLUSTER, path))
+
+    def worker(name: str, path: Path) -> ChildSpec:
+        env = {**common, **shared, "POOLER_EXTPROC_SOCKET": str(path)}
+        return ChildSpec(
+            name, python_module("extproc", "--role", "decide"), env=env, probe=ready(EXTPROC_CLUSTER, path)
+        )
+
+    return SlotGroup(layout.receiver_sockets, receiver), SlotGroup(layout.worker_sockets, worker)
+
+
+def worker_names(count: int) -> list[str]:
+    return [f"extproc-{n}" for n in range(1, count + 1)]
+
+
+def receiver_names(count: int) -> list[str]:
+    return [f"accesslog-{n}" for n in range(1, count + 1)]
+
+
+def process_specs(
+    config: Config, envoy_config: Path, simulator_port: int | None, groups: tuple[SlotGroup, SlotGroup] | None = None
+) -> list[ChildSpec]:
     """The children of `pooler up`, in start order (upstream and sidecars first, Envoy last)."""
     specs: list[ChildSpec] = []
     if simulator_port is not None:
         argv = python_module("pooler", "simulator", "--port", str(simulator_port), "--accounts", "3")
         specs.append(ChildSpec("simulator", argv, probe=tcp_probe(simulator_port)))
-    if module_available("extproc"):
-        specs.append(ChildSpec("extproc", python_module("extproc"), probe=unix_probe(config.extproc_socket)))
+    if module_available("extproc") and groups is not None:
+        receivers, workers = groups
+        specs += receivers.start_specs(receiver_names(len(receivers.sockets) - 1))
+        specs += workers.start_specs(worker_names(len(workers.sockets) - 1))
     if module_available("admin_flask"):
         specs.append(ChildSpec("admin", python_module("admin_flask"), probe=tcp_probe(config.admin_port)))
     if module_available("mcp_server"):
@@ -164,8 +305,18 @@ def prepare(config: Config, say: Callable[[str], None]) -> None:
     say("database is at the latest migration")
 
 
-def database_routing(config: Config) -> tuple[str, list[int]]:
-    """(upstream_base_url setting, every pool's max_attempts): what the rendered Envoy config depends on."""
+@dataclass(frozen=True)
+class DatabaseRouting:
+    """What the rendered Envoy config depends on in the database."""
+
+    upstream: str
+    max_attempts: list[int]
+    """Every pool's: Envoy's retry count is the largest."""
+    workers_setting: int
+    """`extproc_workers` (0: one per core)."""
+
+
+def database_routing(config: Config) -> DatabaseRouting:
     from sqlalchemy import select
 
     from pooler.context import open_context
@@ -175,8 +326,11 @@ def database_routing(config: Config) -> tuple[str, list[int]]:
     ctx = open_context(config)
     try:
         with ctx.session_factory() as session:
-            upstream = str(get_setting(session, "upstream_base_url"))
-            return upstream, list(session.scalars(select(PoolSettings.max_attempts)))
+            return DatabaseRouting(
+                upstream=str(get_setting(session, "upstream_base_url")),
+                max_attempts=list(session.scalars(select(PoolSettings.max_attempts))),
+                workers_setting=int(get_setting(session, "extproc_workers") or 0),
+            )
     finally:
         ctx.dispose()
 
@@ -196,14 +350,43 @@ def first_owner_needed(config: Config) -> bool:
         ctx.dispose()
 
 
-def render_envoy(config: Config) -> Path:
+def workers_for(config: Config, routing: DatabaseRouting) -> int:
+    return worker_count(routing.workers_setting, os.cpu_count(), config.database_url.startswith("sqlite"))
+
+
+def render_envoy_text(config: Config, routing: DatabaseRouting, layout: ExtprocLayout) -> str:
     """Renders after seeding, so the demo's upstream setting and pools are what Envoy gets."""
     from pooler.envoy_config import config_from_env, num_retries_for, render
 
-    upstream, attempts = database_routing(config)
-    path = config.data_dir / "envoy.yaml"
-    path.write_text(render(config_from_env(config, upstream_url=upstream, num_retries=num_retries_for(attempts))))
-    return path
+    gateway = config_from_env(config, upstream_url=routing.upstream, num_retries=num_retries_for(routing.max_attempts))
+    return render(layout.gateway(gateway))
+
+
+def envoy_config_path(config: Config) -> Path:
+    return config.data_dir / "envoy.yaml"
+
+
+def reload(supervisor: Supervisor, config: Config, layout: ExtprocLayout, groups: tuple[SlotGroup, SlotGroup]) -> None:
+    """SIGHUP: rolling restart of the receiver, then of each decision worker (one at a time, each only after
+    its replacement passes Envoy's health check), then a check whether the Envoy config would render
+    differently now. Envoy keeps the config it started with (docs/OPERATIONS.md "Restarts without downtime")."""
+    supervisor.say("SIGHUP: restarting the ext_proc processes one at a time")
+    complete = all([group.roll(supervisor, READY_TIMEOUT_SECONDS) for group in groups])
+    supervisor.say("rolling restart done" if complete else "rolling restart incomplete: see the lines above")
+    try:
+        routing = database_routing(config)
+    except Exception as exc:  # the database may be away; the restart itself did not need it
+        supervisor.say(f"could not read the database to compare the Envoy config ({type(exc).__name__})")
+        return
+    wanted = dataclasses.replace(layout, workers=workers_for(config, routing))
+    if (
+        wanted.workers != layout.workers
+        or render_envoy_text(config, routing, layout) != envoy_config_path(config).read_text()
+    ):
+        supervisor.say(
+            "the Envoy config would render differently now (a pool's max_attempts, the upstream URL or "
+            "extproc_workers changed): restart `pooler up` to apply it"
+        )
 
 
 def run_up(demo: bool, out: IO[str] | None = None) -> int:
@@ -227,15 +410,20 @@ def run_up(demo: bool, out: IO[str] | None = None) -> int:
         upstream_url = f"http://127.0.0.1:{simulator_port}"
         seeded = seed_demo(config, upstream_url)
         say(f"demo: simulator on {upstream_url}, pool {seeded.pool_name!r} with {seeded.account_count} accounts")
-    envoy_config = render_envoy(config)
+    routing = database_routing(config)
+    layout = ExtprocLayout.of(config, workers_for(config, routing))
+    envoy_config = envoy_config_path(config)
+    envoy_config.write_text(render_envoy_text(config, routing, layout))
+    groups = extproc_groups(config, layout, os.environ)
+    say(f"ext_proc: {layout.workers} decision worker(s), {RECEIVERS} access-log receivers (one standing by)")
 
-    specs = process_specs(config, envoy_config, simulator_port)
+    specs = process_specs(config, envoy_config, simulator_port, groups)
     missing = [name for name in ("extproc", "admin_flask", "mcp_server", "scheduler") if not module_available(name)]
     if missing:
         say(f"not installed, not started: {', '.join(missing)}")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     supervisor = Supervisor(specs, out=out, base_env=env)
-    install_signal_handlers(supervisor.stop_event)
+    install_signal_handlers(supervisor.stop_event, supervisor.reload_event)
     supervisor.start_all()
     try:
         while not supervisor.wait_ready(READY_TIMEOUT_SECONDS):
@@ -244,7 +432,7 @@ def run_up(demo: bool, out: IO[str] | None = None) -> int:
             waiting = [c.name for c in supervisor.children if not c.ready]
             say(f"still waiting for: {', '.join(waiting)}")
         print_ready(out, Urls.of(config), seeded, first_owner=first_owner_needed(config))
-        supervisor.run()
+        supervisor.run(on_reload=lambda: reload(supervisor, config, layout, groups))
     finally:
         supervisor.stop_all()
     return 0

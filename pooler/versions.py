@@ -9,6 +9,9 @@ from pooler.models import DataVersion, utcnow
 
 ROUTING = "routing"
 NOTIFY_CHANNEL = "pooler_routing"
+REQUESTS_CHANNEL = "pooler_requests"
+"""Notified when request-log rows were written: processes that picked for requests another process logged
+(`pooler up`'s decision workers, replicas) look their ends up at once instead of at their next check."""
 
 
 def bump_routing_version(session: Session) -> None:
@@ -20,6 +23,12 @@ def bump_routing_version(session: Session) -> None:
     )
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+def notify_requests_written(session: Session) -> None:
+    """Call inside the writing transaction (PostgreSQL only; elsewhere the readers poll)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {REQUESTS_CHANNEL}"))
 
 
 def routing_version(session: Session) -> int:

@@ -28,6 +28,21 @@ LOG_RESPONSE_HEADERS = (
 LOG_REQUEST_HEADERS = ("upgrade",)
 
 
+ACCESSLOG_RETRY: dict[str, Any] = {
+    "retry_on": "connect-failure,refused-stream",
+    "num_retries": 2,
+    "retry_back_off": {"base_interval": "0.005s", "max_interval": "0.05s"},
+    "retry_priority": {
+        "name": "envoy.retry_priorities.previous_priorities",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3."
+            "PreviousPrioritiesConfig",
+            "update_frequency": 1,
+        },
+    },
+}
+
+
 def _metadata(ns: str, key: str) -> str:
     return f"%DYNAMIC_METADATA({ns}:{key})%"
 
@@ -42,7 +57,13 @@ def build_grpc_access_log(config: GatewayConfig) -> dict[str, Any]:
             "common_config": {
                 "log_name": "pooler",
                 "transport_api_version": "V3",
-                "grpc_service": {"envoy_grpc": {"cluster_name": "pooler_accesslog"}},
+                "grpc_service": {
+                    "envoy_grpc": {"cluster_name": "pooler_accesslog"},
+                    # A receiver that just died (its health check has not noticed yet) refuses the connection: the
+                    # flush goes to the standby at once instead of being dropped. Not on a reset: an access-log
+                    # stream lives long and only the entries not yet written would be sent again.
+                    **({"retry_policy": ACCESSLOG_RETRY} if config.receiver_slots else {}),
+                },
                 "buffer_flush_interval": duration(config.accesslog_flush_seconds),
                 "buffer_size_bytes": 65536,
                 # The request id of downstream entries: x-request-id never reaches the upstream, and the log

@@ -150,6 +150,17 @@ class GatewayConfig:
     replicas: tuple[tuple[Endpoint, Endpoint], ...] = ()
     """Further ext_proc replicas as (ext_proc, access log) endpoints, beside `extproc`/`accesslog`. With any,
     both clusters get every replica plus gRPC health checks, so a draining replica stops receiving work."""
+    worker_slots: tuple[Endpoint, ...] = ()
+    """Further ext_proc endpoints with no access log of their own: `pooler up`'s other decision-worker slots,
+    one of them normally empty (the surge slot a rolling restart starts a replacement in; its failing health
+    check keeps traffic off it)."""
+    receiver_slots: tuple[Endpoint, ...] = ()
+    """Further access-log receiver endpoints, in failover order after `accesslog` (Envoy priority = position):
+    `pooler up` runs two receivers in three slots, so every entry goes to the first healthy one and a receiver
+    that stops or dies is replaced by the next at once."""
+    metrics_slots: tuple[Endpoint, ...] = ()
+    """/metrics endpoints in the same failover order (connect-checked); when given they replace `metrics`:
+    `pooler up` scrapes the receiver that gets the access log (request counts, tokens, errors)."""
     replica_health_interval_seconds: float = 1.0
     client_allowlist: tuple[str, ...] = ()
     """Client IPs/CIDRs allowed on every route (empty: everyone). Checked against the derived client address."""

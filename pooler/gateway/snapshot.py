@@ -172,6 +172,17 @@ def rebuild_pool(snapshot: Snapshot, pool: PoolEntry, overlays: dict[int, Overla
     pool.index = PoolIndex(pool.policy, pool.candidates)
 
 
+def read_tokens_today(session: Session, now: dt.datetime, prefixes: Iterable[str] | None = None) -> dict[str, int]:
+    """Tokens each key prefix used since midnight (UTC), from the request logs; only `prefixes` when given."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    query = select(RequestLog.key_prefix, func.sum(RequestLog.total_tokens)).where(
+        RequestLog.created_at >= midnight, RequestLog.key_prefix.is_not(None)
+    )
+    if prefixes is not None:
+        query = query.where(RequestLog.key_prefix.in_(list(prefixes)))
+    return {str(prefix): int(total or 0) for prefix, total in session.execute(query.group_by(RequestLog.key_prefix))}
+
+
 def load_snapshot(
     session: Session,
     box: SecretBox,
@@ -289,15 +300,7 @@ def load_snapshot(
         (s.pool_id, s.session_hash): Sticky(s.account_id, s.expires_at.timestamp())
         for s in session.scalars(select(StickySession).where(StickySession.expires_at > now))
     }
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    tokens_today = {
-        str(prefix): int(total or 0)
-        for prefix, total in session.execute(
-            select(RequestLog.key_prefix, func.sum(RequestLog.total_tokens))
-            .where(RequestLog.created_at >= midnight, RequestLog.key_prefix.is_not(None))
-            .group_by(RequestLog.key_prefix)
-        )
-    }
+    tokens_today = read_tokens_today(session, now)
     snapshot = Snapshot(
         version=version,
         loaded_at=now_ts,

@@ -28,7 +28,7 @@ from pooler.models import (
 from pooler.quota import record_observations
 from pooler.services.refresh import request_refresh
 from pooler.states import AccountState, QuotaSource
-from pooler.versions import bump_routing_version
+from pooler.versions import bump_routing_version, notify_requests_written
 
 MAX_MODEL_LENGTH = 64
 EXISTING_IDS_PER_QUERY = 5000
@@ -76,6 +76,8 @@ def _utc(ts: float) -> dt.datetime:
 
 def write_batch(session: Session, batch: Batch) -> None:
     _write_requests(session, batch.requests)
+    if batch.requests:
+        notify_requests_written(session)
     state_changed = False
     for effect, observed_at in batch.effects:
         record_observations(
@@ -85,6 +87,10 @@ def write_batch(session: Session, batch: Batch) -> None:
             record_observations(
                 session, effect.account_id, [effect.limit_window], QuotaSource.LIMIT_ERROR, _utc(observed_at)
             )
+        if effect.limit_window is not None or effect.limited_until is not None:
+            # A limit reached takes the account out of selection: every other process (the decision workers,
+            # which have no access log of their own, and other replicas) must reload now, not at its next poll.
+            state_changed = True
         if effect.demoted_until is not None:
             state_changed = True
             session.execute(

@@ -47,11 +47,13 @@ def test_up_demo_serves_recovers_and_stops_cleanly(pooler_up: PoolerUp) -> None:
     assert first.status_code == 200, first.text
     assert "response.completed" in first.text
 
-    # Kill the ext_proc: the supervisor reports it, restarts it, and traffic recovers.
-    (extproc_pid,) = up.pids("extproc")
+    # SQLite: one decision worker (several share state through PostgreSQL) and the access-log receivers.
+    assert "ext_proc: 1 decision worker(s), 2 access-log receivers" in up.log()
+    # Kill the decision worker: the supervisor reports it, restarts it, and traffic recovers.
+    (extproc_pid,) = up.pids("extproc-1")
     os.kill(extproc_pid, signal.SIGKILL)
-    wait_until(lambda: "extproc is ready again after restart" in up.log(), timeout=60, what="extproc restart")
-    assert re.search(r"extproc exited with code -9", up.log())
+    wait_until(lambda: "extproc-1 is ready again after restart" in up.log(), timeout=60, what="extproc restart")
+    assert re.search(r"extproc-1 exited with code -9", up.log())
     wait_until(lambda: up.respond().status_code == 200, timeout=30, what="traffic after the ext_proc restart")
 
     # SIGTERM the supervisor only (its children lead their own process groups): all of them must go.

@@ -61,6 +61,13 @@ CASES: dict[str, GatewayConfig] = {
         replicas=((Endpoint.unix(f"{SOCKETS}/extproc-1.sock"), Endpoint.unix(f"{SOCKETS}/accesslog-1.sock")),),
         replica_health_interval_seconds=0.5,
     ),
+    # `pooler up`: two decision workers in three slots (one free for a rolling restart), two receivers in three.
+    "pooler_up_workers": dataclasses.replace(
+        BASE,
+        worker_slots=(Endpoint.unix(f"{SOCKETS}/extproc.sock.1"), Endpoint.unix(f"{SOCKETS}/extproc.sock.2")),
+        receiver_slots=(Endpoint.unix(f"{SOCKETS}/accesslog.sock.1"), Endpoint.unix(f"{SOCKETS}/accesslog.sock.2")),
+        metrics_slots=tuple(Endpoint.unix(f"{SOCKETS}/accesslog.sock{n}.metrics") for n in ("", ".1", ".2")),
+    ),
     "ingress_allowlist_trusted_proxies": dataclasses.replace(
         BASE,
         listen=Endpoint.tcp("0.0.0.0", 8080),

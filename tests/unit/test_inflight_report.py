@@ -46,3 +46,24 @@ def test_a_requeued_batch_keeps_the_newer_report() -> None:
     older.merge(newer)
     assert older.inflight is not None and older.inflight.streams == {1: 2}
     assert len(Batch()) == 0 and len(newer) == 1
+
+
+def test_a_limit_reached_bumps_the_routing_version_plain_observations_do_not(core_ctx: CoreContext) -> None:
+    from pooler.gateway.evidence import AccountEffect
+    from pooler.versions import routing_version
+
+    with core_ctx.session_factory.begin() as session:
+        account = sorted(seed(session, core_ctx.box, core_ctx.hasher, requests=0).accounts.values())[0]
+    now = utcnow().timestamp()
+
+    def version_after(effect: AccountEffect) -> int:
+        with core_ctx.session_factory.begin() as session:
+            write_batch(session, Batch(effects=[(effect, now)]))
+        with core_ctx.session_factory() as session:
+            return routing_version(session)
+
+    with core_ctx.session_factory() as session:
+        start = routing_version(session)
+    # Every process that did not see the 429 itself (decision workers, other replicas) must reload at once.
+    assert version_after(AccountEffect(account, limited_until=now + 60)) == start + 1
+    assert version_after(AccountEffect(account)) == start + 1

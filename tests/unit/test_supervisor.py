@@ -99,3 +99,49 @@ def test_children_die_with_a_killed_supervisor() -> None:
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_replace_starts_the_new_child_first_and_stops_the_old_one_only_when_it_is_ready() -> None:
+    out = io.StringIO()
+    gate = threading.Event()
+    spec = ChildSpec("w", [sys.executable, "-c", SLEEPER, "w1"], ready_line="hello from w1")
+    sup = Supervisor([spec], out=out, backoff=Backoff(initial=0.05, maximum=0.2))
+    sup.start_all()
+    replaced: list[bool] = []
+    try:
+        assert sup.wait_ready(15)
+        old = sup.child("w")
+        old_pid = old.pid
+        assert old_pid is not None
+        # Ready only when the test says so (for `pooler up`: Envoy's health check passed the new process).
+        new_spec = ChildSpec("w", [sys.executable, "-c", SLEEPER, "w2"], probe=gate.is_set)
+        swap = threading.Thread(target=lambda: replaced.append(sup.replace(old, new_spec, timeout=30)))
+        swap.start()
+        wait_until(lambda: "hello from w2" in out.getvalue(), what="replacement started")
+        assert alive(old_pid), "the old child must serve until its replacement is ready"
+        gate.set()
+        swap.join(30)
+        assert replaced == [True]
+        assert not alive(old_pid)
+        assert [c.name for c in sup.children] == ["w"] and sup.child("w").pid != old_pid
+        assert "exited with code" not in out.getvalue(), "a planned stop is not a crash to restart"
+        sup.tick()
+        assert sup.child("w").running()
+    finally:
+        sup.stop_all()
+
+
+def test_replace_keeps_the_old_child_when_the_new_one_never_gets_ready() -> None:
+    out = io.StringIO()
+    spec = ChildSpec("w", [sys.executable, "-c", SLEEPER, "w1"], ready_line="hello from w1")
+    sup = Supervisor([spec], out=out, stop_timeout=5)
+    sup.start_all()
+    try:
+        assert sup.wait_ready(15)
+        old = sup.child("w")
+        never = ChildSpec("w", [sys.executable, "-c", SLEEPER, "w2"], probe=lambda: False)
+        assert sup.replace(old, never, timeout=1.0) is False
+        assert sup.children == [old] and old.running()
+        assert "did not become ready; keeping pid" in out.getvalue()
+    finally:
+        sup.stop_all()
