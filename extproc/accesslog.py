@@ -118,6 +118,9 @@ class AccessLogHandler:
         downstream entry arrives (that replica may never see this log entry)."""
         self._budget_warned: set[tuple[int, int]] = set()
         """(pool id, max_attempts) already warned about Envoy's smaller retry budget."""
+        self.ended: list[str] | None = None
+        """When a list (a receiver whose requests other processes picked for): the ids of the requests whose end
+        arrived since the service last took them, to announce (`AccessLogService`)."""
 
     def handle(self, message: StreamAccessLogsMessage) -> None:
         started = time.perf_counter()
@@ -183,6 +186,8 @@ class AccessLogHandler:
         request_id = entry_request_id(entry)
         routed = self.state.requests_in_flight.get(request_id)
         self.state.finish(request_id)
+        if self.ended is not None and request_id:
+            self.ended.append(request_id)
         now = time.time()
         attempts = self.state.attempts.pop(request_id, (now, []))[1]
         self.state.expire_attempts(now)

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import SQLAlchemyError
 
 from extproc import shared
 from extproc.accesslog import AccessLogHandler
@@ -37,9 +39,10 @@ from extproc.shared import SharedState
 from extproc.state import GatewayState
 from extproc.writer import Writer
 from pooler.config import Config, ServerTlsMaterial, load_config, read_server_tls
-from pooler.context import open_context
+from pooler.context import CoreContext, open_context
 from pooler.envoy_config import metrics_socket_for
 from pooler.errors import ConfigError
+from pooler.versions import notify_requests_ended
 
 READY_LINE = "pooler extproc ready"
 DRAIN_SECONDS = 5.0
@@ -100,6 +103,19 @@ def _bound_sqlite_statement_cache(engine: Engine) -> None:
         cparams["cached_statements"] = SQLITE_CACHED_STATEMENTS
 
 
+def _announcer(ctx: CoreContext) -> Callable[[list[str]], Awaitable[None]]:
+    def notify(request_ids: list[str]) -> None:
+        with ctx.session_factory.begin() as session:
+            notify_requests_ended(session, request_ids)
+
+    async def announce(request_ids: list[str]) -> None:
+        # Database away: the workers find the ends in request_logs once the rows are written.
+        with contextlib.suppress(SQLAlchemyError):
+            await asyncio.to_thread(notify, request_ids)
+
+    return announce
+
+
 async def serve(config: Config, role: str = ROLE_ALL) -> int:
     # Read before anything else starts: a bad certificate stops the process with one line, not half-way up.
     tls = read_server_tls(config.extproc_tls) if config.extproc_tls is not None else None
@@ -116,12 +132,15 @@ async def serve(config: Config, role: str = ROLE_ALL) -> int:
     # A decision worker without the access log learns request ends from the database, like a replica does for
     # the requests another replica logged (shared.SharedState.release_ended); a lone one keeps its local limits.
     shared_state = SharedState(state) if decides and (shared.enabled() or not logs) else None
-    state.enforce_stream_cap = not shared.enabled()  # docs/ARCHITECTURE.md "Selection", replicas
     if decides:
         service = ExternalProcessorService(processor, shared_state if shared.enabled() else None)
         ep_grpc.add_ExternalProcessorServicer_to_server(service, server)
     # The receiver routes nothing: every attempt's account comes from the request's tried list.
-    access_log = AccessLogService(AccessLogHandler(state, attribute_late=shared.enabled() or not decides))
+    handler = AccessLogHandler(state, attribute_late=shared.enabled() or not decides)
+    # Other processes picked for the requests this one logs (a receiver of its own, or replicas): tell them each
+    # end as it arrives (PostgreSQL), so their stream-cap and admission slots are free before the row is written.
+    others_picked = logs and (shared.enabled() or not decides) and ctx.engine.dialect.name == "postgresql"
+    access_log = AccessLogService(handler, _announcer(ctx) if others_picked else None)
     if logs:
         als_pb2_grpc.add_AccessLogServiceServicer_to_server(access_log, server)
     health = health_aio.HealthServicer()

@@ -389,7 +389,6 @@ class AttemptProcessor:
             sticky_account_id=sticky_account,
             in_flight=self.state.in_flight,
             recent=self.state.recent,
-            enforce_cap=self.state.enforce_stream_cap or self.state.cap_workers is not None,
             cap_workers=self.state.cap_workers or 1,
         )
         selection = select_account(pool.policy, pool.index, wanted, pool.strategy)

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from extproc.state import GatewayState
 from pooler.gateway.budgets import RECONCILE_SECONDS, BudgetBook, read_share_tokens, read_usage
 from pooler.gateway.snapshot import Snapshot, load_snapshot, read_tokens_today
-from pooler.versions import NOTIFY_CHANNEL, REQUESTS_CHANNEL, routing_version
+from pooler.versions import ENDED_CHANNEL, NOTIFY_CHANNEL, REQUESTS_CHANNEL, routing_version
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +135,25 @@ class Reloader:
                 with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     conn.execute(f"LISTEN {REQUESTS_CHANNEL}")
+                    conn.execute(f"LISTEN {ENDED_CHANNEL}")
                     loop.call_soon_threadsafe(self.wake.set)  # catch up on anything missed while away
                     while not self._listen_stop.is_set():
                         for note in conn.notifies(timeout=1.0, stop_after=1):
+                            if note.channel == ENDED_CHANNEL:
+                                loop.call_soon_threadsafe(self.release_ended, note.payload)
+                                continue
                             event = self.requests_written if note.channel == REQUESTS_CHANNEL else self.wake
                             loop.call_soon_threadsafe(event.set)
             except psycopg.Error:
                 self._listen_stop.wait(2.0)
+
+    def release_ended(self, request_ids: str) -> None:
+        """A receiver announced these requests' ends (space-separated ids): free the ones this process picked for.
+        The rows written later find nothing left to free here."""
+        in_flight = self.state.requests_in_flight
+        for request_id in request_ids.split():
+            if request_id in in_flight:
+                self.state.finish(request_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

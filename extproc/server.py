@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -25,6 +25,7 @@ from extproc.phases import LATER_PHASES, PASS_THROUGH, Attempt, Exhausted
 from extproc.processor import AttemptProcessor
 from extproc.processors import Processors
 from extproc.shared import SharedState
+from extproc.structs import string_field
 from pooler import gateway_contract as gc
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,11 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
                     log.exception("request_headers failed")
                     yield responses.error("internal_error")
             elif kind in LATER_PHASES:
+                if kind == "response_headers" and processor is PASS_THROUGH and named is not None:
+                    # A response-only filter's stream (the first-event hold): its processor opens here.
+                    request_ns = request.metadata_context.filter_metadata.get(gc.NS_REQUEST, None)
+                    model = string_field(request_ns, gc.REQUEST_MODEL) if request_ns is not None else None
+                    processor = self.processors.open_response(named, _hold_seconds(metadata), model)
                 # The oneof's field names are the hooks' names (extproc/phases.py).
                 answers = getattr(processor, kind)(getattr(request, kind))
                 if isinstance(answers, tuple):
@@ -153,8 +159,15 @@ def _graceful_close(invocation_metadata: Any) -> bool:
 
 
 class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]
-    def __init__(self, handler: AccessLogHandler) -> None:
+    def __init__(
+        self, handler: AccessLogHandler, announce: Callable[[list[str]], Awaitable[None]] | None = None
+    ) -> None:
         self.handler = handler
+        self.announce = announce
+        """Tells the processes that picked for them which requests just ended (a receiver of its own, or a
+        replica): their slots are freed without waiting for the rows to be written and looked up."""
+        if announce is not None:
+            handler.ended = []
         self.draining = False
         """Set by a stopping replica: each stream ends right after its next message (Envoy sends the next flush
         on a new stream, to a replica still in rotation), instead of being cut mid-flight at shutdown."""
@@ -169,6 +182,10 @@ class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[m
         try:
             async for message in request_iterator:
                 self.handler.handle(message)
+                ended = self.handler.ended
+                if ended and self.announce is not None:
+                    self.handler.ended = []
+                    await self.announce(ended)
                 if self.draining:
                     break
         finally:

@@ -61,13 +61,11 @@ class GatewayState:
     """account id -> streams in flight: from the pick until the request's access-log entry (see `start`)."""
     recent: RecentPicks = field(default_factory=RecentPicks)
     """Recent picks per account (least-used's tie-break)."""
-    enforce_stream_cap: bool = True
-    """Off in replica mode unless `cap_workers` is known: a replica's count of streams runs high for a moment
-    after they end (a request's end reaches whichever replica receives its access-log entry: extproc/shared.py)."""
     cap_workers: int | None = None
     """Replica mode with POOLER_EXTPROC_WORKERS: how many workers share the accounts. Each enforces its share of
     every account's stream cap on its own streams (`pooler.selection.worker_cap`), so together they never exceed
-    the cap; None: the cap is not enforced with replicas."""
+    the cap; None: each process enforces the whole cap on the streams it picked (with replicas an account can then
+    carry up to replicas x cap)."""
     sessions: dict[tuple[int, str], Sticky] = field(default_factory=dict)
     """(pool id, session hash) -> the account the session is claimed by: this process's session table. A pin
     is in force here from the moment of its pick; it outlives snapshots (a reload used to replace the table

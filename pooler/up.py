@@ -218,9 +218,9 @@ def extproc_groups(config: Config, layout: ExtprocLayout, environ: Mapping[str, 
         "POOLER_EXTPROC_LISTEN": "",
         "POOLER_METRICS_LISTEN": "",
     }
-    # Several workers: replica mode, each told how many share the accounts so it enforces its share of the
-    # per-account stream cap (cap // workers; during a rolling restart's surge one more worker briefly runs).
-    shared = {"POOLER_EXTPROC_SHARED": "1", "POOLER_EXTPROC_WORKERS": str(layout.workers)} if layout.workers > 1 else {}
+    # Several workers: replica mode. Each enforces the per-account stream cap on its own streams; an operator who
+    # wants the cap to hold over all of them sets POOLER_EXTPROC_WORKERS (inherited: each then takes its share).
+    shared = {"POOLER_EXTPROC_SHARED": "1"} if layout.workers > 1 else {}
 
     def ready(cluster: str, path: Path) -> Probe:
         # Ready = Envoy sends it work: its health check passed (the process serves, its snapshot is loaded).

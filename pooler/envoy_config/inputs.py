@@ -135,7 +135,7 @@ class GatewayConfig:
     access_log_path: str | None = None
     """A metadata-only JSON access log file (or /dev/stdout); None = gRPC access log only."""
     extproc_timeout_seconds: float = 2.0
-    accesslog_flush_seconds: float = 0.5
+    accesslog_flush_seconds: float = 0.1
     buffer_limit_bytes: int = 16 * 1024 * 1024
     extra: dict[str, Any] = field(default_factory=dict)
     direct: bool = False

@@ -131,6 +131,7 @@ def build_upstream_http_filters(
     }
     receiving = [gc.NS_ROUTING, gc.NS_VIEW]
     extra: dict[str, Any] = {}
+    hold: list[dict[str, Any]] = []
     if processor is not None:
         spec = PROCESSORS[processor]
         # Picked once per stream by this name: a retried attempt sees the :path an earlier attempt rewrote.
@@ -142,23 +143,12 @@ def build_upstream_http_filters(
         if spec.response_body:
             mode["response_body_mode"] = "BUFFERED"
         if spec.first_event and config.first_event_hold:
-            # The body streams to the ext_proc while it holds the headers (measured: DESIGN, 2026-12-04); it
-            # must answer before `message_timeout` (a held message past it is a 504), so its own deadline is
-            # a share of it, the rest a margin for a loaded event loop.
-            mode["response_header_mode"] = "SEND"
-            mode["response_body_mode"] = "STREAMED"
-            extra["send_body_without_waiting_for_header_response"] = True
-            hold_ms = int(config.extproc_timeout_seconds * 1000 * HOLD_SHARE)
-            metadata.append({"key": gc.HOLD_METADATA_KEY, "value": str(hold_ms)})
+            hold = [_first_event_filter(config, processor, graceful_close)]
         if spec.mode_override:
             extra["allow_mode_override"] = True  # the response body mode is chosen per response
         if spec.receives_usage:
             receiving.append(gc.NS_USAGE)
-    grpc_service: dict[str, Any] = {"envoy_grpc": {"cluster_name": "pooler_extproc"}, "timeout": timeout}
-    if several_extprocs(config):
-        grpc_service["retry_policy"] = EXTPROC_RETRY
-    if metadata:
-        grpc_service["initial_metadata"] = metadata
+    grpc_service = _extproc_service(config, metadata)
     return [
         {
             "name": "envoy.filters.http.ext_proc",
@@ -181,9 +171,62 @@ def build_upstream_http_filters(
                 },
             },
         },
+        *hold,
         # The attempt's response names its request for the per-attempt access log (x-request-id, which the log
         # would read, never reaches the upstream: pooler/gateway/upstream_identity.py).
         _ATTEMPT_OF,
         *([_INSTALLATION_BODY, _UPSTREAM_ERRORS] if upstream else []),
         _CODEC,
     ]
+
+
+FIRST_EVENT_FILTER = "pooler.first_event"
+
+
+def _extproc_service(config: GatewayConfig, metadata: list[dict[str, str]]) -> dict[str, Any]:
+    service: dict[str, Any] = {
+        "envoy_grpc": {"cluster_name": "pooler_extproc"},
+        "timeout": duration(config.extproc_timeout_seconds),
+    }
+    if several_extprocs(config):
+        service["retry_policy"] = EXTPROC_RETRY
+    if metadata:
+        service["initial_metadata"] = metadata
+    return service
+
+
+def _first_event_filter(config: GatewayConfig, processor: str, graceful_close: bool) -> dict[str, Any]:
+    """The first-event hold: an ext_proc filter of its own that sees only the response, holding a 200 SSE answer's
+    headers while its body streams in (measured: DESIGN, 2026-12-04). It fails open, unlike the deciding filter:
+    once the request went out with its account, a hold that cannot be answered (its ext_proc process was killed
+    mid-hold; Envoy does not retry an upstream filter's local reply) lets the answer through as it is, instead of
+    failing a turn that is already being served. Its own deadline is a share of `message_timeout` (a held message
+    past it is a 504), the rest a margin for a loaded event loop."""
+    timeout = duration(config.extproc_timeout_seconds)
+    hold_ms = int(config.extproc_timeout_seconds * 1000 * HOLD_SHARE)
+    metadata = [
+        {"key": gc.PROCESSOR_METADATA_KEY, "value": processor},
+        {"key": gc.HOLD_METADATA_KEY, "value": str(hold_ms)},
+    ]
+    if graceful_close:
+        metadata.insert(0, {"key": gc.STREAM_CLOSE_METADATA_KEY, "value": gc.STREAM_CLOSE_GRACEFUL})
+    return {
+        "name": FIRST_EVENT_FILTER,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": _extproc_service(config, metadata),
+            "failure_mode_allow": True,
+            "message_timeout": timeout,
+            "processing_mode": {
+                "request_header_mode": "SKIP",
+                "response_header_mode": "SEND",
+                "request_body_mode": "NONE",
+                "response_body_mode": "STREAMED",
+                "request_trailer_mode": "SKIP",
+                "response_trailer_mode": "SKIP",
+            },
+            "send_body_without_waiting_for_header_response": True,
+            # NS_REQUEST: the request scanner's model, named in a model-bound limit's error header.
+            "metadata_options": {"forwarding_namespaces": {"untyped": [gc.NS_REQUEST]}},
+        },
+    }
