@@ -174,15 +174,20 @@ async def serve(config: Config, role: str = ROLE_ALL) -> int:
     # 14 of 127 rows lost in the restart test of tests/integration/test_multi_replica.py).
     writer_stop = asyncio.Event()
     writer_task = asyncio.create_task(writer.run(writer_stop))
+    # The background tasks run on until the server has stopped, not just until SIGTERM: a draining worker still
+    # gets streams until Envoy's health check takes it out, and with its reloader (the announced request ends) and
+    # its ended-request look-up stopped, its in-flight counts only grew: it refused a turn at the stream cap in
+    # about one restart in three (tests/integration/test_workers.py).
+    background_stop = asyncio.Event()
     tasks = [
-        asyncio.create_task(reloader.run(stop)),
-        asyncio.create_task(processor.surface.pins.run(ctx.session_factory, stop)),  # file pins
+        asyncio.create_task(reloader.run(background_stop)),
+        asyncio.create_task(processor.surface.pins.run(ctx.session_factory, background_stop)),  # file pins
     ]
     if shared_state is not None:
         # Requests that ended on another replica, or (a decision worker) at the access-log receiver: looked up
         # as soon as the receiver wrote rows (PostgreSQL's notification), else every ENDED_CHECK_SECONDS.
         written = reloader.requests_written if not logs else None
-        tasks.append(asyncio.create_task(shared_state.run(stop, written)))
+        tasks.append(asyncio.create_task(shared_state.run(background_stop, written)))
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     if not stop.is_set():
         print(READY_LINE, flush=True)
@@ -212,6 +217,7 @@ async def serve(config: Config, role: str = ROLE_ALL) -> int:
             await access_log.wait_ended(drain * 0.4)
     await server.stop(DRAIN_SECONDS)
     await metrics.stop()
+    background_stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     writer_stop.set()
     await writer_task
