@@ -150,10 +150,7 @@ class Reloader:
     def release_ended(self, request_ids: str) -> None:
         """A receiver announced these requests' ends (space-separated ids): free the ones this process picked for.
         The rows written later find nothing left to free here."""
-        in_flight = self.state.requests_in_flight
-        for request_id in request_ids.split():
-            if request_id in in_flight:
-                self.state.finish(request_id)
+        self.state.finish_ended(request_ids.split())
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

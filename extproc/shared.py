@@ -176,9 +176,7 @@ class SharedState:
             ended = await asyncio.to_thread(self._db, ended_requests, ids)
         except SQLAlchemyError:
             return 0  # database away: the slots wait for the next check (or IN_FLIGHT_TTL)
-        for request_id in ended:
-            if request_id in self.state.requests_in_flight:
-                self.state.finish(request_id)
+        self.state.finish_ended(ended)
         return len(ended)
 
     async def run(self, stop: asyncio.Event, written: asyncio.Event | None = None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from extproc.budgets import BudgetCounters
@@ -263,6 +263,14 @@ class GatewayState:
             if waiter in self._release_waiters:
                 self._release_waiters.remove(waiter)
         return True
+
+    def finish_ended(self, request_ids: Iterable[str]) -> None:
+        """Finish the requests another process reported ended, those still in flight here (the rest were
+        finished already, or were never picked here)."""
+        in_flight = self.requests_in_flight
+        for request_id in request_ids:
+            if request_id in in_flight:
+                self.finish(request_id)
 
     def expire_in_flight(self, now: float) -> None:
         """Requests whose access-log entry never came (Envoy restarted) must not hold a slot forever."""
