@@ -295,8 +295,8 @@ class AccessLogHandler:
         self._budget_warned.add((pool.pool_id, pool.max_attempts))
         log.warning(
             "pool %s (%s) has max_attempts %d but Envoy stopped a request after %d attempts (its rendered "
-            "num_retries is %d): re-render the Envoy config (pooler envoy-config, or restart pooler up) so the "
-            "pool gets its attempts",
+            "num_retries is %d): re-render the Envoy config (pooler envoy-config; pooler up does it by itself "
+            "within seconds) so the pool gets its attempts",
             pool.pool_id,
             pool.name,
             pool.max_attempts,

@@ -247,15 +247,25 @@ _DEFS = (
     ),
     *_group(
         "Gateway processes",
-        # Read by `pooler up` before it renders Envoy (the endpoints are in the rendered config): a change takes
-        # effect at its next start. A DB setting, not an env var: nothing needs it before the database is read.
+        # Read by `pooler up` (the endpoints are in the rendered Envoy config, the drain on Envoy's command line):
+        # it applies a change by a hot restart of Envoy within seconds. DB settings, not env vars: nothing needs
+        # them before the database is read.
         _s(
             "extproc_workers",
             int,
             0,
-            "ext_proc decision workers `pooler up` starts per host (0 = one per CPU core; read at start)",
+            "ext_proc decision workers `pooler up` runs per host (0 = one per CPU core)",
             minimum=0,
             maximum=64,
+        ),
+        _s(
+            "envoy_drain_seconds",
+            int,
+            600,
+            "Seconds requests in flight on the old Envoy may go on after a hot restart (`pooler up`)",
+            minimum=1,
+            maximum=3600,
+            unit=Unit.SECONDS,
         ),
     ),
     *_group(

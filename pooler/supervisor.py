@@ -35,6 +35,9 @@ class ChildSpec:
     ready_line: str | None = None
     """A substring of the child's output that means ready (used when there is no probe)."""
     restart: bool = True
+    respawn: ChildSpec | None = None
+    """Started in this one's place when it exits unplanned (an Envoy started as a hot-restart successor cannot
+    start again as one: the parent it would hand over from is gone)."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,9 @@ class Supervisor:
         self.stop_timeout = stop_timeout
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
+        self.retiring: list[tuple[Child, float]] = []
+        """Replaced children that stop by themselves (an Envoy after its hot-restart handover), each with the
+        monotonic deadline after which it is stopped."""
 
     def emit(self, name: str, line: str) -> None:
         with self._lock:
@@ -207,30 +213,43 @@ class Supervisor:
                 child.ready = False
                 self.say(f"{child.name} exited with code {code} after {uptime:.1f}s; restarting in {delay:.1f}s")
             elif now >= child.restart_at:
+                if child.spec.respawn is not None:
+                    child.spec = child.spec.respawn
                 child.start(self.base_env)
                 self.say(f"restarted {child.name} (pid {child.pid}, start #{child.starts})")
+        self._reap_retiring(now)
 
-    def replace(self, old: Child, spec: ChildSpec, timeout: float, interval: float = 0.1) -> bool:
+    def _reap_retiring(self, now: float) -> None:
+        for entry in list(self.retiring):
+            child, deadline = entry
+            if child.running() and now < deadline:
+                continue
+            self.retiring.remove(entry)
+            if child.running():
+                self.say(f"{child.name} pid {child.pid} (replaced) is still running after its handover; stopping it")
+            self._stop_one(child)
+            self.say(f"{child.name} pid {child.pid} (replaced) has exited")
+
+    def replace(
+        self, old: Child, spec: ChildSpec, timeout: float, interval: float = 0.1, handover: float | None = None
+    ) -> bool:
         """Zero-downtime swap: start `spec` beside `old`, wait until it is ready (its probe: for `pooler up`'s
         ext_proc processes, Envoy's health check passes it), then stop `old` (SIGTERM: it drains) and wait for
         its exit. Other children are supervised meanwhile. False (the new child stopped, `old` kept) when it
-        never got ready in `timeout`."""
-        new = Child(spec, self.emit)
-        new.start(self.base_env)
-        self.children.append(new)
-        self.say(f"started {new.name} (pid {new.pid}) to replace pid {old.pid}")
-        deadline = time.monotonic() + timeout
-        while not new.poll_ready():
-            if self.stop_event.is_set() or time.monotonic() >= deadline or not new.running():
-                self.say(f"{new.name} (pid {new.pid}) did not become ready; keeping pid {old.pid}")
-                self.children.remove(new)
-                self._stop_one(new)
-                return False
-            self.tick()
-            self.stop_event.wait(interval)
+        never got ready in `timeout`.
+
+        `handover`: `old` is not signalled but expected to exit by itself within that many seconds (an Envoy
+        whose hot-restart successor tells it when); it is supervised meanwhile and stopped after that."""
+        new = self._start_ready(spec, timeout, interval, instead_of=old)
+        if new is None:
+            return False
         # Out of the supervised set first: its exit is the plan, not a crash to restart.
-        self.children.remove(new)
         self.children[self.children.index(old)] = new
+        if handover is not None:
+            self.retiring.append((old, time.monotonic() + handover))
+            self.say(f"{new.name} now runs as pid {new.pid}; pid {old.pid} hands over and exits within {handover:.0f}s")
+            return True
+        deadline = time.monotonic() + timeout
         old.signal_group(signal.SIGTERM)
         while old.running() and time.monotonic() < deadline + self.stop_timeout:
             self.tick()
@@ -238,6 +257,41 @@ class Supervisor:
         self._stop_one(old)
         self.say(f"{new.name} now runs as pid {new.pid}")
         return True
+
+    def add(self, spec: ChildSpec, timeout: float, interval: float = 0.1) -> bool:
+        """Starts one more child and waits until it is ready (stopped again, False, if it never is)."""
+        new = self._start_ready(spec, timeout, interval)
+        if new is None:
+            return False
+        self.children.append(new)
+        self.say(f"{new.name} now runs as pid {new.pid}")
+        return True
+
+    def remove(self, child: Child) -> None:
+        """Stops one child for good (SIGTERM: it drains; SIGKILL after `stop_timeout`)."""
+        self.children.remove(child)
+        self._stop_one(child)
+        self.say(f"stopped {child.name} (pid {child.pid})")
+
+    def _start_ready(
+        self, spec: ChildSpec, timeout: float, interval: float, instead_of: Child | None = None
+    ) -> Child | None:
+        """Starts `spec` outside the supervised set and supervises the rest until it is ready; None (and the
+        child stopped) when it exits or is not ready within `timeout`."""
+        new = Child(spec, self.emit)
+        new.start(self.base_env)
+        replacing = f" to replace pid {instead_of.pid}" if instead_of is not None else ""
+        self.say(f"started {new.name} (pid {new.pid}){replacing}")
+        deadline = time.monotonic() + timeout
+        while not new.poll_ready():
+            if self.stop_event.is_set() or time.monotonic() >= deadline or not new.running():
+                kept = f"; keeping pid {instead_of.pid}" if instead_of is not None else ""
+                self.say(f"{new.name} (pid {new.pid}) did not become ready{kept}")
+                self._stop_one(new)
+                return None
+            self.tick()
+            self.stop_event.wait(interval)
+        return new
 
     def _stop_one(self, child: Child) -> None:
         child.signal_group(signal.SIGTERM)
@@ -261,15 +315,25 @@ class Supervisor:
             self.stop_event.wait(interval)
         return False
 
-    def run(self, interval: float = 0.1, on_reload: Callable[[], None] | None = None) -> None:
+    def run(
+        self,
+        interval: float = 0.1,
+        on_reload: Callable[[], None] | None = None,
+        periodic: tuple[float, Callable[[], None]] | None = None,
+    ) -> None:
         """Supervises until `stop_event` is set, then stops everything. `reload_event` (SIGHUP) runs
-        `on_reload` on this thread (a rolling restart supervises while it waits)."""
+        `on_reload` on this thread (a rolling restart supervises while it waits); `periodic` (seconds, call)
+        runs its call that often, on this thread too."""
+        next_periodic = time.monotonic() + periodic[0] if periodic else None
         try:
             while not self.stop_event.is_set():
                 if self.reload_event.is_set():
                     self.reload_event.clear()
                     if on_reload is not None:
                         on_reload()
+                if periodic is not None and next_periodic is not None and time.monotonic() >= next_periodic:
+                    periodic[1]()
+                    next_periodic = time.monotonic() + periodic[0]
                 self.tick()
                 self.stop_event.wait(interval)
         finally:
@@ -277,7 +341,7 @@ class Supervisor:
 
     def stop_all(self) -> None:
         """SIGTERM every child's process group, wait up to `stop_timeout`, then SIGKILL what is left."""
-        running = [c for c in self.children if c.running()]
+        running = [c for c in self.children + [child for child, _ in self.retiring] if c.running()]
         for child in reversed(running):  # Envoy first is not needed; reverse start order is the usual courtesy
             child.signal_group(signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
@@ -289,7 +353,7 @@ class Supervisor:
                 self.say(f"{child.name} did not stop within {self.stop_timeout:.0f}s; killing it")
                 child.signal_group(signal.SIGKILL)
                 child.proc.wait(5)
-        for child in self.children:
+        for child in self.children + [child for child, _ in self.retiring]:
             # Grandchildren (gunicorn workers) may outlive a cleanly stopped parent: sweep each group.
             if child.proc is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):

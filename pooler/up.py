@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pooler.config import Config, load_config
+from pooler.envoy_hot_restart import EnvoyProcess
+from pooler.errors import PoolerError
 from pooler.supervisor import Child, ChildSpec, Probe, Supervisor, install_signal_handlers
 
 if TYPE_CHECKING:
@@ -107,10 +109,9 @@ def python_module(name: str, *args: str) -> list[str]:
     return [sys.executable, "-u", "-m", name, *args]
 
 
-def envoy_spec(config: Config, config_path: Path) -> ChildSpec:
-    argv = [envoy_binary(), "-c", str(config_path), "--disable-hot-restart", "--log-level", "error"]
+def envoy_process(config: Config) -> EnvoyProcess:
     ready = all_of(http_probe(f"http://127.0.0.1:{config.envoy_admin_port}/ready"), tcp_probe(config.listen_port))
-    return ChildSpec("envoy", argv, probe=ready)
+    return EnvoyProcess(envoy_binary(), envoy_config_path(config), config.envoy_admin_port, ready)
 
 
 def worker_count(setting: int, cpus: int | None, sqlite: bool) -> int:
@@ -195,11 +196,12 @@ class SlotGroup:
         self.taken = dict(zip(names, self.sockets, strict=False))
         return [self.make(name, path) for name, path in self.taken.items()]
 
-    def roll(self, supervisor: Supervisor, timeout: float) -> bool:
-        """Each process in turn: its replacement starts in the free slot; the old one is stopped only once
-        Envoy's health check passes the new one (Supervisor.replace). True when every one was replaced."""
+    def roll(self, supervisor: Supervisor, timeout: float, names: list[str] | None = None) -> bool:
+        """Each process (of `names`, default all) in turn: its replacement starts in the free slot; the old one
+        is stopped only once Envoy's health check passes the new one (Supervisor.replace). True when every one
+        was replaced."""
         done = True
-        for name in list(self.taken):
+        for name in list(self.taken) if names is None else names:
             free = next(p for p in self.sockets if p not in self.taken.values())
             old: Child = supervisor.child(name)
             if supervisor.replace(old, self.make(name, free), timeout):
@@ -249,7 +251,7 @@ def receiver_names(count: int) -> list[str]:
 
 
 def process_specs(
-    config: Config, envoy_config: Path, simulator_port: int | None, groups: tuple[SlotGroup, SlotGroup] | None = None
+    config: Config, envoy: ChildSpec, simulator_port: int | None, groups: tuple[SlotGroup, SlotGroup] | None = None
 ) -> list[ChildSpec]:
     """The children of `pooler up`, in start order (upstream and sidecars first, Envoy last)."""
     specs: list[ChildSpec] = []
@@ -266,7 +268,7 @@ def process_specs(
         specs.append(ChildSpec("mcp", python_module("mcp_server"), probe=tcp_probe(config.mcp_port)))
     if module_available("scheduler"):
         specs.append(ChildSpec("scheduler", python_module("scheduler")))
-    specs.append(envoy_spec(config, envoy_config))
+    specs.append(envoy)
     return specs
 
 
@@ -307,13 +309,15 @@ def prepare(config: Config, say: Callable[[str], None]) -> None:
 
 @dataclass(frozen=True)
 class DatabaseRouting:
-    """What the rendered Envoy config depends on in the database."""
+    """What Envoy's rendered config and command line depend on in the database."""
 
     upstream: str
     max_attempts: list[int]
     """Every pool's: Envoy's retry count is the largest."""
     workers_setting: int
     """`extproc_workers` (0: one per core)."""
+    drain_seconds: int
+    """`envoy_drain_seconds`: how long requests in flight on an Envoy replaced by a hot restart may go on."""
 
 
 def database_routing(config: Config) -> DatabaseRouting:
@@ -330,6 +334,7 @@ def database_routing(config: Config) -> DatabaseRouting:
                 upstream=str(get_setting(session, "upstream_base_url")),
                 max_attempts=list(session.scalars(select(PoolSettings.max_attempts))),
                 workers_setting=int(get_setting(session, "extproc_workers") or 0),
+                drain_seconds=int(get_setting(session, "envoy_drain_seconds") or 0),
             )
     finally:
         ctx.dispose()
@@ -366,27 +371,113 @@ def envoy_config_path(config: Config) -> Path:
     return config.data_dir / "envoy.yaml"
 
 
-def reload(supervisor: Supervisor, config: Config, layout: ExtprocLayout, groups: tuple[SlotGroup, SlotGroup]) -> None:
-    """SIGHUP: rolling restart of the receiver, then of each decision worker (one at a time, each only after
-    its replacement passes Envoy's health check), then a check whether the Envoy config would render
-    differently now. Envoy keeps the config it started with (docs/OPERATIONS.md "Restarts without downtime")."""
-    supervisor.say("SIGHUP: restarting the ext_proc processes one at a time")
-    complete = all([group.roll(supervisor, READY_TIMEOUT_SECONDS) for group in groups])
-    supervisor.say("rolling restart done" if complete else "rolling restart incomplete: see the lines above")
-    try:
-        routing = database_routing(config)
-    except Exception as exc:  # the database may be away; the restart itself did not need it
-        supervisor.say(f"could not read the database to compare the Envoy config ({type(exc).__name__})")
-        return
-    wanted = dataclasses.replace(layout, workers=workers_for(config, routing))
-    if (
-        wanted.workers != layout.workers
-        or render_envoy_text(config, routing, layout) != envoy_config_path(config).read_text()
-    ):
-        supervisor.say(
-            "the Envoy config would render differently now (a pool's max_attempts, the upstream URL or "
-            "extproc_workers changed): restart `pooler up` to apply it"
-        )
+CONFIG_CHECK_SECONDS = 5.0
+"""How often `pooler up` compares the Envoy config the database asks for with the one Envoy runs."""
+
+HANDOVER_MARGIN_SECONDS = 15.0
+"""Beyond `envoy_drain_seconds`, before a replaced Envoy that has not exited by itself is stopped."""
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """A crash mid-write must not leave a half config for the next Envoy start."""
+    partial = path.with_name(f"{path.name}.partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def worker_number(name: str) -> int:
+    return int(name.rsplit("-", 1)[1])
+
+
+@dataclass
+class Deployment:
+    """What `pooler up` runs and changes without stopping: the ext_proc processes (socket layout, slot groups)
+    and Envoy (config and hot restarts). docs/OPERATIONS.md "Restarts without downtime"."""
+
+    config: Config
+    layout: ExtprocLayout
+    groups: tuple[SlotGroup, SlotGroup]
+    envoy: EnvoyProcess
+    environ: Mapping[str, str]
+    refused: str | None = None
+    """A rendered config the last hot restart could not apply: tried again only after a SIGHUP."""
+
+    def reload(self, supervisor: Supervisor) -> None:
+        """SIGHUP: rolling restart of the receivers, then of each decision worker (each only after its
+        replacement passes Envoy's health check), then a hot restart of Envoy on the config rendered now."""
+        supervisor.say("SIGHUP: restarting the ext_proc processes one at a time")
+        complete = all([group.roll(supervisor, READY_TIMEOUT_SECONDS) for group in self.groups])
+        supervisor.say("rolling restart done" if complete else "rolling restart incomplete: see the lines above")
+        self.refused = None
+        self.apply(supervisor, always=True)
+
+    def check(self, supervisor: Supervisor) -> None:
+        """Every CONFIG_CHECK_SECONDS: a config change (a pool's max_attempts, the upstream URL, extproc_workers)
+        is applied by a hot restart of Envoy."""
+        self.apply(supervisor, always=False)
+
+    def apply(self, supervisor: Supervisor, *, always: bool) -> None:
+        try:
+            routing = database_routing(self.config)
+            layout = ExtprocLayout.of(self.config, workers_for(self.config, routing))
+            text = render_envoy_text(self.config, routing, layout)
+        except PoolerError as exc:  # a setting Envoy's config cannot be rendered from: say which
+            supervisor.say(f"could not render the Envoy config to compare it: {exc}")
+            return
+        except Exception as exc:  # the database may be away: what runs keeps running
+            supervisor.say(f"could not read the database to compare the Envoy config ({type(exc).__name__})")
+            return
+        path = envoy_config_path(self.config)
+        previous = path.read_text()
+        if text == self.refused or (text == previous and not always):
+            return
+        why = "SIGHUP" if text == previous else "the Envoy config changed"
+        problem = self.envoy.invalid(text)
+        if problem is not None:
+            supervisor.say(f"{why}: Envoy refuses the new config, keeping the running one: {problem}")
+            self.refused = text
+            return
+        if not self._hot_restart(supervisor, path, text, routing.drain_seconds):
+            write_atomically(path, previous)
+            supervisor.say(f"{why}: the new Envoy did not get ready; the running one keeps serving")
+            self.refused = text
+            return
+        if layout.workers != self.layout.workers:
+            self._resize_workers(supervisor, layout)
+
+    def _hot_restart(self, supervisor: Supervisor, path: Path, text: str, drain_seconds: int) -> bool:
+        try:
+            epoch = self.envoy.running_epoch() + 1
+        except Exception as exc:  # Envoy is restarting after a crash: the next check tries again
+            supervisor.say(f"Envoy's admin did not answer ({type(exc).__name__}); no hot restart now")
+            return True
+        write_atomically(path, text)
+        supervisor.say(f"hot-restarting Envoy (epoch {epoch}); the old one drains for up to {drain_seconds}s")
+        spec = self.envoy.successor(epoch, drain_seconds)
+        handover = drain_seconds + HANDOVER_MARGIN_SECONDS
+        return supervisor.replace(supervisor.child("envoy"), spec, READY_TIMEOUT_SECONDS, handover=handover)
+
+    def _resize_workers(self, supervisor: Supervisor, layout: ExtprocLayout) -> None:
+        """Once Envoy lists `layout`'s slots: stop the workers in slots it no longer lists or beyond the count
+        (they drain), start the missing ones in free slots, and restart the others when replica mode turns on
+        or off with the count."""
+        receivers, old = self.groups
+        _, new = extproc_groups(self.config, layout, self.environ)
+        listed = sorted((n for n, slot in old.taken.items() if slot in new.sockets), key=worker_number)
+        kept = listed[: layout.workers]
+        for name in old.taken:
+            if name not in kept:
+                supervisor.remove(supervisor.child(name))
+        new.taken = {name: old.taken[name] for name in kept}
+        for _ in range(layout.workers - len(new.taken)):
+            name = next(n for n in worker_names(layout.workers + len(old.taken)) if n not in new.taken)
+            free = next(p for p in new.sockets if p not in new.taken.values())
+            if supervisor.add(new.make(name, free), READY_TIMEOUT_SECONDS):
+                new.taken[name] = free
+        if (layout.workers > 1) != (self.layout.workers > 1):
+            new.roll(supervisor, READY_TIMEOUT_SECONDS, names=kept)
+        self.layout, self.groups = layout, (receivers, new)
+        supervisor.say(f"ext_proc: {len(new.taken)} decision worker(s) now")
 
 
 def run_up(demo: bool, out: IO[str] | None = None) -> int:
@@ -412,12 +503,14 @@ def run_up(demo: bool, out: IO[str] | None = None) -> int:
         say(f"demo: simulator on {upstream_url}, pool {seeded.pool_name!r} with {seeded.account_count} accounts")
     routing = database_routing(config)
     layout = ExtprocLayout.of(config, workers_for(config, routing))
-    envoy_config = envoy_config_path(config)
-    envoy_config.write_text(render_envoy_text(config, routing, layout))
-    groups = extproc_groups(config, layout, os.environ)
+    write_atomically(envoy_config_path(config), render_envoy_text(config, routing, layout))
+    deployment = Deployment(
+        config, layout, extproc_groups(config, layout, os.environ), envoy_process(config), os.environ
+    )
     say(f"ext_proc: {layout.workers} decision worker(s), {RECEIVERS} access-log receivers (one standing by)")
 
-    specs = process_specs(config, envoy_config, simulator_port, groups)
+    envoy = deployment.envoy.first(routing.drain_seconds)
+    specs = process_specs(config, envoy, simulator_port, deployment.groups)
     missing = [name for name in ("extproc", "admin_flask", "mcp_server", "scheduler") if not module_available(name)]
     if missing:
         say(f"not installed, not started: {', '.join(missing)}")
@@ -432,7 +525,10 @@ def run_up(demo: bool, out: IO[str] | None = None) -> int:
             waiting = [c.name for c in supervisor.children if not c.ready]
             say(f"still waiting for: {', '.join(waiting)}")
         print_ready(out, Urls.of(config), seeded, first_owner=first_owner_needed(config))
-        supervisor.run(on_reload=lambda: reload(supervisor, config, layout, groups))
+        supervisor.run(
+            on_reload=lambda: deployment.reload(supervisor),
+            periodic=(CONFIG_CHECK_SECONDS, lambda: deployment.check(supervisor)),
+        )
     finally:
         supervisor.stop_all()
     return 0

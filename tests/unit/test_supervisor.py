@@ -115,12 +115,20 @@ def test_replace_starts_the_new_child_first_and_stops_the_old_one_only_when_it_i
         assert old_pid is not None
         # Ready only when the test says so (for `pooler up`: Envoy's health check passed the new process).
         new_spec = ChildSpec("w", [sys.executable, "-c", SLEEPER, "w2"], probe=gate.is_set)
-        swap = threading.Thread(target=lambda: replaced.append(sup.replace(old, new_spec, timeout=30)))
-        swap.start()
-        wait_until(lambda: "hello from w2" in out.getvalue(), what="replacement started")
-        assert alive(old_pid), "the old child must serve until its replacement is ready"
-        gate.set()
-        swap.join(30)
+        old_alive_meanwhile: list[bool] = []
+
+        def open_gate() -> None:
+            wait_until(lambda: "hello from w2" in out.getvalue(), what="replacement started")
+            old_alive_meanwhile.append(alive(old_pid))
+            gate.set()
+
+        # replace() runs on this thread, as in `pooler up`: a child's PR_SET_PDEATHSIG fires when the thread
+        # that started it ends, so a replacement started from a short-lived thread would be stopped with it.
+        opener = threading.Thread(target=open_gate)
+        opener.start()
+        replaced.append(sup.replace(old, new_spec, timeout=30))
+        opener.join(30)
+        assert old_alive_meanwhile == [True], "the old child must serve until its replacement is ready"
         assert replaced == [True]
         assert not alive(old_pid)
         assert [c.name for c in sup.children] == ["w"] and sup.child("w").pid != old_pid
@@ -145,3 +153,87 @@ def test_replace_keeps_the_old_child_when_the_new_one_never_gets_ready() -> None
         assert "did not become ready; keeping pid" in out.getvalue()
     finally:
         sup.stop_all()
+
+
+QUITTER = "import sys, time; print('hello from', sys.argv[1], flush=True); time.sleep(float(sys.argv[2]))"
+
+
+def test_a_handover_lets_the_old_child_exit_by_itself_and_stops_it_after_the_deadline() -> None:
+    """For an Envoy hot restart: the old process is not signalled; it exits when its successor says so, and a
+    replaced process that overstays its handover is stopped."""
+    out = io.StringIO()
+    # The old one leaves 3 s after its start by itself, as an Envoy does when its successor tells it to.
+    quits = ChildSpec("e", [sys.executable, "-c", QUITTER, "e0", "3"], ready_line="hello from e0")
+    sup = Supervisor([quits], out=out)
+    sup.start_all()
+    try:
+        assert sup.wait_ready(15)
+        polite = sup.child("e")
+        successor = ChildSpec("e", [sys.executable, "-c", SLEEPER, "e1"], ready_line="hello from e1")
+        assert sup.replace(polite, successor, timeout=15, handover=30)
+        assert polite.running(), "a handover does not signal the old child"
+        assert sup.child("e").pid != polite.pid
+        wait_until(lambda: (sup.tick(), not sup.retiring)[1], what="the old child reaped")
+        assert not polite.running()
+        assert "(replaced) has exited" in out.getvalue()
+        assert "still running after its handover" not in out.getvalue()
+        assert "exited with code" not in out.getvalue(), "a planned exit is not a crash"
+
+        overstays = sup.child("e")
+        last = ChildSpec("e", [sys.executable, "-c", SLEEPER, "e2"], ready_line="hello from e2")
+        assert sup.replace(overstays, last, timeout=15, handover=0.2)
+        wait_until(lambda: (sup.tick(), not sup.retiring)[1], what="the overstaying child stopped")
+        assert not overstays.running()
+        assert "still running after its handover; stopping it" in out.getvalue()
+        assert sup.child("e").running()
+    finally:
+        sup.stop_all()
+
+
+def test_a_child_with_a_respawn_spec_restarts_as_that_spec() -> None:
+    """An Envoy hot-restart successor that crashes starts again as a first Envoy (epoch 0), not as itself."""
+    out = io.StringIO()
+    fresh = ChildSpec("e", [sys.executable, "-c", SLEEPER, "fresh"], ready_line="hello from fresh")
+    successor = ChildSpec("e", [sys.executable, "-c", SLEEPER, "successor"], respawn=fresh)
+    sup = Supervisor([successor], out=out, backoff=Backoff(initial=0.05, maximum=0.2))
+    sup.start_all()
+    try:
+        assert sup.wait_ready(15)
+        pid = sup.child("e").pid
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)
+        wait_until(lambda: (sup.tick(), "hello from fresh" in out.getvalue())[1], what="respawned")
+        assert sup.child("e").spec is fresh
+    finally:
+        sup.stop_all()
+
+
+def test_add_and_remove_change_the_supervised_set() -> None:
+    out = io.StringIO()
+    sup = Supervisor([ChildSpec("a", [sys.executable, "-c", SLEEPER, "a"])], out=out)
+    sup.start_all()
+    try:
+        assert sup.add(ChildSpec("b", [sys.executable, "-c", SLEEPER, "b"], ready_line="hello from b"), timeout=15)
+        assert [c.name for c in sup.children] == ["a", "b"]
+        b = sup.child("b")
+        sup.remove(b)
+        assert [c.name for c in sup.children] == ["a"] and not b.running()
+        assert not sup.add(ChildSpec("c", [sys.executable, "-c", "raise SystemExit(3)"], probe=lambda: False), 15)
+        assert [c.name for c in sup.children] == ["a"]
+    finally:
+        sup.stop_all()
+
+
+def test_run_calls_the_periodic_check() -> None:
+    sup = Supervisor([], out=io.StringIO())
+    calls: list[int] = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            sup.stop_event.set()
+
+    runner = threading.Thread(target=sup.run, kwargs={"interval": 0.01, "periodic": (0.01, check)})
+    runner.start()
+    runner.join(20)
+    assert not runner.is_alive() and len(calls) == 3
