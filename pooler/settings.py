@@ -259,6 +259,13 @@ _DEFS = (
             maximum=64,
         ),
         _s(
+            "first_event_hold",
+            bool,
+            True,
+            "Hold each streamed Codex answer until its first event, so a turn failing before it starts is retried "
+            "on another account (one more ext_proc stream per attempt; applied by an Envoy restart)",
+        ),
+        _s(
             "envoy_drain_seconds",
             int,
             600,

@@ -318,6 +318,8 @@ class DatabaseRouting:
     """`extproc_workers` (0: one per core)."""
     drain_seconds: int
     """`envoy_drain_seconds`: how long requests in flight on an Envoy replaced by a hot restart may go on."""
+    first_event_hold: bool
+    """`first_event_hold`: the first-event filter on the Codex responses route (docs/BENCHMARKS.md: its cost)."""
 
 
 def database_routing(config: Config) -> DatabaseRouting:
@@ -327,7 +329,8 @@ def database_routing(config: Config) -> DatabaseRouting:
     from pooler.models import PoolSettings
     from pooler.settings import get_setting
 
-    ctx = open_context(config)
+    # hide_parameters: a failure's message (said in the log) never carries a statement's values.
+    ctx = open_context(config, hide_parameters=True)
     try:
         with ctx.session_factory() as session:
             return DatabaseRouting(
@@ -335,6 +338,7 @@ def database_routing(config: Config) -> DatabaseRouting:
                 max_attempts=list(session.scalars(select(PoolSettings.max_attempts))),
                 workers_setting=int(get_setting(session, "extproc_workers") or 0),
                 drain_seconds=int(get_setting(session, "envoy_drain_seconds") or 0),
+                first_event_hold=bool(get_setting(session, "first_event_hold")),
             )
     finally:
         ctx.dispose()
@@ -364,6 +368,7 @@ def render_envoy_text(config: Config, routing: DatabaseRouting, layout: ExtprocL
     from pooler.envoy_config import config_from_env, num_retries_for, render
 
     gateway = config_from_env(config, upstream_url=routing.upstream, num_retries=num_retries_for(routing.max_attempts))
+    gateway = dataclasses.replace(gateway, first_event_hold=routing.first_event_hold)
     return render(layout.gateway(gateway))
 
 

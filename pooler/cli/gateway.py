@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pooler.envoy_config import ExtprocOptions
+    from pooler.up import DatabaseRouting
 
 
 def register(subparsers: Any) -> None:
@@ -109,29 +110,17 @@ def _up(args: argparse.Namespace) -> int:
     return run_up(demo=bool(args.demo))
 
 
-def _from_database(config: Any) -> tuple[str | None, list[int]]:
-    """(upstream_base_url, every pool's max_attempts); (None, []) when the database cannot be read."""
-    from sqlalchemy import select
+def _from_database(config: Any) -> DatabaseRouting | None:
+    """What the config depends on in the database; None when it cannot be read."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from pooler.context import open_context
     from pooler.errors import ConfigError
-    from pooler.models import PoolSettings
-    from pooler.settings import get_setting
+    from pooler.up import database_routing
 
     try:
-        ctx = open_context(config, hide_parameters=True)
-    except ConfigError:
-        return None, []
-    try:
-        with ctx.session_factory() as session:
-            upstream = get_setting(session, "upstream_base_url")
-            attempts = list(session.scalars(select(PoolSettings.max_attempts)))
-            return (str(upstream) if upstream else None), attempts
-    except SQLAlchemyError:
-        return None, []
-    finally:
-        ctx.dispose()
+        return database_routing(config)
+    except (ConfigError, SQLAlchemyError):
+        return None
 
 
 def _envoy_config(args: argparse.Namespace) -> int:
@@ -148,17 +137,19 @@ def _envoy_config(args: argparse.Namespace) -> int:
     from pooler.errors import PoolerError
 
     config = load_cli_config()
-    upstream, attempts = (
-        (args.upstream, []) if args.upstream and args.num_retries is not None else _from_database(config)
-    )
-    if upstream is None and not args.upstream:
+    routing = None if args.upstream and args.num_retries is not None else _from_database(config)
+    if routing is None and not args.upstream:
         print("pooler: warning: database not readable; using defaults for upstream and retries", file=sys.stderr)
     gateway = config_from_env(
         config,
-        upstream_url=args.upstream or upstream or DEFAULT_UPSTREAM_URL,
-        num_retries=args.num_retries if args.num_retries is not None else num_retries_for(attempts),
+        upstream_url=args.upstream or (routing.upstream if routing else None) or DEFAULT_UPSTREAM_URL,
+        num_retries=args.num_retries
+        if args.num_retries is not None
+        else num_retries_for(routing.max_attempts if routing else []),
         access_log_path=args.access_log,
     )
+    if routing is not None:
+        gateway = dataclasses.replace(gateway, first_event_hold=routing.first_event_hold)
     if args.local_socket:
         gateway = dataclasses.replace(gateway, local=Endpoint.unix(args.local_socket))
     if args.istio:

@@ -1,7 +1,7 @@
 """`pooler up` applies a config change by a hot restart of Envoy, under steady streaming load, on PostgreSQL: a
-pool's max_attempts raised above the rendered retries and `extproc_workers` changed (1 -> 2 -> 1) reach the
-running Envoy within seconds, no client sees a failure, every completed request has its row, and the replaced
-Envoy exits by itself after its drain."""
+pool's max_attempts raised above the rendered retries, `extproc_workers` changed (1 -> 2 -> 1) and the
+first-event hold turned off reach the running Envoy within seconds, no client sees a failure, every completed
+request has its row, and the replaced Envoy exits by itself after its drain."""
 
 from __future__ import annotations
 
@@ -100,6 +100,13 @@ def test_config_changes_are_applied_by_hot_restart_without_a_failed_request(tmp_
             wait_for_envoy_epoch(up, 3, "hot restart after extproc_workers 2 -> 1")
             wait_until(lambda: _extproc_workers_now(up, 1), timeout=120, what="back to one worker")
             load.wait_more(25, "traffic with one worker again")
+
+            # A filter taken out of the data path: the first-event hold off.
+            assert "pooler.first_event" in (up.data_dir / "envoy.yaml").read_text()
+            change_settings(up.database_url, first_event_hold=False)
+            wait_for_envoy_epoch(up, 4, "hot restart after first_event_hold off")
+            assert "pooler.first_event" not in (up.data_dir / "envoy.yaml").read_text()
+            load.wait_more(25, "traffic without the hold")
 
         log = up.log()
         assert "[pooler] stopped extproc-" in log

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from pooler.config import load_config
 from pooler.envoy_config import build_replica_parts, config_from_env
 from pooler.envoy_config.clusters import metrics_cluster
-from pooler.up import ExtprocLayout, extproc_groups, worker_count
+from pooler.up import DatabaseRouting, ExtprocLayout, extproc_groups, render_envoy_text, worker_count
 
 
 def test_worker_count_is_the_setting_else_one_per_core_and_one_on_sqlite() -> None:
@@ -78,3 +79,31 @@ def test_several_workers_run_in_replica_mode_and_bind_no_tcp_port(tmp_path: Path
     assert all(s.env["POOLER_EXTPROC_LISTEN"] == s.env["POOLER_METRICS_LISTEN"] == "" for s in specs)
     assert all(s.env["POOLER_EXTPROC_DRAIN_SECONDS"] == "4" for s in specs)
     assert workers.taken == dict(zip(["extproc-1", "extproc-2", "extproc-3"], layout.worker_sockets[:3], strict=True))
+
+
+def test_the_envoy_config_follows_what_the_database_says(tmp_path: Path) -> None:
+    """What `pooler up` compares every few seconds and applies by a hot restart: the retry count, the upstream,
+    the worker slots and the first-event hold all come from the database's routing."""
+    config = load_config({"POOLER_DATA_DIR": str(tmp_path)})
+    routing = DatabaseRouting(
+        upstream="http://127.0.0.1:9",
+        max_attempts=[3],
+        workers_setting=1,
+        drain_seconds=5,
+        first_event_hold=True,
+    )
+    base = render_envoy_text(config, routing, ExtprocLayout.of(config, 1))
+    assert "pooler.first_event" in base and '"num_retries": 2' in base
+    assert render_envoy_text(config, routing, ExtprocLayout.of(config, 1)) == base, "rendering is deterministic"
+    changed = {
+        "retries": dataclasses.replace(routing, max_attempts=[3, 6]),
+        "upstream": dataclasses.replace(routing, upstream="http://127.0.0.1:10"),
+        "hold": dataclasses.replace(routing, first_event_hold=False),
+    }
+    texts = {what: render_envoy_text(config, r, ExtprocLayout.of(config, 1)) for what, r in changed.items()}
+    assert all(text != base for text in texts.values())
+    assert '"num_retries": 5' in texts["retries"]
+    assert "pooler.first_event" not in texts["hold"]
+    two_workers = render_envoy_text(config, routing, ExtprocLayout.of(config, 2))
+    assert f"{tmp_path.resolve() / 'extproc.sock'}.2" in two_workers
+    assert f"{tmp_path.resolve() / 'extproc.sock'}.2" not in base
