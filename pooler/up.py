@@ -417,8 +417,8 @@ class Deployment:
         self.apply(supervisor, always=True)
 
     def check(self, supervisor: Supervisor) -> None:
-        """Every CONFIG_CHECK_SECONDS: a config change (a pool's max_attempts, the upstream URL, extproc_workers)
-        is applied by a hot restart of Envoy."""
+        """Every CONFIG_CHECK_SECONDS: a config change (a pool's max_attempts, the upstream URL, extproc_workers,
+        first_event_hold) is applied by a hot restart of Envoy."""
         self.apply(supervisor, always=False)
 
     def apply(self, supervisor: Supervisor, *, always: bool) -> None:
@@ -442,7 +442,12 @@ class Deployment:
             supervisor.say(f"{why}: Envoy refuses the new config, keeping the running one: {problem}")
             self.refused = text
             return
-        if not self._hot_restart(supervisor, path, text, routing.drain_seconds):
+        try:
+            epoch = self.envoy.running_epoch() + 1
+        except Exception as exc:  # Envoy is starting again after a crash: the next check tries again
+            supervisor.say(f"{why}: Envoy's admin did not answer ({type(exc).__name__}); no hot restart now")
+            return
+        if not self._hot_restart(supervisor, path, text, epoch, routing.drain_seconds):
             write_atomically(path, previous)
             supervisor.say(f"{why}: the new Envoy did not get ready; the running one keeps serving")
             self.refused = text
@@ -450,12 +455,8 @@ class Deployment:
         if layout.workers != self.layout.workers:
             self._resize_workers(supervisor, layout)
 
-    def _hot_restart(self, supervisor: Supervisor, path: Path, text: str, drain_seconds: int) -> bool:
-        try:
-            epoch = self.envoy.running_epoch() + 1
-        except Exception as exc:  # Envoy is restarting after a crash: the next check tries again
-            supervisor.say(f"Envoy's admin did not answer ({type(exc).__name__}); no hot restart now")
-            return True
+    def _hot_restart(self, supervisor: Supervisor, path: Path, text: str, epoch: int, drain_seconds: int) -> bool:
+        """The Envoy at `epoch` on `text`; True once it serves and the running one hands over to it."""
         write_atomically(path, text)
         supervisor.say(f"hot-restarting Envoy (epoch {epoch}); the old one drains for up to {drain_seconds}s")
         spec = self.envoy.successor(epoch, drain_seconds)

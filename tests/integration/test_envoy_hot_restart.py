@@ -12,21 +12,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import create_engine
-from sqlalchemy.orm import Session
 
-from pooler.audit import SYSTEM
-from pooler.demo import DEMO_POOL
 from pooler.envoy_config import render
 from pooler.envoy_hot_restart import EnvoyProcess
-from pooler.services.pools import update_pool_settings
 from pooler.up import envoy_binary
-from tests.support.databases import psycopg_url
 from tests.support.envoy_configs import sample_config
 from tests.support.pooler_up import (
     Load,
     PoolerUp,
     assert_every_completed_request_logged,
+    change_demo_pool,
     change_settings,
     envoy_epoch,
     latest_pid,
@@ -60,15 +55,6 @@ def _rendered_retries(up: PoolerUp) -> set[int]:
     return found
 
 
-def _raise_max_attempts(up: PoolerUp, attempts: int) -> None:
-    engine = create_engine(psycopg_url(up.database_url))
-    try:
-        with Session(engine) as session, session.begin():
-            update_pool_settings(session, DEMO_POOL, actor=SYSTEM, max_attempts=attempts)
-    finally:
-        engine.dispose()
-
-
 def _extproc_workers_now(up: PoolerUp, count: int) -> bool:
     return f"ext_proc: {count} decision worker(s) now" in up.log()
 
@@ -83,7 +69,7 @@ def test_config_changes_are_applied_by_hot_restart_without_a_failed_request(tmp_
             load.wait_more(25, "traffic flowing")
 
             # A pool that may try more accounts than Envoy retries: the rendered retry count must follow.
-            _raise_max_attempts(up, retries + 3)
+            change_demo_pool(up, max_attempts=retries + 3)
             wait_for_envoy_epoch(up, 1, "hot restart after max_attempts changed")
             assert max(_rendered_retries(up)) == retries + 2
             load.wait_more(25, "traffic after the first hot restart")

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, func, select
@@ -227,12 +228,17 @@ def assert_every_completed_request_logged(up: PoolerUp, load: Load, since: dt.da
     assert request_rows(up, since) == load.completed
 
 
-def without_stream_cap(up: PoolerUp) -> None:
+def change_demo_pool(up: PoolerUp, **changes: Any) -> None:
+    """update_pool_settings on the demo pool, as the admin would."""
     engine = create_engine(psycopg_url(up.database_url))
     try:
         with Session(engine) as session, session.begin():
-            update_pool_settings(session, DEMO_POOL, actor=SYSTEM, max_concurrency_per_account=None)
+            update_pool_settings(session, DEMO_POOL, actor=SYSTEM, **changes)
     finally:
         engine.dispose()
+
+
+def without_stream_cap(up: PoolerUp) -> None:
+    change_demo_pool(up, max_concurrency_per_account=None)
     # The settings change bumps the routing version: wait until the worker serves with it.
     wait_until(lambda: up.respond().status_code == 200, timeout=30, what="traffic after the pool change")
