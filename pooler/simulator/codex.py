@@ -65,8 +65,15 @@ def _finish(state: SimState, account: Account, plan: TurnPlan, entry: Entry) -> 
 class Pacer:
     """Spaces token deltas at the configured or faulted rate and tells when a stream fault fires."""
 
-    def __init__(self, rate: float, fault: Fault | None) -> None:
+    def __init__(self, rate: float, fault: Fault | None, start_pause: float = 0.0) -> None:
         self.rate, self.fault, self.sent, self.fired = rate, fault, 0, False
+        self.start_pause = start_pause
+        """Seconds to wait once, before the first event after the opening ones (`slow_start`)."""
+
+    async def before(self, opening: bool) -> None:
+        if self.start_pause > 0 and not opening:
+            pause, self.start_pause = self.start_pause, 0.0
+            await asyncio.sleep(pause)
 
     def due(self, is_token: bool, is_terminal: bool, opening: bool = False) -> Fault | None:
         """`opening`: the event is `response.created`/`response.in_progress`. A failure event before any delta
@@ -94,8 +101,10 @@ def _stream_setup(
     kinds = HTTP_STREAM_FAULTS if transport == "http" else WS_STREAM_FAULTS
     fault = state.faults.take(kinds, "responses", account.account_id, transport)
     slow = state.faults.take({"slow"}, "responses", account.account_id, transport)
-    entry.fault = ",".join(f.kind for f in (fault, slow) if f) or entry.fault
-    return plan, Pacer(slow.token_rate if slow else plan.token_rate, fault)
+    slow_start = state.faults.take({"slow_start"}, "responses", account.account_id, transport)
+    entry.fault = ",".join(f.kind for f in (fault, slow, slow_start) if f) or entry.fault
+    rate = slow.token_rate if slow else plan.token_rate
+    return plan, Pacer(rate, fault, slow_start.seconds if slow_start else 0.0)
 
 
 async def responses_post(request: web.Request) -> web.StreamResponse:
@@ -127,7 +136,9 @@ async def responses_post(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     for event, is_token in events(plan):
         terminal = event["type"] == "response.completed"
-        fault = pacer.due(is_token, terminal, event["type"] in OPENING_EVENTS)
+        opening = event["type"] in OPENING_EVENTS
+        await pacer.before(opening)
+        fault = pacer.due(is_token, terminal, opening)
         if fault is not None and fault.kind == "close_mid_stream":
             # Drop the TCP connection with the chunked body unfinished: the client sees a truncated stream.
             if request.transport is not None:
@@ -245,7 +256,9 @@ async def _ws_turn(request: web.Request, ws: web.WebSocketResponse, frame: dict[
     await ws.send_str(json.dumps(rate_limits_event(account, now)))
     for event, is_token in events(plan):
         terminal = event["type"] == "response.completed"
-        fault = pacer.due(is_token, terminal, event["type"] in OPENING_EVENTS)
+        opening = event["type"] in OPENING_EVENTS
+        await pacer.before(opening)
+        fault = pacer.due(is_token, terminal, opening)
         if fault is not None and fault.kind == "close_mid_stream":
             entry.status = 499
             if request.transport is not None:

@@ -4,7 +4,9 @@ null), optionally only for one account, one route and one transport.
 Kinds and their phase:
 - before the response starts ("pre"): `status` (429/401/500/502/503 or any, optional body/headers),
   `delay` (seconds before the first byte);
-- during a stream ("stream"): `slow` (token_rate), `close_mid_stream` (connection dropped after
+- during a stream ("stream"): `slow` (token_rate), `slow_start` (a pause of `seconds` after
+  `response.created`/`response.in_progress`, before the first output: a turn slow to start), `close_mid_stream`
+  (connection dropped after
   `after_tokens` deltas), `malformed_sse` (a broken event after `after_tokens` deltas, then the stream goes
   on), `ws_close` (websocket closed cleanly without a terminal event after `after_tokens` deltas),
   `fail_event` (after `after_tokens` deltas, 0 = before any, the turn ends with an SSE `response.failed` event
@@ -18,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PRE_KINDS = {"status", "delay"}
-STREAM_KINDS = {"slow", "close_mid_stream", "malformed_sse", "ws_close", "fail_event"}
+STREAM_KINDS = {"slow", "slow_start", "close_mid_stream", "malformed_sse", "ws_close", "fail_event"}
 KINDS = PRE_KINDS | STREAM_KINDS
 ROUTES = {"responses", "compact", "models", "usage", "oauth_token", "authorize", "device", "*"}
 TRANSPORTS = {"any", "http", "websocket"}

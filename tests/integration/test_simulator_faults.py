@@ -90,6 +90,18 @@ def test_delay_before_first_byte(shared_simulator: RunningSimulator) -> None:
     assert first < 0.6
 
 
+def test_slow_start_pauses_after_the_opening_events(shared_simulator: RunningSimulator) -> None:
+    """A turn slow to start (what the first-event hold waits through): the whole pause falls between
+    response.in_progress and the first output, and the turn then completes."""
+    sim = shared_simulator
+    sim.client.add_fault("slow_start", seconds=0.6)
+    _, total, events = timed_stream(sim)
+    assert total >= 0.6
+    assert [e["type"] for e in events[:2]] == ["response.created", "response.in_progress"]
+    assert events[-1]["type"] == "response.completed"
+    assert sim.client.journal()[-1]["fault"] == "slow_start"
+
+
 def test_slow_token_rate_and_configured_rate(shared_simulator: RunningSimulator) -> None:
     sim = shared_simulator
     sim.client.configure(text="one two three four five six seven eight nine ten")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pooler.simulator.client import SimulatorClient
 from tests.support.pooler_up import (
     Load,
     PoolerUp,
@@ -71,3 +72,21 @@ def test_a_single_worker_restarts_on_sighup_without_refusing_a_request(tmp_path:
             rolling_restart(up, load)
         assert re.search(rf"extproc-1 now runs as pid (?!{old}\b)\d+", up.log()), up.log()[-2000:]
         assert_every_completed_request_logged(up, load, since)
+
+
+def test_a_worker_killed_while_holding_turns_for_their_first_event_fails_none(up: PoolerUp) -> None:
+    """The responses route's ext_proc fails open (behind the decision guard): turns a worker was holding for their
+    first event when it was SIGKILLed go on as they are. Failing closed, Envoy answered them 503
+    gateway_unavailable (it does not retry an upstream filter's local reply)."""
+    simulator = SimulatorClient(up.simulator_url)
+    simulator.clear_faults()
+    # Every turn pauses 1 s after response.created/in_progress: held that long (the hold deadline is 1.5 s).
+    simulator.add_fault("slow_start", seconds=1.0, count=None)
+    since = dt.datetime.now(dt.UTC)
+    with Load(up) as load:
+        load.wait_more(8, "held turns completing")
+        assert sum(simulator.streams()["open"].values()) > 0, "turns in flight (held) at the kill"
+        os.kill(latest_pid(up, "extproc-1"), signal.SIGKILL)
+        wait_until(lambda: "extproc-1 is ready again after restart" in up.log(), timeout=60, what="worker 1 back")
+        load.wait_more(16, "traffic after the SIGKILL")
+    assert_every_completed_request_logged(up, load, since)
