@@ -24,6 +24,9 @@ from pooler.errors import PoolerError
 from pooler.supervisor import Child, ChildSpec, Probe, Supervisor, install_signal_handlers
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from pooler.context import CoreContext
     from pooler.demo import DemoSeed
     from pooler.envoy_config import GatewayConfig
 
@@ -323,25 +326,30 @@ class DatabaseRouting:
 
 
 def database_routing(config: Config) -> DatabaseRouting:
-    from sqlalchemy import select
-
     from pooler.context import open_context
-    from pooler.models import PoolSettings
-    from pooler.settings import get_setting
 
     # hide_parameters: a failure's message (said in the log) never carries a statement's values.
     ctx = open_context(config, hide_parameters=True)
     try:
-        with ctx.session_factory() as session:
-            return DatabaseRouting(
-                upstream=str(get_setting(session, "upstream_base_url")),
-                max_attempts=list(session.scalars(select(PoolSettings.max_attempts))),
-                workers_setting=int(get_setting(session, "extproc_workers") or 0),
-                drain_seconds=int(get_setting(session, "envoy_drain_seconds") or 0),
-                first_event_hold=bool(get_setting(session, "first_event_hold")),
-            )
+        return read_routing(ctx.session_factory)
     finally:
         ctx.dispose()
+
+
+def read_routing(session_factory: Callable[[], Session]) -> DatabaseRouting:
+    from sqlalchemy import select
+
+    from pooler.models import PoolSettings
+    from pooler.settings import get_setting
+
+    with session_factory() as session:
+        return DatabaseRouting(
+            upstream=str(get_setting(session, "upstream_base_url")),
+            max_attempts=list(session.scalars(select(PoolSettings.max_attempts))),
+            workers_setting=int(get_setting(session, "extproc_workers") or 0),
+            drain_seconds=int(get_setting(session, "envoy_drain_seconds") or 0),
+            first_event_hold=bool(get_setting(session, "first_event_hold")),
+        )
 
 
 def first_owner_needed(config: Config) -> bool:
@@ -406,6 +414,20 @@ class Deployment:
     environ: Mapping[str, str]
     refused: str | None = None
     """A rendered config the last hot restart could not apply: tried again only after a SIGHUP."""
+    _context: CoreContext | None = None
+    """Opened at the first check and kept: a check every few seconds reuses its engine and connections."""
+
+    def _routing(self) -> DatabaseRouting:
+        if self._context is None:
+            from pooler.context import open_context
+
+            self._context = open_context(self.config, hide_parameters=True)
+        return read_routing(self._context.session_factory)
+
+    def close(self) -> None:
+        if self._context is not None:
+            self._context.dispose()
+            self._context = None
 
     def reload(self, supervisor: Supervisor) -> None:
         """SIGHUP: rolling restart of the receivers, then of each decision worker (each only after its
@@ -423,7 +445,7 @@ class Deployment:
 
     def apply(self, supervisor: Supervisor, *, always: bool) -> None:
         try:
-            routing = database_routing(self.config)
+            routing = self._routing()
             layout = ExtprocLayout.of(self.config, workers_for(self.config, routing))
             text = render_envoy_text(self.config, routing, layout)
         except PoolerError as exc:  # a setting Envoy's config cannot be rendered from: say which
@@ -537,6 +559,7 @@ def run_up(demo: bool, out: IO[str] | None = None) -> int:
         )
     finally:
         supervisor.stop_all()
+        deployment.close()
     return 0
 
 
