@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pooler.models import JobRequest, JobRun, utcnow
@@ -136,6 +136,12 @@ def execute(
 def _run_claimed(factory: sessionmaker[Session], job_id: str, run_id: int, func: JobFunc) -> str:
     try:
         counts = func(utcnow())
+    except OperationalError as exc:
+        # The database went away or refused us mid-job (a restart, a failover): an outage the next slot
+        # recovers from, reported in one line; a traceback here would only bury the real failures.
+        log.warning("job %s failed: database unavailable (%s)", job_id, type(exc.orig).__name__)
+        finish_run(factory, run_id, "failed", None, type(exc).__name__[:64])
+        return "failed"
     except Exception as exc:
         log.exception("job %s failed", job_id)
         finish_run(factory, run_id, "failed", None, type(exc).__name__[:64])

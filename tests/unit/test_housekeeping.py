@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pooler.models import JobRun, RequestLog, UpstreamAccount
@@ -66,6 +69,26 @@ def test_a_slot_runs_once_and_outcomes_are_recorded(session_factory: Factory) ->
     assert [r.outcome for r in runs] == ["failed", "partial", "success"]
     assert runs[0].error_code == "RuntimeError" and runs[2].counts == {"done": 3}
     assert all(r.finished_at is not None and r.runner for r in runs)
+
+
+def test_a_database_outage_inside_a_job_is_one_line_without_traceback(
+    session_factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    job_id = f"test-{secrets.token_hex(3)}"
+
+    def connection_lost(now: dt.datetime) -> dict[str, int]:
+        raise OperationalError("DELETE FROM sticky_sessions", {}, ConnectionError("terminating connection"))
+
+    with caplog.at_level(logging.WARNING, logger="pooler.services.jobs"):
+        assert jobs.execute(
+            session_factory, job_id, jobs.floor_slot(NOW, dt.timedelta(minutes=1)), connection_lost
+        ) == ("failed")
+    [record] = [r for r in caplog.records if job_id in r.getMessage()]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "database unavailable (ConnectionError)" in record.getMessage()
+    with session_factory() as s:
+        [run] = jobs.recent_runs(s, job_id=job_id)
+    assert run.outcome == "failed" and run.error_code == "OperationalError"
 
 
 def test_floor_slot_is_the_same_grid_everywhere() -> None:
