@@ -220,6 +220,18 @@ class Gateway:
             return r.status_code == 200
 
         wait_until(known, timeout=timeout, what="snapshot with the new key")
+        if not self.replicas or not seeded.accounts:
+            return
+
+        # The answer above came from whichever replica Envoy picked; each replica reloads on its own, so a
+        # request right after could meet one that has not yet. Every replica lists the pool's accounts once it
+        # holds the snapshot with the key (one transaction wrote both).
+        def every_replica_reloaded() -> bool:
+            labels = [f'account="{label}"' for label in seeded.accounts]
+            texts = [self.metrics_text(n) for n in (0, *self.replicas)]
+            return all(label in text for text in texts for label in labels)
+
+        wait_until(every_replica_reloaded, timeout=timeout, what="every replica's snapshot with the new key")
 
     def update(self, change: Callable[[Any], None]) -> None:
         """Run `change(session)` in a transaction and bump the routing version (the gateway reloads)."""
