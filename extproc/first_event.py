@@ -1,9 +1,11 @@
 """The first-event processor: an SSE attempt whose turn fails before its first output goes to another account.
 
 Registered as `first_event` (the Codex responses route's processor, pooler/route_table.py). Request headers are
-the Codex processor's. Its cluster's filter sends response headers and streams the response body without
-waiting for the headers' answer (`send_body_without_waiting_for_header_response`), so the headers of a 200
-`text/event-stream` answer can be held here while the first body chunks arrive:
+the Codex processor's, plus the decision guard's mark on a decided attempt (its filter fails open, so that a
+process dying mid-hold lets the answer through; the guard keeps the request side closed). Its cluster's filter
+sends response headers and streams the response body without waiting for the headers' answer
+(`send_body_without_waiting_for_header_response`), so the headers of a 200 `text/event-stream` answer can be
+held here while the first body chunks arrive:
 
 - the first meaningful event (pooler/gateway/first_event.py) is a failure (`response.failed`, `error`): the
   attempt becomes an error answer the router retries on another account (`:status` 503, or 429 for a limit
@@ -72,6 +74,12 @@ class FirstEventProcessor(CodexProcessor):
         decision = super().request_headers(attempt)
         self.model = attempt.model
         return decision
+
+    def routed(self, attempt: Attempt, decision: ep.ProcessingResponse) -> None:
+        # Its filter fails open (a hold must not fail a served turn): the decision guard after it lets only an
+        # attempt with this mark go upstream (pooler/envoy_config/lua/decision_guard.lua).
+        if self.hold_seconds > 0 and decision.WhichOneof("response") == "request_headers":
+            set_headers(decision.request_headers.response.header_mutation, ((gc.DECIDED_HEADER, b"1"),))
 
     @property
     def held_until(self) -> float | None:

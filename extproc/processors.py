@@ -22,7 +22,7 @@ from extproc.local import (
     V1ModelsProcessor,
 )
 from extproc.media import V1AudioProcessor
-from extproc.phases import PASS_THROUGH, StreamProcessor
+from extproc.phases import StreamProcessor
 from extproc.processor import AttemptProcessor
 from extproc.v1 import V1Processor
 from pooler import gateway_contract as gc
@@ -71,16 +71,6 @@ class Processors:
 
     def names(self) -> frozenset[str]:
         return frozenset(self._openers)
-
-    def open_response(self, name: str, hold_seconds: float, model: str | None) -> StreamProcessor:
-        """The processor of a stream that starts at the response (a response-only filter: the first-event hold);
-        PASS_THROUGH for a processor that has no response-only part."""
-        if name != gc.PROCESSOR_FIRST_EVENT or hold_seconds <= 0:
-            return PASS_THROUGH
-        processor = self._openers[name](hold_seconds)
-        assert isinstance(processor, FirstEventProcessor)
-        processor.model = model
-        return processor
 
     def open(self, name: str, hold_seconds: float = 0.0) -> StreamProcessor:
         """The processor of one stream; every route row names one of the route table's processors, and each of

@@ -25,7 +25,6 @@ from extproc.phases import LATER_PHASES, PASS_THROUGH, Attempt, Exhausted
 from extproc.processor import AttemptProcessor
 from extproc.processors import Processors
 from extproc.shared import SharedState
-from extproc.structs import string_field
 from pooler import gateway_contract as gc
 
 log = logging.getLogger(__name__)
@@ -108,11 +107,6 @@ class ExternalProcessorService(ep_grpc.ExternalProcessorServicer):  # type: igno
                     log.exception("request_headers failed")
                     yield responses.error("internal_error")
             elif kind in LATER_PHASES:
-                if kind == "response_headers" and processor is PASS_THROUGH and named is not None:
-                    # A response-only filter's stream (the first-event hold): its processor opens here.
-                    request_ns = request.metadata_context.filter_metadata.get(gc.NS_REQUEST, None)
-                    model = string_field(request_ns, gc.REQUEST_MODEL) if request_ns is not None else None
-                    processor = self.processors.open_response(named, _hold_seconds(metadata), model)
                 # The oneof's field names are the hooks' names (extproc/phases.py).
                 answers = getattr(processor, kind)(getattr(request, kind))
                 if isinstance(answers, tuple):

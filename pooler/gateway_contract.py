@@ -117,6 +117,10 @@ resetting the stream, so the ext_proc may return at once (extproc/server.py expl
 HOLD_METADATA_KEY = "x-pooler-hold-ms"
 """gRPC initial metadata of a first-event filter: how long (ms) the ext_proc may hold an SSE answer's headers
 for its first meaningful event; rendered below the filter's `message_timeout` (extproc/first_event.py)."""
+DECIDED_HEADER = "x-pooler-decided"
+"""Set by the ext_proc on each attempt it decides behind a filter that fails open (the first-event hold's); the
+decision guard after it (envoy_config/lua/decision_guard.lua) refuses an attempt without it and removes it.
+Every route removes a client's copy, so only the ext_proc can have set it."""
 PROCESSOR_FIRST_EVENT = "first_event"  # SSE answers held until their first event: a failed start fails over
 PROCESSOR_V1_RESPONSES = "v1_responses"
 PROCESSOR_V1_CHAT = "v1_chat"

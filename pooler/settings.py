@@ -263,7 +263,7 @@ _DEFS = (
             bool,
             True,
             "Hold each streamed Codex answer until its first event, so a turn failing before it starts is retried "
-            "on another account (one more ext_proc stream per attempt; applied by an Envoy restart)",
+            "on another account (the response phases of its ext_proc stream; applied by an Envoy restart)",
         ),
         _s(
             "envoy_drain_seconds",

@@ -68,6 +68,9 @@ def build_route(route: rt.Route, num_retries: int, upstream: Upstream) -> dict[s
             }
         )
     out["request_headers_to_add"] = added
+    if route.through_extproc:
+        # Only the ext_proc may mark an attempt decided (pooler/envoy_config/lua/decision_guard.lua).
+        out["request_headers_to_remove"] = [gc.DECIDED_HEADER]
     if route.target in (rt.Target.CODEX, rt.Target.CODEX_WS):
         # The upstream error reader's notes are for the access log only.
         out["response_headers_to_remove"] = [gc.UPSTREAM_ERROR_HEADER, gc.ACTIVE_LIMIT_HEADER]

@@ -1,6 +1,7 @@
 """Upstream HTTP filters per cluster: the ext_proc (fail closed; headers only, plus the body phases a
-body-reading processor needs, from its ProcessorSpec in the route table), then the attempt's request id onto its
-response (for the per-attempt access log), before the upstream codec."""
+body-reading processor needs, from its ProcessorSpec in the route table; on the first-event hold's cluster it
+fails open behind the decision guard), then the attempt's request id onto its response (for the per-attempt
+access log), before the upstream codec."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from pooler import gateway_contract as gc
 from pooler.envoy_config.clusters import several_extprocs
 from pooler.envoy_config.inputs import GatewayConfig
-from pooler.envoy_config.lua import INSTALLATION_BODY_LUA, UPSTREAM_ERRORS_LUA
+from pooler.envoy_config.lua import DECISION_GUARD_LUA, INSTALLATION_BODY_LUA, UPSTREAM_ERRORS_LUA
 from pooler.envoy_config.parts import duration
 from pooler.gateway.ratelimit_view import WS_VIEW_KEY, WS_VIEW_RESPONSE_HEADER
 from pooler.route_table import PROCESSORS
@@ -73,6 +74,17 @@ _UPSTREAM_ERRORS = {
     },
 }
 
+DECISION_GUARD_FILTER = "pooler.decision_guard"
+"""Lua, per attempt, request side, right after an ext_proc that fails open: refuses an attempt the ext_proc did
+not decide (envoy_config/lua/decision_guard.lua)."""
+_DECISION_GUARD = {
+    "name": DECISION_GUARD_FILTER,
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+        "default_source_code": {"inline_string": DECISION_GUARD_LUA},
+    },
+}
+
 INSTALLATION_BODY_FILTER = "pooler.installation_body"
 """Lua, per attempt, request side: the client's installation id in a JSON body becomes the attempt's account's
 (envoy_config/lua/installation_body.lua), as the ext_proc does in the headers."""
@@ -131,7 +143,7 @@ def build_upstream_http_filters(
     }
     receiving = [gc.NS_ROUTING, gc.NS_VIEW]
     extra: dict[str, Any] = {}
-    hold: list[dict[str, Any]] = []
+    guard: list[dict[str, Any]] = []
     if processor is not None:
         spec = PROCESSORS[processor]
         # Picked once per stream by this name: a retried attempt sees the :path an earlier attempt rewrote.
@@ -143,7 +155,20 @@ def build_upstream_http_filters(
         if spec.response_body:
             mode["response_body_mode"] = "BUFFERED"
         if spec.first_event and config.first_event_hold:
-            hold = [_first_event_filter(config, processor, graceful_close)]
+            # The first-event hold (extproc/first_event.py): the body streams to the ext_proc while it holds the
+            # headers (measured: DESIGN, 2026-12-04); it must answer before `message_timeout` (a held message
+            # past it is a 504), so its own deadline is a share of it, the rest a margin for a loaded event loop.
+            mode["response_header_mode"] = "SEND"
+            mode["response_body_mode"] = "STREAMED"
+            extra["send_body_without_waiting_for_header_response"] = True
+            metadata.append(
+                {"key": gc.HOLD_METADATA_KEY, "value": str(int(config.extproc_timeout_seconds * 1000 * HOLD_SHARE))}
+            )
+            # Fail open, so that a process that dies holding an answer lets it through (Envoy does not retry an
+            # upstream filter's local reply: failing closed cost 4 turns per SIGKILLed worker); the guard keeps
+            # the request side closed. One stream per attempt: a hold filter of its own cost ~40% throughput.
+            extra["failure_mode_allow"] = True
+            guard = [_DECISION_GUARD]
         if spec.mode_override:
             extra["allow_mode_override"] = True  # the response body mode is chosen per response
         if spec.receives_usage:
@@ -156,7 +181,8 @@ def build_upstream_http_filters(
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
                 "grpc_service": grpc_service,
                 # Fail closed: without the ext_proc's decision there is no account token to send, and the client
-                # must get a fast JSON 503 (local_reply maps this 500), never the upstream with its Pool key.
+                # must get a fast JSON 503 (local_reply maps this 500), never the upstream with its Pool key
+                # (where it fails open, `extra`, the decision guard refuses instead).
                 "failure_mode_allow": False,
                 # Envoy's default rules ignore mutations of x-envoy-* headers: the ext_proc removes those Envoy
                 # (or a proxy in front) added, which the upstream must never see (pooler/gateway/upstream_identity.py).
@@ -171,16 +197,13 @@ def build_upstream_http_filters(
                 },
             },
         },
-        *hold,
+        *guard,
         # The attempt's response names its request for the per-attempt access log (x-request-id, which the log
         # would read, never reaches the upstream: pooler/gateway/upstream_identity.py).
         _ATTEMPT_OF,
         *([_INSTALLATION_BODY, _UPSTREAM_ERRORS] if upstream else []),
         _CODEC,
     ]
-
-
-FIRST_EVENT_FILTER = "pooler.first_event"
 
 
 def _extproc_service(config: GatewayConfig, metadata: list[dict[str, str]]) -> dict[str, Any]:
@@ -193,40 +216,3 @@ def _extproc_service(config: GatewayConfig, metadata: list[dict[str, str]]) -> d
     if metadata:
         service["initial_metadata"] = metadata
     return service
-
-
-def _first_event_filter(config: GatewayConfig, processor: str, graceful_close: bool) -> dict[str, Any]:
-    """The first-event hold: an ext_proc filter of its own that sees only the response, holding a 200 SSE answer's
-    headers while its body streams in (measured: DESIGN, 2026-12-04). It fails open, unlike the deciding filter:
-    once the request went out with its account, a hold that cannot be answered (its ext_proc process was killed
-    mid-hold; Envoy does not retry an upstream filter's local reply) lets the answer through as it is, instead of
-    failing a turn that is already being served. Its own deadline is a share of `message_timeout` (a held message
-    past it is a 504), the rest a margin for a loaded event loop."""
-    timeout = duration(config.extproc_timeout_seconds)
-    hold_ms = int(config.extproc_timeout_seconds * 1000 * HOLD_SHARE)
-    metadata = [
-        {"key": gc.PROCESSOR_METADATA_KEY, "value": processor},
-        {"key": gc.HOLD_METADATA_KEY, "value": str(hold_ms)},
-    ]
-    if graceful_close:
-        metadata.insert(0, {"key": gc.STREAM_CLOSE_METADATA_KEY, "value": gc.STREAM_CLOSE_GRACEFUL})
-    return {
-        "name": FIRST_EVENT_FILTER,
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
-            "grpc_service": _extproc_service(config, metadata),
-            "failure_mode_allow": True,
-            "message_timeout": timeout,
-            "processing_mode": {
-                "request_header_mode": "SKIP",
-                "response_header_mode": "SEND",
-                "request_body_mode": "NONE",
-                "response_body_mode": "STREAMED",
-                "request_trailer_mode": "SKIP",
-                "response_trailer_mode": "SKIP",
-            },
-            "send_body_without_waiting_for_header_response": True,
-            # NS_REQUEST: the request scanner's model, named in a model-bound limit's error header.
-            "metadata_options": {"forwarding_namespaces": {"untyped": [gc.NS_REQUEST]}},
-        },
-    }

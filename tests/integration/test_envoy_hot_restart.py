@@ -88,10 +88,10 @@ def test_config_changes_are_applied_by_hot_restart_without_a_failed_request(tmp_
             load.wait_more(25, "traffic with one worker again")
 
             # A filter taken out of the data path: the first-event hold off.
-            assert "pooler.first_event" in (up.data_dir / "envoy.yaml").read_text()
+            assert "pooler.decision_guard" in (up.data_dir / "envoy.yaml").read_text()
             change_settings(up.database_url, first_event_hold=False)
             wait_for_envoy_epoch(up, 4, "hot restart after first_event_hold off")
-            assert "pooler.first_event" not in (up.data_dir / "envoy.yaml").read_text()
+            assert "pooler.decision_guard" not in (up.data_dir / "envoy.yaml").read_text()
             load.wait_more(25, "traffic without the hold")
 
         log = up.log()

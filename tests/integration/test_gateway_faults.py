@@ -56,6 +56,18 @@ def test_extproc_killed_gives_fast_json_5xx_then_recovers(gw: Gateway, seeded: S
     elapsed = time.monotonic() - started
     assert response.status_code >= 500 and elapsed < 3.0, (response.status_code, elapsed)
     assert response.json()["error"]["code"] == "gateway_unavailable"
+    # The responses route's ext_proc fails open (for the first-event hold); its decision guard refuses the
+    # undecided attempt, and a client's own copy of the guard's mark does not get it through.
+    journal = gw.simulator.client.journal()
+    last = int(journal[-1]["seq"]) if journal else 0
+    forged = httpx.post(
+        f"{gw.codex_base}/responses",
+        json=turn_body(PROMPT_CANARY),
+        headers={"Authorization": f"Bearer {seeded.key}", "x-pooler-decided": "1", "Accept": "text/event-stream"},
+        timeout=10,
+    )
+    assert forged.status_code == 503 and forged.json()["error"]["code"] == "gateway_unavailable", forged.text
+    assert gw.simulator.client.journal(since=last) == [], "an undecided attempt reached the upstream"
     gw.start_extproc()
     assert _post(gw, seeded.key).status_code == 200
 

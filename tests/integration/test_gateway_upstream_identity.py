@@ -41,6 +41,7 @@ PROXY_HEADERS = {
     "x-request-id": "client-chosen-id",
     "x-envoy-original-path": "/elsewhere",
     "x-pooler-view-plan-type": "spoofed",
+    "x-pooler-decided": "forged",  # the decision guard's mark: only the ext_proc may set it, nobody sees it
     "cookie": "__cf_bm=from-another-account",
 }
 

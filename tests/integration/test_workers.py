@@ -75,9 +75,9 @@ def test_a_single_worker_restarts_on_sighup_without_refusing_a_request(tmp_path:
 
 
 def test_a_worker_killed_while_holding_turns_for_their_first_event_fails_none(up: PoolerUp) -> None:
-    """The first-event hold's ext_proc filter fails open: turns a worker was holding for their first event when it
-    was SIGKILLed go on as they are. Failing closed, Envoy answered them 503 gateway_unavailable (it does not
-    retry an upstream filter's local reply)."""
+    """The responses route's ext_proc fails open (behind the decision guard): turns a worker was holding for their
+    first event when it was SIGKILLed go on as they are. Failing closed, Envoy answered them 503
+    gateway_unavailable (it does not retry an upstream filter's local reply)."""
     simulator = SimulatorClient(up.simulator_url)
     simulator.clear_faults()
     # Every turn pauses 1 s after response.created/in_progress: held that long (the hold deadline is 1.5 s).

@@ -53,6 +53,10 @@ local function request_handle(headers, body, initial)
     return buffered
   end
   function handle:streamInfo() return info end
+  -- A local reply: its status (the scripts send no headers beyond it) and body, kept on the handle.
+  function handle:respond(reply_headers, reply_body)
+    handle.replied = {status = reply_headers[":status"], body = reply_body}
+  end
   return handle, metadata, function() return buffered and buffered.bytes or body end
 end
 

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from pooler import gateway_contract as gc
 from pooler.envoy_config import lua
 from pooler.envoy_config.http_filters import build_http_filters
 from pooler.envoy_config.upstream_filters import (
+    DECISION_GUARD_FILTER,
     INSTALLATION_BODY_FILTER,
     UPSTREAM_ERRORS_FILTER,
     build_upstream_http_filters,
@@ -30,6 +32,7 @@ ENTRY_POINTS = {
     lua.WS_USAGE_SCRIPT: "envoy_on_response",
     lua.UPSTREAM_ERRORS_SCRIPT: "envoy_on_response",
     lua.INSTALLATION_BODY_SCRIPT: "envoy_on_request",
+    lua.DECISION_GUARD_SCRIPT: "envoy_on_request",
 }
 # The parts of the standard library the scripts may use (Envoy's LuaJIT opens them all; `io`, `require`, `load*`
 # and `debug` have no business in a filter).
@@ -85,6 +88,11 @@ def test_the_config_carries_the_rendered_scripts_with_every_placeholder_filled(s
     }
     sources[lua.UPSTREAM_ERRORS_SCRIPT] = upstream[UPSTREAM_ERRORS_FILTER]
     sources[lua.INSTALLATION_BODY_SCRIPT] = upstream[INSTALLATION_BODY_FILTER]
+    # The guard sits only behind the ext_proc that fails open: the first-event hold's cluster.
+    held = build_upstream_http_filters(sample_config(tmp_path), processor=gc.PROCESSOR_FIRST_EVENT)
+    sources[lua.DECISION_GUARD_SCRIPT] = next(
+        f["typed_config"]["default_source_code"]["inline_string"] for f in held if f["name"] == DECISION_GUARD_FILTER
+    )
     assert sources[script] == lua.render_script(script)
     assert "${" not in sources[script]
     for value in lua.SUBSTITUTIONS[script].values():

@@ -93,7 +93,7 @@ def test_the_envoy_config_follows_what_the_database_says(tmp_path: Path) -> None
         first_event_hold=True,
     )
     base = render_envoy_text(config, routing, ExtprocLayout.of(config, 1))
-    assert "pooler.first_event" in base and '"num_retries": 2' in base
+    assert "pooler.decision_guard" in base and '"num_retries": 2' in base
     assert render_envoy_text(config, routing, ExtprocLayout.of(config, 1)) == base, "rendering is deterministic"
     changed = {
         "retries": dataclasses.replace(routing, max_attempts=[3, 6]),
@@ -103,7 +103,7 @@ def test_the_envoy_config_follows_what_the_database_says(tmp_path: Path) -> None
     texts = {what: render_envoy_text(config, r, ExtprocLayout.of(config, 1)) for what, r in changed.items()}
     assert all(text != base for text in texts.values())
     assert '"num_retries": 5' in texts["retries"]
-    assert "pooler.first_event" not in texts["hold"]
+    assert "pooler.decision_guard" not in texts["hold"]
     two_workers = render_envoy_text(config, routing, ExtprocLayout.of(config, 2))
     assert f"{tmp_path.resolve() / 'extproc.sock'}.2" in two_workers
     assert f"{tmp_path.resolve() / 'extproc.sock'}.2" not in base

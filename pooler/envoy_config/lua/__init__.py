@@ -3,7 +3,8 @@ importlib.resources) so that they can be parsed, linted and unit-tested as Lua (
 
 One file per script (`request_scan.lua`: the request body scanner; `ws_view.lua`: the websocket pooled-view frame
 rewriter; `ws_usage.lua`: the websocket token counter; `upstream_errors.lua`: the upstream filter that reads
-non-2xx answers; `installation_body.lua`: the upstream filter that gives a body's installation id the account's),
+non-2xx answers; `installation_body.lua`: the upstream filter that gives a body's installation id the account's;
+`decision_guard.lua`: the upstream filter that refuses an attempt the ext_proc did not decide),
 its name being the script's name in the filter's `source_codes` and in the routes'
 `LuaPerRoute`, plus `json.lua`, the JSON helpers every script starts with, `ws_frames.lua`, the websocket
 frame helpers of the two websocket scripts, and `error_fields.lua`, the error-answer reading that the upstream
@@ -36,6 +37,7 @@ WS_VIEW_SCRIPT = "ws_view"
 WS_USAGE_SCRIPT = "ws_usage"
 UPSTREAM_ERRORS_SCRIPT = "upstream_errors"
 INSTALLATION_BODY_SCRIPT = "installation_body"
+DECISION_GUARD_SCRIPT = "decision_guard"
 
 _PLACEHOLDER = re.compile(r"\$\{(\w*)\}")
 _LITERAL_SAFE = re.compile(r"[\w.:-]+")
@@ -60,6 +62,7 @@ SUBSTITUTIONS: dict[str, dict[str, str]] = {
         for name in ("UPSTREAM_ERROR_HEADER", "ACTIVE_LIMIT_HEADER", "NS_REQUEST", "REQUEST_MODEL")
     },
     INSTALLATION_BODY_SCRIPT: {name: getattr(gc, name) for name in ("NS_ROUTING", "ROUTING_ACCOUNT_INSTALLATION")},
+    DECISION_GUARD_SCRIPT: {"DECIDED_HEADER": gc.DECIDED_HEADER},
 }
 """Per script, the value of each `${NAME}` in its code."""
 HELPERS: dict[str, tuple[str, ...]] = {
@@ -109,3 +112,4 @@ WS_VIEW_LUA = render_script(WS_VIEW_SCRIPT)
 WS_USAGE_LUA = render_script(WS_USAGE_SCRIPT)
 UPSTREAM_ERRORS_LUA = render_script(UPSTREAM_ERRORS_SCRIPT)
 INSTALLATION_BODY_LUA = render_script(INSTALLATION_BODY_SCRIPT)
+DECISION_GUARD_LUA = render_script(DECISION_GUARD_SCRIPT)
