@@ -106,7 +106,12 @@ def test_all_accounts_spent_gives_codex_429_with_earliest_reset(gw: Gateway) -> 
 
 
 def test_sticky_session_stays_then_moves_once(gw: Gateway) -> None:
-    seeded = gw.seed_pool("sticky", ["acct-k1", "acct-k2", "acct-k3"], strategy="round-robin")
+    # No stream cap: these turns follow each other every ~25 ms and a stream counts as in flight until its
+    # access-log entry arrives (up to one flush, 0.2 s here, later), so the cap (8, per worker its share) would
+    # see the session's own finished turns as concurrent and overflow one; that is the cap's test, not this one.
+    seeded = gw.seed_pool(
+        "sticky", ["acct-k1", "acct-k2", "acct-k3"], strategy="round-robin", max_concurrency_per_account=None
+    )
     since = _last_seq(gw)
     for turn in range(20):
         assert _post(gw, seeded.key, session="conv-main", prompt=f"turn {turn}").status_code == 200

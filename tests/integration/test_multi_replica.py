@@ -44,7 +44,12 @@ def _picks(gw: Gateway, replica: int, pool: str) -> float:
 
 
 def test_session_stays_on_one_account_across_replicas(gw: Gateway) -> None:
-    seeded = gw.seed_pool("mr-sticky", ["acct-r1", "acct-r2", "acct-r3"], strategy="round-robin")
+    # No stream cap: these turns follow each other every ~25 ms and a stream counts as in flight until its
+    # access-log entry arrives (up to one flush, 0.2 s here, later), so the cap (8, per worker its share) would
+    # see the session's own finished turns as concurrent and overflow one; that is the cap's test, not this one.
+    seeded = gw.seed_pool(
+        "mr-sticky", ["acct-r1", "acct-r2", "acct-r3"], strategy="round-robin", max_concurrency_per_account=None
+    )
     since = max([e["seq"] for e in gw.simulator.client.journal()] or [0])
     # At least 20 turns, and on until both replicas have picked for this session: Envoy balances ext_proc streams
     # over the replicas, but a loaded machine can send a short run of turns to one of them only.
