@@ -124,27 +124,6 @@ def _health_checks(interval: str, grpc: bool = True) -> list[dict[str, Any]]:
 
 
 RECEIVER_FAILOVER_CHECK_SECONDS = 0.2
-
-# A replica that refuses a connection or resets streams is out at once, not at its next health check (up to
-# an interval later). Least-request favours exactly that replica: a killed process's streams are gone, so it
-# looks idle beside a live one busy with held turns, and the stream retry's previous-hosts predicate (a few
-# re-picks) kept landing on it (seen: 4 attempts at a SIGKILLed worker within 16 ms, the turn failed). The
-# next successful health check takes it back (successful_active_health_check_uneject_host, default on); the
-# ejection time is only the ceiling for a replica whose checks keep failing.
-REPLICA_OUTLIER_DETECTION: dict[str, Any] = {
-    "split_external_local_origin_errors": True,
-    "consecutive_local_origin_failure": 1,
-    "enforcing_consecutive_local_origin_failure": 100,
-    # Only the local-origin detector: gRPC answers are HTTP 200, and success-rate needs more hosts than we run.
-    "enforcing_consecutive_5xx": 0,
-    "enforcing_success_rate": 0,
-    "enforcing_local_origin_success_rate": 0,
-    "interval": "1s",
-    "base_ejection_time": "1s",
-    "max_ejection_time": "5s",
-    # Every dead replica may be out: with no panic routing, an ejected one would get no work anyway.
-    "max_ejection_percent": 100,
-}
 # Never send work to a replica known to be down ("panic mode" would, below 50% healthy).
 NO_PANIC = {"healthy_panic_threshold": {"value": 0}}
 
@@ -191,8 +170,6 @@ def build_replica_parts(config: GatewayConfig) -> dict[str, Any]:
         ),
         "replica_health_checks": _health_checks(interval) if several else [],
         "replica_lb_config": NO_PANIC if several else {},
-        # None (YAML null, unset): a lone ext_proc has nowhere else to send a stream.
-        "replica_outlier_detection": REPLICA_OUTLIER_DETECTION if several else None,
         "accesslog_health_checks": _health_checks(receiver_interval) if several_receivers else [],
         "accesslog_lb_config": NO_PANIC if several_receivers else {},
     }

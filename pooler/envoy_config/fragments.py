@@ -76,12 +76,7 @@ def build_fragments(config: GatewayConfig) -> dict[str, Any]:
     routes = rt.fragment_routes()
     bundled = yaml.safe_load(render(config))
     resources = bundled["static_resources"]
-    # Fields the bundled config leaves unset (YAML null) are left out of a fragment.
-    own = {
-        c["name"]: {k: v for k, v in c.items() if v is not None}
-        for c in resources["clusters"]
-        if c["name"] in ("pooler_extproc", "pooler_accesslog")
-    }
+    own = {c["name"]: c for c in resources["clusters"] if c["name"] in ("pooler_extproc", "pooler_accesslog")}
     listener = next(li for li in resources["listeners"] if li["name"] == "gateway_local")
     access_log = {**build_grpc_access_log(config), "filter": pooler_requests()}
     # Upstream attempts carry the account the ext_proc set (the routing metadata is not in an attempt's own

@@ -116,7 +116,13 @@ EXTPROC_RETRY: dict[str, Any] = {
             },
         }
     ],
-    "host_selection_retry_max_attempts": 3,
+    # Least-request favours a just-killed process until the health check takes it out (up to an interval): its
+    # streams are gone, so it looks idle beside a live one busy with held turns, and two-choice sampling over
+    # two hosts picks it 3 times in 4. With 3 re-picks per retry an Envoy debug log showed all 4 attempts of a
+    # decision stream refused by a SIGKILLed worker's socket within 16 ms (the turn failed 503); with 20, no
+    # stream in the same test needed more than one retry. (Outlier detection ejected that worker at once, but
+    # the load balancer kept picking it for the next 0.3-0.6 s, so it is not used.)
+    "host_selection_retry_max_attempts": 20,
 }
 
 
