@@ -146,6 +146,16 @@ class Child:
             self._reader.join(timeout)
 
 
+@dataclass
+class Retiring:
+    """A replaced child handing over (an Envoy after its hot restart): it should exit by itself before
+    `deadline` (monotonic); past it, SIGTERM, and past the next deadline (`stop_timeout` later) SIGKILL."""
+
+    child: Child
+    deadline: float
+    terminated: bool = False
+
+
 class Supervisor:
     """Runs a fixed set of children until `stop_event` is set; see `run`."""
 
@@ -165,7 +175,7 @@ class Supervisor:
         self.stop_timeout = stop_timeout
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
-        self.retiring: list[tuple[Child, float]] = []
+        self.retiring: list[Retiring] = []
         """Replaced children that stop by themselves (an Envoy after its hot-restart handover), each with the
         monotonic deadline after which it is stopped."""
 
@@ -220,14 +230,26 @@ class Supervisor:
         self._reap_retiring(now)
 
     def _reap_retiring(self, now: float) -> None:
+        """Reaps replaced children that exited, and signals one that overstays (one signal per tick, never a
+        wait: this runs inside supervision, and waiting here held every other child's for `stop_timeout`)."""
         for entry in list(self.retiring):
-            child, deadline = entry
-            if child.running() and now < deadline:
+            child = entry.child
+            if child.running():
+                if now < entry.deadline:
+                    continue
+                if not entry.terminated:
+                    self.say(
+                        f"{child.name} pid {child.pid} (replaced) is still running after its handover; stopping it"
+                    )
+                    child.signal_group(signal.SIGTERM)
+                    entry.terminated, entry.deadline = True, now + self.stop_timeout
+                else:
+                    self.say(f"{child.name} pid {child.pid} (replaced) did not stop; killing it")
+                    child.signal_group(signal.SIGKILL)
+                    entry.deadline = now + self.stop_timeout
                 continue
             self.retiring.remove(entry)
-            if child.running():
-                self.say(f"{child.name} pid {child.pid} (replaced) is still running after its handover; stopping it")
-            self._stop_one(child)
+            _sweep_group(child)
             self.say(f"{child.name} pid {child.pid} (replaced) has exited")
 
     def replace(
@@ -246,7 +268,7 @@ class Supervisor:
         # Out of the supervised set first: its exit is the plan, not a crash to restart.
         self.children[self.children.index(old)] = new
         if handover is not None:
-            self.retiring.append((old, time.monotonic() + handover))
+            self.retiring.append(Retiring(old, time.monotonic() + handover))
             self.say(f"{new.name} now runs as pid {new.pid}; pid {old.pid} hands over and exits within {handover:.0f}s")
             return True
         deadline = time.monotonic() + timeout
@@ -301,9 +323,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 child.signal_group(signal.SIGKILL)
                 child.proc.wait(5)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.proc.pid, signal.SIGKILL)
-        child.join_output()
+        _sweep_group(child)
 
     def wait_ready(self, timeout: float, interval: float = 0.1) -> bool:
         """Supervises while waiting until every child is ready; False on timeout or stop."""
@@ -341,7 +361,7 @@ class Supervisor:
 
     def stop_all(self) -> None:
         """SIGTERM every child's process group, wait up to `stop_timeout`, then SIGKILL what is left."""
-        running = [c for c in self.children + [child for child, _ in self.retiring] if c.running()]
+        running = [c for c in self.children + [r.child for r in self.retiring] if c.running()]
         for child in reversed(running):  # Envoy first is not needed; reverse start order is the usual courtesy
             child.signal_group(signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
@@ -353,12 +373,8 @@ class Supervisor:
                 self.say(f"{child.name} did not stop within {self.stop_timeout:.0f}s; killing it")
                 child.signal_group(signal.SIGKILL)
                 child.proc.wait(5)
-        for child in self.children + [child for child, _ in self.retiring]:
-            # Grandchildren (gunicorn workers) may outlive a cleanly stopped parent: sweep each group.
-            if child.proc is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(child.proc.pid, signal.SIGKILL)
-            child.join_output()
+        for child in self.children + [r.child for r in self.retiring]:
+            _sweep_group(child)
         if running:
             self.say("all processes stopped")
 
@@ -374,3 +390,12 @@ def install_signal_handlers(stop_event: threading.Event, reload_event: threading
     signal.signal(signal.SIGTERM, handler)
     if reload_event is not None:
         signal.signal(signal.SIGHUP, lambda _signum, _frame: reload_event.set())
+
+
+def _sweep_group(child: Child) -> None:
+    """After `child` exited: grandchildren (gunicorn workers) may outlive a cleanly stopped parent, so its whole
+    process group goes; then its output thread is joined."""
+    if child.proc is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.proc.pid, signal.SIGKILL)
+    child.join_output()

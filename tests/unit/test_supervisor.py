@@ -237,3 +237,28 @@ def test_run_calls_the_periodic_check() -> None:
     runner.start()
     runner.join(20)
     assert not runner.is_alive() and len(calls) == 3
+
+
+def test_a_replaced_child_that_ignores_sigterm_is_killed_on_a_later_tick_without_holding_supervision() -> None:
+    """An overstaying replaced child gets SIGTERM at its handover deadline and SIGKILL `stop_timeout` later, each
+    from a tick that returns at once: supervision of the other children goes on in between."""
+    out = io.StringIO()
+    stubborn = ChildSpec("e", [sys.executable, "-c", STUBBORN], ready_line="ignoring TERM")
+    sup = Supervisor([stubborn], out=out, stop_timeout=60)
+    sup.start_all()
+    try:
+        assert sup.wait_ready(15)
+        old = sup.child("e")
+        assert sup.replace(
+            old, ChildSpec("e", [sys.executable, "-c", SLEEPER, "e1"], ready_line="hello from e1"), 15, handover=0
+        )
+        sup.tick()
+        assert "still running after its handover; stopping it" in out.getvalue()
+        assert old.running() and sup.retiring, "SIGTERM is ignored; the tick did not wait for the exit"
+        sup.retiring[0].deadline = 0  # as if stop_timeout (60 s) had passed
+        wait_until(lambda: (sup.tick(), not sup.retiring)[1], what="the stubborn child killed and reaped")
+        assert not old.running()
+        assert "did not stop; killing it" in out.getvalue() and "(replaced) has exited" in out.getvalue()
+        assert sup.child("e").running()
+    finally:
+        sup.stop_all()
