@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, ViewportSize, sync_playwright
+from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
 
 from pooler.audit import SYSTEM
 from pooler.services import pools
@@ -34,6 +34,8 @@ def _login(page: Page, base: str) -> None:
     page.fill("#username", "owner")
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
+    # The click returns once the next page's navigation commits; its stylesheet may still be loading.
+    page.wait_for_load_state("load")
     assert page.url.rstrip("/").endswith("/admin"), page.url
 
 
@@ -59,9 +61,9 @@ def test_phone_layout_never_scrolls_sideways(stack: tuple[Gateway, str], artifac
 
         # The nav hides behind the menu button and opens from it.
         nav = page.locator("#main-nav")
-        assert not nav.is_visible()
+        expect(nav).to_be_hidden()
         page.click("[data-menu-toggle]")
-        assert nav.is_visible()
+        expect(nav).to_be_visible()
         nav_paths = [str(a.get_attribute("href")) for a in nav.locator("a").all()]
         assert len(nav_paths) >= 9
 
