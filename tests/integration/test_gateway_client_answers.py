@@ -108,7 +108,7 @@ def test_a_missing_key_is_told_apart_from_a_wrong_one(gw: Gateway) -> None:
     ids=["truncated", "not-json", "trailing-comma", "array"],
 )
 def test_malformed_json_on_the_codex_route_is_a_400_before_any_account(gw: Gateway, body: bytes) -> None:
-    seeded = gw.seed_pool(f"badjson-{uuid.uuid4().hex[:12]}", ["acct-bj1"])  # unique across runs (shared database)
+    seeded = gw.seed_pool(f"badjson-{uuid.uuid4().hex[:12]}", ["acct-bj1"])  # unique: one database per run
     since = _end(gw)
     response = _codex(gw, body, {"Authorization": f"Bearer {seeded.key}"})
     assert response.status_code == 400, response.text

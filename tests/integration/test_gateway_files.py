@@ -115,7 +115,7 @@ def test_unroutable_creator_gives_file_account_unavailable(gw: Gateway) -> None:
     ["http://files.example.com/u", "https://127.0.0.1/u", "https://10.1.2.3/u", "https://user:pw@files.example.com/u"],
 )
 def test_unsafe_upload_urls_are_refused(gw: Gateway, base: str) -> None:
-    # Unique per run: integration modules share one database, and a name from the URL's hash met an earlier run's.
+    # Unique: the integration modules share one database per run, and two URLs once hashed to the same name.
     seeded = gw.seed_pool(f"files-url-{uuid.uuid4().hex[:12]}", ["acct-u1"])
     httpx.post(f"{gw.simulator.base_url}/_sim/files/upload_base", json={"base": base}, timeout=5)
     try:
