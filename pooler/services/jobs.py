@@ -136,14 +136,13 @@ def execute(
 def _run_claimed(factory: sessionmaker[Session], job_id: str, run_id: int, func: JobFunc) -> str:
     try:
         counts = func(utcnow())
-    except OperationalError as exc:
-        # The database went away or refused us mid-job (a restart, a failover): an outage the next slot
-        # recovers from, reported in one line; a traceback here would only bury the real failures.
-        log.warning("job %s failed: database unavailable (%s)", job_id, type(exc.orig).__name__)
-        finish_run(factory, run_id, "failed", None, type(exc).__name__[:64])
-        return "failed"
     except Exception as exc:
-        log.exception("job %s failed", job_id)
+        if isinstance(exc, OperationalError):
+            # The database went away or refused us mid-job (a restart, a failover): an outage the next slot
+            # recovers from, reported in one line; a traceback here would only bury the real failures.
+            log.warning("job %s failed: database unavailable (%s)", job_id, type(exc.orig).__name__)
+        else:
+            log.exception("job %s failed", job_id)
         finish_run(factory, run_id, "failed", None, type(exc).__name__[:64])
         return "failed"
     outcome = "partial" if counts.get("failed", 0) else "success"
